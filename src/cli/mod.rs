@@ -1,0 +1,52 @@
+//! The `restpg` command line: global options, the subcommand enum and
+//! dispatch. Each area of the library owns one file here with its
+//! subcommand's arguments and handler; arguments are parsed raw by clap and
+//! validated into resolved settings inside those handlers.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Log output format.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// restpg: reasoning-enhanced self-training for personalized long-form text.
+#[derive(Parser, Debug)]
+#[command(name = "restpg", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format; verbosity comes from `RUST_LOG` (default `info`).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// All subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+}
+
+/// Sets up tracing for `RUST_LOG` and the chosen format.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// Whatever the subcommand returns.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+    }
+}
