@@ -9,51 +9,24 @@
 //! digest, so a run can always be traced back to the exact settings it used.
 
 use crate::train::TrainConfig;
+use actors::Method;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Which of the paper's four systems to run (REST-PG Table 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// Supervised fine-tuning on (x, y) with retrieval-augmented prompts.
-    Sft,
-    /// SFT on (x, reasoning ⊕ y): the reasoning-enhanced template.
-    SftReasoning,
-    /// SFT, then ReST-EM self-training on plain prompts.
-    RestEm,
-    /// SFT with reasoning, then EM self-training on reasoning prompts.
-    RestPg,
-}
+/// Serde for [`Method`] through its `FromStr`/`Display` names (`sft`,
+/// `sft-reasoning`, `rest-em`, `rest-pg`), so the TOML error names the key.
+mod method_serde {
+    use actors::Method;
+    use serde::{Deserialize, Deserializer, Serializer};
 
-impl Method {
-    /// The name used in configs, logs and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Sft => "sft",
-            Method::SftReasoning => "sft-reasoning",
-            Method::RestEm => "rest-em",
-            Method::RestPg => "rest-pg",
-        }
+    pub fn serialize<S: Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.as_str())
     }
-    /// Whether the method trains on generated reasoning.
-    pub fn uses_reasoning(self) -> bool {
-        matches!(self, Method::SftReasoning | Method::RestPg)
-    }
-    /// Whether the method runs EM self-training iterations after SFT.
-    pub fn self_trains(self) -> bool {
-        matches!(self, Method::RestEm | Method::RestPg)
-    }
-}
 
-/// Where each M-step starts (REST-PG §3.3; ReST-EM).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InitMode {
-    /// From the base (pre-SFT) weights every iteration: the paper's default.
-    Fresh,
-    /// From the previous iteration's weights.
-    Continue,
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Method, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Model files. Paths may be a GGUF file or a Hugging Face-layout directory;
@@ -153,15 +126,13 @@ impl Default for RewardSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmSection {
-    /// Iterations T (paper: 3).
+    /// Iterations T (paper: 3). Where each M-step starts is `train.init`.
     pub iterations: u32,
-    /// Where each M-step starts.
-    pub init: InitMode,
 }
 
 impl Default for EmSection {
     fn default() -> Self {
-        Self { iterations: 3, init: InitMode::Fresh }
+        Self { iterations: 3 }
     }
 }
 
@@ -194,7 +165,8 @@ impl Default for EvalSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
-    /// Which system to train.
+    /// Which system to train: `sft`, `sft-reasoning`, `rest-em`, `rest-pg`.
+    #[serde(with = "method_serde")]
     pub method: Method,
     /// Run seed: every sample seed and the data order derive from it.
     pub seed: u64,
@@ -304,7 +276,7 @@ impl RunConfig {
     /// # Errors
     /// Only if serialisation fails, which would be a bug.
     pub fn to_toml(&self) -> anyhow::Result<String> {
-        Ok(toml::to_string_pretty(self)?)
+        Ok(toml::to_string(self)?)
     }
 
     /// Checks ranges and files before any work starts.
@@ -361,9 +333,10 @@ impl RunConfig {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
-        let spec = crate::reward::RewardSpec::parse(&self.reward.name)
-            .map_err(|e| invalid("reward.name", e.to_string()))?;
-        let (lo, hi) = spec.range();
+        let spec: crate::reward::RewardSpec =
+            self.reward.name.parse().map_err(|e: crate::reward::spec::SpecError| invalid("reward.name", e.to_string()))?;
+        // Every metric lies in [0, 1], so a weighted mix lies in [0, Σ weights].
+        let (lo, hi) = (0.0f64, spec.terms.iter().map(|(w, _)| w).sum::<f64>());
         if !(self.reward.tau >= lo as f32 && self.reward.tau <= hi as f32) {
             return Err(invalid("reward.tau", format!("{} is outside the reward's range [{lo}, {hi}]", self.reward.tau)));
         }

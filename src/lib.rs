@@ -14,5 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod data;
 pub mod paths;
+pub mod retrieve;
 pub mod train;
+pub mod reward;

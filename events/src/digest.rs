@@ -1,7 +1,6 @@
 //! Content digests: 32-byte blake3 hashes, written as lowercase hex for people
 //! and as raw bytes on disk.
 
-
 /// A blake3 digest. Used for event ids, the hash chain, prompts, checkpoints,
 /// configurations and sealed data sets.
 pub type Digest = [u8; 32];

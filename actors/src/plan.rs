@@ -1,0 +1,325 @@
+//! The [`Plan`]: every value the coordinator needs to run Algorithm 1 of
+//! REST-PG, decided on the root side (from the TOML configuration) and passed
+//! in as plain data.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::capability::{CheckpointRef, PromptKind};
+
+/// Which of the paper's four systems to run (REST-PG §4, Table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Supervised fine-tuning on (x, y) with the retrieval-augmented prompt.
+    Sft,
+    /// SFT on (x, reasoning ⊕ y): D_reasoning only, no self-training.
+    SftReasoning,
+    /// ReST-EM (Singh et al. 2024): SFT on (x, y), then T rounds of
+    /// expectation-maximization without reasoning.
+    RestEm,
+    /// REST-PG: SFT on D_reasoning, then T rounds of reasoning-enhanced
+    /// self-training (Algorithm 1).
+    RestPg,
+}
+
+impl Method {
+    /// Every method, in the paper's order.
+    pub const ALL: [Method; 4] = [Method::Sft, Method::SftReasoning, Method::RestEm, Method::RestPg];
+
+    /// The name used in configurations and logs: `sft`, `sft-reasoning`,
+    /// `rest-em`, `rest-pg`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Sft => "sft",
+            Method::SftReasoning => "sft-reasoning",
+            Method::RestEm => "rest-em",
+            Method::RestPg => "rest-pg",
+        }
+    }
+
+    /// Whether the method generates reasoning data and trains on
+    /// reasoning ⊕ y (and samples reasoning ⊕ response in the E-step).
+    pub fn uses_reasoning(self) -> bool {
+        matches!(self, Method::SftReasoning | Method::RestPg)
+    }
+
+    /// Whether the method runs the E-step/M-step loop after SFT.
+    pub fn self_trains(self) -> bool {
+        matches!(self, Method::RestEm | Method::RestPg)
+    }
+
+    /// The template the policy is trained, sampled and evaluated with.
+    pub fn policy_prompt(self) -> PromptKind {
+        if self.uses_reasoning() {
+            PromptKind::Reasoning
+        } else {
+            PromptKind::Plain
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no method.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown method {got:?} (expected one of: sft, sft-reasoning, rest-em, rest-pg)")]
+pub struct MethodParseError {
+    /// The rejected name.
+    pub got: String,
+}
+
+impl FromStr for Method {
+    type Err = MethodParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| MethodParseError { got: s.to_owned() })
+    }
+}
+
+/// Where each M-step starts (REST-PG §3.3; ReST-EM restarts from the base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InitMode {
+    /// Train every M-step from the base checkpoint (the paper's default).
+    Fresh,
+    /// Train the M-step of iteration t from θ_t, the checkpoint that sampled
+    /// D_t.
+    Continue,
+}
+
+/// Sampling settings of one kind of generation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerationSettings {
+    /// Softmax temperature (γ in the paper; 0 means greedy).
+    pub temperature: f32,
+    /// Nucleus-sampling probability mass, in (0, 1].
+    pub top_p: f32,
+    /// Generation budget in tokens (paper: output ≤ 1,536 tokens).
+    pub max_new_tokens: u32,
+}
+
+/// Test-only fault switch: makes the sampler pool fail once so tests can
+/// check supervision (restart and re-issue). Never set by the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FaultPlan {
+    /// The sampler pool's batch (0-based, counted over every batch any
+    /// sampler worker of the run receives, reasoning generation included)
+    /// whose first delivery fails.
+    pub sampler_fail_once_at_batch: usize,
+    /// `true`: the worker panics inside its handler; `false`: it returns a
+    /// retryable error.
+    pub panic: bool,
+    /// When set, the coordinator stops the run abruptly (no `RunFailed`, no
+    /// further events, [`RunError::InjectedCrash`](crate::RunError)) once
+    /// this many `SampleGenerated` events were appended in this process:
+    /// an in-process stand-in for a crash during the E-step.
+    pub crash_after_samples: Option<usize>,
+}
+
+/// Everything one run of Algorithm 1 needs, decided. Built by the root
+/// package from its resolved configuration; validated by [`Plan::validate`]
+/// before any actor starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The run's id (names every event id, so it must stay the same on
+    /// resume).
+    pub run_id: String,
+    /// Which system to run.
+    pub method: Method,
+    /// The run seed: sample seeds derive from it and the sample id
+    /// ([`events::SampleId::seed`]).
+    pub seed: u64,
+    /// Train input ids (the E-step samples for each).
+    pub train_ids: Vec<String>,
+    /// Validation input ids; empty skips validation evaluations.
+    pub val_ids: Vec<String>,
+    /// Test input ids; empty skips the final test evaluation.
+    pub test_ids: Vec<String>,
+    /// Profile items retrieved per input (paper: k = 5).
+    pub k: usize,
+    /// Samples per train input in each E-step (paper: m = 32).
+    pub m: u32,
+    /// EM iterations (paper: T = 3); ignored by `sft` and `sft-reasoning`.
+    pub iterations: u32,
+    /// Reward threshold τ (paper: 1.0, the judge's maximum).
+    pub tau: f32,
+    /// Most samples kept per input (paper: 10).
+    pub max_kept_per_input: u32,
+    /// Where each M-step starts.
+    pub init: InitMode,
+    /// The base (pretrained) checkpoint θ_0: SFT starts from it, and so does
+    /// every M-step under [`InitMode::Fresh`].
+    pub base: CheckpointRef,
+    /// E-step sampling (paper: γ = 0.7, nucleus sampling).
+    pub e_step: GenerationSettings,
+    /// Reasoning-data generation settings.
+    pub reasoning: GenerationSettings,
+    /// The reasoning generator's name as logged in `ReasoningGenerated`.
+    pub generator_name: String,
+    /// The checkpoint the reasoning generator loads (the base policy by
+    /// default on the root side).
+    pub generator_checkpoint: CheckpointRef,
+    /// Requests per batch sent to a sampler, judge or retriever worker.
+    pub batch_size: usize,
+    /// Sampler worker threads (each builds its own policy).
+    pub sampler_workers: usize,
+    /// Judge worker threads (each builds its own judge).
+    pub judge_workers: usize,
+    /// Most batches outstanding to a worker pool at once (backpressure).
+    pub max_in_flight: usize,
+    /// Deliveries of one batch after which a retryable failure fails the run
+    /// (1 = no retry).
+    pub max_attempts: u32,
+    /// Test-only fault switch; `None` in real runs.
+    pub fault: Option<FaultPlan>,
+}
+
+impl Plan {
+    /// A plan with the paper's defaults (Appendix B) for the numbers, one
+    /// worker of each kind, and the given identity and data.
+    pub fn new(run_id: impl Into<String>, method: Method, seed: u64, base: CheckpointRef, train_ids: Vec<String>) -> Plan {
+        Plan {
+            run_id: run_id.into(),
+            method,
+            seed,
+            train_ids,
+            val_ids: Vec::new(),
+            test_ids: Vec::new(),
+            k: 5,
+            m: 32,
+            iterations: 3,
+            tau: 1.0,
+            max_kept_per_input: 10,
+            init: InitMode::Fresh,
+            generator_checkpoint: base.clone(),
+            base,
+            e_step: GenerationSettings { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
+            reasoning: GenerationSettings { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
+            generator_name: "policy".into(),
+            batch_size: 8,
+            sampler_workers: 1,
+            judge_workers: 1,
+            max_in_flight: 2,
+            max_attempts: 3,
+            fault: None,
+        }
+    }
+
+    /// EM iterations this method actually runs (0 for the SFT methods).
+    pub fn em_iterations(&self) -> u32 {
+        if self.method.self_trains() {
+            self.iterations
+        } else {
+            0
+        }
+    }
+
+    /// Refuses plans the coordinator cannot run.
+    ///
+    /// # Errors
+    /// [`PlanError`] naming the field: empty run id or train set, duplicate
+    /// input ids, `m`, `k`, batch size, worker counts, in-flight bound or
+    /// attempts of 0, a non-finite τ, or sampling settings out of range.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let bad = |field: &'static str, why: String| Err(PlanError { field, why });
+        if self.run_id.is_empty() {
+            return bad("run_id", "is empty".into());
+        }
+        if self.train_ids.is_empty() {
+            return bad("train_ids", "no train inputs".into());
+        }
+        for (field, ids) in [("train_ids", &self.train_ids), ("val_ids", &self.val_ids), ("test_ids", &self.test_ids)] {
+            let mut seen = std::collections::BTreeSet::new();
+            for id in ids {
+                if !seen.insert(id) {
+                    return bad(field, format!("input id {id:?} appears twice"));
+                }
+            }
+        }
+        for (field, v) in [
+            ("k", self.k),
+            ("batch_size", self.batch_size),
+            ("sampler_workers", self.sampler_workers),
+            ("judge_workers", self.judge_workers),
+            ("max_in_flight", self.max_in_flight),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if self.method.self_trains() && self.m == 0 {
+            return bad("m", "must be at least 1".into());
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts", "must be at least 1".into());
+        }
+        if !self.tau.is_finite() {
+            return bad("tau", format!("{} is not a finite number", self.tau));
+        }
+        for (field, g) in [("e_step", &self.e_step), ("reasoning", &self.reasoning)] {
+            if !(g.temperature.is_finite() && g.temperature >= 0.0) {
+                return bad(field, format!("temperature {} must be finite and ≥ 0", g.temperature));
+            }
+            if !(g.top_p > 0.0 && g.top_p <= 1.0) {
+                return bad(field, format!("top_p {} must be in (0, 1]", g.top_p));
+            }
+            if g.max_new_tokens == 0 {
+                return bad(field, "max_new_tokens must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A plan the coordinator refuses, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid plan: {field} {why}")]
+pub struct PlanError {
+    /// The [`Plan`] field at fault.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan::new("r", Method::RestPg, 1, CheckpointRef { hash: [0; 32], path: "base".into() }, vec!["a".into()])
+    }
+
+    #[test]
+    fn method_names_round_trip() {
+        for m in Method::ALL {
+            assert_eq!(m.as_str().parse::<Method>().unwrap(), m);
+        }
+        assert!("reinforce".parse::<Method>().unwrap_err().to_string().contains("rest-pg"));
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        assert_eq!(plan().validate(), Ok(()));
+        let mut p = plan();
+        p.m = 0;
+        assert_eq!(p.validate().unwrap_err().field, "m");
+        let mut p = plan();
+        p.train_ids.push("a".into());
+        assert_eq!(p.validate().unwrap_err().field, "train_ids");
+        let mut p = plan();
+        p.e_step.top_p = 0.0;
+        assert_eq!(p.validate().unwrap_err().field, "e_step");
+        let mut p = plan();
+        p.tau = f32::NAN;
+        assert_eq!(p.validate().unwrap_err().field, "tau");
+        let mut p = plan();
+        p.max_in_flight = 0;
+        assert_eq!(p.validate().unwrap_err().field, "max_in_flight");
+    }
+}

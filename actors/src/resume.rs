@@ -1,0 +1,133 @@
+//! What a log already holds of a run: the fold the coordinator starts from.
+//!
+//! Applying an event is pure and cannot fail (cqrs style); contradictions
+//! (two different checkpoints for one step, a sample generated twice with
+//! different text) cannot arise from idempotent appends, and are caught
+//! where they matter: the sealed digest is recomputed and compared before a
+//! sealed data set is trained on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use events::{Decision, Digest, Event, SampleId};
+
+use crate::capability::{CheckpointRef, EvalSummary};
+
+/// A generated sample as the log records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedSample {
+    /// Reasoning part, when the output had one.
+    pub reasoning: Option<String>,
+    /// Final response (what the judge sees).
+    pub response: String,
+    /// Content hash of the checkpoint that sampled it.
+    pub checkpoint: Digest,
+}
+
+/// A logged filter decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoggedDecision {
+    /// Kept or why not.
+    pub decision: Decision,
+    /// The reward it used.
+    pub reward: f32,
+    /// Its rank.
+    pub rank: u32,
+}
+
+/// A logged checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedCheckpoint {
+    /// Hash and path.
+    pub checkpoint: CheckpointRef,
+    /// Optimiser step it was saved at.
+    pub step: u64,
+}
+
+/// The state of one run as folded from its log. Every map is keyed the way
+/// the corresponding event's id is, so "in the log" and "in this state" mean
+/// the same thing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunState {
+    /// Inputs with a `RetrievalDone`.
+    pub retrieved: BTreeSet<String>,
+    /// Reasoning per (input id, generator name).
+    pub reasoning: BTreeMap<(String, String), String>,
+    /// Samples by id.
+    pub samples: BTreeMap<SampleId, LoggedSample>,
+    /// Rewards by (sample, reward name).
+    pub rewards: BTreeMap<(SampleId, String), f32>,
+    /// Filter decisions by sample.
+    pub decisions: BTreeMap<SampleId, LoggedDecision>,
+    /// Sealed data sets: iteration → (count, digest).
+    pub sealed: BTreeMap<u32, (u64, Digest)>,
+    /// Checkpoints by (iteration, role); the first logged one wins.
+    pub checkpoints: BTreeMap<(u32, String), LoggedCheckpoint>,
+    /// Evaluations by (iteration, split, system).
+    pub evaluations: BTreeMap<(u32, String, String), EvalSummary>,
+    /// Iterations with an `IterationFinished`.
+    pub finished_iterations: BTreeSet<u32>,
+    /// Whether the run already finished.
+    pub run_finished: bool,
+    /// Reasons of earlier `RunFailed` events, in log order.
+    pub failures: Vec<String>,
+    /// Number of events folded.
+    pub events: u64,
+}
+
+impl RunState {
+    /// Applies one event of this run.
+    pub fn apply(&mut self, event: &Event) {
+        self.events += 1;
+        match event {
+            Event::RetrievalDone { input_id, .. } => {
+                self.retrieved.insert(input_id.clone());
+            }
+            Event::ReasoningGenerated { input_id, generator, reasoning, .. } => {
+                self.reasoning.entry((input_id.clone(), generator.clone())).or_insert_with(|| reasoning.clone());
+            }
+            Event::SampleGenerated { sample, reasoning, response, checkpoint, .. } => {
+                self.samples.entry(sample.clone()).or_insert_with(|| LoggedSample {
+                    reasoning: reasoning.clone(),
+                    response: response.clone(),
+                    checkpoint: *checkpoint,
+                });
+            }
+            Event::RewardAssigned { sample, reward, reward_name, .. } => {
+                self.rewards.entry((sample.clone(), reward_name.clone())).or_insert(*reward);
+            }
+            Event::FilterDecided { sample, decision, reward, rank, .. } => {
+                self.decisions
+                    .entry(sample.clone())
+                    .or_insert(LoggedDecision { decision: *decision, reward: *reward, rank: *rank });
+            }
+            Event::DatasetSealed { iteration, count, digest } => {
+                self.sealed.entry(*iteration).or_insert((*count, *digest));
+            }
+            Event::CheckpointSaved { iteration, step, role, hash, path, .. } => {
+                self.checkpoints.entry((*iteration, role.clone())).or_insert(LoggedCheckpoint {
+                    checkpoint: CheckpointRef { hash: *hash, path: path.clone() },
+                    step: *step,
+                });
+            }
+            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+                self.evaluations
+                    .entry((*iteration, split.clone(), system.clone()))
+                    .or_insert_with(|| EvalSummary { scores: scores.clone(), report_path: report_path.clone() });
+            }
+            Event::IterationFinished { iteration } => {
+                self.finished_iterations.insert(*iteration);
+            }
+            Event::RunFinished { .. } => self.run_finished = true,
+            Event::RunFailed { reason } => self.failures.push(reason.clone()),
+            Event::RunStarted { .. }
+            | Event::StageStarted { .. }
+            | Event::StageFinished { .. }
+            | Event::TrainingProgress { .. } => {}
+        }
+    }
+
+    /// Samples of iteration `t`, in sample-id order.
+    pub fn samples_of(&self, t: u32) -> impl Iterator<Item = (&SampleId, &LoggedSample)> {
+        self.samples.iter().filter(move |(id, _)| id.iteration == t)
+    }
+}

@@ -1,0 +1,131 @@
+//! Folding a sequence of records into a [`RunState`], checking the chain on
+//! the way.
+
+use events::{digest_hex, Digest, Envelope, GENESIS_HASH};
+
+use crate::completion::Completion;
+use crate::state::{RunState, Scope};
+
+/// Why a replay stopped before the end of the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The store could not read or decode a record (a flipped byte, an
+    /// unknown schema version, an I/O error). Its message names the record.
+    #[error("cannot read the record after {}: {source}", after_seq.map_or_else(|| "the start of the log".to_owned(), |s| format!("seq {s}")))]
+    Read {
+        /// Sequence number of the last record read successfully.
+        after_seq: Option<u64>,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// A record's sequence number is not the one after its predecessor's:
+    /// records were removed, duplicated or reordered.
+    #[error("sequence gap at seq {found}: expected seq {expected} (records were removed or reordered)")]
+    SequenceGap {
+        /// The sequence number that should have come next.
+        expected: u64,
+        /// The one that did.
+        found: u64,
+    },
+    /// A record does not carry its predecessor's hash: the chain was cut or
+    /// a record was replaced without rewriting everything after it.
+    #[error("hash chain broken at seq {seq}: it names previous hash {}, but the record before it hashes to {}", digest_hex(.found), digest_hex(.expected))]
+    ChainBroken {
+        /// The record whose `prev_hash` is wrong.
+        seq: u64,
+        /// The hash of the record before it (or genesis).
+        expected: Digest,
+        /// The `prev_hash` it carries.
+        found: Digest,
+    },
+    /// A record belongs to another run than the ones before it.
+    #[error("seq {seq} belongs to run {found:?}, but the log is run {expected:?}")]
+    ForeignRecord {
+        /// The record.
+        seq: u64,
+        /// The log's run id (the first record's).
+        expected: String,
+        /// The record's.
+        found: String,
+    },
+}
+
+/// How to fold a log: the completion rule, and which part of the state to
+/// keep. `Replay::new(c).fold(records)` keeps everything.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    completion: Completion,
+    scope: Scope,
+}
+
+impl Replay {
+    /// A fold that keeps every iteration and every sample's text.
+    pub fn new(completion: Completion) -> Self {
+        Self { completion, scope: Scope { iteration: None, keep_text: true } }
+    }
+
+    /// Keeps the samples, rewards, decisions and seal of iteration `t` only
+    /// (run records, training curves, checkpoints and evaluations are always
+    /// kept). The whole chain is still read and checked.
+    pub fn only_iteration(mut self, t: u32) -> Self {
+        self.scope.iteration = Some(t);
+        self
+    }
+
+    /// Drops sample texts after computing their completion digests: enough
+    /// to verify and audit, not to export or resample.
+    pub fn without_text(mut self) -> Self {
+        self.scope.keep_text = false;
+        self
+    }
+
+    /// Folds records in log order, checking that sequence numbers follow
+    /// each other, that each record names its predecessor's hash, and that
+    /// all belong to one run. Stops at the first record the source cannot
+    /// read or that breaks the chain.
+    ///
+    /// # Errors
+    /// [`ReplayError`], naming the sequence number where the log stops
+    /// making sense.
+    pub fn fold<I, E>(&self, records: I) -> Result<RunState, ReplayError>
+    where
+        I: IntoIterator<Item = Result<Envelope, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let mut state = RunState::scoped(self.completion.clone(), self.scope.clone());
+        for record in records {
+            let after_seq = state.last.map(|(s, _)| s);
+            let record = record.map_err(|e| ReplayError::Read { after_seq, source: e.into() })?;
+            check_link(&state, &record)?;
+            state.apply(record);
+        }
+        Ok(state)
+    }
+
+}
+
+/// Checks that `record` follows the last record applied to `state`.
+fn check_link(state: &RunState, record: &Envelope) -> Result<(), ReplayError> {
+    let (expected_seq, expected_prev) = match state.last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (record.seq, if record.seq == 0 { GENESIS_HASH } else { record.prev_hash }),
+    };
+    if record.seq != expected_seq {
+        return Err(ReplayError::SequenceGap { expected: expected_seq, found: record.seq });
+    }
+    if record.prev_hash != expected_prev {
+        return Err(ReplayError::ChainBroken { seq: record.seq, expected: expected_prev, found: record.prev_hash });
+    }
+    if let Some(run_id) = &state.run_id {
+        if *run_id != record.run_id {
+            return Err(ReplayError::ForeignRecord {
+                seq: record.seq,
+                expected: run_id.clone(),
+                found: record.run_id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+

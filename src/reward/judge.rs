@@ -1,0 +1,404 @@
+//! The paper's LLM judge (REST-PG, Salemi et al. 2025, §3 and Appendix A):
+//! the judge prompt — input, expected output, generated output and the
+//! criteria for scores 0–10 — goes through the judge model once, with no
+//! sampling, and the probability of each score at the answer position is
+//! read off the next-token distribution. The paper's reward is the score with
+//! the highest probability ÷ 10 ([`ScoreRule::Argmax`]); G-Eval's
+//! probability-weighted mean ÷ 10 is the option [`ScoreRule::Expected`]. The
+//! whole 11-value distribution is returned for the event log.
+//!
+//! **Multi-token scores.** Each score `s ∈ 0..=10` is encoded on its own
+//! (`encode("7")`, `encode("10")`); for SmolLM2's tokenizer, which splits
+//! digits, "10" is the two tokens "1","0". The score sequences form a trie.
+//! The probability of a sequence is the product of its next-token
+//! probabilities (P("10") = P("1") · P("0" | "1")), computed with one extra
+//! forward pass per proper prefix (here: the prompt followed by "1"). A score
+//! that is a prefix of another is only a *final* answer when the answer does
+//! not continue into the longer one: P("1" final) = P("1") · (1 − P("0" | "1")).
+//! The 11 final probabilities are renormalised to sum to 1 (mass on
+//! non-score tokens is dropped). A judge whose tokenizer cannot encode every
+//! score as a round-tripping token sequence is refused at construction.
+//!
+//! Only the response part of the generation is judged (see
+//! [`crate::reward::response_of`]); an empty response scores 0 without a
+//! model call. Batches are cut into chunks of `batch_size` prompts; results
+//! do not depend on chunking beyond the model's own numerical batch
+//! invariance (tested on the real SmolLM2).
+
+use super::{response_of, Reward, RewardInput, RewardOutput};
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+
+/// What the judge needs from a language model: the tokenizer and one forward
+/// pass returning next-token log-probabilities.
+pub trait ScoreModel {
+    /// Log-softmax over the vocabulary of the token after each prompt:
+    /// `[B][V]`, one row per prompt (natural log).
+    ///
+    /// # Errors
+    /// Model failures.
+    fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
+    /// Token ids of `text` (no special tokens added).
+    ///
+    /// # Errors
+    /// Tokenizer failures.
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Text of `ids`.
+    ///
+    /// # Errors
+    /// Tokenizer failures.
+    fn decode(&self, ids: &[u32]) -> Result<String>;
+    /// The model's chat prompt for one user turn, ending where the
+    /// assistant's answer starts.
+    fn chat_prompt(&self, system: Option<&str>, user: &str) -> String;
+}
+
+/// How the score distribution becomes a reward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ScoreRule {
+    /// The most probable score ÷ 10 (the paper's rule; ties → lower score).
+    #[default]
+    Argmax,
+    /// Σ p(s)·s ÷ 10 (G-Eval).
+    Expected,
+}
+
+impl ScoreRule {
+    /// Applies the rule to an 11-value distribution over scores 0..=10.
+    pub fn apply(self, dist: &[f32]) -> f32 {
+        match self {
+            ScoreRule::Argmax => {
+                let mut best = 0;
+                for (i, p) in dist.iter().enumerate() {
+                    if *p > dist[best] {
+                        best = i;
+                    }
+                }
+                best as f32 / 10.0
+            }
+            ScoreRule::Expected => dist.iter().enumerate().map(|(s, p)| s as f32 * p).sum::<f32>() / 10.0,
+        }
+    }
+}
+
+/// The judge's prompt text from (input, expected output, response).
+pub type JudgeTemplate = Box<dyn Fn(&str, &str, &str) -> String + Send>;
+
+/// Judge settings.
+pub struct JudgeConfig {
+    /// Argmax (paper) or expected value (G-Eval).
+    pub rule: ScoreRule,
+    /// Prompts per forward pass.
+    pub batch_size: usize,
+    /// Builds the user turn of the judge prompt.
+    pub template: JudgeTemplate,
+    /// Optional system turn.
+    pub system: Option<String>,
+    /// Text appended after the chat prompt's assistant start, before the
+    /// score (e.g. "Score: "); empty by default.
+    pub answer_prefix: String,
+}
+
+impl std::fmt::Debug for JudgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JudgeConfig")
+            .field("rule", &self.rule)
+            .field("batch_size", &self.batch_size)
+            .field("answer_prefix", &self.answer_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig {
+            rule: ScoreRule::Argmax,
+            batch_size: 8,
+            template: Box::new(default_judge_prompt),
+            system: None,
+            answer_prefix: String::new(),
+        }
+    }
+}
+
+/// A judge prompt in the paper's shape (Appendix A: input, expected output,
+/// generated output, criteria for 0–10, answer with the score only). The
+/// pipeline normally supplies the prompt module's template instead.
+pub fn default_judge_prompt(input: &str, expected: &str, generated: &str) -> String {
+    format!(
+        "You are an impartial judge. Compare a generated text with the expected text that the same \
+person wrote for the input below, and rate how well the generated text matches the expected \
+text in content, details, style and personal voice.\n\n\
+# Input\n{input}\n\n# Expected output\n{expected}\n\n# Generated output\n{generated}\n\n\
+# Scoring criteria\n\
+0: unrelated to the expected output.\n\
+1-3: shares the topic, but the content and style differ.\n\
+4-6: covers part of the expected content or style.\n\
+7-9: close in content and style, with small differences.\n\
+10: equivalent in content and style.\n\n\
+Answer with a single integer from 0 to 10 and nothing else."
+    )
+}
+
+/// The score token sequences as a trie, derived once per tokenizer.
+#[derive(Clone, Debug)]
+struct ScoreTrie {
+    /// Token sequence of each score 0..=10.
+    seqs: Vec<Vec<u32>>,
+    /// Prefixes whose next-token distribution is needed (root = empty),
+    /// each with the distinct next tokens that continue to some score.
+    nodes: BTreeMap<Vec<u32>, Vec<u32>>,
+}
+
+impl ScoreTrie {
+    fn new<M: ScoreModel + ?Sized>(model: &M) -> Result<Self> {
+        let mut seqs = Vec::with_capacity(11);
+        for s in 0..=10u32 {
+            let text = s.to_string();
+            let ids = model.encode(&text).with_context(|| format!("encoding judge score {text:?}"))?;
+            ensure!(!ids.is_empty(), "the judge's tokenizer has no tokens for score {text:?}: it cannot be used as a judge");
+            let back = model.decode(&ids).with_context(|| format!("decoding judge score {text:?}"))?;
+            ensure!(
+                back.trim() == text,
+                "the judge's tokenizer has no score token for {text:?} (its tokens {ids:?} decode to {back:?}): it cannot be used as a judge"
+            );
+            if let Some(prev) = seqs.iter().position(|q: &Vec<u32>| *q == ids) {
+                bail!("the judge's tokenizer encodes scores {prev} and {s} identically ({ids:?})");
+            }
+            seqs.push(ids);
+        }
+        let mut nodes: BTreeMap<Vec<u32>, Vec<u32>> = BTreeMap::new();
+        for seq in &seqs {
+            for k in 0..seq.len() {
+                let e = nodes.entry(seq[..k].to_vec()).or_default();
+                if !e.contains(&seq[k]) {
+                    e.push(seq[k]);
+                }
+            }
+        }
+        Ok(ScoreTrie { seqs, nodes })
+    }
+
+    /// Final-answer probabilities of the 11 scores, renormalised, from the
+    /// log-probabilities at each trie node.
+    fn distribution(&self, logp: &BTreeMap<Vec<u32>, Vec<f32>>) -> Result<Vec<f32>> {
+        let p = |node: &[u32], tok: u32| -> Result<f64> {
+            let row = logp.get(node).context("missing judge pass for a score prefix")?;
+            let lp = *row.get(tok as usize).with_context(|| format!("score token {tok} outside the vocabulary ({})", row.len()))?;
+            Ok(f64::from(lp).exp())
+        };
+        let mut raw = Vec::with_capacity(self.seqs.len());
+        for seq in &self.seqs {
+            let mut prob = 1.0f64;
+            for k in 0..seq.len() {
+                prob *= p(&seq[..k], seq[k])?;
+            }
+            // A score that is a prefix of another ends only if the answer
+            // does not continue into the longer score.
+            if let Some(children) = self.nodes.get(seq) {
+                let mut cont = 0.0;
+                for t in children {
+                    cont += p(seq, *t)?;
+                }
+                prob *= (1.0 - cont).max(0.0);
+            }
+            raw.push(prob);
+        }
+        let total: f64 = raw.iter().sum();
+        ensure!(total > 0.0 && total.is_finite(), "the judge put no probability on any score 0..10");
+        Ok(raw.iter().map(|x| (x / total) as f32).collect())
+    }
+}
+
+/// The LLM judge over a [`ScoreModel`].
+pub struct Judge<M: ScoreModel> {
+    model: M,
+    config: JudgeConfig,
+    trie: ScoreTrie,
+    empty_responses: u64,
+}
+
+impl<M: ScoreModel> std::fmt::Debug for Judge<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Judge").field("config", &self.config).field("score_tokens", &self.trie.seqs).finish_non_exhaustive()
+    }
+}
+
+impl<M: ScoreModel> Judge<M> {
+    /// Builds a judge, checking that the tokenizer has score tokens.
+    ///
+    /// # Errors
+    /// A tokenizer without round-tripping tokens for every score 0..=10, or
+    /// `batch_size` = 0.
+    pub fn new(model: M, config: JudgeConfig) -> Result<Self> {
+        ensure!(config.batch_size > 0, "judge batch_size must be at least 1");
+        let trie = ScoreTrie::new(&model)?;
+        Ok(Judge { model, config, trie, empty_responses: 0 })
+    }
+
+    /// Token ids of each score 0..=10 for this judge's tokenizer.
+    pub fn score_tokens(&self) -> &[Vec<u32>] {
+        &self.trie.seqs
+    }
+
+    /// Number of empty responses seen so far (scored 0 without a model call).
+    pub fn empty_responses(&self) -> u64 {
+        self.empty_responses
+    }
+
+    /// The wrapped model.
+    pub fn model_mut(&mut self) -> &mut M {
+        &mut self.model
+    }
+
+    /// The full judge prompt ids for one (input, expected, response).
+    ///
+    /// # Errors
+    /// Tokenizer failures.
+    pub fn prompt_ids(&self, input: &str, expected: &str, response: &str) -> Result<Vec<u32>> {
+        let user = (self.config.template)(input, expected, response);
+        let mut text = self.model.chat_prompt(self.config.system.as_deref(), &user);
+        text.push_str(&self.config.answer_prefix);
+        self.model.encode(&text).context("encoding the judge prompt")
+    }
+
+    /// Score distributions (11 values each) for already built prompt ids.
+    ///
+    /// # Errors
+    /// Model failures, or no probability on any score.
+    pub fn distributions(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let nodes: Vec<Vec<u32>> = self.trie.nodes.keys().cloned().collect();
+        let mut out = Vec::with_capacity(prompts.len());
+        // Keep the rows of one prompt together; cut whole prompts into chunks.
+        let per_chunk = (self.config.batch_size / nodes.len().max(1)).max(1);
+        for chunk in prompts.chunks(per_chunk) {
+            let mut rows = Vec::with_capacity(chunk.len() * nodes.len());
+            for p in chunk {
+                for n in &nodes {
+                    let mut ids = p.clone();
+                    ids.extend_from_slice(n);
+                    rows.push(ids);
+                }
+            }
+            let lps = self.model.next_token_logprobs(&rows)?;
+            ensure!(lps.len() == rows.len(), "judge model returned {} rows for {} prompts", lps.len(), rows.len());
+            let mut it = lps.into_iter();
+            for _ in chunk {
+                let mut logp = BTreeMap::new();
+                for n in &nodes {
+                    logp.insert(n.clone(), it.next().context("judge rows ran out")?);
+                }
+                out.push(self.trie.distribution(&logp)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<M: ScoreModel> Reward for Judge<M> {
+    fn score(&mut self, items: &[RewardInput]) -> Result<Vec<RewardOutput>> {
+        let mut out = vec![RewardOutput { reward: 0.0, distribution: None, empty_response: true }; items.len()];
+        let mut todo = Vec::new();
+        let mut prompts = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            match response_of(&it.generated) {
+                None => self.empty_responses += 1,
+                Some(resp) => {
+                    prompts.push(self.prompt_ids(&it.input, &it.expected, &resp)?);
+                    todo.push(i);
+                }
+            }
+        }
+        let dists = self.distributions(&prompts)?;
+        for (i, d) in todo.into_iter().zip(dists) {
+            out[i] = RewardOutput { reward: self.config.rule.apply(&d), distribution: Some(d), empty_response: false };
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A character-level toy model: vocabulary = bytes; the next-token
+    /// distribution is fixed per prompt suffix.
+    struct Toy {
+        /// log-probs after a prompt ending in "1" vs otherwise.
+        after_one: Vec<f32>,
+        root: Vec<f32>,
+        digits_ok: bool,
+    }
+
+    impl ScoreModel for Toy {
+        fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+            Ok(prompts.iter().map(|p| if p.last() == Some(&u32::from(b'1')) { self.after_one.clone() } else { self.root.clone() }).collect())
+        }
+        fn encode(&self, text: &str) -> Result<Vec<u32>> {
+            Ok(text.bytes().filter(|b| self.digits_ok || !b.is_ascii_digit()).map(u32::from).collect())
+        }
+        fn decode(&self, ids: &[u32]) -> Result<String> {
+            Ok(ids.iter().map(|i| char::from(*i as u8)).collect())
+        }
+        fn chat_prompt(&self, _system: Option<&str>, user: &str) -> String {
+            format!("U:{user}\nA:")
+        }
+    }
+
+    fn logp(pairs: &[(u8, f64)]) -> Vec<f32> {
+        let mut v = vec![-30.0f32; 256];
+        for (b, p) in pairs {
+            v[*b as usize] = p.ln() as f32;
+        }
+        v
+    }
+
+    #[test]
+    fn two_token_ten_and_final_one() {
+        // P("1")=0.4, P("7")=0.3, P("x")=0.3 at the root; after "1": P("0")=0.75.
+        let toy = Toy { root: logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]), after_one: logp(&[(b'0', 0.75), (b'\n', 0.25)]), digits_ok: true };
+        let mut j = Judge::new(toy, JudgeConfig::default()).unwrap();
+        assert_eq!(j.score_tokens()[10], vec![u32::from(b'1'), u32::from(b'0')]);
+        let d = j.distributions(&[vec![65, 66]]).unwrap().remove(0);
+        let sum: f32 = d.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "sums to {sum}");
+        // Unnormalised: P(10)=0.3, P(1 final)=0.1, P(7)=0.3 → /0.7 (+ tiny mass elsewhere).
+        assert!((d[10] - 0.3 / 0.7).abs() < 1e-4, "{d:?}");
+        assert!((d[1] - 0.1 / 0.7).abs() < 1e-4);
+        assert!((d[7] - 0.3 / 0.7).abs() < 1e-4);
+        // Argmax tie between 7 and 10 resolves to the lower score.
+        assert_eq!(ScoreRule::Argmax.apply(&d), 0.7);
+    }
+
+    #[test]
+    fn rules_on_hand_made_distribution() {
+        let mut d = vec![0.0f32; 11];
+        d[2] = 0.5;
+        d[8] = 0.3;
+        d[10] = 0.2;
+        assert_eq!(ScoreRule::Argmax.apply(&d), 0.2);
+        assert!((ScoreRule::Expected.apply(&d) - (1.0 + 2.4 + 2.0) / 10.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn refuses_tokenizer_without_score_tokens() {
+        let toy = Toy { root: vec![0.0; 256], after_one: vec![0.0; 256], digits_ok: false };
+        let e = Judge::new(toy, JudgeConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("cannot be used as a judge"), "{e}");
+    }
+
+    #[test]
+    fn empty_response_scores_zero_without_a_call() {
+        let toy = Toy { root: logp(&[(b'5', 1.0)]), after_one: logp(&[(b'0', 1.0)]), digits_ok: true };
+        let mut j = Judge::new(toy, JudgeConfig::default()).unwrap();
+        let items = vec![
+            RewardInput { input: "x".into(), expected: "y".into(), generated: "  \n".into() },
+            RewardInput { input: "x".into(), expected: "y".into(), generated: "a reply".into() },
+        ];
+        let out = j.score(&items).unwrap();
+        assert!(out[0].empty_response && out[0].reward == 0.0 && out[0].distribution.is_none());
+        assert!(!out[1].empty_response);
+        assert!((out[1].reward - 0.5).abs() < 1e-6);
+        assert_eq!(j.empty_responses(), 1);
+    }
+}

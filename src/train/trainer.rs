@@ -1,0 +1,441 @@
+//! The training loop: seeded data order, gradient accumulation, clipping, the
+//! schedule, the optimiser, periodic validation with best-checkpoint
+//! selection, and resume checkpoints.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::batch::{Batch, PreparedExample, TrainExample};
+use super::checkpoint::{
+    best_dir, load_vars, read_resume_state, resume_dir, save_vars, write_dir_atomically, ResumeState, RESUME_FORMAT,
+};
+use super::config::{InitMode, TrainConfig};
+use super::loss::weighted_loss;
+use super::optim::{clip_grad_norm, zero_grads, Optimizer};
+use super::schedule::LinearSchedule;
+use super::scorer::ValidationScorer;
+use crate::lm::LanguageModel;
+
+/// Reported after every optimiser step (the pipeline logs each as an event).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainProgress {
+    /// The step just taken (1-based).
+    pub step: u64,
+    /// The step's loss (see [`crate::train::loss`] for the normalisation).
+    pub loss: f64,
+    /// The learning rate used for the step.
+    pub learning_rate: f64,
+    /// Non-padding tokens in the step's effective batch.
+    pub tokens: usize,
+    /// Target (loss-carrying) tokens in the step's effective batch.
+    pub target_tokens: usize,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The validation score, on steps where one was computed.
+    pub validation_score: Option<f64>,
+}
+
+/// What a call to [`Trainer::train`] did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Optimiser steps completed in total (including those before a resume).
+    pub steps: u64,
+    /// The loss of the last step.
+    pub final_loss: f64,
+    /// Examples trained on (weight > 0).
+    pub examples: usize,
+    /// Examples of weight 0, removed before training (they cannot change the
+    /// weights).
+    pub zero_weight_examples: usize,
+    /// Trained examples whose target was cut to `max_output_tokens`.
+    pub truncated_outputs: usize,
+    /// Non-padding tokens processed (including before a resume).
+    pub tokens_seen: u64,
+    /// The step whose weights the model holds on return when validation ran
+    /// (the best score); `None` without a scorer (the model holds the last
+    /// step's weights).
+    pub best_step: Option<u64>,
+    /// The best validation score.
+    pub best_score: Option<f64>,
+    /// The step this call resumed from, if it found a resume checkpoint.
+    pub resumed_from: Option<u64>,
+    /// Whether the call stopped at [`Trainer::stop_after`] before `max_steps`.
+    pub stopped_early: bool,
+}
+
+/// Which weights an M-step starts from, given the base checkpoint and the
+/// previous iteration's selected checkpoint (`None` in the first iteration):
+/// `Fresh` → the base (the paper's default), `Continue` → the previous one
+/// when there is one. The caller loads that path with
+/// [`LanguageModel::load`] and passes the model to [`Trainer::train`].
+pub fn starting_weights<'a>(mode: InitMode, base: &'a Path, previous: Option<&'a Path>) -> &'a Path {
+    match (mode, previous) {
+        (InitMode::Continue, Some(prev)) => prev,
+        _ => base,
+    }
+}
+
+/// The data order: a seeded ChaCha8 RNG reshuffles the examples at the start
+/// of every epoch; an effective batch takes the next `batch_size` indices,
+/// crossing into the next epoch when needed.
+#[derive(Debug)]
+struct DataOrder {
+    rng: ChaCha8Rng,
+    order: Vec<u32>,
+    cursor: usize,
+    epoch: u64,
+    len: usize,
+}
+
+impl DataOrder {
+    fn new(seed: u64, len: usize) -> Self {
+        Self { rng: ChaCha8Rng::seed_from_u64(seed), order: Vec::new(), cursor: 0, epoch: 0, len }
+    }
+
+    fn next_batch(&mut self, n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if self.cursor >= self.order.len() {
+                self.order = (0..self.len as u32).collect();
+                self.order.shuffle(&mut self.rng);
+                self.cursor = 0;
+                self.epoch += 1;
+            }
+            out.push(self.order[self.cursor] as usize);
+            self.cursor += 1;
+        }
+        out
+    }
+}
+
+/// Trains a [`LanguageModel`] on [`TrainExample`]s (SFT: weights 1; M-step:
+/// weights R), writing resume and best checkpoints under a work directory.
+#[derive(Debug)]
+pub struct Trainer {
+    config: TrainConfig,
+    work_dir: PathBuf,
+    stop_after: Option<u64>,
+}
+
+impl Trainer {
+    /// A trainer with a validated configuration, keeping its checkpoints in
+    /// `work_dir` (created if missing). If `work_dir` holds a resume
+    /// checkpoint, [`Self::train`] continues from it.
+    ///
+    /// # Errors
+    /// A configuration field out of range (named), or `work_dir` cannot be
+    /// created.
+    pub fn new(config: TrainConfig, work_dir: impl Into<PathBuf>) -> Result<Self> {
+        config.validate()?;
+        let work_dir = work_dir.into();
+        std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+        Ok(Self { config, work_dir, stop_after: None })
+    }
+
+    /// Stops after `step` (writing a resume checkpoint there), as if the run
+    /// were interrupted or out of time; a later `train` on the same work
+    /// directory continues to the same weights as an uninterrupted run.
+    pub fn stop_after(mut self, step: u64) -> Self {
+        self.stop_after = Some(step);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// Trains `model` for `config.max_steps` steps (or up to
+    /// [`Self::stop_after`]), calling `progress` after every step.
+    ///
+    /// Examples are checked against the length limits first (a prompt over
+    /// `max_input_tokens` is an error naming the example; a target over
+    /// `max_output_tokens` is cut and counted). Every `eval_every` steps and
+    /// at the last step, `val` scores the model; the best weights are kept in
+    /// `<work_dir>/best/` and loaded back into `model` before returning. Every
+    /// `checkpoint_every` steps and at the last step, the resume state is
+    /// written to `<work_dir>/resume/`.
+    ///
+    /// Determinism: the same data, configuration (seed included) and torch
+    /// thread count give the same weights, bit for bit, including across a
+    /// stop and resume.
+    ///
+    /// # Errors
+    /// Bad examples, no example of weight > 0, a resume checkpoint written
+    /// with another configuration or other data, non-finite gradients, model,
+    /// I/O or tch errors.
+    pub fn train(
+        &mut self,
+        model: &mut LanguageModel,
+        data: &[TrainExample],
+        mut val: Option<&mut dyn ValidationScorer>,
+        progress: &mut dyn FnMut(TrainProgress),
+    ) -> Result<TrainSummary> {
+        let cfg = self.config.clone();
+        let mut examples = Vec::with_capacity(data.len());
+        let mut zero_weight = 0;
+        for ex in data {
+            let p = PreparedExample::new(ex, cfg.max_input_tokens, cfg.max_output_tokens)?;
+            if p.weight == 0.0 {
+                zero_weight += 1;
+            } else {
+                examples.push(p);
+            }
+        }
+        if examples.is_empty() {
+            bail!("no training example has a weight > 0 ({} given, {zero_weight} of weight 0)", data.len());
+        }
+        let truncated_outputs = examples.iter().filter(|e| e.truncated).count();
+        let data_digest = digest(&examples);
+        let device = model.var_store().device();
+        let mut opt = Optimizer::new(&cfg, model.var_store())?;
+        let schedule = LinearSchedule {
+            peak: cfg.learning_rate,
+            warmup_steps: cfg.warmup_steps,
+            max_steps: cfg.max_steps,
+            final_fraction: cfg.final_lr_fraction,
+        };
+        let mut order = DataOrder::new(cfg.seed, examples.len());
+        let mut best: Option<(u64, f64)> = None;
+        let mut last_loss = f64::NAN;
+        let mut tokens_seen = 0u64;
+        let mut resumed_from = None;
+
+        if let Some(state) = read_resume_state(&self.work_dir)? {
+            self.restore(&state, &data_digest, model, &mut opt, &mut order)?;
+            best = state.best_step.zip(state.best_score_bits.map(f64::from_bits));
+            last_loss = f64::from_bits(state.last_loss_bits);
+            tokens_seen = state.tokens_seen;
+            resumed_from = Some(state.step);
+            tracing::info!(step = state.step, dir = %self.work_dir.display(), "resuming training");
+        }
+
+        let mut stopped_early = false;
+        let mut step = opt.steps_taken();
+        while step < cfg.max_steps {
+            step += 1;
+            let mut chosen: Vec<&PreparedExample> =
+                order.next_batch(cfg.batch_size).into_iter().map(|i| &examples[i]).collect();
+            // Similar lengths together: less padding; a stable sort keeps it
+            // deterministic.
+            chosen.sort_by_key(|e| e.ids.len());
+            let normaliser: usize = chosen.iter().map(|e| e.target_len).sum();
+            zero_grads(opt.params_mut());
+            let mut step_loss = 0.0;
+            let mut step_tokens = 0;
+            for micro in chosen.chunks(cfg.micro_batch_size) {
+                let batch = Batch::new(micro, device)?;
+                let logits = model
+                    .forward(&batch.input_ids, &batch.attention_mask)
+                    .with_context(|| format!("forward pass at step {step}"))?;
+                let loss = weighted_loss(&logits, &batch, normaliser)?;
+                loss.f_backward().with_context(|| format!("backward pass at step {step}"))?;
+                step_loss += loss.f_double_value(&[])?;
+                step_tokens += batch.tokens;
+            }
+            let grad_norm = clip_grad_norm(opt.params(), cfg.grad_clip_norm)
+                .with_context(|| format!("step {step}"))?;
+            let lr = schedule.lr(step);
+            opt.step(lr)?;
+            zero_grads(opt.params_mut());
+            last_loss = step_loss;
+            tokens_seen += step_tokens as u64;
+
+            let mut validation_score = None;
+            let mut best_improved = false;
+            let last = step == cfg.max_steps;
+            if let Some(scorer) = val.as_deref_mut() {
+                if step % cfg.eval_every == 0 || last {
+                    let score = scorer.score(model).with_context(|| format!("validation at step {step}"))?;
+                    validation_score = Some(score);
+                    if best.is_none_or(|(_, b)| score > b) {
+                        best = Some((step, score));
+                        best_improved = true;
+                        let vs = model.var_store();
+                        write_dir_atomically(&best_dir(&self.work_dir), |d| save_vars(vs, &d.join("weights.safetensors")))?;
+                    }
+                }
+            }
+            progress(TrainProgress {
+                step,
+                loss: step_loss,
+                learning_rate: lr,
+                tokens: step_tokens,
+                target_tokens: normaliser,
+                grad_norm,
+                validation_score,
+            });
+            let stop_here = self.stop_after == Some(step) && !last;
+            // A new best also writes the resume state, so that `best/` never holds
+            // weights newer than the resume state knows about.
+            if step % cfg.checkpoint_every == 0 || last || stop_here || best_improved {
+                let state = ResumeState {
+                    format: RESUME_FORMAT,
+                    step,
+                    config: cfg.clone(),
+                    data_digest: data_digest.clone(),
+                    order: order.order.clone(),
+                    cursor: order.cursor,
+                    epoch: order.epoch,
+                    rng_word_pos: order.rng.get_word_pos().to_string(),
+                    best_step: best.map(|b| b.0),
+                    best_score_bits: best.map(|b| b.1.to_bits()),
+                    last_loss_bits: last_loss.to_bits(),
+                    tokens_seen,
+                    torch_threads: tch::get_num_threads(),
+                };
+                self.save_resume(&state, model, &opt)?;
+            }
+            if stop_here {
+                stopped_early = true;
+                break;
+            }
+        }
+
+        if !stopped_early {
+            if let Some((best_step, _)) = best {
+                if best_step != step {
+                    load_vars(model.var_store(), &best_dir(&self.work_dir).join("weights.safetensors"))
+                        .context("loading the best checkpoint")?;
+                }
+            }
+        }
+        Ok(TrainSummary {
+            steps: step,
+            final_loss: last_loss,
+            examples: examples.len(),
+            zero_weight_examples: zero_weight,
+            truncated_outputs,
+            tokens_seen,
+            best_step: best.map(|b| b.0),
+            best_score: best.map(|b| b.1),
+            resumed_from,
+            stopped_early,
+        })
+    }
+
+    fn save_resume(&self, state: &ResumeState, model: &LanguageModel, opt: &Optimizer) -> Result<()> {
+        let json = serde_json::to_string_pretty(state).context("serialising the resume state")?;
+        write_dir_atomically(&resume_dir(&self.work_dir), |d| {
+            save_vars(model.var_store(), &d.join("weights.safetensors"))?;
+            let path = d.join("optimizer.safetensors");
+            tch::Tensor::write_safetensors(&opt.state_tensors(), &path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(d.join("trainer_state.json"), json).context("writing trainer_state.json")?;
+            Ok(())
+        })
+    }
+
+    fn restore(
+        &self,
+        state: &ResumeState,
+        data_digest: &str,
+        model: &mut LanguageModel,
+        opt: &mut Optimizer,
+        order: &mut DataOrder,
+    ) -> Result<()> {
+        let dir = resume_dir(&self.work_dir);
+        if state.config != self.config {
+            bail!(
+                "{}: the resume checkpoint was written with another training configuration; \
+                 use the same configuration or a fresh work directory",
+                dir.display()
+            );
+        }
+        if state.data_digest != data_digest {
+            bail!(
+                "{}: the resume checkpoint was written for other training data (digest {} vs {data_digest})",
+                dir.display(),
+                state.data_digest
+            );
+        }
+        if state.torch_threads != tch::get_num_threads() {
+            tracing::warn!(
+                saved = state.torch_threads,
+                now = tch::get_num_threads(),
+                "torch thread count differs from the interrupted run: weights may differ in the last bits"
+            );
+        }
+        if state.order.len() != order.len || state.cursor > state.order.len() {
+            bail!("{}: data order of {} examples does not fit {} examples", dir.display(), state.order.len(), order.len);
+        }
+        load_vars(model.var_store(), &dir.join("weights.safetensors"))?;
+        let path = dir.join("optimizer.safetensors");
+        let tensors = tch::Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?;
+        opt.load_state(tensors, state.step).with_context(|| format!("restoring {}", path.display()))?;
+        order.order = state.order.clone();
+        order.cursor = state.cursor;
+        order.epoch = state.epoch;
+        let pos: u128 = state
+            .rng_word_pos
+            .parse()
+            .with_context(|| format!("{}: rng_word_pos `{}`", dir.display(), state.rng_word_pos))?;
+        order.rng.set_word_pos(pos);
+        Ok(())
+    }
+}
+
+/// blake3 over the kept examples (id, tokens, lengths, weight bits), hex.
+fn digest(examples: &[PreparedExample]) -> String {
+    let mut h = blake3::Hasher::new();
+    for e in examples {
+        h.update(&(e.id.len() as u64).to_le_bytes());
+        h.update(e.id.as_bytes());
+        h.update(&(e.prompt_len as u64).to_le_bytes());
+        h.update(&(e.ids.len() as u64).to_le_bytes());
+        for t in &e.ids {
+            h.update(&t.to_le_bytes());
+        }
+        h.update(&e.weight.to_bits().to_le_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_order_is_seeded_and_resumable() {
+        let mut a = DataOrder::new(3, 5);
+        let first: Vec<usize> = (0..4).flat_map(|_| a.next_batch(3)).collect();
+        // Every epoch is a permutation.
+        let mut e1 = first[..5].to_vec();
+        e1.sort_unstable();
+        assert_eq!(e1, vec![0, 1, 2, 3, 4]);
+        let mut b = DataOrder::new(3, 5);
+        let _ = b.next_batch(7);
+        let mut c = DataOrder::new(3, 5);
+        c.order = b.order.clone();
+        c.cursor = b.cursor;
+        c.epoch = b.epoch;
+        c.rng.set_word_pos(b.rng.get_word_pos());
+        assert_eq!(b.next_batch(5), c.next_batch(5));
+        assert_eq!(b.next_batch(9), c.next_batch(9));
+        assert_eq!(&first[7..12], &{
+            let mut d = DataOrder::new(3, 5);
+            let _ = d.next_batch(7);
+            d.next_batch(5)
+        }[..]);
+        assert_ne!(DataOrder::new(4, 5).next_batch(5), DataOrder::new(3, 5).next_batch(5));
+    }
+
+    #[test]
+    fn starting_weights_follows_the_mode() {
+        let base = Path::new("/base");
+        let prev = Path::new("/prev");
+        assert_eq!(starting_weights(InitMode::Fresh, base, Some(prev)), base);
+        assert_eq!(starting_weights(InitMode::Continue, base, Some(prev)), prev);
+        assert_eq!(starting_weights(InitMode::Continue, base, None), base);
+    }
+}
