@@ -15,7 +15,9 @@
 
 pub mod cli;
 pub mod data;
+pub mod lm;
 pub mod paths;
+pub mod prompt;
 pub mod retrieve;
 pub mod train;
 pub mod reward;

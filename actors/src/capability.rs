@@ -270,24 +270,16 @@ pub trait Evaluate: Send {
     ) -> Result<EvalSummary, CapabilityError>;
 }
 
-/// The texts the coordinator trains on, built on the root side (it holds the
-/// expected outputs y and the reasoning template's separator). Added by the
-/// actors crate: the coordinator knows input ids and logged samples, never y
-/// or the template.
-///
-/// Both methods must be pure functions of their arguments (and the loaded
-/// data set): the M-step's training text of a sample is rebuilt from the
-/// logged reasoning and response on resume, so it must come out the same.
+/// Rebuilds a generated sample's raw output from its logged parts. Added by
+/// the actors crate: `SampleGenerated` logs the reasoning and the response
+/// but not the raw text, and a resumed run must train on the same text as an
+/// uninterrupted one, so the M-step's [`TrainTarget::Generated`] text is
+/// always `join(reasoning, response)` of the logged sample, never the
+/// in-memory [`SampleOutput::raw`].
 pub trait Targets: Send + Sync {
-    /// The SFT target for `input_id`: y when `reasoning` is `None` (SFT,
-    /// ReST-EM's iteration 0), or reasoning ⊕ separator ⊕ y (REST-PG §3,
-    /// D_reasoning).
-    ///
-    /// # Errors
-    /// An unknown input id (fatal).
-    fn sft_target(&self, input_id: &str, reasoning: Option<&str>) -> Result<String, CapabilityError>;
-    /// A generated sample's full output text as the M-step trains on it:
-    /// `response` alone when `reasoning` is `None`, otherwise reasoning ⊕
-    /// separator ⊕ response (the inverse of the split [`Generate`] performs).
+    /// The raw output as the M-step trains on it: `response` alone when
+    /// `reasoning` is `None`, otherwise reasoning ⊕ the template's separator
+    /// ⊕ response (the inverse of the split [`Generate`] performs). Must be a
+    /// pure function of its arguments.
     fn join(&self, reasoning: Option<&str>, response: &str) -> String;
 }

@@ -20,7 +20,7 @@ use events::{dataset_digest, DatasetEntry, Decision, Digest, Event, SampleId};
 
 use crate::capability::{
     CheckpointRef, EvalSummary, Evaluate, Factory, Generate, Judge, JudgeRequest, PromptKind, Retrieve, SampleRequest,
-    Targets, Train, TrainItem, TrainJob,
+    Targets, Train, TrainItem, TrainJob, TrainTarget,
 };
 use crate::dispatch::Bounded;
 use crate::filter::{Decide, Filter, FilterError, Scored};
@@ -49,7 +49,7 @@ pub struct Capabilities {
     pub trainer: Factory<dyn Train>,
     /// Builds the evaluator (one worker).
     pub evaluator: Factory<dyn Evaluate>,
-    /// Training texts (SFT targets, M-step texts).
+    /// Rebuilds a logged sample's raw output for the M-step.
     pub targets: Arc<dyn Targets>,
     /// Called for every newly appended event (progress bars); optional.
     pub observer: Option<Observer>,
@@ -529,19 +529,14 @@ impl Run {
         }
         let mut data = Vec::with_capacity(plan.train_ids.len());
         for id in &plan.train_ids {
-            let reasoning = if plan.method.uses_reasoning() {
-                let r = self.state.reasoning.get(&(id.clone(), plan.generator_name.clone())).ok_or_else(|| {
+            let target = if plan.method.uses_reasoning() {
+                let reasoning = self.state.reasoning.get(&(id.clone(), plan.generator_name.clone())).ok_or_else(|| {
                     RunError::Inconsistent(format!("no reasoning logged for train input {id:?} before SFT"))
                 })?;
-                Some(r.as_str())
+                TrainTarget::ReasoningThenReference { reasoning: reasoning.clone() }
             } else {
-                None
+                TrainTarget::Reference
             };
-            let target = self
-                .caps
-                .targets
-                .sft_target(id, reasoning)
-                .map_err(|e| RunError::Capability { stage: "sft".into(), what: e.what })?;
             data.push(TrainItem { input_id: id.clone(), prompt: plan.method.policy_prompt(), target, weight: 1.0 });
         }
         let job = TrainJob { iteration: 0, init: plan.base.clone(), data, seed: train_seed(plan.seed, 0) };
@@ -825,7 +820,7 @@ impl Run {
                 .map(|k| TrainItem {
                     input_id: k.sample.input_id.clone(),
                     prompt: plan.method.policy_prompt(),
-                    target: self.caps.targets.join(k.reasoning.as_deref(), &k.response),
+                    target: TrainTarget::Generated { raw: self.caps.targets.join(k.reasoning.as_deref(), &k.response) },
                     weight: k.reward,
                 })
                 .collect();

@@ -66,6 +66,7 @@ mod export;
 mod fold;
 mod specs;
 mod state;
+pub mod synthetic;
 mod verify;
 
 pub use completion::Completion;

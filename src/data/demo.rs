@@ -216,7 +216,7 @@ pub fn spam_assassin_docs(dir: &Path, min_words: usize, min_emails: usize) -> an
                 continue;
             }
             let author = sender_pseudonym(addr);
-            if !seen.insert(blake3::hash(format!("{author}\n{text}").as_bytes())) {
+            if !seen.insert(*blake3::hash(format!("{author}\n{text}").as_bytes()).as_bytes()) {
                 report.duplicates += 1;
                 continue;
             }

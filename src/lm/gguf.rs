@@ -705,7 +705,7 @@ mod tests {
         let v = dequantize(GgmlType::Q6K, &b, 256).unwrap();
         assert_eq!(v[0], 0.5 * 3.0 * -11.0);
         assert_eq!(v[64], 0.5 * -2.0 * -32.0);
-        assert_eq!(v[1], 0.0); // sc[0] * -32 * d with sc... ql=0,qh=0 -> -32*3*0.5
+        assert_eq!(v[1], 0.5 * 3.0 * -32.0); // ql = qh = 0 -> q = -32
     }
 
     #[test]

@@ -1,0 +1,242 @@
+//! Synthetic runs for tests and benchmarks: the events a REST-PG run writes,
+//! in the pipeline's order, with judge-like rewards and the filter's rule
+//! applied, sealed with [`dataset_digest`] under a given [`Completion`].
+//!
+//! Nothing here is used by replay itself; it lives in the crate so that the
+//! crate's tests, its benchmark and the CLI tests build the same runs.
+
+use events::{dataset_digest, digest, DatasetEntry, Decision, Event, SampleId};
+
+use crate::completion::Completion;
+
+/// The shape of a synthetic run.
+#[derive(Clone, Debug)]
+pub struct SyntheticRun {
+    /// Run seed.
+    pub seed: u64,
+    /// Tasks; inputs are spread over them round-robin.
+    pub tasks: Vec<String>,
+    /// Train inputs.
+    pub inputs: u32,
+    /// E-step iterations T.
+    pub iterations: u32,
+    /// Samples per input m.
+    pub m: u32,
+    /// Threshold τ.
+    pub tau: f32,
+    /// Kept samples per input at most.
+    pub cap: u32,
+    /// Approximate response length in bytes.
+    pub response_bytes: usize,
+    /// Whether samples carry a reasoning part (REST-PG) or not (ReST-EM).
+    pub reasoning: bool,
+    /// The completion rule the seal is computed with.
+    pub completion: Completion,
+}
+
+impl Default for SyntheticRun {
+    fn default() -> Self {
+        Self {
+            seed: 7,
+            tasks: vec!["email".into(), "topic".into()],
+            inputs: 6,
+            iterations: 2,
+            m: 8,
+            tau: 1.0,
+            cap: 3,
+            response_bytes: 200,
+            reasoning: true,
+            completion: Completion::new("\n\nResponse:\n"),
+        }
+    }
+}
+
+/// splitmix64: a small deterministic generator, enough for fake rewards.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const WORDS: &[&str] = &[
+    "thanks", "for", "the", "update", "I", "will", "review", "draft", "before", "Monday", "and", "send", "notes", "to",
+    "team", "meeting", "moved", "Thursday", "please", "confirm", "budget", "numbers", "look", "right", "see", "you",
+];
+
+fn text(mut state: u64, bytes: usize) -> String {
+    let mut s = String::with_capacity(bytes + 16);
+    while s.len() < bytes {
+        state = mix(state);
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(WORDS[(state % WORDS.len() as u64) as usize]);
+    }
+    s
+}
+
+impl SyntheticRun {
+    /// The id of input `i`.
+    pub fn input_id(&self, i: u32) -> String {
+        format!("{}-u{i:04}", self.task_of(i))
+    }
+
+    /// The task of input `i`.
+    pub fn task_of(&self, i: u32) -> &str {
+        &self.tasks[i as usize % self.tasks.len()]
+    }
+
+    /// The judge score (0..=10) of a sample: most samples score low, about
+    /// one in four scores 10.
+    pub fn score(&self, sample: &SampleId) -> u32 {
+        let r = mix(sample.seed(self.seed));
+        if r % 4 == 0 {
+            10
+        } else {
+            (r >> 8) as u32 % 10
+        }
+    }
+
+    /// The resolved configuration the run starts with.
+    pub fn config_toml(&self) -> String {
+        format!(
+            "method = \"rest-pg\"\nseed = {}\n\n[reward]\nname = \"judge\"\ntau = {:?}\nmax_kept_per_input = {}\n\n[em]\niterations = {}\ninit = \"fresh\"\n",
+            self.seed, self.tau, self.cap, self.iterations
+        )
+    }
+
+    /// Calls `f` with every event of the run, in the pipeline's order.
+    pub fn for_each_event(&self, mut f: impl FnMut(Event)) {
+        let config = self.config_toml();
+        f(Event::RunStarted {
+            method: "rest-pg".into(),
+            config_digest: digest(config.as_bytes()),
+            config_toml: config,
+            code_version: "restpg synthetic".into(),
+            seed: self.seed,
+            dataset_digest: digest(b"synthetic data"),
+        });
+        for i in 0..self.inputs {
+            f(Event::RetrievalDone {
+                input_id: self.input_id(i),
+                task: self.task_of(i).to_owned(),
+                retriever: "bm25".into(),
+                k: 2,
+                item_indices: vec![1, 0],
+                scores: vec![2.5, 1.0],
+            });
+        }
+        let base = digest(b"base weights");
+        f(checkpoint(0, 0, "base", base));
+        let mut current = digest(b"sft weights");
+        f(checkpoint(0, 10, "sft", current));
+        for t in 1..=self.iterations {
+            f(Event::StageStarted { iteration: t, stage: "e-step".into() });
+            let mut entries = Vec::new();
+            for i in 0..self.inputs {
+                entries.extend(self.input_events(t, i, current, &mut f));
+            }
+            f(Event::DatasetSealed { iteration: t, count: entries.len() as u64, digest: dataset_digest(&entries) });
+            for step in 1..=5u64 {
+                f(Event::TrainingProgress {
+                    iteration: t,
+                    step,
+                    loss: 3.0 / (step as f32 + f32::from(t as u16)),
+                    learning_rate: 5e-6,
+                    tokens: step * 4096,
+                });
+            }
+            current = digest(format!("m-step {t}").as_bytes());
+            f(checkpoint(t, 5, "m-step", current));
+            f(Event::EvaluationDone {
+                iteration: t,
+                split: "validation".into(),
+                system: "rest-pg".into(),
+                scores: vec![("email".into(), 0.4), ("macro".into(), 0.41)],
+                report_path: format!("reports/t{t}.json"),
+            });
+            f(Event::IterationFinished { iteration: t });
+        }
+        f(Event::RunFinished { wall_ms: 1000 });
+    }
+
+    /// The events of one input in iteration `t`; returns its D_t entries.
+    fn input_events(&self, t: u32, i: u32, checkpoint: [u8; 32], f: &mut impl FnMut(Event)) -> Vec<DatasetEntry> {
+        let input_id = self.input_id(i);
+        let prompt_digest = digest(self.prompt(&input_id).as_bytes());
+        let mut drawn = Vec::with_capacity(self.m as usize);
+        for index in 0..self.m {
+            let sample = SampleId { iteration: t, input_id: input_id.clone(), index };
+            let seed = sample.seed(self.seed);
+            let reasoning = self.reasoning.then(|| text(seed ^ 1, self.response_bytes / 2));
+            let response = text(seed, self.response_bytes);
+            let completion_digest = self.completion.digest(reasoning.as_deref(), &response);
+            let score = self.score(&sample);
+            let reward = score as f32 / 10.0;
+            let mut judge = vec![0.0f32; 11];
+            judge[score as usize] = 0.7;
+            judge[(score as usize + 10) % 11] = 0.2;
+            judge[(score as usize + 9) % 11] = 0.1;
+            f(Event::SampleGenerated {
+                sample: sample.clone(),
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens: 180,
+                output_tokens: (self.response_bytes / 4) as u32,
+                checkpoint,
+                temperature: 0.7,
+                top_p: 0.95,
+            });
+            f(Event::RewardAssigned {
+                sample: sample.clone(),
+                reward,
+                reward_name: "judge".into(),
+                judge_distribution: judge,
+            });
+            drawn.push((sample, reward, completion_digest));
+        }
+        // The filter: rank by reward (ties by index), keep R ≥ τ up to the cap.
+        let mut order: Vec<usize> = (0..drawn.len()).collect();
+        order.sort_by(|&a, &b| drawn[b].1.total_cmp(&drawn[a].1).then(a.cmp(&b)));
+        let mut entries = Vec::new();
+        for (rank, &k) in order.iter().enumerate() {
+            let (sample, reward, completion_digest) = &drawn[k];
+            let decision = if *reward < self.tau {
+                Decision::BelowThreshold
+            } else if entries.len() < self.cap as usize {
+                entries.push(DatasetEntry { sample: sample.clone(), reward: *reward, response_digest: *completion_digest });
+                Decision::Kept
+            } else {
+                Decision::OverCap
+            };
+            f(Event::FilterDecided { sample: sample.clone(), decision, reward: *reward, tau: self.tau, rank: rank as u32 });
+        }
+        entries
+    }
+
+    /// The prompt text of an input (what a prompt builder would return).
+    pub fn prompt(&self, input_id: &str) -> String {
+        format!("Write the email for {input_id}, in the user's style.")
+    }
+
+    /// Every event of the run.
+    pub fn events(&self) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.for_each_event(|e| out.push(e));
+        out
+    }
+}
+
+fn checkpoint(iteration: u32, step: u64, role: &str, hash: [u8; 32]) -> Event {
+    Event::CheckpointSaved {
+        iteration,
+        step,
+        role: role.into(),
+        hash,
+        path: format!("blobs/{}", events::digest_hex(&hash)),
+        validation_score: None,
+    }
+}

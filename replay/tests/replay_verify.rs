@@ -1,0 +1,244 @@
+//! Given a run's events, when the log is folded, then D_t rebuilds to its
+//! seal, and every way of making the facts disagree is caught and named by
+//! sequence number.
+
+mod common;
+
+use common::{chain, fold_records, seq_of};
+use events::{Decision, Event};
+use replay::synthetic::SyntheticRun;
+use replay::{CapSource, ReplayError, Violation};
+
+fn run() -> SyntheticRun {
+    SyntheticRun { inputs: 12, m: 8, cap: 3, ..SyntheticRun::default() }
+}
+
+/// The first kept sample of iteration 1, as (index of its reward event,
+/// index of its filter event) in the event list.
+fn first_kept(events: &[Event]) -> (usize, usize) {
+    let f = events
+        .iter()
+        .position(|e| matches!(e, Event::FilterDecided { decision: Decision::Kept, .. }))
+        .expect("some sample is kept");
+    let sample = events[f].sample().unwrap().clone();
+    let r = events
+        .iter()
+        .position(|e| matches!(e, Event::RewardAssigned { sample: s, .. } if *s == sample))
+        .unwrap();
+    (r, f)
+}
+
+#[test]
+fn every_iteration_rebuilds_to_its_sealed_digest() {
+    // Given a two-iteration run
+    let run = run();
+    let records = chain("run-a", run.events());
+    // When it is folded
+    let state = fold_records(&run, records.clone());
+    // Then each D_t reproduces the seal, with the configured cap and τ
+    for t in 1..=2 {
+        let v = state.verify_iteration(t).unwrap_or_else(|e| panic!("{e}"));
+        let seal = state.iterations[&t].seal.clone().unwrap();
+        assert_eq!(v.digest, seal.digest);
+        assert_eq!(v.count, seal.count);
+        assert!(v.count > 0, "the synthetic run keeps something");
+        assert_eq!(v.cap, CapSource::Config(3));
+        assert_eq!(v.tau, Some(1.0));
+        let (entries, digest) = state.rebuild_dataset(t).unwrap();
+        assert_eq!(digest, seal.digest);
+        assert!(entries.iter().all(|e| e.reward >= 1.0 && e.sample.iteration == t));
+    }
+    assert_eq!(state.records, records.len() as u64);
+    assert_eq!(state.training[&1].len(), 5);
+    assert_eq!(state.checkpoints.len(), 4);
+    assert_eq!(state.evaluations.len(), 2);
+    assert!(state.anomalies.is_empty());
+}
+
+#[test]
+fn a_different_separator_does_not_reproduce_the_seal() {
+    // Given a run sealed with one completion rule
+    let run = run();
+    let records = chain("run-a", run.events());
+    // When it is replayed with another separator
+    let other = SyntheticRun { completion: replay::Completion::new("\n"), ..run };
+    let state = fold_records(&other, records);
+    // Then the digest mismatch names the iteration and both digests
+    let err = state.verify_iteration(1).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err.violations[0], Violation::DigestMismatch { iteration: 1, .. }), "{msg}");
+    assert!(msg.contains("D_1 does not match its seal"), "{msg}");
+}
+
+#[test]
+fn a_tampered_reward_is_named_by_its_sequence_number() {
+    // Given a log rewritten with a valid chain, where one kept sample's
+    // RewardAssigned says 0.3 instead of 1.0
+    let run = run();
+    let mut events = run.events();
+    let (r, _) = first_kept(&events);
+    if let Event::RewardAssigned { reward, .. } = &mut events[r] {
+        *reward = 0.3;
+    }
+    let records = chain("run-a", events);
+    let tampered_seq = records[r].seq;
+    // When iteration 1 is verified
+    let state = fold_records(&run, records);
+    let err = state.verify_iteration(1).unwrap_err();
+    // Then the disagreement names the tampered record
+    let hit = err
+        .violations
+        .iter()
+        .find(|v| matches!(v, Violation::RewardDisagrees { .. }))
+        .unwrap_or_else(|| panic!("no reward disagreement in {err}"));
+    assert!(hit.seqs().contains(&tampered_seq), "{hit}");
+    assert!(err.to_string().contains(&format!("RewardAssigned at seq {tampered_seq}")), "{err}");
+    // and the other iteration still verifies
+    state.verify_iteration(2).unwrap();
+}
+
+#[test]
+fn a_tampered_filter_reward_breaks_the_digest_and_is_named() {
+    // Given a rewritten log where a kept sample's decision carries weight 0.9…
+    // no: τ is 1.0, so it also becomes a kept sample below τ
+    let run = run();
+    let mut events = run.events();
+    let (_, f) = first_kept(&events);
+    if let Event::FilterDecided { reward, .. } = &mut events[f] {
+        *reward = 0.9;
+    }
+    let records = chain("run-a", events);
+    let seq = records[f].seq;
+    let state = fold_records(&run, records);
+    // When verified
+    let err = state.verify_iteration(1).unwrap_err();
+    // Then the seal no longer matches, and the record is named twice over
+    assert!(err.violations.iter().any(|v| matches!(v, Violation::DigestMismatch { .. })), "{err}");
+    assert!(err.violations.iter().any(|v| matches!(v, Violation::RewardDisagrees { filter_seq, .. } if *filter_seq == seq)));
+    assert!(err.violations.iter().any(|v| matches!(v, Violation::KeptBelowTau { seq: s, .. } if *s == seq)));
+}
+
+#[test]
+fn keeping_past_the_cap_is_caught() {
+    // Given a rewritten log where an over-cap sample is marked kept
+    let run = run();
+    let mut events = run.events();
+    let f = events
+        .iter()
+        .position(|e| matches!(e, Event::FilterDecided { decision: Decision::OverCap, sample, .. } if sample.iteration == 1))
+        .expect("the synthetic run has an over-cap sample");
+    let input = events[f].sample().unwrap().input_id.clone();
+    if let Event::FilterDecided { decision, .. } = &mut events[f] {
+        *decision = Decision::Kept;
+    }
+    let records = chain("run-a", events);
+    let state = fold_records(&run, records);
+    // When verified
+    let err = state.verify_iteration(1).unwrap_err();
+    // Then the input is named as over the cap
+    assert!(
+        err.violations.iter().any(|v| matches!(v, Violation::OverCap { input_id, kept: 4, cap: 3, .. } if *input_id == input)),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_decision_and_a_late_record_are_named() {
+    // Given a log where one filter decision was dropped and re-appended after the seal
+    let run = run();
+    let mut events = run.events();
+    let f = events.iter().position(|e| matches!(e, Event::FilterDecided { .. })).unwrap();
+    let moved = events.remove(f);
+    let seal = events.iter().position(|e| matches!(e, Event::DatasetSealed { iteration: 1, .. })).unwrap();
+    events.insert(seal + 1, moved);
+    let records = chain("run-a", events);
+    let late = records[seal + 1].seq;
+    let state = fold_records(&run, records);
+    // Then the late record is named
+    let err = state.verify_iteration(1).unwrap_err();
+    assert!(err.violations.iter().any(|v| matches!(v, Violation::AfterSeal { seq, .. } if *seq == late)), "{err}");
+}
+
+#[test]
+fn a_duplicated_fact_is_an_anomaly_not_an_error_of_the_fold() {
+    // Given a rewritten log with one sample generated twice
+    let run = run();
+    let mut events = run.events();
+    let g = events.iter().position(|e| matches!(e, Event::SampleGenerated { .. })).unwrap();
+    events.insert(g + 1, events[g].clone());
+    let records = chain("run-a", events);
+    // When folded, then the fold succeeds and the verifier names both records
+    let state = fold_records(&run, records);
+    assert_eq!(state.anomalies.len(), 1);
+    let err = state.verify_iteration(1).unwrap_err();
+    assert!(err.violations.iter().any(|v| v.seqs() == vec![g as u64, g as u64 + 1]), "{err}");
+}
+
+#[test]
+fn a_broken_chain_stops_the_fold_at_its_sequence_number() {
+    let run = run();
+    let records = chain("run-a", run.events());
+    let fold = |records: Vec<events::Envelope>| {
+        replay::Replay::new(run.completion.clone()).fold(records.into_iter().map(Ok::<_, std::io::Error>))
+    };
+    // Given a log with a record removed
+    let mut gap = records.clone();
+    gap.remove(10);
+    assert!(matches!(fold(gap), Err(ReplayError::SequenceGap { expected: 10, found: 11 })));
+    // Given a log where a record was replaced by one with another predecessor
+    let mut cut = records.clone();
+    cut[12].prev_hash = [9; 32];
+    let err = fold(cut).unwrap_err();
+    assert!(matches!(err, ReplayError::ChainBroken { seq: 12, .. }), "{err}");
+    assert!(err.to_string().contains("seq 12"), "{err}");
+    // Given records of another run spliced in
+    let mut foreign = records.clone();
+    let other = chain("run-b", run.events());
+    foreign.truncate(5);
+    foreign.push(events::Envelope { prev_hash: foreign[4].hash, ..other[5].clone() });
+    assert!(matches!(fold(foreign), Err(ReplayError::ForeignRecord { seq: 5, .. })));
+    // Given a store that fails to read a record
+    let reads = records.into_iter().take(3).map(Ok).chain(std::iter::once(Err(std::io::Error::other("hash mismatch at seq 3"))));
+    let err = replay::Replay::new(run.completion.clone()).fold(reads).unwrap_err();
+    assert!(err.to_string().contains("after seq 2") && err.to_string().contains("seq 3"), "{err}");
+}
+
+#[test]
+fn a_scoped_fold_keeps_one_iteration_and_still_verifies() {
+    let run = run();
+    let records = chain("run-a", run.events());
+    let state = replay::Replay::new(run.completion.clone())
+        .only_iteration(2)
+        .without_text()
+        .fold(records.into_iter().map(Ok::<_, std::io::Error>))
+        .unwrap();
+    assert_eq!(state.iterations.keys().copied().collect::<Vec<_>>(), vec![2]);
+    state.verify_iteration(2).unwrap();
+    assert!(state.verify_iteration(1).is_err());
+    assert!(matches!(state.export_records(2, None), Err(replay::ExportError::NoText)));
+}
+
+#[test]
+fn retrain_and_resample_specs_carry_the_logged_facts() {
+    let run = run();
+    let records = chain("run-a", run.events());
+    let state = fold_records(&run, records);
+    // When the M-step of iteration 2 is to be re-run
+    let spec = state.retrain_spec(2).unwrap();
+    // Then it starts from the base checkpoint (fresh), trains on D_2 and must reproduce the m-step hash
+    assert_eq!(spec.start.as_ref().unwrap().role, "base");
+    assert_eq!(spec.items.len() as u64, state.iterations[&2].seal.as_ref().unwrap().count);
+    assert!(spec.items.iter().all(|i| i.weight >= 1.0 && i.completion.contains("\n\nResponse:\n")));
+    assert_eq!(spec.loss_curve.len(), 5);
+    assert_eq!(replay::compare_loss_curves(&spec.loss_curve, &spec.loss_curve), None);
+    let logged = spec.logged_checkpoint.unwrap();
+    assert_eq!((logged.iteration, logged.role.as_str()), (2, "m-step"));
+    assert_eq!(spec.sampled_from, Some(events::digest(b"m-step 1")));
+    // When 5 samples are to be drawn again, then they carry their seeds and texts
+    let spec = state.resample_spec(1, 5).unwrap();
+    assert_eq!(spec.items.len(), 5);
+    for item in &spec.items {
+        assert_eq!(item.seed, item.sample.seed(run.seed));
+        item.check(item.reasoning.as_deref(), &item.response).unwrap();
+    }
+}

@@ -1,0 +1,308 @@
+//! The tch implementations of the actors' capability traits.
+//!
+//! Each value is built inside the worker thread that owns it (by the
+//! factories in [`super::run`]) and holds its own [`LanguageModel`]: tch
+//! tensors are `Send` but not `Sync`, so a model is never shared.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actors::capability::{
+    CapabilityError, CheckpointRef, EvalSummary, Evaluate, Generate, JudgeRequest, Judgement, PromptKind, Retrieval,
+    Retrieve, SampleOutput, SampleRequest, Train, TrainJob, TrainProgressReport, TrainTarget,
+};
+use events::digest;
+
+use super::context::RunContext;
+use super::LanguageModel;
+use crate::data::Split;
+use crate::lm::{GenerationRequest, SamplingSettings};
+use crate::prompt::parse_output;
+
+/// Turns an `anyhow` error from the model side into a capability error that
+/// a rebuilt worker may not repeat.
+fn retryable(what: &str, e: anyhow::Error) -> CapabilityError {
+    CapabilityError::retryable(format!("{what}: {e:#}"))
+}
+
+/// Loads a checkpoint (a GGUF file or a Hugging Face-layout directory) on
+/// the CPU with the configured thread count.
+fn load_model(path: &Path) -> Result<LanguageModel, CapabilityError> {
+    LanguageModel::load(path, tch::Device::Cpu)
+        .map_err(|e| CapabilityError::fatal(format!("loading checkpoint {}: {e:#}", path.display())))
+}
+
+/// Retrieval from the run context's precomputed results.
+pub struct ContextRetriever {
+    /// The run's shared context.
+    pub ctx: Arc<RunContext>,
+}
+
+impl Retrieve for ContextRetriever {
+    fn retrieve(&mut self, input_ids: &[String], k: usize) -> Result<Vec<Retrieval>, CapabilityError> {
+        input_ids.iter().map(|id| self.ctx.retrieval(id, k)).collect()
+    }
+}
+
+/// The policy sampler and reasoning generator on a local tch model.
+pub struct TchPolicy {
+    ctx: Arc<RunContext>,
+    loaded: Option<(CheckpointRef, LanguageModel)>,
+}
+
+impl TchPolicy {
+    /// A sampler with no weights loaded yet (they come with the first
+    /// batch's checkpoint).
+    pub fn new(ctx: Arc<RunContext>) -> Self {
+        Self { ctx, loaded: None }
+    }
+
+    fn model(&self) -> Result<&LanguageModel, CapabilityError> {
+        self.loaded
+            .as_ref()
+            .map(|(_, m)| m)
+            .ok_or_else(|| CapabilityError::fatal("generate called before a checkpoint was loaded"))
+    }
+}
+
+impl Generate for TchPolicy {
+    fn load(&mut self, checkpoint: &CheckpointRef) -> Result<(), CapabilityError> {
+        if self.loaded.as_ref().is_some_and(|(c, _)| c == checkpoint) {
+            return Ok(());
+        }
+        self.loaded = None;
+        let model = load_model(Path::new(&checkpoint.path))?;
+        self.loaded = Some((checkpoint.clone(), model));
+        Ok(())
+    }
+
+    fn generate(&mut self, requests: &[SampleRequest]) -> Result<Vec<SampleOutput>, CapabilityError> {
+        let model = self.model()?;
+        let tok = model.tokenizer();
+        let mut prompts = Vec::with_capacity(requests.len());
+        let mut reqs = Vec::with_capacity(requests.len());
+        for r in requests {
+            let (text, ids) = self.ctx.prompt_ids(tok, &r.sample.input_id, r.prompt)?;
+            reqs.push(GenerationRequest {
+                prompt_ids: ids.clone(),
+                seed: r.seed,
+                settings: SamplingSettings {
+                    temperature: f64::from(r.temperature),
+                    top_p: f64::from(r.top_p),
+                    top_k: None,
+                    max_new_tokens: r.max_new_tokens as usize,
+                    stop_tokens: tok.eos_ids().to_vec(),
+                },
+            });
+            prompts.push((text, ids.len()));
+        }
+        let gens = model.generate(&reqs).map_err(|e| retryable("generation", e))?;
+        Ok(requests
+            .iter()
+            .zip(gens)
+            .zip(prompts)
+            .map(|((r, g), (text, prompt_tokens))| {
+                let (reasoning, response) = match r.prompt {
+                    PromptKind::Reasoning => {
+                        let parsed = parse_output(&g.text);
+                        (parsed.reasoning, parsed.response)
+                    }
+                    PromptKind::Plain => (None, g.text.trim().to_owned()),
+                    PromptKind::ReasoningGeneration => (Some(g.text.trim().to_owned()), String::new()),
+                };
+                SampleOutput {
+                    sample: r.sample.clone(),
+                    prompt_digest: digest(text.as_bytes()),
+                    reasoning,
+                    response,
+                    raw: g.text.clone(),
+                    prompt_tokens: prompt_tokens as u32,
+                    output_tokens: g.token_ids.len() as u32,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The reward R(x, y, ŷ): the configured reward spec (LLM judge, lexical
+/// metrics or a mix) on the final response only.
+pub struct TchJudge {
+    ctx: Arc<RunContext>,
+    reward: Box<dyn crate::reward::Reward>,
+    name: String,
+}
+
+impl TchJudge {
+    /// Builds the configured reward; the LLM judge loads `judge_path`.
+    ///
+    /// # Errors
+    /// A bad reward spec, a judge model that does not load or whose tokenizer
+    /// has no score tokens.
+    pub fn new(ctx: Arc<RunContext>, judge_path: &Path) -> anyhow::Result<Self> {
+        let name = ctx.config.reward.name.clone();
+        let reward = crate::reward::build_reward(&name, &ctx.config.reward.rule, judge_path, &ctx.templates)?;
+        Ok(Self { ctx, reward, name })
+    }
+}
+
+impl actors::capability::Judge for TchJudge {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn judge(&mut self, requests: &[JudgeRequest]) -> Result<Vec<Judgement>, CapabilityError> {
+        let mut inputs = Vec::with_capacity(requests.len());
+        for r in requests {
+            let ex = self.ctx.example(&r.sample.input_id)?;
+            inputs.push(crate::reward::RewardInput {
+                input: ex.input.clone(),
+                expected: ex.output.clone(),
+                generated: r.response.clone(),
+            });
+        }
+        let outs = self.reward.score(&inputs).map_err(|e| retryable("judging", e))?;
+        Ok(requests
+            .iter()
+            .zip(outs)
+            .map(|(r, o)| Judgement {
+                sample: r.sample.clone(),
+                reward: o.reward,
+                distribution: o.distribution.unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// SFT and the M-step: trains from `job.init`, saves the checkpoint in
+/// Hugging Face layout into the run's blob store.
+pub struct TchTrainer {
+    ctx: Arc<RunContext>,
+    blobs: store::BlobStore,
+}
+
+impl TchTrainer {
+    /// A trainer writing checkpoints into `blobs`.
+    pub fn new(ctx: Arc<RunContext>, blobs: store::BlobStore) -> Self {
+        Self { ctx, blobs }
+    }
+}
+
+impl Train for TchTrainer {
+    fn train(
+        &mut self,
+        job: &TrainJob,
+        progress: &mut dyn FnMut(TrainProgressReport),
+    ) -> Result<CheckpointRef, CapabilityError> {
+        let mut model = load_model(Path::new(&job.init.path))?;
+        let tok = model.tokenizer().clone();
+        let mut data = Vec::with_capacity(job.data.len());
+        for item in &job.data {
+            let (_, prompt_ids) = self.ctx.prompt_ids(&tok, &item.input_id, item.prompt)?;
+            let target = match &item.target {
+                TrainTarget::Reference => self.ctx.example(&item.input_id)?.output.clone(),
+                TrainTarget::ReasoningThenReference { reasoning } => {
+                    self.ctx.templates.reasoning_target(reasoning, &self.ctx.example(&item.input_id)?.output)
+                }
+                TrainTarget::Generated { raw } => raw.clone(),
+            };
+            let mut target_ids = tok
+                .encode(&target)
+                .map_err(|e| CapabilityError::fatal(format!("tokenizing the target of {}: {e:#}", item.input_id)))?;
+            // The model must learn to stop: the chat template closes the
+            // assistant turn with its end-of-turn token.
+            target_ids.extend(tok.eos_ids().first().copied());
+            data.push(crate::train::TrainExample {
+                id: item.input_id.clone(),
+                prompt_ids,
+                target_ids,
+                weight: item.weight,
+            });
+        }
+        let mut config = self.ctx.config.train.clone();
+        config.seed = job.seed;
+        let work = self.ctx.run_dir.join("work").join(format!("train-{}", job.iteration));
+        let mut trainer =
+            crate::train::Trainer::new(config, &work).map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
+        let mut report = |p: crate::train::TrainProgress| {
+            progress(TrainProgressReport {
+                step: p.step,
+                loss: p.loss as f32,
+                learning_rate: p.learning_rate as f32,
+                tokens: p.target_tokens as u64,
+            })
+        };
+        trainer.train(&mut model, &data, None, &mut report).map_err(|e| retryable("training", e))?;
+        let out = work.join("final");
+        let _ = std::fs::remove_dir_all(&out);
+        model.save(&out).map_err(|e| retryable("saving the checkpoint", e))?;
+        let (hash, path) = self
+            .blobs
+            .put_dir(&out)
+            .map_err(|e| CapabilityError::retryable(format!("storing checkpoint {}: {e}", out.display())))?;
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(CheckpointRef { hash, path: path.to_string_lossy().into_owned() })
+    }
+}
+
+/// Generation at the inference temperature on a split, scored by the judge
+/// and LongLaMP's lexical metrics; writes a JSON and a Markdown report.
+pub struct TchEvaluator {
+    ctx: Arc<RunContext>,
+    judge_path: PathBuf,
+}
+
+impl TchEvaluator {
+    /// An evaluator judging with the model at `judge_path`.
+    pub fn new(ctx: Arc<RunContext>, judge_path: PathBuf) -> Self {
+        Self { ctx, judge_path }
+    }
+}
+
+impl Evaluate for TchEvaluator {
+    fn evaluate(
+        &mut self,
+        checkpoint: &CheckpointRef,
+        split: &str,
+        system: &str,
+        prompt: PromptKind,
+    ) -> Result<EvalSummary, CapabilityError> {
+        let split_v = match split {
+            "validation" | "val" => Split::Val,
+            "test" => Split::Test,
+            "train" => Split::Train,
+            other => return Err(CapabilityError::fatal(format!("unknown split {other:?}"))),
+        };
+        let model = load_model(Path::new(&checkpoint.path))?;
+        let cfg = &self.ctx.config.eval;
+        let ids = crate::eval::subset_ids(&self.ctx.dataset, split_v, cfg.max_per_task, self.ctx.config.seed);
+        let mut items = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let ex = self.ctx.example(id)?;
+            let (_, prompt_ids) = self.ctx.prompt_ids(model.tokenizer(), id, prompt)?;
+            items.push(crate::eval::EvalItem {
+                id: id.clone(),
+                task: ex.task,
+                input: ex.input.clone(),
+                expected: ex.output.clone(),
+                prompt_ids,
+            });
+        }
+        let settings = crate::eval::EvalSettings {
+            temperature: f64::from(cfg.temperature),
+            top_p: f64::from(cfg.top_p),
+            max_new_tokens: cfg.max_new_tokens as usize,
+            seed: self.ctx.config.seed,
+            batch_size: self.ctx.config.sampling.batch_size,
+        };
+        let mut judge = crate::reward::build_judge(&self.judge_path, &self.ctx.config.reward.rule, &self.ctx.templates)
+            .map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
+        let report = crate::eval::evaluate(&model, &items, &settings, judge.as_mut(), system, split)
+            .map_err(|e| retryable("evaluation", e))?;
+        let dir = self.ctx.run_dir.join("reports");
+        let stem = format!("{system}-{split}");
+        let path = report
+            .write(&dir, &stem)
+            .map_err(|e| CapabilityError::retryable(format!("writing report {}: {e:#}", dir.display())))?;
+        Ok(EvalSummary { scores: report.flat_scores(), report_path: path.to_string_lossy().into_owned() })
+    }
+}

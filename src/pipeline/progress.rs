@@ -1,0 +1,67 @@
+//! Progress bars (indicatif) driven by the event log: every newly appended
+//! event moves the bar of its stage, so what the user sees is exactly what
+//! has been logged.
+
+use std::sync::{Arc, Mutex};
+
+use events::Event;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::context::RunContext;
+use crate::data::Split;
+
+/// An observer for [`actors::Capabilities::observer`] that shows one bar per
+/// stage with counts and ETA on stderr.
+pub fn observer(ctx: &Arc<RunContext>) -> actors::log::Observer {
+    let train = ctx.ids(Split::Train).len() as u64;
+    let m = u64::from(ctx.config.sampling.m);
+    let steps = ctx.config.train.max_steps;
+    let inputs = ctx.dataset.iter().count() as u64;
+    let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    Arc::new(move |event: &Event| {
+        let Ok(mut bar) = bar.lock() else { return };
+        match event {
+            Event::StageStarted { iteration, stage } => {
+                let len = match stage.as_str() {
+                    "retrieve" => inputs,
+                    "reasoning" => train,
+                    "e-step" => train * m,
+                    "judge" => train * m,
+                    "sft" | "m-step" => steps,
+                    _ => 0,
+                };
+                let pb = if len > 0 { ProgressBar::new(len) } else { ProgressBar::new_spinner() };
+                let style = ProgressStyle::with_template(
+                    "{prefix:>18} [{bar:30}] {pos}/{len} ({elapsed}, ETA {eta}) {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+                pb.set_style(style);
+                pb.set_prefix(format!("t{iteration} {stage}"));
+                if let Some(old) = bar.replace(pb) {
+                    old.finish_and_clear();
+                }
+            }
+            Event::StageFinished { .. } => {
+                if let Some(pb) = bar.take() {
+                    pb.finish();
+                }
+            }
+            Event::RetrievalDone { .. }
+            | Event::ReasoningGenerated { .. }
+            | Event::SampleGenerated { .. }
+            | Event::RewardAssigned { .. } => {
+                if let Some(pb) = bar.as_ref() {
+                    pb.inc(1);
+                }
+            }
+            Event::TrainingProgress { step, loss, .. } => {
+                if let Some(pb) = bar.as_ref() {
+                    pb.set_position(*step);
+                    pb.set_message(format!("loss {loss:.4}"));
+                }
+            }
+            _ => {}
+        }
+    })
+}

@@ -1,0 +1,268 @@
+//! Resolving a configuration into a plan and running it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actors::capability::{CheckpointRef, Factory, Generate};
+use actors::{Capabilities, Plan};
+use anyhow::{bail, Context as _};
+use events::Event;
+
+use super::caps::{ContextRetriever, TchEvaluator, TchJudge, TchPolicy, TchTrainer};
+use super::context::RunContext;
+use crate::config::RunConfig;
+use crate::data::Split;
+
+/// How to start a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run directory (created for a new run; must hold a run to resume).
+    pub run_dir: PathBuf,
+    /// Continue the run already in `run_dir` from where its log stops.
+    pub resume: bool,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+    /// Test-only fault switch passed to the coordinator.
+    pub fault: Option<actors::FaultPlan>,
+}
+
+/// What a finished run produced, for the CLI's results table.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// The coordinator's outcome.
+    pub outcome: actors::RunOutcome,
+    /// Wall time of the whole run in seconds.
+    pub wall_s: f64,
+}
+
+fn ckpt_error(e: impl std::fmt::Display) -> actors::capability::CapabilityError {
+    actors::capability::CapabilityError::fatal(e.to_string())
+}
+
+/// The model path for a role, defaulting to the set-up's SmolLM2.
+fn model_path(p: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match p {
+        Some(p) => Ok(p.clone()),
+        None => crate::paths::require(crate::paths::smollm2_gguf()),
+    }
+}
+
+/// Imports the base policy θ⁰ into the blob store (Hugging Face layout), so
+/// that every checkpoint of the run, the base included, is named by its
+/// content hash. Saving is deterministic, so a resumed run finds the same
+/// hash.
+fn import_base(policy: &Path, run_dir: &Path, blobs: &store::BlobStore) -> anyhow::Result<CheckpointRef> {
+    let model = crate::lm::LanguageModel::load(policy, tch::Device::Cpu)
+        .with_context(|| format!("loading the base policy {}", policy.display()))?;
+    let tmp = run_dir.join("work").join("base");
+    let _ = std::fs::remove_dir_all(&tmp);
+    model.save(&tmp).with_context(|| format!("saving the base policy to {}", tmp.display()))?;
+    let (hash, path) = blobs.put_dir(&tmp).with_context(|| format!("storing {}", tmp.display()))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(CheckpointRef { hash, path: path.to_string_lossy().into_owned() })
+}
+
+/// Runs (or resumes) the configured method to the end.
+///
+/// A new run writes its configuration to `RUN_DIR/config.toml`, appends
+/// `RunStarted` (configuration, its digest, code version, seed, data set
+/// digest) and runs the coordinator. A resumed run reads the configuration
+/// back from the run directory and continues where the log stops.
+///
+/// # Errors
+/// A bad configuration (before any work), a data set or model that does not
+/// load, a log that belongs to another run, or the coordinator's failure.
+pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let run_dir = &opts.run_dir;
+    let config_path = run_dir.join("config.toml");
+    let (config, config_text) = if opts.resume {
+        if !config_path.exists() {
+            bail!("{} holds no run to resume (no config.toml)", run_dir.display());
+        }
+        RunConfig::load(&config_path)?
+    } else {
+        let (config, text) = config.context("a new run needs a configuration")?;
+        if run_dir.join("log").exists() {
+            bail!("{} already holds a run: use `--resume {}` to continue it", run_dir.display(), run_dir.display());
+        }
+        store::create_private_dir(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+        // The data path is stored absolute so that the run directory can be
+        // resumed from anywhere.
+        let mut resolved = config.clone();
+        resolved.data = std::fs::canonicalize(&config.data)
+            .with_context(|| format!("data set {}", config.data.display()))?;
+        let _ = text;
+        let text = resolved.to_toml()?;
+        store::write_private_file(&config_path, text.as_bytes())
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        (resolved, text)
+    };
+    config.validate()?;
+
+    let policy = model_path(&config.model.policy)?;
+    let judge_path = model_path(&config.model.judge)?;
+    let generator_path = model_path(&config.model.reasoning_generator)?;
+    if let Ok(n) = std::env::var("RESTPG_THREADS") {
+        if let Ok(n) = n.parse::<i32>() {
+            tch::set_num_threads(n);
+        }
+    } else if config.model.threads > 0 {
+        tch::set_num_threads(config.model.threads as i32);
+    }
+
+    let ctx = Arc::new(RunContext::build(config.clone(), run_dir)?);
+    let layout = store::RunDir::new(run_dir);
+    let blobs = store::BlobStore::open(layout.blobs()).context("opening the checkpoint store")?;
+
+    let (log, run_id) = if opts.resume {
+        let log = store::EventLog::open(layout.log(), None).context("opening the run's event log")?;
+        let run_id = log.run_id().to_owned();
+        (log, run_id)
+    } else {
+        let run_id = format!(
+            "{}-{}-{}",
+            config.method.as_str(),
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            &events::digest_hex(&events::digest(config_text.as_bytes()))[..8]
+        );
+        let log = store::EventLog::create(layout.log(), &run_id).context("creating the run's event log")?;
+        (log, run_id)
+    };
+    log.append(Event::RunStarted {
+        method: config.method.as_str().to_owned(),
+        config_toml: config_text.clone(),
+        config_digest: events::digest(config_text.as_bytes()),
+        code_version: format!("restpg {}", env!("CARGO_PKG_VERSION")),
+        seed: config.seed,
+        dataset_digest: ctx.dataset.digest(),
+    })?;
+    log.flush()?;
+
+    let base = import_base(&policy, run_dir, &blobs)?;
+    let generator_checkpoint = if generator_path == policy {
+        base.clone()
+    } else {
+        import_base(&generator_path, run_dir, &blobs)?
+    };
+
+    let mut plan = Plan::new(run_id.clone(), config.method, config.seed, base, ctx.ids(Split::Train));
+    plan.val_ids = if config.eval.validation { ctx.ids(Split::Val) } else { Vec::new() };
+    plan.test_ids = if config.eval.test { ctx.ids(Split::Test) } else { Vec::new() };
+    plan.k = config.retrieval.k;
+    plan.m = config.sampling.m;
+    plan.iterations = config.em.iterations;
+    plan.tau = config.reward.tau;
+    plan.max_kept_per_input = config.reward.max_kept_per_input;
+    plan.init = match config.train.init {
+        crate::train::InitMode::Fresh => actors::InitMode::Fresh,
+        crate::train::InitMode::Continue => actors::InitMode::Continue,
+    };
+    plan.e_step = actors::GenerationSettings {
+        temperature: config.sampling.temperature,
+        top_p: config.sampling.top_p,
+        max_new_tokens: config.sampling.max_new_tokens,
+    };
+    plan.reasoning = actors::GenerationSettings {
+        temperature: config.sampling.temperature,
+        top_p: config.sampling.top_p,
+        max_new_tokens: config.sampling.reasoning_max_new_tokens,
+    };
+    plan.generator_name = generator_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    plan.generator_checkpoint = generator_checkpoint;
+    plan.batch_size = config.sampling.batch_size;
+    plan.sampler_workers = config.sampling.workers;
+    plan.judge_workers = 1;
+    plan.max_in_flight = config.sampling.max_in_flight;
+    plan.fault = opts.fault;
+
+    let caps = capabilities(&ctx, &blobs, &judge_path, opts.progress);
+    let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
+    Ok(RunSummary { run_id, outcome, wall_s: started.elapsed().as_secs_f64() })
+}
+
+fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Path, progress: bool) -> Capabilities {
+    let c = Arc::clone(ctx);
+    let retriever: Factory<dyn actors::capability::Retrieve> =
+        Arc::new(move || Ok(Box::new(ContextRetriever { ctx: Arc::clone(&c) }) as Box<dyn actors::capability::Retrieve>));
+    let c = Arc::clone(ctx);
+    let policy: Factory<dyn Generate> = Arc::new(move || Ok(Box::new(TchPolicy::new(Arc::clone(&c))) as Box<dyn Generate>));
+    let generator = Arc::clone(&policy);
+    let c = Arc::clone(ctx);
+    let jp = judge_path.to_owned();
+    let judge: Factory<dyn actors::capability::Judge> = Arc::new(move || {
+        TchJudge::new(Arc::clone(&c), &jp)
+            .map(|j| Box::new(j) as Box<dyn actors::capability::Judge>)
+            .map_err(|e| ckpt_error(format!("{e:#}")))
+    });
+    let c = Arc::clone(ctx);
+    let b = blobs.clone();
+    let trainer: Factory<dyn actors::capability::Train> =
+        Arc::new(move || Ok(Box::new(TchTrainer::new(Arc::clone(&c), b.clone())) as Box<dyn actors::capability::Train>));
+    let c = Arc::clone(ctx);
+    let jp = judge_path.to_owned();
+    let evaluator: Factory<dyn actors::capability::Evaluate> = Arc::new(move || {
+        Ok(Box::new(TchEvaluator::new(Arc::clone(&c), jp.clone())) as Box<dyn actors::capability::Evaluate>)
+    });
+    let observer = if progress { Some(super::progress::observer(ctx)) } else { None };
+    Capabilities {
+        retriever,
+        policy,
+        generator,
+        judge,
+        trainer,
+        evaluator,
+        targets: Arc::clone(ctx) as Arc<dyn actors::capability::Targets>,
+        observer,
+    }
+}
+
+/// Where a run is and what it has produced, from its log alone.
+///
+/// # Errors
+/// A run directory without a readable log.
+pub fn status(run_dir: &Path) -> anyhow::Result<String> {
+    let layout = store::RunDir::new(run_dir);
+    let log = store::EventLog::open_read_only(layout.log()).context("opening the run's event log")?;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut last = String::from("nothing logged yet");
+    for env in log.iter() {
+        let env = env?;
+        *counts.entry(format!("{:?}", env.payload.kind())).or_default() += 1;
+        match &env.payload {
+            Event::StageStarted { iteration, stage } => last = format!("iteration {iteration}: {stage} started"),
+            Event::StageFinished { iteration, stage, wall_ms } => {
+                last = format!("iteration {iteration}: {stage} finished ({:.1} s)", *wall_ms as f64 / 1000.0)
+            }
+            Event::DatasetSealed { iteration, count, digest } => {
+                lines.push(format!("D_{iteration} sealed: {count} samples, digest {}", events::digest_hex(digest)))
+            }
+            Event::CheckpointSaved { iteration, role, path, .. } => {
+                lines.push(format!("checkpoint {role} (iteration {iteration}): {path}"))
+            }
+            Event::EvaluationDone { iteration, split, system, scores, .. } => {
+                let s: Vec<String> = scores.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+                lines.push(format!("eval {system} {split} (iteration {iteration}): {}", s.join(" ")))
+            }
+            Event::RunFinished { wall_ms } => last = format!("finished in {:.1} s", *wall_ms as f64 / 1000.0),
+            Event::RunFailed { reason } => last = format!("FAILED: {reason}"),
+            _ => {}
+        }
+    }
+    let mut out = format!("run {} in {}\nstate: {last}\n", log.run_id(), run_dir.display());
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out.push_str("events:");
+    for (k, v) in counts {
+        out.push_str(&format!(" {k}={v}"));
+    }
+    out.push('\n');
+    Ok(out)
+}
