@@ -4,7 +4,7 @@
 //! Pure logic: [`decide`] is a function of the scored samples alone, so the
 //! same rewards always give the same decisions, on resume and in replay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix::prelude::*;
 use events::{Decision, SampleId};
@@ -71,18 +71,19 @@ pub fn decide(samples: &[Scored], tau: f32, cap: u32) -> Result<Vec<Verdict>, Fi
         return Err(FilterError::BadThreshold(tau));
     }
     let mut groups: BTreeMap<(u32, &str), Vec<&Scored>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
     for s in samples {
         if !s.reward.is_finite() {
             return Err(FilterError::NotFinite { sample: s.sample.to_string(), reward: s.reward });
+        }
+        if !seen.insert(&s.sample) {
+            return Err(FilterError::Duplicate { sample: s.sample.to_string() });
         }
         groups.entry((s.sample.iteration, s.sample.input_id.as_str())).or_default().push(s);
     }
     let mut out = Vec::with_capacity(samples.len());
     for (_, mut group) in groups {
         group.sort_by(|a, b| b.reward.total_cmp(&a.reward).then(a.sample.index.cmp(&b.sample.index)));
-        if let Some(w) = group.windows(2).find(|w| w[0].sample == w[1].sample) {
-            return Err(FilterError::Duplicate { sample: w[0].sample.to_string() });
-        }
         let mut passing = 0u32;
         for (position, s) in group.into_iter().enumerate() {
             let decision = if s.reward < tau {

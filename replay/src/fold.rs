@@ -19,6 +19,16 @@ pub enum ReplayError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// The store could not read or decode a record: a flipped byte (its hash
+    /// fails), an unknown schema version, an index or I/O failure.
+    #[error("the log stops making sense at {}: {source}", describe_store_error(source, *after_seq))]
+    Store {
+        /// Sequence number of the last record read successfully.
+        after_seq: Option<u64>,
+        /// The store's error (it names the record when it is one).
+        #[source]
+        source: store::StoreError,
+    },
     /// A record's sequence number is not the one after its predecessor's:
     /// records were removed, duplicated or reordered.
     #[error("sequence gap at seq {found}: expected seq {expected} (records were removed or reordered)")]
@@ -129,3 +139,11 @@ fn check_link(state: &RunState, record: &Envelope) -> Result<(), ReplayError> {
     Ok(())
 }
 
+
+/// Folds a whole store log, keeping everything.
+///
+/// # Errors
+/// As [`Replay::fold_log`].
+pub fn fold(log: &store::LogReader, completion: &Completion) -> Result<RunState, ReplayError> {
+    Replay::new(completion.clone()).fold_log(log)
+}

@@ -10,7 +10,7 @@
 //! The main types:
 //!
 //! - [`Replay`] folds records into a [`RunState`]. [`Replay::fold_log`]
-//!   reads a [`store::EventLog`]; [`Replay::fold`] takes any iterator of
+//!   reads a [`store::LogReader`]; [`Replay::fold`] takes any iterator of
 //!   records, which is how tests and tools feed it. It checks the chain as it
 //!   goes (contiguous sequence numbers, each record naming its predecessor's
 //!   hash, one run id) and stops at the first record that breaks it, or that
@@ -71,7 +71,7 @@ mod verify;
 
 pub use completion::Completion;
 pub use export::{ExportError, ExportRecord, PromptBuilder};
-pub use fold::{Replay, ReplayError};
+pub use fold::{fold, Replay, ReplayError};
 pub use specs::{
     compare_loss_curves, compare_loss_curves_within, ResampleItem, ResampleSpec, RetrainSpec, SpecError, TextMismatch,
     TrainItem,

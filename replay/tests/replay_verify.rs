@@ -2,15 +2,17 @@
 //! seal, and every way of making the facts disagree is caught and named by
 //! sequence number.
 
+extern crate restpg_replay as replay;
+
 mod common;
 
-use common::{chain, fold_records, seq_of};
+use common::{chain, fold_records};
 use events::{Decision, Event};
 use replay::synthetic::SyntheticRun;
 use replay::{CapSource, ReplayError, Violation};
 
 fn run() -> SyntheticRun {
-    SyntheticRun { inputs: 12, m: 8, cap: 3, ..SyntheticRun::default() }
+    SyntheticRun { inputs: 12, m: 8, cap: 2, ..SyntheticRun::default() }
 }
 
 /// The first kept sample of iteration 1, as (index of its reward event,
@@ -42,7 +44,7 @@ fn every_iteration_rebuilds_to_its_sealed_digest() {
         assert_eq!(v.digest, seal.digest);
         assert_eq!(v.count, seal.count);
         assert!(v.count > 0, "the synthetic run keeps something");
-        assert_eq!(v.cap, CapSource::Config(3));
+        assert_eq!(v.cap, CapSource::Config(2));
         assert_eq!(v.tau, Some(1.0));
         let (entries, digest) = state.rebuild_dataset(t).unwrap();
         assert_eq!(digest, seal.digest);
@@ -137,7 +139,7 @@ fn keeping_past_the_cap_is_caught() {
     let err = state.verify_iteration(1).unwrap_err();
     // Then the input is named as over the cap
     assert!(
-        err.violations.iter().any(|v| matches!(v, Violation::OverCap { input_id, kept: 4, cap: 3, .. } if *input_id == input)),
+        err.violations.iter().any(|v| matches!(v, Violation::OverCap { input_id, kept: 3, cap: 2, .. } if *input_id == input)),
         "{err}"
     );
 }

@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod data;
+
 /// Log output format.
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -29,6 +31,8 @@ pub struct Cli {
 /// All subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build, import and inspect data sets (LongLaMP format, demo corpora).
+    Data(data::DataArgs),
 }
 
 /// Sets up tracing for `RUST_LOG` and the chosen format.
@@ -48,5 +52,6 @@ pub fn init_tracing(format: LogFormat) {
 /// Whatever the subcommand returns.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Data(args) => data::run(args),
     }
 }

@@ -53,6 +53,39 @@ pub trait ScoreModel {
     fn chat_prompt(&self, system: Option<&str>, user: &str) -> String;
 }
 
+/// The tch language model as a judge (owned).
+impl ScoreModel for crate::lm::LanguageModel {
+    fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        crate::lm::LanguageModel::next_token_logprobs(self, prompts)
+    }
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer().encode(text)
+    }
+    fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer().decode(ids)
+    }
+    fn chat_prompt(&self, system: Option<&str>, user: &str) -> String {
+        self.tokenizer().chat_prompt(system, user)
+    }
+}
+
+/// The tch language model as a judge (borrowed, e.g. the policy judging
+/// itself in a test or the evaluation sharing one model).
+impl ScoreModel for &crate::lm::LanguageModel {
+    fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        crate::lm::LanguageModel::next_token_logprobs(self, prompts)
+    }
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer().encode(text)
+    }
+    fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer().decode(ids)
+    }
+    fn chat_prompt(&self, system: Option<&str>, user: &str) -> String {
+        self.tokenizer().chat_prompt(system, user)
+    }
+}
+
 /// How the score distribution becomes a reward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScoreRule {
@@ -84,6 +117,12 @@ impl ScoreRule {
 /// The judge's prompt text from (input, expected output, response).
 pub type JudgeTemplate = Box<dyn Fn(&str, &str, &str) -> String + Send>;
 
+/// The judge template of the prompt module's [`crate::prompt::Templates`]
+/// (prompt 4, `prompts/judge.txt`) as a [`JudgeTemplate`].
+pub fn templates_judge(t: crate::prompt::Templates) -> JudgeTemplate {
+    Box::new(move |input, expected, generated| t.judge(input, expected, generated))
+}
+
 /// Judge settings.
 pub struct JudgeConfig {
     /// Argmax (paper) or expected value (G-Eval).
@@ -114,30 +153,11 @@ impl Default for JudgeConfig {
         JudgeConfig {
             rule: ScoreRule::Argmax,
             batch_size: 8,
-            template: Box::new(default_judge_prompt),
+            template: templates_judge(crate::prompt::Templates::builtin()),
             system: None,
             answer_prefix: String::new(),
         }
     }
-}
-
-/// A judge prompt in the paper's shape (Appendix A: input, expected output,
-/// generated output, criteria for 0–10, answer with the score only). The
-/// pipeline normally supplies the prompt module's template instead.
-pub fn default_judge_prompt(input: &str, expected: &str, generated: &str) -> String {
-    format!(
-        "You are an impartial judge. Compare a generated text with the expected text that the same \
-person wrote for the input below, and rate how well the generated text matches the expected \
-text in content, details, style and personal voice.\n\n\
-# Input\n{input}\n\n# Expected output\n{expected}\n\n# Generated output\n{generated}\n\n\
-# Scoring criteria\n\
-0: unrelated to the expected output.\n\
-1-3: shares the topic, but the content and style differ.\n\
-4-6: covers part of the expected content or style.\n\
-7-9: close in content and style, with small differences.\n\
-10: equivalent in content and style.\n\n\
-Answer with a single integer from 0 to 10 and nothing else."
-    )
 }
 
 /// The score token sequences as a trie, derived once per tokenizer.

@@ -60,22 +60,17 @@ pub trait Reward {
 
 /// The response part of a raw generation, trimmed; `None` when it is empty.
 ///
-/// Uses `crate::prompt::parse_output` semantics: text after the
-/// reasoning/response separator when there is one, else the whole text.
+/// Uses [`crate::prompt::parse_output`]: the text after the
+/// reasoning/response separator when there is one, else the whole text. The
+/// reasoning part is dropped here, so no reward ever sees it.
 pub fn response_of(generated: &str) -> Option<String> {
-    let parsed = response_split(generated);
-    let r = parsed.trim();
+    let parsed = crate::prompt::parse_output(generated);
+    let r = parsed.response.trim();
     if r.is_empty() {
         None
     } else {
         Some(r.to_string())
     }
-}
-
-fn response_split(generated: &str) -> String {
-    // TODO(prompt): switch to `crate::prompt::parse_output(generated).response`
-    // once src/prompt lands; until then the whole text is the response.
-    generated.to_string()
 }
 
 /// A lexical metric as a reward (ROUGE or METEOR F-measure of the response

@@ -64,23 +64,25 @@ pub fn rouge_n_tokens(target: &[String], prediction: &[String], n: usize) -> Rou
     if n == 0 {
         return RougeScore::default();
     }
-    let grams = |toks: &[String]| -> HashMap<&[String], usize> {
-        let mut m = HashMap::new();
-        if toks.len() >= n {
-            for w in toks.windows(n) {
-                *m.entry(w).or_insert(0) += 1;
-            }
-        }
-        m
-    };
-    let t = grams(target);
-    let p = grams(prediction);
+    let t = ngrams(target, n);
+    let p = ngrams(prediction, n);
     let overlap: usize = t.iter().map(|(g, c)| (*c).min(p.get(g).copied().unwrap_or(0))).sum();
     let t_count: usize = t.values().sum();
     let p_count: usize = p.values().sum();
     let precision = overlap as f64 / p_count.max(1) as f64;
     let recall = overlap as f64 / t_count.max(1) as f64;
     RougeScore::from_pr(precision, recall)
+}
+
+/// Counts of the n-grams of `toks` (empty when shorter than n).
+fn ngrams(toks: &[String], n: usize) -> HashMap<&[String], usize> {
+    let mut m = HashMap::new();
+    if toks.len() >= n {
+        for w in toks.windows(n) {
+            *m.entry(w).or_insert(0) += 1;
+        }
+    }
+    m
 }
 
 /// Length of the longest common subsequence of two token lists

@@ -1,0 +1,496 @@
+//! Reading a log: the open database shared by a writer and its in-process
+//! readers ([`Core`]), and [`LogReader`], which reads either from that
+//! database or, when another process holds it, through that process's
+//! socket.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use events::{Digest, Envelope, EventKind, SampleId};
+
+use crate::keys;
+use crate::lock::{LockHolder, OwnerLock, Role};
+use crate::remote::{self, Remote, Server};
+use crate::rundir::{tighten_files, RunDir};
+use crate::verify::{self, VerifyReport};
+use crate::StoreError;
+
+/// Key of the run id in the database's default tree.
+pub(crate) const META_RUN_ID: &[u8] = b"run_id";
+
+/// The open database of one log, shared by its writer, its in-process
+/// readers and its socket server. Dropping the last handle closes sled and
+/// releases the owner lock.
+pub(crate) struct Core {
+    pub log_dir: PathBuf,
+    pub run_id: String,
+    pub db: sled::Db,
+    pub tree: sled::Tree,
+    pub feed: Feed,
+    _lock: OwnerLock,
+}
+
+impl Core {
+    /// Opens sled in `log_dir` under an already taken owner lock; the run
+    /// id is set once it has been read or written ([`Core::with_run_id`]).
+    pub fn open(log_dir: PathBuf, lock: OwnerLock) -> Result<Core, StoreError> {
+        let db = sled::Config::new().path(&log_dir).open().map_err(|e| StoreError::sled(&log_dir, e))?;
+        let tree = db.open_tree("events").map_err(|e| StoreError::sled(&log_dir, e))?;
+        tighten_files(&log_dir).map_err(|e| StoreError::io(&log_dir, e))?;
+        Ok(Core { log_dir, run_id: String::new(), db, tree, feed: Feed::default(), _lock: lock })
+    }
+
+    pub fn with_run_id(self, run_id: String) -> Core {
+        Core { run_id, ..self }
+    }
+
+    pub fn sled_err(&self, e: sled::Error) -> StoreError {
+        StoreError::sled(&self.log_dir, e)
+    }
+
+    /// The run id stored in the database, if it has one.
+    pub fn stored_run_id(db: &sled::Db) -> Result<Option<String>, sled::Error> {
+        Ok(db.get(META_RUN_ID)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn last_seq(&self) -> Result<Option<u64>, StoreError> {
+        let last = self.tree.range(keys::record(0)..=keys::record(u64::MAX)).next_back();
+        match last {
+            None => Ok(None),
+            Some(r) => Ok(Some(keys::trailing_seq(&r.map_err(|e| self.sled_err(e))?.0))),
+        }
+    }
+
+    pub fn raw(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
+        self.tree.get(keys::record(seq)).map_err(|e| self.sled_err(e))
+    }
+
+    pub fn get(&self, seq: u64) -> Result<Option<Envelope>, StoreError> {
+        self.raw(seq)?.map(|bytes| decode(seq, &bytes)).transpose()
+    }
+
+    /// Raw records with keys in `[from, to]`, in order.
+    pub fn raw_range(self: &Arc<Self>, from: u64, to: u64) -> RawRecords {
+        let core = Arc::clone(self);
+        Box::new(self.tree.range(keys::record(from)..=keys::record(to)).map(move |r| {
+            let (k, v) = r.map_err(|e| core.sled_err(e))?;
+            Ok((keys::trailing_seq(&k), v))
+        }))
+    }
+
+    /// Records whose sequence numbers an index prefix lists, in order.
+    pub fn indexed(self: &Arc<Self>, prefix: Vec<u8>) -> Records {
+        let core = Arc::clone(self);
+        Records(Box::new(self.tree.scan_prefix(prefix).map(move |r| {
+            let seq = keys::trailing_seq(&r.map_err(|e| core.sled_err(e))?.0);
+            core.get(seq)?.ok_or(StoreError::MissingRecord { seq })
+        })))
+    }
+
+    pub fn seq_of(&self, event_id: &Digest) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::event_id(event_id))
+            .map_err(|e| self.sled_err(e))?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().expect("8-byte seq"))))
+    }
+}
+
+/// Decodes the record stored under `seq`.
+pub(crate) fn decode(seq: u64, bytes: &[u8]) -> Result<Envelope, StoreError> {
+    Envelope::decode(bytes).map_err(|source| StoreError::Record { seq, source })
+}
+
+/// Raw `(key seq, record bytes)` pairs.
+pub(crate) type RawRecords = Box<dyn Iterator<Item = Result<(u64, sled::IVec), StoreError>> + Send>;
+
+/// Where the writer tells its in-process subscribers about new records.
+#[derive(Default)]
+pub(crate) struct Feed {
+    state: Mutex<FeedState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// Highest sequence number appended through this process's writer.
+    last: Option<u64>,
+    /// Whether a writer in this process may still append.
+    writing: bool,
+}
+
+impl Feed {
+    pub fn open_writer(&self, last: Option<u64>) {
+        let mut s = self.state.lock().expect("feed lock");
+        s.last = last;
+        s.writing = true;
+    }
+
+    pub fn published(&self, last: u64) {
+        self.state.lock().expect("feed lock").last = Some(last);
+        self.changed.notify_all();
+    }
+
+    pub fn close_writer(&self) {
+        self.state.lock().expect("feed lock").writing = false;
+        self.changed.notify_all();
+    }
+
+    /// Waits until a record at `seq` or later was published, or no writer
+    /// is left; returns whether `seq` may now exist.
+    pub fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock().expect("feed lock");
+        loop {
+            if s.last.is_some_and(|l| l >= seq) {
+                return true;
+            }
+            if !s.writing {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            s = self.changed.wait_timeout(s, deadline - now).expect("feed lock").0;
+        }
+    }
+
+}
+
+/// Envelopes read from a log, in sequence order. Each record's own hash is
+/// checked as it is decoded; [`LogReader::verify`] also checks the chain.
+pub struct Records(pub(crate) Box<dyn Iterator<Item = Result<Envelope, StoreError>> + Send>);
+
+impl Iterator for Records {
+    type Item = Result<Envelope, StoreError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
+
+impl Records {
+    fn from_raw(raw: RawRecords) -> Records {
+        Records(Box::new(raw.map(|r| r.and_then(|(seq, bytes)| decode(seq, &bytes)))))
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Local { core: Arc<Core>, _server: Option<Arc<Server>> },
+    Remote(Remote),
+}
+
+/// Reads a run's log. Any number of readers may exist at once.
+///
+/// A reader either shares an open database (one made by
+/// [`EventLog::reader`](crate::EventLog::reader), or one it opened itself
+/// because no process had the log open) or, when another process holds the
+/// log, reads through that process's socket `log/reader.sock`. Both give
+/// the same records; index queries through a socket scan the log.
+#[derive(Clone)]
+pub struct LogReader {
+    pub(crate) backend: Backend,
+    run_id: String,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let via = match &self.backend {
+            Backend::Local { .. } => "local",
+            Backend::Remote(_) => "socket",
+        };
+        f.debug_struct("LogReader").field("run_id", &self.run_id).field("dir", &self.dir).field("via", &via).finish()
+    }
+}
+
+/// How long a reader keeps trying a holder's socket that does not answer
+/// yet (a writer that has just started).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(3);
+
+impl LogReader {
+    pub(crate) fn local(core: Arc<Core>, server: Option<Arc<Server>>, dir: PathBuf) -> LogReader {
+        LogReader { run_id: core.run_id.clone(), backend: Backend::Local { core, _server: server }, dir }
+    }
+
+    /// Opens the log in run directory `dir` for reading. With
+    /// `expected_run_id`, a log of another run is an error naming both.
+    ///
+    /// When no process has the log open, this reader opens the database
+    /// itself (and, while it lives, a writer waits for it, see
+    /// [`EventLog::open`](crate::EventLog::open)); otherwise it reads through
+    /// the holder's socket.
+    ///
+    /// # Errors
+    /// [`StoreError::NoLog`], [`StoreError::OtherRun`],
+    /// [`StoreError::Unreachable`], or an I/O or sled error.
+    pub fn open(dir: impl AsRef<Path>, expected_run_id: Option<&str>) -> Result<LogReader, StoreError> {
+        let run = RunDir::open(dir)?;
+        let log_dir = run.log_dir();
+        let deadline = Instant::now() + CONNECT_PATIENCE;
+        loop {
+            let holder = match OwnerLock::try_acquire(&log_dir, Role::Reader).map_err(|e| StoreError::io(&log_dir, e))? {
+                Ok(lock) => return Self::open_local(&run, lock, expected_run_id),
+                Err(holder) => holder,
+            };
+            match Remote::connect(&log_dir) {
+                Ok(remote) => {
+                    check_run(run.path(), expected_run_id, remote.run_id())?;
+                    return Ok(LogReader {
+                        run_id: remote.run_id().to_owned(),
+                        backend: Backend::Remote(remote),
+                        dir: run.path().to_path_buf(),
+                    });
+                }
+                Err(e) if Instant::now() < deadline && remote::is_not_listening(&e) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) if remote::is_not_listening(&e) => {
+                    return Err(StoreError::Unreachable { dir: log_dir.clone(), holder, socket: remote::socket_path(&log_dir) })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn open_local(run: &RunDir, lock: OwnerLock, expected: Option<&str>) -> Result<LogReader, StoreError> {
+        let log_dir = run.log_dir();
+        let core = Core::open(log_dir, lock)?;
+        let found = Core::stored_run_id(&core.db)
+            .map_err(|e| core.sled_err(e))?
+            .ok_or_else(|| StoreError::NoLog { dir: run.path().to_path_buf() })?;
+        check_run(run.path(), expected, &found)?;
+        let core = Arc::new(core.with_run_id(found));
+        let server = Server::start(Arc::clone(&core)).ok().map(Arc::new);
+        Ok(LogReader::local(core, server, run.path().to_path_buf()))
+    }
+
+    /// The run this log belongs to.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether this reader goes through another process's socket.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.backend, Backend::Remote(_))
+    }
+
+    /// The last sequence number, or `None` for an empty log.
+    ///
+    /// # Errors
+    /// sled or socket errors.
+    pub fn last_seq(&self) -> Result<Option<u64>, StoreError> {
+        match &self.backend {
+            Backend::Local { core, .. } => core.last_seq(),
+            Backend::Remote(r) => r.last_seq(),
+        }
+    }
+
+    /// The number of records (sequence numbers have no gaps).
+    ///
+    /// # Errors
+    /// As [`LogReader::last_seq`].
+    pub fn len(&self) -> Result<u64, StoreError> {
+        Ok(self.last_seq()?.map_or(0, |s| s + 1))
+    }
+
+    /// Whether the log has no records.
+    ///
+    /// # Errors
+    /// As [`LogReader::last_seq`].
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.last_seq()?.is_none())
+    }
+
+    /// The record at `seq`.
+    ///
+    /// # Errors
+    /// [`StoreError::Record`] when it does not decode; sled or socket errors.
+    pub fn get(&self, seq: u64) -> Result<Option<Envelope>, StoreError> {
+        match &self.backend {
+            Backend::Local { core, .. } => core.get(seq),
+            Backend::Remote(_) => self.read_range(seq..=seq).next().transpose(),
+        }
+    }
+
+    pub(crate) fn raw_range(&self, range: impl RangeBounds<u64>) -> Result<RawRecords, StoreError> {
+        let from = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&0) => return Ok(Box::new(std::iter::empty())),
+            Bound::Excluded(&s) => s - 1,
+            Bound::Unbounded => u64::MAX,
+        };
+        if from > to {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        match &self.backend {
+            Backend::Local { core, .. } => Ok(core.raw_range(from, to)),
+            Backend::Remote(r) => {
+                let stream = r.stream(from, false)?;
+                Ok(Box::new(stream.take_while(move |item| !matches!(item, Ok((seq, _)) if *seq > to))))
+            }
+        }
+    }
+
+    /// The records with sequence numbers in `range`, in order.
+    pub fn read_range(&self, range: impl RangeBounds<u64>) -> Records {
+        match self.raw_range(range) {
+            Ok(raw) => Records::from_raw(raw),
+            Err(e) => Records(Box::new(std::iter::once(Err(e)))),
+        }
+    }
+
+    /// Every record, in order.
+    pub fn iter(&self) -> Records {
+        self.read_range(..)
+    }
+
+    /// The events about one sample (generated, rewarded, filtered), in
+    /// order.
+    ///
+    /// # Errors
+    /// As [`LogReader::get`].
+    pub fn get_by_sample(&self, sample: &SampleId) -> Result<Vec<Envelope>, StoreError> {
+        match &self.backend {
+            Backend::Local { core, .. } => {
+                core.indexed(keys::sample_prefix(sample.iteration, Some(&sample.input_id), Some(sample.index))).collect()
+            }
+            Backend::Remote(_) => {
+                self.iter().filter(|r| r.as_ref().map_or(true, |e| e.payload.sample() == Some(sample))).collect()
+            }
+        }
+    }
+
+    /// The sample events of one input in iteration `iteration`, ordered by
+    /// sample index, then sequence number.
+    pub fn by_input(&self, iteration: u32, input_id: &str) -> Records {
+        match &self.backend {
+            Backend::Local { core, .. } => core.indexed(keys::sample_prefix(iteration, Some(input_id), None)),
+            Backend::Remote(_) => {
+                let input_id = input_id.to_owned();
+                self.filtered(move |e| e.payload.sample().is_some_and(|s| s.iteration == iteration && s.input_id == input_id))
+            }
+        }
+    }
+
+    /// All sample events of iteration `iteration` (grouped by input, then
+    /// by sample index).
+    pub fn by_iteration(&self, iteration: u32) -> Records {
+        match &self.backend {
+            Backend::Local { core, .. } => core.indexed(keys::sample_prefix(iteration, None, None)),
+            Backend::Remote(_) => self.filtered(move |e| e.payload.sample().is_some_and(|s| s.iteration == iteration)),
+        }
+    }
+
+    /// The events of one kind, in order.
+    pub fn by_kind(&self, kind: EventKind) -> Records {
+        match &self.backend {
+            Backend::Local { core, .. } => core.indexed(keys::kind_prefix(kind).to_vec()),
+            Backend::Remote(_) => self.filtered(move |e| e.payload.kind() == kind),
+        }
+    }
+
+    fn filtered(&self, keep: impl Fn(&Envelope) -> bool + Send + 'static) -> Records {
+        Records(Box::new(self.iter().filter(move |r| r.as_ref().map_or(true, &keep))))
+    }
+
+    /// The sequence number of the event with this id, if it was appended.
+    ///
+    /// # Errors
+    /// As [`LogReader::get`].
+    pub fn seq_of(&self, event_id: &Digest) -> Result<Option<u64>, StoreError> {
+        match &self.backend {
+            Backend::Local { core, .. } => core.seq_of(event_id),
+            Backend::Remote(_) => {
+                for r in self.iter() {
+                    let e = r?;
+                    if &e.event_id == event_id {
+                        return Ok(Some(e.seq));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Follows the log from `from_seq`: yields every record from there on,
+    /// waiting for new ones while a writer in this process (or, through the
+    /// socket, in another) is appending; ends when no writer is left.
+    /// For a log whose writer comes and goes, see [`follow`](crate::follow).
+    pub fn subscribe(&self, from_seq: u64) -> Records {
+        match &self.backend {
+            Backend::Local { core, .. } => {
+                let core = Arc::clone(core);
+                let mut next = from_seq;
+                Records(Box::new(std::iter::from_fn(move || loop {
+                    match core.raw(next) {
+                        Err(e) => return Some(Err(e)),
+                        Ok(Some(bytes)) => {
+                            let r = decode(next, &bytes);
+                            next += 1;
+                            return Some(r);
+                        }
+                        Ok(None) => {
+                            if !core.feed.wait_for(next, Duration::from_secs(1)) {
+                                // No writer left: one last look, then the end.
+                                return core.raw(next).transpose().map(|r| {
+                                    r.and_then(|bytes| {
+                                        next += 1;
+                                        decode(next - 1, &bytes)
+                                    })
+                                });
+                            }
+                        }
+                    }
+                })))
+            }
+            Backend::Remote(r) => match r.stream(from_seq, true) {
+                Ok(raw) => Records::from_raw(raw),
+                Err(e) => Records(Box::new(std::iter::once(Err(e)))),
+            },
+        }
+    }
+
+    /// Walks the whole chain: every record decodes, hashes to its stored
+    /// hash, belongs to this run, follows the one before without a gap and
+    /// links to its hash. Stops at the first bad record and says which and
+    /// why.
+    ///
+    /// # Errors
+    /// Only failures to read at all (sled, socket); a bad record is a
+    /// [`VerifyReport::problem`], not an error.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        verify::walk(&self.run_id, self.raw_range(..)?)
+    }
+}
+
+pub(crate) fn check_run(dir: &Path, expected: Option<&str>, found: &str) -> Result<(), StoreError> {
+    match expected {
+        Some(exp) if exp != found => {
+            Err(StoreError::OtherRun { dir: dir.to_path_buf(), expected: exp.to_owned(), found: found.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Who holds the log in `dir` right now, if anyone (takes and drops the
+/// lock when it is free).
+pub(crate) fn holder(log_dir: &Path) -> Result<Option<LockHolder>, StoreError> {
+    match OwnerLock::try_acquire(log_dir, Role::Reader).map_err(|e| StoreError::io(log_dir, e))? {
+        Ok(_) => Ok(None),
+        Err(h) => Ok(Some(h)),
+    }
+}

@@ -1,0 +1,32 @@
+//! Tampering with a stored log, for tests of
+//! [`LogReader::verify`](crate::LogReader::verify) and of `restpg log verify`
+//! in other crates.
+//! Compiled only with the `test-util` feature.
+
+use std::path::Path;
+
+use crate::keys;
+use crate::lock::{OwnerLock, Role};
+use crate::reader::Core;
+use crate::{RunDir, StoreError};
+
+/// Rewrites the stored bytes of record `seq` in the log of `run_dir` with
+/// `f`, bypassing hashes and chain, as a bad disk or an editor would. The log
+/// must not be open elsewhere.
+///
+/// # Errors
+/// [`StoreError::Locked`] when it is open; [`StoreError::MissingRecord`]
+/// when there is no record `seq`; sled errors.
+pub fn tamper_record(run_dir: impl AsRef<Path>, seq: u64, f: impl FnOnce(&mut Vec<u8>)) -> Result<(), StoreError> {
+    let run = RunDir::open(run_dir)?;
+    let log_dir = run.log_dir();
+    let lock = OwnerLock::try_acquire(&log_dir, Role::Writer)
+        .map_err(|e| StoreError::io(&log_dir, e))?
+        .map_err(|holder| StoreError::Locked { dir: log_dir.clone(), holder })?;
+    let core = Core::open(log_dir, lock)?;
+    let mut bytes = core.raw(seq)?.ok_or(StoreError::MissingRecord { seq })?.to_vec();
+    f(&mut bytes);
+    core.tree.insert(&keys::record(seq)[..], bytes).map_err(|e| core.sled_err(e))?;
+    core.db.flush().map_err(|e| core.sled_err(e))?;
+    Ok(())
+}
