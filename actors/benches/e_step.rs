@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p restpg-actors --bench e_step`; prints medians of 5 runs.
 
+extern crate restpg_actors as actors;
+
 #[path = "../tests/common/mod.rs"]
 #[allow(dead_code)]
 mod common;

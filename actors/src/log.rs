@@ -18,7 +18,8 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the [`LogWriter`] needs of a log: idempotent appends, fsync, and a
 /// full read. Implemented for [`store::EventLog`] (the real, sled-backed
-/// log); the trait keeps the store's API in one place.
+/// log); the trait keeps the store's API in one place, and lets a remote or
+/// in-memory log plug in the same way.
 pub trait EventSink: Send + 'static {
     /// Appends `event`; `Ok(false)` when an event with its id was already in
     /// the log (a no-op).
@@ -26,6 +27,14 @@ pub trait EventSink: Send + 'static {
     /// # Errors
     /// The store's write error.
     fn append_event(&mut self, event: Event) -> Result<bool, SinkError>;
+    /// Appends `events` in order, ideally as one atomic write; one flag per
+    /// event, `false` for a duplicate. The default appends one by one.
+    ///
+    /// # Errors
+    /// The store's write error.
+    fn append_events(&mut self, events: Vec<Event>) -> Result<Vec<bool>, SinkError> {
+        events.into_iter().map(|e| self.append_event(e)).collect()
+    }
     /// Makes every appended event durable.
     ///
     /// # Errors
@@ -36,6 +45,22 @@ pub trait EventSink: Send + 'static {
     /// # Errors
     /// A record that cannot be read or fails its hash.
     fn read_all(&self) -> Result<Vec<Envelope>, SinkError>;
+}
+
+impl EventSink for store::EventLog {
+    fn append_event(&mut self, event: Event) -> Result<bool, SinkError> {
+        Ok(!self.append(event)?.is_duplicate())
+    }
+    fn append_events(&mut self, events: Vec<Event>) -> Result<Vec<bool>, SinkError> {
+        Ok(self.append_batch(events)?.into_iter().map(|o| !o.is_duplicate()).collect())
+    }
+    fn flush_events(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        Ok(())
+    }
+    fn read_all(&self) -> Result<Vec<Envelope>, SinkError> {
+        Ok(self.iter().collect::<Result<Vec<_>, _>>()?)
+    }
 }
 
 /// Called by the writer for each event newly appended (not for duplicates),
@@ -153,14 +178,14 @@ fn append_all(w: &mut LogWriter, events: Vec<Event>) -> Result<AppendReport, Log
     let observer = w.observer.clone();
     let log = w.log()?;
     let mut report = AppendReport::default();
-    for event in events {
-        let new = log.append_event(event.clone()).map_err(|e| LogError::Store { op: "append", message: e.to_string() })?;
+    let flags = log.append_events(events.clone()).map_err(|e| LogError::Store { op: "append", message: e.to_string() })?;
+    for (event, new) in events.iter().zip(flags) {
         if !new {
             report.duplicates += 1;
         } else {
             report.appended += 1;
             if let Some(o) = &observer {
-                o(&event);
+                o(event);
             }
         }
     }

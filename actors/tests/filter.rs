@@ -1,6 +1,8 @@
 //! The filter's decisions, given / when / then (REST-PG Algorithm 1 line 9:
 //! keep R ≥ τ, at most the cap per input, best first).
 
+extern crate restpg_actors as actors;
+
 use actors::filter::{decide, FilterError, Scored, Verdict, FIRST_RANK};
 use events::{Decision, SampleId};
 

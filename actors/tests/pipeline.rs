@@ -1,6 +1,8 @@
 //! Protocol tests of the coordinator and its actors, with deterministic
 //! capability doubles and the event log in a temporary directory.
 
+extern crate restpg_actors as actors;
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

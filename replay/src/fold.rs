@@ -103,16 +103,52 @@ impl Replay {
         I: IntoIterator<Item = Result<Envelope, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        self.fold_with(records, |e, after_seq| ReplayError::Read { after_seq, source: e.into() })
+    }
+
+    /// Folds a store's log from its first record.
+    ///
+    /// # Errors
+    /// As [`Replay::fold`]; a record the store cannot decode is
+    /// [`ReplayError::Store`] with its sequence number.
+    pub fn fold_log(&self, log: &store::LogReader) -> Result<RunState, ReplayError> {
+        self.fold_with(log.iter(), |source, after_seq| ReplayError::Store { after_seq, source })
+    }
+
+    fn fold_with<I, E>(&self, records: I, read_error: impl Fn(E, Option<u64>) -> ReplayError) -> Result<RunState, ReplayError>
+    where
+        I: IntoIterator<Item = Result<Envelope, E>>,
+    {
         let mut state = RunState::scoped(self.completion.clone(), self.scope.clone());
         for record in records {
-            let after_seq = state.last.map(|(s, _)| s);
-            let record = record.map_err(|e| ReplayError::Read { after_seq, source: e.into() })?;
+            let record = record.map_err(|e| read_error(e, state.last.map(|(s, _)| s)))?;
             check_link(&state, &record)?;
             state.apply(record);
         }
         Ok(state)
     }
+}
 
+/// Where a store error stops the replay: the record it names, else the one
+/// after the last good record.
+fn describe_store_error(e: &store::StoreError, after_seq: Option<u64>) -> String {
+    match e {
+        store::StoreError::Record { seq, .. } | store::StoreError::MissingRecord { seq } => format!("seq {seq}"),
+        _ => after_seq.map_or_else(|| "the first record".to_owned(), |s| format!("the record after seq {s}")),
+    }
+}
+
+impl ReplayError {
+    /// The sequence number of the record the replay stopped at, when known.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ReplayError::Store { source: store::StoreError::Record { seq, .. }, .. }
+            | ReplayError::Store { source: store::StoreError::MissingRecord { seq }, .. } => Some(*seq),
+            ReplayError::Store { after_seq, .. } | ReplayError::Read { after_seq, .. } => after_seq.map(|s| s + 1),
+            ReplayError::SequenceGap { found, .. } => Some(*found),
+            ReplayError::ChainBroken { seq, .. } | ReplayError::ForeignRecord { seq, .. } => Some(*seq),
+        }
+    }
 }
 
 /// Checks that `record` follows the last record applied to `state`.

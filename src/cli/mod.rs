@@ -6,6 +6,8 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod data;
+pub mod generate;
+pub mod model;
 
 /// Log output format.
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -33,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Build, import and inspect data sets (LongLaMP format, demo corpora).
     Data(data::DataArgs),
+    /// One chat turn with a model (GGUF or Hugging Face directory), printed to stdout.
+    Generate(generate::GenerateArgs),
+    /// Import a GGUF into a Hugging Face directory; show a model's configuration.
+    Model(model::ModelArgs),
 }
 
 /// Sets up tracing for `RUST_LOG` and the chosen format.
@@ -53,5 +59,7 @@ pub fn init_tracing(format: LogFormat) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(args) => data::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Model(args) => model::run(args),
     }
 }

@@ -91,7 +91,7 @@ pub fn clip_grad_norm(params: &[Param], max_norm: f64) -> Result<f64> {
         for p in params {
             let mut g = p.tensor.grad();
             if g.defined() {
-                g.f_mul_scalar_(scale)?;
+                let _ = g.f_mul_scalar_(scale)?;
             }
         }
     }
@@ -286,16 +286,16 @@ fn adamw_update(
     t: u64,
 ) -> Result<()> {
     if wd > 0.0 {
-        x.f_mul_scalar_(1.0 - lr * wd)?;
+        let _ = x.f_mul_scalar_(1.0 - lr * wd)?;
     }
-    m.f_lerp_(g, 1.0 - h.beta1)?;
-    v.f_mul_scalar_(h.beta2)?;
-    v.f_add_(&g.f_square()?.f_mul_scalar(1.0 - h.beta2)?)?;
+    let _ = m.f_lerp_(g, 1.0 - h.beta1)?;
+    let _ = v.f_mul_scalar_(h.beta2)?;
+    let _ = v.f_add_(&g.f_square()?.f_mul_scalar(1.0 - h.beta2)?)?;
     let bc1 = 1.0 - h.beta1.powi(t as i32);
     let bc2 = 1.0 - h.beta2.powi(t as i32);
     let denom = v.f_sqrt()?.f_div_scalar(bc2.sqrt())?.f_add_scalar(h.eps)?;
     let step = m.f_div(&denom)?.f_mul_scalar(lr / bc1)?;
-    x.f_sub_(&step)?;
+    let _ = x.f_sub_(&step)?;
     Ok(())
 }
 
@@ -317,9 +317,9 @@ fn adafactor_apply(x: &mut Tensor, u: Tensor, h: &AdafactorParams, lr: f64, wd: 
     let denom = rms_u.f_div_scalar(h.clip_threshold)?.f_clamp_min(1.0)?;
     let update = u.f_div(&denom)?.f_mul_scalar(alpha)?;
     if wd > 0.0 {
-        x.f_mul_scalar_(1.0 - lr * wd)?;
+        let _ = x.f_mul_scalar_(1.0 - lr * wd)?;
     }
-    x.f_sub_(&update)?;
+    let _ = x.f_sub_(&update)?;
     Ok(())
 }
 
@@ -337,8 +337,8 @@ fn adafactor_factored(
 ) -> Result<()> {
     let one_minus_beta = 1.0 - beta2_hat(h, t);
     let g2 = g.f_square()?.f_add_scalar(h.eps1)?;
-    row.f_lerp_(&g2.f_mean_dim(-1, false, Kind::Float)?, one_minus_beta)?;
-    col.f_lerp_(&g2.f_mean_dim(-2, false, Kind::Float)?, one_minus_beta)?;
+    let _ = row.f_lerp_(&g2.f_mean_dim(-1, false, Kind::Float)?, one_minus_beta)?;
+    let _ = col.f_lerp_(&g2.f_mean_dim(-2, false, Kind::Float)?, one_minus_beta)?;
     // V̂ = R̄ C̄ / mean(R̄): rsqrt(V̂) = rsqrt(R̄ / mean(R̄)) ⊗ rsqrt(C̄).
     let r_factor = row.f_div(&row.f_mean_dim(-1, true, Kind::Float)?)?.f_rsqrt()?.f_unsqueeze(-1)?;
     let c_factor = col.f_rsqrt()?.f_unsqueeze(-2)?;
@@ -358,7 +358,7 @@ fn adafactor_full(
 ) -> Result<()> {
     let one_minus_beta = 1.0 - beta2_hat(h, t);
     let g2 = g.f_square()?.f_add_scalar(h.eps1)?;
-    v.f_lerp_(&g2, one_minus_beta)?;
+    let _ = v.f_lerp_(&g2, one_minus_beta)?;
     let u = g.f_mul(&v.f_rsqrt()?)?;
     adafactor_apply(x, u, h, lr, wd)
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use common::{sample_event, tamper};
-use restpg_events::{Decision, Event, EventKind, RecordError, SampleId, GENESIS_HASH};
+use events::{Decision, Event, EventKind, RecordError, SampleId, GENESIS_HASH};
 use restpg_store::{AppendOutcome, EventLog, FlushPolicy, LogReader, ProblemReason, StoreError};
 
 fn stage(iteration: u32, name: &str) -> Event {

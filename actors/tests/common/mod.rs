@@ -320,52 +320,13 @@ pub fn sample_counts(events: &[Event]) -> BTreeMap<SampleId, usize> {
 
 // ---- the event log used by the tests ----
 
-pub use memlog::{open_log, read_envelopes};
+/// The run's real (sled) event log in `dir`, created or reopened.
+pub fn open_log(dir: &Path, run_id: &str) -> store::EventLog {
+    store::EventLog::open_or_create(dir, run_id).expect("open the event log")
+}
 
-mod memlog {
-    use super::*;
-    use actors::log::{EventSink, SinkError};
-    use std::collections::HashMap;
-    use std::sync::OnceLock;
-
-    type Shared = Arc<Mutex<Vec<Envelope>>>;
-
-    fn registry() -> &'static Mutex<HashMap<std::path::PathBuf, Shared>> {
-        static R: OnceLock<Mutex<HashMap<std::path::PathBuf, Shared>>> = OnceLock::new();
-        R.get_or_init(Default::default)
-    }
-
-    pub struct MemLog {
-        run_id: String,
-        records: Shared,
-    }
-
-    pub fn open_log(dir: &Path, run_id: &str) -> MemLog {
-        let records = registry().lock().unwrap().entry(dir.to_path_buf()).or_default().clone();
-        MemLog { run_id: run_id.into(), records }
-    }
-
-    pub fn read_envelopes(dir: &Path) -> Vec<Envelope> {
-        registry().lock().unwrap().get(dir).map(|r| r.lock().unwrap().clone()).unwrap_or_default()
-    }
-
-    impl EventSink for MemLog {
-        fn append_event(&mut self, event: Event) -> Result<bool, SinkError> {
-            let mut r = self.records.lock().unwrap();
-            let id = event.event_id(&self.run_id);
-            if r.iter().any(|e| e.event_id == id) {
-                return Ok(false);
-            }
-            let prev = r.last().map_or(events::GENESIS_HASH, |e| e.hash);
-            let seq = r.len() as u64;
-            r.push(Envelope::seal(seq, chrono::Utc::now(), &self.run_id, event, prev));
-            Ok(true)
-        }
-        fn flush_events(&mut self) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn read_all(&self) -> Result<Vec<Envelope>, SinkError> {
-            Ok(self.records.lock().unwrap().clone())
-        }
-    }
+/// Every record of the log in `dir` (reopened read-only after the run).
+pub fn read_envelopes(dir: &Path) -> Vec<Envelope> {
+    let reader = store::LogReader::open(dir, None).expect("open the log for reading");
+    reader.iter().collect::<Result<Vec<_>, _>>().expect("read the log")
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use restpg_events::{digest, Event, SampleId};
+use events::{digest, Event, SampleId};
 
 /// The `n`-th sample of iteration 1: 32 samples per input, a response of
 /// about 2 KB that depends on `n`.

@@ -1,0 +1,98 @@
+//! `restpg generate`: one chat turn with a model (GGUF file or Hugging Face
+//! directory), printed to stdout.
+//!
+//! The arguments are a plain struct so later areas can add their own
+//! (e.g. `--task/--profile` to build a personalized prompt); raw values are
+//! validated into [`SamplingSettings`] here, in one place.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
+
+/// Arguments of `restpg generate`.
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// A `.gguf` file or a Hugging Face directory (`model.safetensors`, `config.json`, `tokenizer.json`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The user message.
+    #[arg(long)]
+    pub prompt: String,
+    /// System message (default: the model's own default, if its chat template has one).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus mass in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Keep only the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Maximum number of new tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Torch intra-op threads (default: torch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Print token counts and speed to stderr.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+impl GenerateArgs {
+    /// The validated sampling settings.
+    ///
+    /// # Errors
+    /// Out-of-range values, named.
+    pub fn settings(&self) -> anyhow::Result<SamplingSettings> {
+        let s = SamplingSettings {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            max_new_tokens: self.max_new_tokens,
+            stop_tokens: vec![],
+        };
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+/// Loads the model, applies the chat template, generates and prints the
+/// response.
+///
+/// # Errors
+/// Bad settings, a model that fails to load, generation failures.
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    let t0 = std::time::Instant::now();
+    let model = LanguageModel::load(&args.model, tch::Device::cuda_if_available())
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let tk = model.tokenizer();
+    let prompt_ids = tk.encode(&tk.chat_prompt(args.system.as_deref(), &args.prompt))?;
+    let t1 = std::time::Instant::now();
+    let g = model.generate(&[GenerationRequest { prompt_ids: prompt_ids.clone(), seed: args.seed, settings }])?.remove(0);
+    let t2 = std::time::Instant::now();
+    println!("{}", g.text);
+    if args.verbose {
+        eprintln!(
+            "load {:.2}s; prompt {} tokens; generated {} tokens in {:.2}s ({:?})",
+            (t1 - t0).as_secs_f64(),
+            prompt_ids.len(),
+            g.token_ids.len(),
+            (t2 - t1).as_secs_f64(),
+            g.finish
+        );
+    }
+    Ok(())
+}
