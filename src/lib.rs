@@ -21,3 +21,4 @@ pub mod prompt;
 pub mod retrieve;
 pub mod train;
 pub mod reward;
+pub mod eval;

@@ -40,7 +40,12 @@ pub enum ReplayError {
     },
     /// A record does not carry its predecessor's hash: the chain was cut or
     /// a record was replaced without rewriting everything after it.
-    #[error("hash chain broken at seq {seq}: it names previous hash {}, but the record before it hashes to {}", digest_hex(.found), digest_hex(.expected))]
+    #[error(
+        "hash chain broken at seq {seq}: it names previous hash {}, but the record before it hashes to {} \
+         (the record before it was replaced, or this one was re-linked)",
+        digest_hex(.found),
+        digest_hex(.expected)
+    )]
     ChainBroken {
         /// The record whose `prev_hash` is wrong.
         seq: u64,

@@ -6,7 +6,7 @@ extern crate restpg_replay as replay;
 
 mod common;
 
-use common::{chain, fold_records};
+use common::{chain, fold_dir, fold_records, seq_of, through_store, write_log};
 use events::{Decision, Event};
 use replay::synthetic::SyntheticRun;
 use replay::{CapSource, ReplayError, Violation};
@@ -34,9 +34,8 @@ fn first_kept(events: &[Event]) -> (usize, usize) {
 fn every_iteration_rebuilds_to_its_sealed_digest() {
     // Given a two-iteration run
     let run = run();
-    let records = chain("run-a", run.events());
-    // When it is folded
-    let state = fold_records(&run, records.clone());
+    // When it is written through the store and folded back
+    let (state, records) = through_store(&run, run.events());
     // Then each D_t reproduces the seal, with the configured cap and τ
     for t in 1..=2 {
         let v = state.verify_iteration(t).unwrap_or_else(|e| panic!("{e}"));
@@ -61,7 +60,7 @@ fn every_iteration_rebuilds_to_its_sealed_digest() {
 fn a_different_separator_does_not_reproduce_the_seal() {
     // Given a run sealed with one completion rule
     let run = run();
-    let records = chain("run-a", run.events());
+    let (_, records) = through_store(&run, run.events());
     // When it is replayed with another separator
     let other = SyntheticRun { completion: replay::Completion::new("\n"), ..run };
     let state = fold_records(&other, records);
@@ -82,10 +81,10 @@ fn a_tampered_reward_is_named_by_its_sequence_number() {
     if let Event::RewardAssigned { reward, .. } = &mut events[r] {
         *reward = 0.3;
     }
-    let records = chain("run-a", events);
-    let tampered_seq = records[r].seq;
+    let tampered = events[r].clone();
+    let (state, records) = through_store(&run, events);
+    let tampered_seq = seq_of(&records, &tampered);
     // When iteration 1 is verified
-    let state = fold_records(&run, records);
     let err = state.verify_iteration(1).unwrap_err();
     // Then the disagreement names the tampered record
     let hit = err
@@ -109,9 +108,9 @@ fn a_tampered_filter_reward_breaks_the_digest_and_is_named() {
     if let Event::FilterDecided { reward, .. } = &mut events[f] {
         *reward = 0.9;
     }
-    let records = chain("run-a", events);
-    let seq = records[f].seq;
-    let state = fold_records(&run, records);
+    let tampered = events[f].clone();
+    let (state, records) = through_store(&run, events);
+    let seq = seq_of(&records, &tampered);
     // When verified
     let err = state.verify_iteration(1).unwrap_err();
     // Then the seal no longer matches, and the record is named twice over
@@ -133,8 +132,7 @@ fn keeping_past_the_cap_is_caught() {
     if let Event::FilterDecided { decision, .. } = &mut events[f] {
         *decision = Decision::Kept;
     }
-    let records = chain("run-a", events);
-    let state = fold_records(&run, records);
+    let (state, _) = through_store(&run, events);
     // When verified
     let err = state.verify_iteration(1).unwrap_err();
     // Then the input is named as over the cap
@@ -153,9 +151,9 @@ fn a_missing_decision_and_a_late_record_are_named() {
     let moved = events.remove(f);
     let seal = events.iter().position(|e| matches!(e, Event::DatasetSealed { iteration: 1, .. })).unwrap();
     events.insert(seal + 1, moved);
-    let records = chain("run-a", events);
-    let late = records[seal + 1].seq;
-    let state = fold_records(&run, records);
+    let moved = events[seal + 1].clone();
+    let (state, records) = through_store(&run, events);
+    let late = seq_of(&records, &moved);
     // Then the late record is named
     let err = state.verify_iteration(1).unwrap_err();
     assert!(err.violations.iter().any(|v| matches!(v, Violation::AfterSeal { seq, .. } if *seq == late)), "{err}");
@@ -208,12 +206,10 @@ fn a_broken_chain_stops_the_fold_at_its_sequence_number() {
 #[test]
 fn a_scoped_fold_keeps_one_iteration_and_still_verifies() {
     let run = run();
-    let records = chain("run-a", run.events());
-    let state = replay::Replay::new(run.completion.clone())
-        .only_iteration(2)
-        .without_text()
-        .fold(records.into_iter().map(Ok::<_, std::io::Error>))
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "run-a", run.events());
+    let reader = store::LogReader::open(dir.path(), None).unwrap();
+    let state = replay::Replay::new(run.completion.clone()).only_iteration(2).without_text().fold_log(&reader).unwrap();
     assert_eq!(state.iterations.keys().copied().collect::<Vec<_>>(), vec![2]);
     state.verify_iteration(2).unwrap();
     assert!(state.verify_iteration(1).is_err());
@@ -223,8 +219,7 @@ fn a_scoped_fold_keeps_one_iteration_and_still_verifies() {
 #[test]
 fn retrain_and_resample_specs_carry_the_logged_facts() {
     let run = run();
-    let records = chain("run-a", run.events());
-    let state = fold_records(&run, records);
+    let (state, _) = through_store(&run, run.events());
     // When the M-step of iteration 2 is to be re-run
     let spec = state.retrain_spec(2).unwrap();
     // Then it starts from the base checkpoint (fresh), trains on D_2 and must reproduce the m-step hash
@@ -243,4 +238,44 @@ fn retrain_and_resample_specs_carry_the_logged_facts() {
         assert_eq!(item.seed, item.sample.seed(run.seed));
         item.check(item.reasoning.as_deref(), &item.response).unwrap();
     }
+}
+
+#[test]
+fn a_byte_flipped_on_disk_stops_the_replay_at_its_sequence_number() {
+    // Given a stored log in which one byte of record 40 was flipped on disk
+    let run = run();
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "run-a", run.events());
+    store::testing::tamper_record(dir.path(), 40, |bytes| {
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+    })
+    .unwrap();
+    // When it is replayed
+    let err = fold_dir(&run, dir.path()).unwrap_err();
+    // Then the replay stops there and says so
+    assert_eq!(err.seq(), Some(40), "{err}");
+    assert!(err.to_string().contains("seq 40"), "{err}");
+}
+
+#[test]
+fn a_record_replaced_with_a_valid_hash_breaks_the_chain_after_it() {
+    // Given a stored log in which record k (a kept sample's reward) was
+    // replaced by a re-sealed record with another reward: its own hash is
+    // valid, but the next record still names the old one
+    let run = run();
+    let mut events = run.events();
+    let (r, _) = first_kept(&events);
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "run-a", events.clone());
+    let original = common::read_back(dir.path()).remove(r);
+    if let Event::RewardAssigned { reward, .. } = &mut events[r] {
+        *reward = 0.5;
+    }
+    let forged = events::Envelope::seal(original.seq, original.time, "run-a", events[r].clone(), original.prev_hash);
+    store::testing::tamper_record(dir.path(), original.seq, |bytes| *bytes = forged.encode()).unwrap();
+    // When it is replayed
+    let err = fold_dir(&run, dir.path()).unwrap_err();
+    // Then the chain breaks at the record after the forged one
+    assert!(matches!(err, ReplayError::ChainBroken { seq, .. } if seq == original.seq + 1), "{err}");
 }

@@ -109,6 +109,7 @@ struct Cleaners {
     email: Regex,
     phone: Regex,
     blank: Regex,
+    supercite: Regex,
 }
 
 impl Cleaners {
@@ -119,11 +120,14 @@ impl Cleaners {
             phone: Regex::new(r"(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)\s?|\b\d{3}[\s.\-])\d{3}[\s.\-]\d{4}\b")
                 .expect("phone regex"),
             blank: Regex::new(r"\n{3,}").expect("blank regex"),
+            // Supercite-style quotes: `Paul> text`.
+            supercite: Regex::new(r"^[A-Za-z][A-Za-z0-9_.\-]{0,15}>").expect("supercite regex"),
         }
     }
 }
 
-/// Cleans an e-mail body: drops quoted lines (`>`), attribution lines
+/// Cleans an e-mail body: drops quoted lines (`>` and supercite `Name>`),
+/// PGP armour headers, attribution lines
 /// ("On … wrote:"), and everything from a signature delimiter (`-- `), a
 /// forwarded/original-message marker or a mailing-list footer rule on;
 /// replaces e-mail addresses by `[email]` and phone numbers by `[phone]`;
@@ -145,13 +149,18 @@ fn clean_with(c: &Cleaners, body: &str) -> String {
             || tt.starts_with("-------- Original Message")
             || tt.starts_with("---------- Forwarded")
             || tt.starts_with("Begin forwarded message")
+            || tt.to_ascii_lowercase().starts_with("--- begin forwarded")
+            || tt.starts_with("-----BEGIN PGP SIGNATURE")
             || tt.starts_with("______________________________")
             || tt.starts_with("-------------------------------------------------------")
             || tt.starts_with("=====================================")
         {
             break;
         }
-        if tt.starts_with('>') {
+        if tt.starts_with('>') || c.supercite.is_match(tt) {
+            continue;
+        }
+        if tt.starts_with("-----BEGIN PGP SIGNED MESSAGE") || (tt.starts_with("Hash: ") && kept.len() <= 2) {
             continue;
         }
         let lower = tt.to_ascii_lowercase();
@@ -408,4 +417,29 @@ pub fn build_demo(out: &Path, opts: &DemoOptions) -> anyhow::Result<Dataset> {
     }
     ds.save(out)?;
     Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleaning_removes_quotes_signatures_addresses_and_phones() {
+        let body = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA1\n\nOn Monday Bob wrote:\n> quoted\nPaul> also quoted\n\
+                    Mail me at bob@example.com or call 555-123-4567.\nThanks\n-- \nBob, bob@example.com\n";
+        let c = clean_email_body(body);
+        assert_eq!(c, "Mail me at [email] or call [phone].\nThanks");
+        let fwd = "My note.\n--- begin forwarded text\nSomeone else's text";
+        assert_eq!(clean_email_body(fwd), "My note.");
+        let footer = "Body.\n_______________________________________________\nlist footer";
+        assert_eq!(clean_email_body(footer), "Body.");
+    }
+
+    #[test]
+    fn essay_header_gives_title() {
+        let (t, b) = split_essay_header("Name Name\nEssay #4\nWork\n\tWe need to prevent our youth from wasting their time at meaningless jobs so that they may excel.\n");
+        assert_eq!(t.as_deref(), Some("Work"));
+        assert!(b.starts_with("We need to prevent"));
+        assert_eq!(sender_pseudonym("Bob@Example.com"), sender_pseudonym("bob@example.com "));
+    }
 }

@@ -55,7 +55,7 @@ mod longlamp;
 pub mod stats;
 
 pub use build::{build_from_docs, cut_words, read_docs, split_for_user, split_users, AuthorDoc, BuildOptions};
-pub use demo::{build_demo_dataset, DemoOptions};
+pub use demo::{build_demo, build_demo_dataset, DemoOptions};
 pub use longlamp::{load_longlamp, load_longlamp_with, LoadOptions, LoadReport, SkippedRecord};
 pub use stats::{dataset_stats, DatasetStats, LengthStats, TaskStats};
 

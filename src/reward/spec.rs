@@ -14,14 +14,19 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Metric {
     /// The LLM judge (score 0..10 / 10).
+    #[serde(rename = "judge")]
     Judge,
     /// ROUGE-1 F1.
+    #[serde(rename = "rouge-1")]
     Rouge1,
     /// ROUGE-2 F1.
+    #[serde(rename = "rouge-2")]
     Rouge2,
     /// ROUGE-L F1.
+    #[serde(rename = "rouge-l")]
     RougeL,
     /// METEOR.
+    #[serde(rename = "meteor")]
     Meteor,
 }
 

@@ -152,12 +152,12 @@ mod tests {
     fn vars_round_trip_exactly_and_mismatch_is_named() {
         let dir = tempfile::tempdir().expect("tmp");
         let vs = VarStore::new(Device::Cpu);
-        let _a = vs.root().randn_standard("a.weight", &[3, 4]);
+        let _a = vs.root().sub("a").randn_standard("weight", &[3, 4]);
         let _b = vs.root().randn_standard("b", &[5]);
         let path = dir.path().join("w.safetensors");
         save_vars(&vs, &path).expect("save");
         let vs2 = VarStore::new(Device::Cpu);
-        let a2 = vs2.root().zeros("a.weight", &[3, 4]);
+        let a2 = vs2.root().sub("a").zeros("weight", &[3, 4]);
         let _b2 = vs2.root().zeros("b", &[5]);
         load_vars(&vs2, &path).expect("load");
         assert!(a2.equal(&vs.variables()["a.weight"]));

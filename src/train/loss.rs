@@ -19,6 +19,35 @@ use anyhow::Result;
 use tch::{Kind, Tensor};
 
 use super::batch::Batch;
+use crate::lm::LanguageModel;
+
+/// Rows of a `[B, T, X]` tensor at the `N = batch.target_tokens` positions
+/// where `batch.loss_mask` is true (row-major order): `[N, X]`.
+///
+/// # Errors
+/// Shape mismatches between `t` and `batch`, or a tch error.
+pub fn pick_target_positions(t: &Tensor, batch: &Batch) -> Result<Tensor> {
+    let (b, len) = batch.input_ids.size2()?;
+    let (tb, tl, x) = t.size3()?;
+    anyhow::ensure!((tb, tl) == (b, len), "tensor is [{tb}, {tl}, {x}] but the batch is [{b}, {len}]");
+    let idx = batch.loss_mask.f_flatten(0, -1)?.f_nonzero()?.f_squeeze_dim(1)?;
+    Ok(t.f_reshape([b * len, x])?.f_index_select(0, &idx)?)
+}
+
+/// `(nll, token_weights)`, both `[N]` f32, from the logits `[N, V]` at the
+/// target positions (as picked by [`pick_target_positions`]).
+///
+/// # Errors
+/// Shape mismatches, or a tch error.
+pub fn nll_at_targets(picked_logits: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor)> {
+    let (b, t) = batch.input_ids.size2()?;
+    let idx = batch.loss_mask.f_flatten(0, -1)?.f_nonzero()?.f_squeeze_dim(1)?;
+    let logp = picked_logits.f_log_softmax(-1, Kind::Float)?;
+    let labels = batch.labels.f_flatten(0, -1)?.f_index_select(0, &idx)?;
+    let nll = logp.f_gather(1, &labels.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?.f_neg()?;
+    let weights = batch.weights.f_unsqueeze(1)?.f_expand([b, t], false)?.f_reshape([b * t])?.f_index_select(0, &idx)?;
+    Ok((nll, weights))
+}
 
 /// Per-token negative log-likelihood of the target tokens.
 ///
@@ -30,19 +59,32 @@ use super::batch::Batch;
 /// # Errors
 /// Shape mismatches between `logits` and `batch`, or a tch error.
 pub fn target_token_nll(logits: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor)> {
-    let (b, t) = batch.input_ids.size2()?;
-    let (lb, lt, vocab) = logits.size3()?;
-    anyhow::ensure!(
-        (lb, lt) == (b, t),
-        "logits are [{lb}, {lt}, {vocab}] but the batch is [{b}, {t}]"
-    );
-    let idx = batch.loss_mask.f_flatten(0, -1)?.f_nonzero()?.f_squeeze_dim(1)?;
-    let picked = logits.f_reshape([b * t, vocab])?.f_index_select(0, &idx)?;
-    let logp = picked.f_log_softmax(-1, Kind::Float)?;
-    let labels = batch.labels.f_flatten(0, -1)?.f_index_select(0, &idx)?;
-    let nll = logp.f_gather(1, &labels.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?.f_neg()?;
-    let weights = batch.weights.f_unsqueeze(1)?.f_expand([b, t], false)?.f_reshape([b * t])?.f_index_select(0, &idx)?;
-    Ok((nll, weights))
+    nll_at_targets(&pick_target_positions(logits, batch)?, batch)
+}
+
+/// As [`target_token_nll`], straight from the model: the LM head runs only on
+/// the target positions' hidden states (prompt positions would cost a
+/// `d × V` product per token for nothing), so it equals
+/// `target_token_nll(&model.forward(..)?, batch)` without the full `[B, T, V]`
+/// logits.
+///
+/// # Errors
+/// Model, shape or tch errors.
+pub fn model_target_nll(model: &LanguageModel, batch: &Batch) -> Result<(Tensor, Tensor)> {
+    let hidden = model.hidden_states(&batch.input_ids, &batch.attention_mask)?;
+    let picked = pick_target_positions(&hidden, batch)?;
+    let logits = model.transformer().logits(&picked)?;
+    nll_at_targets(&logits, batch)
+}
+
+/// As [`weighted_loss`], straight from the model (see [`model_target_nll`]).
+///
+/// # Errors
+/// Model, shape or tch errors; `normaliser` must be > 0.
+pub fn model_weighted_loss(model: &LanguageModel, batch: &Batch, normaliser: usize) -> Result<Tensor> {
+    anyhow::ensure!(normaliser > 0, "loss normaliser must be > 0");
+    let (nll, w) = model_target_nll(model, batch)?;
+    Ok(nll.f_mul(&w)?.f_sum(Kind::Float)?.f_div_scalar(normaliser as f64)?)
 }
 
 /// This micro-batch's share of the step loss: `Σ w_i Σ_t nll / normaliser`,

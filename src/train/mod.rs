@@ -41,10 +41,10 @@ pub mod config;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
-// LM-PENDING pub mod scorer;
-// LM-PENDING pub mod trainer;
+pub mod scorer;
+pub mod trainer;
 
 pub use batch::{PreparedExample, TrainDataError, TrainExample};
 pub use config::{AdafactorParams, AdamWParams, ConfigError, InitMode, OptimizerKind, TrainConfig};
-// LM-PENDING pub use scorer::{validation_subset, ValidationLossScorer, ValidationScorer};
-// LM-PENDING pub use trainer::{starting_weights, TrainProgress, TrainSummary, Trainer};
+pub use scorer::{validation_subset, ValidationLossScorer, ValidationScorer};
+pub use trainer::{starting_weights, TrainProgress, TrainSummary, Trainer};

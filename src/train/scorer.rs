@@ -11,7 +11,7 @@ use tch::Kind;
 
 use super::batch::{Batch, PreparedExample, TrainExample};
 use super::config::TrainConfig;
-use super::loss::target_token_nll;
+use super::loss::model_target_nll;
 use crate::lm::LanguageModel;
 
 /// Scores the model on a validation set; the trainer keeps the checkpoint with
@@ -67,8 +67,7 @@ impl ValidationLossScorer {
         for chunk in self.examples.chunks(self.micro_batch_size) {
             let refs: Vec<&PreparedExample> = chunk.iter().collect();
             let batch = Batch::new(&refs, device)?;
-            let logits = model.forward(&batch.input_ids, &batch.attention_mask)?;
-            let (nll, _) = target_token_nll(&logits, &batch)?;
+            let (nll, _) = model_target_nll(model, &batch)?;
             total += nll.f_sum(Kind::Double)?.f_double_value(&[])?;
             count += batch.target_tokens;
         }

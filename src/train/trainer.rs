@@ -15,7 +15,7 @@ use super::checkpoint::{
     best_dir, load_vars, read_resume_state, resume_dir, save_vars, write_dir_atomically, ResumeState, RESUME_FORMAT,
 };
 use super::config::{InitMode, TrainConfig};
-use super::loss::weighted_loss;
+use super::loss::model_weighted_loss;
 use super::optim::{clip_grad_norm, zero_grads, Optimizer};
 use super::schedule::LinearSchedule;
 use super::scorer::ValidationScorer;
@@ -235,10 +235,8 @@ impl Trainer {
             let mut step_tokens = 0;
             for micro in chosen.chunks(cfg.micro_batch_size) {
                 let batch = Batch::new(micro, device)?;
-                let logits = model
-                    .forward(&batch.input_ids, &batch.attention_mask)
+                let loss = model_weighted_loss(model, &batch, normaliser)
                     .with_context(|| format!("forward pass at step {step}"))?;
-                let loss = weighted_loss(&logits, &batch, normaliser)?;
                 loss.f_backward().with_context(|| format!("backward pass at step {step}"))?;
                 step_loss += loss.f_double_value(&[])?;
                 step_tokens += batch.tokens;

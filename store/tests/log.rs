@@ -289,7 +289,8 @@ impl Child {
         loop {
             line.clear();
             assert!(self.out.read_line(&mut line).unwrap() > 0, "child ended before {prefix:?}");
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+            // libtest prints `test writer_child ... ` before the child's first line.
+            if let Some((_, rest)) = line.trim_end().split_once(prefix) {
                 return rest.to_owned();
             }
         }

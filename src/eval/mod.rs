@@ -1,0 +1,418 @@
+//! Evaluation as in the paper (§4 and Appendix B): generate for the
+//! validation or test split at temperature 0.1 with nucleus sampling, score
+//! every response with the LLM judge and with LongLaMP's ROUGE-1, ROUGE-L and
+//! METEOR, report per task and the macro average over tasks, and compare two
+//! systems with a paired two-tailed t-test on the same examples ([`ttest`]).
+//!
+//! Prompt construction (plain or reasoning template, retrieval) belongs to
+//! the pipeline: [`evaluate`] takes ready prompt ids ([`EvalItem`]). Each
+//! example's sampling seed derives from the run seed and the example id, so a
+//! report does not depend on batch composition or order. Per-example scores
+//! are kept in the report ([`ExampleScore`]) so that [`compare`] can pair
+//! them by id. Reports serialise to JSON and render as Markdown.
+
+pub mod plots;
+pub mod ttest;
+
+use crate::data::Task;
+use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
+use crate::reward::meteor::Meteor;
+use crate::reward::{lexical_value, response_of, Metric, Reward, RewardInput};
+use anyhow::{bail, ensure, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One example to evaluate: its prompt (already built by the pipeline) and
+/// what the judge and metrics need.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalItem {
+    /// Example id (pairs examples across systems).
+    pub id: String,
+    /// Its task.
+    pub task: Task,
+    /// Prompt token ids for the policy.
+    pub prompt_ids: Vec<u32>,
+    /// The expected output y.
+    pub expected: String,
+    /// The task input x (shown to the judge).
+    pub input: String,
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalSettings {
+    /// Decoding (paper: temperature 0.1, nucleus sampling).
+    pub sampling: SamplingSettings,
+    /// Run seed; each example's seed is derived from it and the example id.
+    pub seed: u64,
+    /// Prompts generated together.
+    pub batch_size: usize,
+    /// Metrics to report (the judge only when a judge is supplied).
+    pub metrics: Vec<Metric>,
+}
+
+impl Default for EvalSettings {
+    /// Paper settings: temperature 0.1, top-p 0.95, up to 1,536 new tokens;
+    /// judge, ROUGE-1, ROUGE-L and METEOR.
+    fn default() -> Self {
+        EvalSettings {
+            sampling: SamplingSettings { temperature: 0.1, top_p: 0.95, top_k: None, max_new_tokens: 1536, stop_tokens: vec![] },
+            seed: 0,
+            batch_size: 8,
+            metrics: vec![Metric::Judge, Metric::Rouge1, Metric::RougeL, Metric::Meteor],
+        }
+    }
+}
+
+/// Something that writes text for prompts: the tch model, or a stand-in.
+pub trait TextGenerator {
+    /// One text per request, in order.
+    ///
+    /// # Errors
+    /// Model failures.
+    fn generate_texts(&mut self, reqs: &[GenerationRequest]) -> Result<Vec<String>>;
+}
+
+impl TextGenerator for &LanguageModel {
+    fn generate_texts(&mut self, reqs: &[GenerationRequest]) -> Result<Vec<String>> {
+        Ok(self.generate(reqs)?.into_iter().map(|g| g.text).collect())
+    }
+}
+
+/// The seed of one example: blake3 of the run seed and the id, first 8 bytes.
+pub fn example_seed(run_seed: u64, id: &str) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"restpg-eval-seed");
+    h.update(&run_seed.to_le_bytes());
+    h.update(id.as_bytes());
+    let b = h.finalize();
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b.as_bytes()[..8]);
+    u64::from_le_bytes(x)
+}
+
+/// A seeded random subset of at most `max_per_task` items per task, in the
+/// original order (the paper evaluates ≤ 1,024 validation examples per task).
+pub fn subset(items: &[EvalItem], max_per_task: usize, seed: u64) -> Vec<EvalItem> {
+    let mut by_task: BTreeMap<Task, Vec<usize>> = BTreeMap::new();
+    for (i, it) in items.iter().enumerate() {
+        by_task.entry(it.task).or_default().push(i);
+    }
+    let mut keep = BTreeSet::new();
+    for (task, mut idx) in by_task {
+        if idx.len() > max_per_task {
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ example_seed(seed, task.name()));
+            idx.shuffle(&mut rng);
+            idx.truncate(max_per_task);
+        }
+        keep.extend(idx);
+    }
+    keep.into_iter().map(|i| items[i].clone()).collect()
+}
+
+/// Scores of one example.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExampleScore {
+    /// Example id.
+    pub id: String,
+    /// Its task.
+    pub task: Task,
+    /// The raw generation.
+    pub generated: String,
+    /// The response part that was scored (empty when missing).
+    pub response: String,
+    /// Whether the response was empty (all scores 0).
+    pub empty_response: bool,
+    /// Metric name → value in [0, 1].
+    pub scores: BTreeMap<Metric, f64>,
+    /// The judge's distribution over scores 0..=10, when judged.
+    pub judge_distribution: Option<Vec<f32>>,
+}
+
+/// Means of one task.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskScores {
+    /// Number of examples.
+    pub n: usize,
+    /// Examples with an empty response.
+    pub empty_responses: usize,
+    /// Metric → mean over the task's examples.
+    pub means: BTreeMap<Metric, f64>,
+}
+
+/// An evaluation of one system on one split.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalReport {
+    /// System label (e.g. "plain", "reasoning", a checkpoint name).
+    pub system: String,
+    /// Split name (val/test).
+    pub split: String,
+    /// Settings used.
+    pub settings: EvalSettings,
+    /// Task name → scores.
+    pub per_task: BTreeMap<String, TaskScores>,
+    /// Metric → mean of the per-task means (macro average).
+    pub macro_average: BTreeMap<Metric, f64>,
+    /// Every example's scores, in evaluation order.
+    pub examples: Vec<ExampleScore>,
+}
+
+/// Scores already generated texts (the part of [`evaluate`] after
+/// generation; also used by the `score` path and tests).
+///
+/// # Errors
+/// Judge failures; a judge metric requested without a judge; METEOR
+/// requested without its scorer.
+pub fn score_generations(
+    items: &[EvalItem],
+    generated: &[String],
+    metrics: &[Metric],
+    mut judge: Option<&mut dyn Reward>,
+    meteor: Option<&Meteor>,
+) -> Result<Vec<ExampleScore>> {
+    ensure!(items.len() == generated.len(), "{} items but {} generations", items.len(), generated.len());
+    if metrics.contains(&Metric::Judge) && judge.is_none() {
+        bail!("the judge metric was requested but no judge was given");
+    }
+    if metrics.contains(&Metric::Meteor) && meteor.is_none() {
+        bail!("METEOR was requested but its data is not loaded");
+    }
+    let judged = match (&mut judge, metrics.contains(&Metric::Judge)) {
+        (Some(j), true) => {
+            let inputs: Vec<RewardInput> = items
+                .iter()
+                .zip(generated)
+                .map(|(it, g)| RewardInput { input: it.input.clone(), expected: it.expected.clone(), generated: g.clone() })
+                .collect();
+            Some(j.score(&inputs)?)
+        }
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (k, (it, g)) in items.iter().zip(generated).enumerate() {
+        let response = response_of(g);
+        let mut scores = BTreeMap::new();
+        let mut dist = None;
+        for m in metrics {
+            let v = match (m, &response) {
+                (_, None) => 0.0,
+                (Metric::Judge, Some(_)) => {
+                    let r = &judged.as_ref().context("judge outputs")?[k];
+                    dist = r.distribution.clone();
+                    f64::from(r.reward)
+                }
+                (m, Some(resp)) => lexical_value(*m, meteor, &it.expected, resp),
+            };
+            scores.insert(*m, v);
+        }
+        out.push(ExampleScore {
+            id: it.id.clone(),
+            task: it.task,
+            generated: g.clone(),
+            response: response.clone().unwrap_or_default(),
+            empty_response: response.is_none(),
+            scores,
+            judge_distribution: dist,
+        });
+    }
+    Ok(out)
+}
+
+/// Builds the per-task means and the macro average from example scores.
+pub fn summarize(system: &str, split: &str, settings: EvalSettings, examples: Vec<ExampleScore>) -> EvalReport {
+    let mut per_task: BTreeMap<String, TaskScores> = BTreeMap::new();
+    for ex in &examples {
+        let t = per_task.entry(ex.task.name().to_string()).or_insert(TaskScores { n: 0, empty_responses: 0, means: BTreeMap::new() });
+        t.n += 1;
+        t.empty_responses += usize::from(ex.empty_response);
+        for (m, v) in &ex.scores {
+            *t.means.entry(*m).or_insert(0.0) += v;
+        }
+    }
+    for t in per_task.values_mut() {
+        for v in t.means.values_mut() {
+            *v /= t.n as f64;
+        }
+    }
+    let mut macro_average = BTreeMap::new();
+    for m in &settings.metrics {
+        let vals: Vec<f64> = per_task.values().filter_map(|t| t.means.get(m).copied()).collect();
+        if !vals.is_empty() {
+            macro_average.insert(*m, vals.iter().sum::<f64>() / vals.len() as f64);
+        }
+    }
+    EvalReport { system: system.to_string(), split: split.to_string(), settings, per_task, macro_average, examples }
+}
+
+/// Generates for every item and scores the results.
+///
+/// # Errors
+/// Invalid settings, model or judge failures.
+pub fn evaluate(
+    generator: &mut dyn TextGenerator,
+    items: &[EvalItem],
+    settings: &EvalSettings,
+    system: &str,
+    split: &str,
+    judge: Option<&mut dyn Reward>,
+    meteor: Option<&Meteor>,
+) -> Result<EvalReport> {
+    settings.sampling.validate()?;
+    ensure!(settings.batch_size > 0, "eval batch_size must be at least 1");
+    let mut seen = BTreeSet::new();
+    for it in items {
+        ensure!(seen.insert(it.id.as_str()), "duplicate example id {:?} in the evaluation set", it.id);
+    }
+    let mut generated = Vec::with_capacity(items.len());
+    for chunk in items.chunks(settings.batch_size) {
+        let reqs: Vec<GenerationRequest> = chunk
+            .iter()
+            .map(|it| GenerationRequest {
+                prompt_ids: it.prompt_ids.clone(),
+                seed: example_seed(settings.seed, &it.id),
+                settings: settings.sampling.clone(),
+            })
+            .collect();
+        let texts = generator.generate_texts(&reqs)?;
+        ensure!(texts.len() == chunk.len(), "generator returned {} texts for {} prompts", texts.len(), chunk.len());
+        generated.extend(texts);
+        tracing::info!(done = generated.len(), total = items.len(), "eval generation");
+    }
+    let metrics: Vec<Metric> = settings.metrics.iter().copied().filter(|m| *m != Metric::Judge || judge.is_some()).collect();
+    let examples = score_generations(items, &generated, &metrics, judge, meteor)?;
+    let mut s = settings.clone();
+    s.metrics = metrics;
+    Ok(summarize(system, split, s, examples))
+}
+
+fn fmt_metric_header(metrics: &[Metric]) -> (String, String) {
+    let names: Vec<&str> = metrics.iter().map(|m| m.name()).collect();
+    (format!("| task | n | {} |", names.join(" | ")), format!("|---|---:|{}", "---:|".repeat(metrics.len())))
+}
+
+impl EvalReport {
+    /// Metrics present in the report, canonical order.
+    pub fn metrics(&self) -> Vec<Metric> {
+        Metric::ALL.iter().copied().filter(|m| self.macro_average.contains_key(m)).collect()
+    }
+
+    /// A Markdown table: one row per task and the macro average.
+    pub fn to_markdown(&self) -> String {
+        let metrics = self.metrics();
+        let (h, sep) = fmt_metric_header(&metrics);
+        let mut s = format!("## Evaluation: {} on {}\n\n{h}\n{sep}\n", self.system, self.split);
+        for (task, t) in &self.per_task {
+            let vals: Vec<String> = metrics.iter().map(|m| t.means.get(m).map_or("–".into(), |v| format!("{v:.4}"))).collect();
+            s.push_str(&format!("| {task} | {} | {} |\n", t.n, vals.join(" | ")));
+        }
+        let n: usize = self.per_task.values().map(|t| t.n).sum();
+        let vals: Vec<String> = metrics.iter().map(|m| format!("{:.4}", self.macro_average[m])).collect();
+        s.push_str(&format!("| **macro average** | {n} | {} |\n", vals.join(" | ")));
+        let empty: usize = self.per_task.values().map(|t| t.empty_responses).sum();
+        s.push_str(&format!(
+            "\nEmpty responses (scored 0): {empty}. Decoding: temperature {}, top-p {}, ≤ {} new tokens, seed {}.\n",
+            self.settings.sampling.temperature, self.settings.sampling.top_p, self.settings.sampling.max_new_tokens, self.settings.seed
+        ));
+        s
+    }
+}
+
+/// One cell of a comparison: system A vs B on one task and metric.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ComparisonCell {
+    /// Task name, or "macro" for the macro average (no test there).
+    pub task: String,
+    /// Metric.
+    pub metric: Metric,
+    /// Mean of A.
+    pub mean_a: f64,
+    /// Mean of B.
+    pub mean_b: f64,
+    /// Paired t-test of A against B on the task's shared examples.
+    pub test: Option<ttest::TTest>,
+}
+
+/// A comparison of two reports on the same examples.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Comparison {
+    /// System A.
+    pub system_a: String,
+    /// System B.
+    pub system_b: String,
+    /// Cells, by task then metric.
+    pub cells: Vec<ComparisonCell>,
+}
+
+/// Pairs the examples of `a` and `b` by id and runs a paired two-tailed
+/// t-test per task and metric.
+///
+/// # Errors
+/// The two reports do not cover the same example ids (naming up to five
+/// missing on each side), or an id's task differs.
+pub fn compare(a: &EvalReport, b: &EvalReport) -> Result<Comparison> {
+    let ia: BTreeMap<&str, &ExampleScore> = a.examples.iter().map(|e| (e.id.as_str(), e)).collect();
+    let ib: BTreeMap<&str, &ExampleScore> = b.examples.iter().map(|e| (e.id.as_str(), e)).collect();
+    let only_a: Vec<&str> = ia.keys().filter(|k| !ib.contains_key(*k)).take(5).copied().collect();
+    let only_b: Vec<&str> = ib.keys().filter(|k| !ia.contains_key(*k)).take(5).copied().collect();
+    if !only_a.is_empty() || !only_b.is_empty() {
+        bail!("the reports cover different examples: only in {}: {only_a:?}; only in {}: {only_b:?}", a.system, b.system);
+    }
+    let metrics: Vec<Metric> = a.metrics().into_iter().filter(|m| b.macro_average.contains_key(m)).collect();
+    let mut by_task: BTreeMap<String, Vec<(&ExampleScore, &ExampleScore)>> = BTreeMap::new();
+    for (id, ea) in &ia {
+        let eb = ib[id];
+        ensure!(ea.task == eb.task, "example {id:?} has task {} in {} but {} in {}", ea.task.name(), a.system, eb.task.name(), b.system);
+        by_task.entry(ea.task.name().to_string()).or_default().push((ea, eb));
+    }
+    let mut cells = Vec::new();
+    for (task, pairs) in &by_task {
+        for m in &metrics {
+            let xa: Vec<f64> = pairs.iter().map(|(x, _)| x.scores.get(m).copied().unwrap_or(0.0)).collect();
+            let xb: Vec<f64> = pairs.iter().map(|(_, y)| y.scores.get(m).copied().unwrap_or(0.0)).collect();
+            let n = xa.len() as f64;
+            cells.push(ComparisonCell {
+                task: task.clone(),
+                metric: *m,
+                mean_a: xa.iter().sum::<f64>() / n,
+                mean_b: xb.iter().sum::<f64>() / n,
+                test: ttest::paired_t_test(&xa, &xb).ok(),
+            });
+        }
+    }
+    for m in &metrics {
+        let cs: Vec<&ComparisonCell> = cells.iter().filter(|c| c.metric == *m).collect();
+        let k = cs.len() as f64;
+        let (ma, mb) = (cs.iter().map(|c| c.mean_a).sum::<f64>() / k, cs.iter().map(|c| c.mean_b).sum::<f64>() / k);
+        cells.push(ComparisonCell { task: "macro".into(), metric: *m, mean_a: ma, mean_b: mb, test: None });
+    }
+    Ok(Comparison { system_a: a.system.clone(), system_b: b.system.clone(), cells })
+}
+
+impl Comparison {
+    /// Markdown: per task and metric, both means, the difference, p, and †
+    /// when p < 0.05 (paired two-tailed t-test, as the paper's Table 1).
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "## {} (A) vs {} (B)\n\n| task | metric | A | B | A − B | p | |\n|---|---|---:|---:|---:|---:|---|\n",
+            self.system_a, self.system_b
+        );
+        for c in &self.cells {
+            let (p, mark) = match &c.test {
+                Some(t) if t.p.is_nan() => ("n/a".to_string(), ""),
+                Some(t) => (format!("{:.4}", t.p), t.marker()),
+                None => ("–".to_string(), ""),
+            };
+            s.push_str(&format!(
+                "| {} | {} | {:.4} | {:.4} | {:+.4} | {p} | {mark} |\n",
+                c.task,
+                c.metric,
+                c.mean_a,
+                c.mean_b,
+                c.mean_a - c.mean_b
+            ));
+        }
+        s.push_str("\n† p < 0.05, paired two-tailed t-test on the same examples.\n");
+        s
+    }
+}
