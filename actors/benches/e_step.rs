@@ -7,7 +7,6 @@
 extern crate restpg_actors as actors;
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -102,14 +102,6 @@ pub enum RunError {
     /// logged samples do not reproduce).
     #[error("the log is inconsistent with this run: {0}")]
     Inconsistent(String),
-    /// A root-side capability refused a request outside a worker (targets).
-    #[error("{stage}: {what}")]
-    Capability {
-        /// The stage.
-        stage: String,
-        /// The capability's error.
-        what: String,
-    },
     /// Test-only: the fault switch simulated a crash after this many samples.
     #[error("test-only fault switch: simulated crash after {0} samples")]
     InjectedCrash(usize),

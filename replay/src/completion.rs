@@ -1,12 +1,12 @@
-//! The text the M-step trains on for one logged sample, and its digest.
+//! The text the M-step trains on for one logged sample.
 //!
 //! The log keeps a sample's reasoning and response apart (the judge sees only
 //! the response), but the M-step trains on the model's whole output: the
 //! reasoning, the template's separator, then the response. The separator
 //! belongs to the prompt templates of the root package, so it enters replay
 //! as a value rather than a constant this crate would have to keep in step.
-
-use events::Digest;
+//! D_t's digest does not depend on it: a sealed entry's `response_digest` is
+//! blake3 of the logged response alone.
 
 /// How a logged sample's reasoning and response join into the completion the
 /// M-step trains on: `reasoning ⊕ separator ⊕ response` when the sample has a
@@ -15,13 +15,22 @@ use events::Digest;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Completion {
     separator: String,
+    trim: bool,
 }
 
 impl Completion {
     /// A rule joining reasoning and response with `separator`, exactly as
     /// the reasoning template writes it (whitespace included).
     pub fn new(separator: impl Into<String>) -> Self {
-        Self { separator: separator.into() }
+        Self { separator: separator.into(), trim: false }
+    }
+
+    /// The same rule, trimming the reasoning and the response of surrounding
+    /// whitespace before joining them (as the reasoning template's training
+    /// target does). A response without reasoning is used as logged.
+    pub fn trimmed(mut self) -> Self {
+        self.trim = true;
+        self
     }
 
     /// The separator this rule joins with.
@@ -33,6 +42,7 @@ impl Completion {
     pub fn text(&self, reasoning: Option<&str>, response: &str) -> String {
         match reasoning {
             Some(r) => {
+                let (r, response) = if self.trim { (r.trim(), response.trim()) } else { (r, response) };
                 let mut s = String::with_capacity(r.len() + self.separator.len() + response.len());
                 s.push_str(r);
                 s.push_str(&self.separator);
@@ -42,19 +52,6 @@ impl Completion {
             None => response.to_owned(),
         }
     }
-
-    /// blake3 of [`Completion::text`], computed without building the string.
-    /// This is the `response_digest` of a [`DatasetEntry`](events::DatasetEntry):
-    /// the pipeline must seal with the same rule for replay to agree.
-    pub fn digest(&self, reasoning: Option<&str>, response: &str) -> Digest {
-        let mut h = blake3::Hasher::new();
-        if let Some(r) = reasoning {
-            h.update(r.as_bytes());
-            h.update(self.separator.as_bytes());
-        }
-        h.update(response.as_bytes());
-        *h.finalize().as_bytes()
-    }
 }
 
 #[cfg(test)]
@@ -62,14 +59,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digest_is_the_digest_of_the_text() {
-        let c = Completion::new("\n### Response:\n");
-        for reasoning in [None, Some("terse writer"), Some("")] {
-            let text = c.text(reasoning, "See you Monday.");
-            assert_eq!(c.digest(reasoning, "See you Monday."), events::digest(text.as_bytes()));
-        }
-        assert_eq!(c.text(None, "x"), "x");
-        assert_eq!(c.text(Some("r"), "x"), "r\n### Response:\nx");
-        assert_ne!(c.digest(Some(""), "x"), c.digest(None, "x"), "an empty reasoning still writes the separator");
+    fn reasoning_and_response_join_with_the_separator() {
+        let c = Completion::new("\n\n### Response:\n");
+        assert_eq!(c.text(None, " x "), " x ");
+        assert_eq!(c.text(Some("r "), "x"), "r \n\n### Response:\nx");
+        assert_eq!(c.text(Some(""), "x"), "\n\n### Response:\nx", "an empty reasoning still writes the separator");
+        let t = c.clone().trimmed();
+        assert_eq!(t.text(Some(" r\n"), "\nx "), "r\n\n### Response:\nx");
+        assert_eq!(t.text(None, " x "), " x ");
     }
 }

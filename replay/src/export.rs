@@ -23,6 +23,7 @@ use std::io::Write;
 use events::{digest, digest_hex, Digest, SampleId};
 use serde::Serialize;
 
+use crate::completion::Completion;
 use crate::state::RunState;
 use crate::verify::{RebuildError, VerifyError};
 
@@ -85,12 +86,18 @@ pub enum ExportError {
 }
 
 impl RunState {
-    /// The export records of D_t, after verifying it.
+    /// The export records of D_t, after verifying it; `completion` joins
+    /// each sample's reasoning and response.
     ///
     /// # Errors
     /// [`ExportError`]: D_t does not verify, texts were not kept, or a
     /// prompt cannot be rebuilt exactly.
-    pub fn export_records(&self, t: u32, prompt: Option<PromptBuilder<'_>>) -> Result<Vec<ExportRecord>, ExportError> {
+    pub fn export_records(
+        &self,
+        t: u32,
+        completion: &Completion,
+        prompt: Option<PromptBuilder<'_>>,
+    ) -> Result<Vec<ExportRecord>, ExportError> {
         self.verify_iteration(t)?;
         let mut out = Vec::new();
         for s in self.kept(t)? {
@@ -103,7 +110,7 @@ impl RunState {
             };
             out.push(ExportRecord {
                 prompt,
-                completion: self.completion.text(text.reasoning.as_deref(), &text.response),
+                completion: completion.text(text.reasoning.as_deref(), &text.response),
                 weight: f.reward,
                 sample_id: s.id.to_string(),
                 input_id: s.id.input_id.clone(),
@@ -118,8 +125,14 @@ impl RunState {
     ///
     /// # Errors
     /// As [`RunState::export_records`], and write errors.
-    pub fn export_jsonl(&self, t: u32, prompt: Option<PromptBuilder<'_>>, out: &mut dyn Write) -> Result<usize, ExportError> {
-        let records = self.export_records(t, prompt)?;
+    pub fn export_jsonl(
+        &self,
+        t: u32,
+        completion: &Completion,
+        prompt: Option<PromptBuilder<'_>>,
+        out: &mut dyn Write,
+    ) -> Result<usize, ExportError> {
+        let records = self.export_records(t, completion, prompt)?;
         for r in &records {
             serde_json::to_writer(&mut *out, r).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;

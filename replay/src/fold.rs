@@ -3,7 +3,6 @@
 
 use events::{digest_hex, Digest, Envelope, GENESIS_HASH};
 
-use crate::completion::Completion;
 use crate::state::{RunState, Scope};
 
 /// Why a replay stopped before the end of the log.
@@ -66,18 +65,23 @@ pub enum ReplayError {
     },
 }
 
-/// How to fold a log: the completion rule, and which part of the state to
-/// keep. `Replay::new(c).fold(records)` keeps everything.
+/// How to fold a log: which part of the state to keep.
+/// `Replay::new().fold(records)` keeps everything.
 #[derive(Clone, Debug)]
 pub struct Replay {
-    completion: Completion,
     scope: Scope,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Replay {
     /// A fold that keeps every iteration and every sample's text.
-    pub fn new(completion: Completion) -> Self {
-        Self { completion, scope: Scope { iteration: None, keep_text: true } }
+    pub fn new() -> Self {
+        Self { scope: Scope { iteration: None, keep_text: true } }
     }
 
     /// Keeps the samples, rewards, decisions and seal of iteration `t` only
@@ -88,8 +92,8 @@ impl Replay {
         self
     }
 
-    /// Drops sample texts after computing their completion digests: enough
-    /// to verify and audit, not to export or resample.
+    /// Drops sample texts after computing their response digests: enough
+    /// to verify and audit, not to export, retrain or resample.
     pub fn without_text(mut self) -> Self {
         self.scope.keep_text = false;
         self
@@ -124,7 +128,7 @@ impl Replay {
     where
         I: IntoIterator<Item = Result<Envelope, E>>,
     {
-        let mut state = RunState::scoped(self.completion.clone(), self.scope.clone());
+        let mut state = RunState::scoped(self.scope.clone());
         for record in records {
             let record = record.map_err(|e| read_error(e, state.last.map(|(s, _)| s)))?;
             check_link(&state, &record)?;
@@ -185,6 +189,6 @@ fn check_link(state: &RunState, record: &Envelope) -> Result<(), ReplayError> {
 ///
 /// # Errors
 /// As [`Replay::fold_log`].
-pub fn fold(log: &store::LogReader, completion: &Completion) -> Result<RunState, ReplayError> {
-    Replay::new(completion.clone()).fold_log(log)
+pub fn fold(log: &store::LogReader) -> Result<RunState, ReplayError> {
+    Replay::new().fold_log(log)
 }

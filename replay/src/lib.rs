@@ -9,8 +9,8 @@
 //!
 //! The main types:
 //!
-//! - [`Replay`] folds records into a [`RunState`]. [`Replay::fold_log`]
-//!   reads a [`store::LogReader`]; [`Replay::fold`] takes any iterator of
+//! - [`Replay`] folds records into a [`RunState`]. [`fold`] and
+//!   [`Replay::fold_log`] read a [`store::LogReader`]; [`Replay::fold`] takes any iterator of
 //!   records, which is how tests and tools feed it. It checks the chain as it
 //!   goes (contiguous sequence numbers, each record naming its predecessor's
 //!   hash, one run id) and stops at the first record that breaks it, or that
@@ -47,10 +47,12 @@
 //!   the rebuilt digest differs from the seal, or a filter decision's reward
 //!   differs from the reward assigned, and the violation names both records
 //!   by sequence number.
-//! - **The completion text is a parameter.** D_t's digest covers the text
-//!   the M-step trains on, reasoning ⊕ separator ⊕ response. The separator
-//!   belongs to the root package's prompt templates, so it enters as a
-//!   [`Completion`] value; the pipeline must seal with the same rule.
+//! - **The seal covers responses; the completion rule is a parameter.**
+//!   A D_t entry's `response_digest` is blake3 of the logged response, as the
+//!   coordinator seals it, so verification needs nothing but the log. The
+//!   text the M-step trains on (reasoning ⊕ separator ⊕ response) depends on
+//!   the root package's templates, so export and the retrain spec take it as
+//!   a [`Completion`] value rather than a constant kept in step by hand.
 //! - **Scoped folds for big logs.** [`Replay::only_iteration`] keeps one
 //!   iteration's samples and [`Replay::without_text`] drops texts once their
 //!   digests are computed, so verifying one D_t of a million-sample log

@@ -6,6 +6,7 @@
 use events::{Digest, SampleId};
 use serde::Serialize;
 
+use crate::completion::Completion;
 use crate::state::{CheckpointRecord, ProgressPoint, RunState};
 use crate::verify::{RebuildError, VerifyError};
 
@@ -171,7 +172,9 @@ pub fn compare_loss_curves_within(logged: &[ProgressPoint], new: &[ProgressPoint
 }
 
 impl RunState {
-    /// What re-running iteration `t`'s M-step needs, after verifying D_t.
+    /// What re-running iteration `t`'s M-step needs, after verifying D_t;
+    /// `completion` joins each sample's reasoning and response into the
+    /// text trained on.
     ///
     /// The starting checkpoint: with `em.init = "continue"` the last
     /// checkpoint logged before the seal (the previous M-step's, or SFT's
@@ -182,7 +185,7 @@ impl RunState {
     /// # Errors
     /// [`SpecError`]: D_t does not verify, texts were not kept, or the log
     /// has no `RunStarted`.
-    pub fn retrain_spec(&self, t: u32) -> Result<RetrainSpec, SpecError> {
+    pub fn retrain_spec(&self, t: u32, completion: &Completion) -> Result<RetrainSpec, SpecError> {
         let verified = self.verify_iteration(t)?;
         let run = self.run.as_ref().ok_or(SpecError::NoRun)?;
         let mut items = Vec::new();
@@ -195,7 +198,7 @@ impl RunState {
             items.push(TrainItem {
                 sample: s.id.clone(),
                 prompt_digest: g.prompt_digest,
-                completion: self.completion.text(text.reasoning.as_deref(), &text.response),
+                completion: completion.text(text.reasoning.as_deref(), &text.response),
                 weight: f.reward,
             });
         }

@@ -13,8 +13,6 @@ use std::collections::BTreeMap;
 use events::{Decision, Digest, Envelope, Event, SampleId};
 use serde::Serialize;
 
-use crate::completion::Completion;
-
 /// What `RunStarted` recorded, with the filter settings read from its
 /// configuration.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -58,8 +56,9 @@ pub struct Generated {
     /// The text, unless the fold was asked not to keep it
     /// ([`Replay::without_text`](crate::Replay::without_text)).
     pub text: Option<SampleText>,
-    /// [`Completion::digest`] of the text, computed while folding.
-    pub completion_digest: Digest,
+    /// blake3 of the response, computed while folding: the
+    /// `response_digest` of its D_t entry.
+    pub response_digest: Digest,
     /// Prompt length in tokens.
     pub prompt_tokens: u32,
     /// Output length in tokens.
@@ -272,18 +271,22 @@ pub struct RunState {
     pub records: u64,
     /// Sequence number and hash of the last record applied.
     pub last: Option<(u64, Digest)>,
-    pub(crate) completion: Completion,
     pub(crate) scope: Scope,
 }
 
+impl Default for RunState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RunState {
-    /// The state of an empty log: nothing applied yet. `completion` is the
-    /// rule that turns a sample into the text the M-step trains on.
-    pub fn new(completion: Completion) -> Self {
-        Self::scoped(completion, Scope { iteration: None, keep_text: true })
+    /// The state of an empty log: nothing applied yet.
+    pub fn new() -> Self {
+        Self::scoped(Scope { iteration: None, keep_text: true })
     }
 
-    pub(crate) fn scoped(completion: Completion, scope: Scope) -> Self {
+    pub(crate) fn scoped(scope: Scope) -> Self {
         Self {
             run_id: None,
             run: None,
@@ -295,14 +298,8 @@ impl RunState {
             anomalies: Vec::new(),
             records: 0,
             last: None,
-            completion,
             scope,
         }
-    }
-
-    /// The completion rule this state was folded with.
-    pub fn completion(&self) -> &Completion {
-        &self.completion
     }
 
     /// Whether sample texts were kept (they are unless the fold was asked
@@ -367,14 +364,14 @@ impl RunState {
                 if !self.in_scope(sample.iteration) {
                     return;
                 }
-                let completion_digest = self.completion.digest(reasoning.as_deref(), &response);
+                let response_digest = events::digest(response.as_bytes());
                 let text = self.scope.keep_text.then_some(SampleText { reasoning, response });
                 let generated = Generated {
                     seq,
                     seed,
                     prompt_digest,
                     text,
-                    completion_digest,
+                    response_digest,
                     prompt_tokens,
                     output_tokens,
                     checkpoint,

@@ -1,6 +1,7 @@
 //! Synthetic runs for tests and benchmarks: the events a REST-PG run writes,
 //! in the pipeline's order, with judge-like rewards and the filter's rule
-//! applied, sealed with [`dataset_digest`] under a given [`Completion`].
+//! applied, sealed with [`dataset_digest`] over response digests as the
+//! coordinator seals them.
 //!
 //! Nothing here is used by replay itself; it lives in the crate so that the
 //! crate's tests, its benchmark and the CLI tests build the same runs.
@@ -30,7 +31,7 @@ pub struct SyntheticRun {
     pub response_bytes: usize,
     /// Whether samples carry a reasoning part (REST-PG) or not (ReST-EM).
     pub reasoning: bool,
-    /// The completion rule the seal is computed with.
+    /// The completion rule the tests export with.
     pub completion: Completion,
 }
 
@@ -46,7 +47,7 @@ impl Default for SyntheticRun {
             cap: 3,
             response_bytes: 200,
             reasoning: true,
-            completion: Completion::new("\n\nResponse:\n"),
+            completion: Completion::new("\n\n### Response:\n"),
         }
     }
 }
@@ -171,7 +172,7 @@ impl SyntheticRun {
             let seed = sample.seed(self.seed);
             let reasoning = self.reasoning.then(|| text(seed ^ 1, self.response_bytes / 2));
             let response = text(seed, self.response_bytes);
-            let completion_digest = self.completion.digest(reasoning.as_deref(), &response);
+            let response_digest = digest(response.as_bytes());
             let score = self.score(&sample);
             let reward = score as f32 / 10.0;
             let mut judge = vec![0.0f32; 11];
@@ -196,18 +197,18 @@ impl SyntheticRun {
                 reward_name: "judge".into(),
                 judge_distribution: judge,
             });
-            drawn.push((sample, reward, completion_digest));
+            drawn.push((sample, reward, response_digest));
         }
         // The filter: rank by reward (ties by index), keep R ≥ τ up to the cap.
         let mut order: Vec<usize> = (0..drawn.len()).collect();
         order.sort_by(|&a, &b| drawn[b].1.total_cmp(&drawn[a].1).then(a.cmp(&b)));
         let mut entries = Vec::new();
         for (rank, &k) in order.iter().enumerate() {
-            let (sample, reward, completion_digest) = &drawn[k];
+            let (sample, reward, response_digest) = &drawn[k];
             let decision = if *reward < self.tau {
                 Decision::BelowThreshold
             } else if entries.len() < self.cap as usize {
-                entries.push(DatasetEntry { sample: sample.clone(), reward: *reward, response_digest: *completion_digest });
+                entries.push(DatasetEntry { sample: sample.clone(), reward: *reward, response_digest: *response_digest });
                 Decision::Kept
             } else {
                 Decision::OverCap

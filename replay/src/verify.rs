@@ -385,7 +385,7 @@ impl RunState {
     }
 
     /// D_t rebuilt from the log alone: every sample the filter kept, with the
-    /// reward it used and the digest of its completion, in canonical order,
+    /// reward it used and the digest of its response, in canonical order,
     /// and [`dataset_digest`] of them.
     ///
     /// # Errors
@@ -395,7 +395,7 @@ impl RunState {
         for s in self.kept(t)? {
             let f = s.filter.as_ref().expect("kept() returns decided samples");
             let g = s.generated.as_ref().ok_or_else(|| RebuildError::KeptNotGenerated { sample: s.id.clone(), seq: f.seq })?;
-            entries.push(DatasetEntry { sample: s.id.clone(), reward: f.reward, response_digest: g.completion_digest });
+            entries.push(DatasetEntry { sample: s.id.clone(), reward: f.reward, response_digest: g.response_digest });
         }
         let digest = dataset_digest(&entries);
         Ok((entries, digest))

@@ -35,7 +35,7 @@ fn every_iteration_rebuilds_to_its_sealed_digest() {
     // Given a two-iteration run
     let run = run();
     // When it is written through the store and folded back
-    let (state, records) = through_store(&run, run.events());
+    let (state, records) = through_store(run.events());
     // Then each D_t reproduces the seal, with the configured cap and τ
     for t in 1..=2 {
         let v = state.verify_iteration(t).unwrap_or_else(|e| panic!("{e}"));
@@ -57,18 +57,30 @@ fn every_iteration_rebuilds_to_its_sealed_digest() {
 }
 
 #[test]
-fn a_different_separator_does_not_reproduce_the_seal() {
-    // Given a run sealed with one completion rule
+fn a_rewritten_response_does_not_reproduce_the_seal() {
+    // Given a log rewritten with a valid chain where a kept sample's response was edited
     let run = run();
-    let (_, records) = through_store(&run, run.events());
-    // When it is replayed with another separator
-    let other = SyntheticRun { completion: replay::Completion::new("\n"), ..run };
-    let state = fold_records(&other, records);
-    // Then the digest mismatch names the iteration and both digests
+    let mut events = run.events();
+    let (r, _) = first_kept(&events);
+    let sample = events[r].sample().unwrap().clone();
+    let g = events
+        .iter()
+        .position(|e| matches!(e, Event::SampleGenerated { sample: s, .. } if *s == sample))
+        .unwrap();
+    if let Event::SampleGenerated { response, .. } = &mut events[g] {
+        response.push_str(" (edited)");
+    }
+    let (state, records) = through_store(events);
+    // When iteration 1 is verified
     let err = state.verify_iteration(1).unwrap_err();
+    // Then the digest mismatch names the iteration, the seal and both digests
     let msg = err.to_string();
-    assert!(matches!(err.violations[0], Violation::DigestMismatch { iteration: 1, .. }), "{msg}");
+    let seal = records.iter().find(|r| matches!(r.payload, Event::DatasetSealed { iteration: 1, .. })).unwrap();
+    assert!(matches!(&err.violations[..], [Violation::DigestMismatch { iteration: 1, seal_seq, .. }] if *seal_seq == seal.seq), "{msg}");
     assert!(msg.contains("D_1 does not match its seal"), "{msg}");
+    if let Event::DatasetSealed { digest, .. } = &seal.payload {
+        assert!(msg.contains(&events::digest_hex(digest)), "{msg}");
+    }
 }
 
 #[test]
@@ -82,7 +94,7 @@ fn a_tampered_reward_is_named_by_its_sequence_number() {
         *reward = 0.3;
     }
     let tampered = events[r].clone();
-    let (state, records) = through_store(&run, events);
+    let (state, records) = through_store(events);
     let tampered_seq = seq_of(&records, &tampered);
     // When iteration 1 is verified
     let err = state.verify_iteration(1).unwrap_err();
@@ -109,7 +121,7 @@ fn a_tampered_filter_reward_breaks_the_digest_and_is_named() {
         *reward = 0.9;
     }
     let tampered = events[f].clone();
-    let (state, records) = through_store(&run, events);
+    let (state, records) = through_store(events);
     let seq = seq_of(&records, &tampered);
     // When verified
     let err = state.verify_iteration(1).unwrap_err();
@@ -132,7 +144,7 @@ fn keeping_past_the_cap_is_caught() {
     if let Event::FilterDecided { decision, .. } = &mut events[f] {
         *decision = Decision::Kept;
     }
-    let (state, _) = through_store(&run, events);
+    let (state, _) = through_store(events);
     // When verified
     let err = state.verify_iteration(1).unwrap_err();
     // Then the input is named as over the cap
@@ -152,7 +164,7 @@ fn a_missing_decision_and_a_late_record_are_named() {
     let seal = events.iter().position(|e| matches!(e, Event::DatasetSealed { iteration: 1, .. })).unwrap();
     events.insert(seal + 1, moved);
     let moved = events[seal + 1].clone();
-    let (state, records) = through_store(&run, events);
+    let (state, records) = through_store(events);
     let late = seq_of(&records, &moved);
     // Then the late record is named
     let err = state.verify_iteration(1).unwrap_err();
@@ -168,7 +180,7 @@ fn a_duplicated_fact_is_an_anomaly_not_an_error_of_the_fold() {
     events.insert(g + 1, events[g].clone());
     let records = chain("run-a", events);
     // When folded, then the fold succeeds and the verifier names both records
-    let state = fold_records(&run, records);
+    let state = fold_records(records);
     assert_eq!(state.anomalies.len(), 1);
     let err = state.verify_iteration(1).unwrap_err();
     assert!(err.violations.iter().any(|v| v.seqs() == vec![g as u64, g as u64 + 1]), "{err}");
@@ -179,7 +191,7 @@ fn a_broken_chain_stops_the_fold_at_its_sequence_number() {
     let run = run();
     let records = chain("run-a", run.events());
     let fold = |records: Vec<events::Envelope>| {
-        replay::Replay::new(run.completion.clone()).fold(records.into_iter().map(Ok::<_, std::io::Error>))
+        replay::Replay::new().fold(records.into_iter().map(Ok::<_, std::io::Error>))
     };
     // Given a log with a record removed
     let mut gap = records.clone();
@@ -199,7 +211,7 @@ fn a_broken_chain_stops_the_fold_at_its_sequence_number() {
     assert!(matches!(fold(foreign), Err(ReplayError::ForeignRecord { seq: 5, .. })));
     // Given a store that fails to read a record
     let reads = records.into_iter().take(3).map(Ok).chain(std::iter::once(Err(std::io::Error::other("hash mismatch at seq 3"))));
-    let err = replay::Replay::new(run.completion.clone()).fold(reads).unwrap_err();
+    let err = replay::Replay::new().fold(reads).unwrap_err();
     assert!(err.to_string().contains("after seq 2") && err.to_string().contains("seq 3"), "{err}");
 }
 
@@ -209,23 +221,23 @@ fn a_scoped_fold_keeps_one_iteration_and_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), "run-a", run.events());
     let reader = store::LogReader::open(dir.path(), None).unwrap();
-    let state = replay::Replay::new(run.completion.clone()).only_iteration(2).without_text().fold_log(&reader).unwrap();
+    let state = replay::Replay::new().only_iteration(2).without_text().fold_log(&reader).unwrap();
     assert_eq!(state.iterations.keys().copied().collect::<Vec<_>>(), vec![2]);
     state.verify_iteration(2).unwrap();
     assert!(state.verify_iteration(1).is_err());
-    assert!(matches!(state.export_records(2, None), Err(replay::ExportError::NoText)));
+    assert!(matches!(state.export_records(2, &run.completion, None), Err(replay::ExportError::NoText)));
 }
 
 #[test]
 fn retrain_and_resample_specs_carry_the_logged_facts() {
     let run = run();
-    let (state, _) = through_store(&run, run.events());
+    let (state, _) = through_store(run.events());
     // When the M-step of iteration 2 is to be re-run
-    let spec = state.retrain_spec(2).unwrap();
+    let spec = state.retrain_spec(2, &run.completion).unwrap();
     // Then it starts from the base checkpoint (fresh), trains on D_2 and must reproduce the m-step hash
     assert_eq!(spec.start.as_ref().unwrap().role, "base");
     assert_eq!(spec.items.len() as u64, state.iterations[&2].seal.as_ref().unwrap().count);
-    assert!(spec.items.iter().all(|i| i.weight >= 1.0 && i.completion.contains("\n\nResponse:\n")));
+    assert!(spec.items.iter().all(|i| i.weight >= 1.0 && i.completion.contains("\n\n### Response:\n")));
     assert_eq!(spec.loss_curve.len(), 5);
     assert_eq!(replay::compare_loss_curves(&spec.loss_curve, &spec.loss_curve), None);
     let logged = spec.logged_checkpoint.unwrap();
@@ -252,7 +264,7 @@ fn a_byte_flipped_on_disk_stops_the_replay_at_its_sequence_number() {
     })
     .unwrap();
     // When it is replayed
-    let err = fold_dir(&run, dir.path()).unwrap_err();
+    let err = fold_dir(dir.path()).unwrap_err();
     // Then the replay stops there and says so
     assert_eq!(err.seq(), Some(40), "{err}");
     assert!(err.to_string().contains("seq 40"), "{err}");
@@ -275,7 +287,7 @@ fn a_record_replaced_with_a_valid_hash_breaks_the_chain_after_it() {
     let forged = events::Envelope::seal(original.seq, original.time, "run-a", events[r].clone(), original.prev_hash);
     store::testing::tamper_record(dir.path(), original.seq, |bytes| *bytes = forged.encode()).unwrap();
     // When it is replayed
-    let err = fold_dir(&run, dir.path()).unwrap_err();
+    let err = fold_dir(dir.path()).unwrap_err();
     // Then the chain breaks at the record after the forged one
     assert!(matches!(err, ReplayError::ChainBroken { seq, .. } if seq == original.seq + 1), "{err}");
 }

@@ -5,9 +5,12 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod audit;
 pub mod data;
 pub mod generate;
 pub mod model;
+pub mod score;
+pub mod eval;
 
 /// Log output format.
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -33,12 +36,24 @@ pub struct Cli {
 /// All subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// LongLaMP's lexical metrics (ROUGE-1/2/L, METEOR) of predictions vs references, JSONL {"id","output"}.
+    Score(score::ScoreArgs),
+    /// Generate for a split and score with the judge and ROUGE/METEOR; writes report.json/report.md.
+    Eval(eval::EvalArgs),
+    /// Paired t-test between two evaluation reports; writes comparison.md/comparison.json.
+    Compare(eval::CompareArgs),
     /// Build, import and inspect data sets (LongLaMP format, demo corpora).
     Data(data::DataArgs),
     /// One chat turn with a model (GGUF or Hugging Face directory), printed to stdout.
     Generate(generate::GenerateArgs),
     /// Import a GGUF into a Hugging Face directory; show a model's configuration.
     Model(model::ModelArgs),
+    /// Rebuild an iteration's training set D_t from the log and verify it against its seal.
+    Replay(audit::ReplayArgs),
+    /// Per-sample rewards, judge distributions, filter decisions and ranks of an iteration.
+    Audit(audit::AuditArgs),
+    /// An iteration's D_t as JSONL {"prompt", "completion", "weight", ...} (TRL / OpenRLHF shape).
+    Export(audit::ExportArgs),
 }
 
 /// Sets up tracing for `RUST_LOG` and the chosen format.
@@ -58,8 +73,14 @@ pub fn init_tracing(format: LogFormat) {
 /// Whatever the subcommand returns.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Score(args) => score::run(args),
+        Command::Eval(args) => eval::run_eval(args),
+        Command::Compare(args) => eval::run_compare(args),
         Command::Data(args) => data::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Model(args) => model::run(args),
+        Command::Replay(args) => audit::replay(&args).map(drop),
+        Command::Audit(args) => audit::audit(args),
+        Command::Export(args) => audit::export(args, &audit::Hooks::builtin()).map(drop),
     }
 }

@@ -34,7 +34,11 @@ impl LengthStats {
         }
         let mean = values.iter().sum::<usize>() as f64 / n as f64;
         let var = if n > 1 {
-            values.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+            values
+                .iter()
+                .map(|v| (*v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1) as f64
         } else {
             0.0
         };
@@ -96,7 +100,8 @@ pub fn dataset_stats(ds: &Dataset, count: &dyn Fn(&str) -> usize, tokenizer: &st
     for task in ds.tasks() {
         let mut users = BTreeSet::new();
         let mut examples = BTreeMap::new();
-        let (mut inp, mut out, mut items, mut item_len) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut inp, mut out, mut items, mut item_len) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for s in Split::ALL {
             let mut n = 0;
             for e in ds.split(s).iter().filter(|e| e.task == task) {
@@ -121,7 +126,10 @@ pub fn dataset_stats(ds: &Dataset, count: &dyn Fn(&str) -> usize, tokenizer: &st
             profile_item_tokens: LengthStats::of(&item_len),
         });
     }
-    DatasetStats { tokenizer: tokenizer.to_string(), tasks }
+    DatasetStats {
+        tokenizer: tokenizer.to_string(),
+        tasks,
+    }
 }
 
 impl fmt::Display for DatasetStats {

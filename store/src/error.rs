@@ -30,15 +30,15 @@ pub enum StoreError {
         source: sled::Error,
     },
     /// There is no log where one was expected.
-    #[error("no event log in {} (a run directory has a log/ folder made by `EventLog::create`)", dir.display())]
+    #[error("no event log in {} (a run directory keeps it in log/, made by `EventLog::create`)", dir.display())]
     NoLog {
-        /// The run directory.
+        /// The directory.
         dir: PathBuf,
     },
     /// `create` found a log already there.
     #[error("{} already holds the event log of run {run_id:?}: open it to resume", dir.display())]
     AlreadyExists {
-        /// The run directory.
+        /// The log directory.
         dir: PathBuf,
         /// The run whose log it is.
         run_id: String,
@@ -46,7 +46,7 @@ pub enum StoreError {
     /// The log belongs to another run than the caller expected.
     #[error("{} holds the event log of run {found:?}, not of run {expected:?}: wrong run directory?", dir.display())]
     OtherRun {
-        /// The run directory.
+        /// The log directory.
         dir: PathBuf,
         /// The run the caller asked for.
         expected: String,

@@ -7,20 +7,18 @@ use std::time::{Duration, SystemTime};
 use events::Envelope;
 
 use crate::reader::{holder, LogReader, Records};
-use crate::rundir::RunDir;
+use crate::rundir::existing_log_dir;
 use crate::StoreError;
 
-/// Follows the log in run directory `dir` from `from_seq` on, forever:
+/// Follows the log in `dir` from `from_seq` on, forever:
 /// what is there, then every record appended later, by this writer or by
 /// the next one (see [`Follow`]).
 ///
 /// # Errors
 /// [`StoreError::NoLog`] when `dir` has no log.
 pub fn follow(dir: impl AsRef<Path>, expected_run_id: Option<&str>, from_seq: u64) -> Result<Follow, StoreError> {
-    let run = RunDir::open(dir)?;
     Ok(Follow {
-        run_dir: run.path().to_path_buf(),
-        log_dir: run.log_dir(),
+        log_dir: existing_log_dir(dir.as_ref())?,
         expected: expected_run_id.map(str::to_owned),
         next: from_seq,
         current: None,
@@ -38,7 +36,6 @@ pub fn follow(dir: impl AsRef<Path>, expected_run_id: Option<&str>, from_seq: u6
 /// the log or a database file that changed. After an error the next call
 /// tries again; a caller that prints records usually stops instead.
 pub struct Follow {
-    run_dir: PathBuf,
     log_dir: PathBuf,
     expected: Option<String>,
     next: u64,
@@ -95,7 +92,7 @@ impl Iterator for Follow {
                 }
             }
             self.first = false;
-            match LogReader::open(&self.run_dir, self.expected.as_deref()) {
+            match LogReader::open(&self.log_dir, self.expected.as_deref()) {
                 Ok(reader) => self.current = Some(reader.subscribe(self.next)),
                 Err(e) => return Some(Err(e)),
             }

@@ -13,7 +13,7 @@ use events::{Digest, Envelope, EventKind, SampleId};
 use crate::keys;
 use crate::lock::{LockHolder, OwnerLock, Role};
 use crate::remote::{self, Remote, Server};
-use crate::rundir::{tighten_files, RunDir};
+use crate::rundir::{existing_log_dir, tighten_files};
 use crate::verify::{self, VerifyReport};
 use crate::StoreError;
 
@@ -216,7 +216,8 @@ impl LogReader {
         LogReader { run_id: core.run_id.clone(), backend: Backend::Local { core, _server: server }, dir }
     }
 
-    /// Opens the log in run directory `dir` for reading. With
+    /// Opens the log in `dir` (a run's [`RunDir::log`](crate::RunDir::log))
+    /// for reading. With
     /// `expected_run_id`, a log of another run is an error naming both.
     ///
     /// When no process has the log open, this reader opens the database
@@ -228,21 +229,20 @@ impl LogReader {
     /// [`StoreError::NoLog`], [`StoreError::OtherRun`],
     /// [`StoreError::Unreachable`], or an I/O or sled error.
     pub fn open(dir: impl AsRef<Path>, expected_run_id: Option<&str>) -> Result<LogReader, StoreError> {
-        let run = RunDir::open(dir)?;
-        let log_dir = run.log_dir();
+        let log_dir = existing_log_dir(dir.as_ref())?;
         let deadline = Instant::now() + CONNECT_PATIENCE;
         loop {
             let holder = match OwnerLock::try_acquire(&log_dir, Role::Reader).map_err(|e| StoreError::io(&log_dir, e))? {
-                Ok(lock) => return Self::open_local(&run, lock, expected_run_id),
+                Ok(lock) => return Self::open_local(log_dir, lock, expected_run_id),
                 Err(holder) => holder,
             };
             match Remote::connect(&log_dir) {
                 Ok(remote) => {
-                    check_run(run.path(), expected_run_id, remote.run_id())?;
+                    check_run(&log_dir, expected_run_id, remote.run_id())?;
                     return Ok(LogReader {
                         run_id: remote.run_id().to_owned(),
                         backend: Backend::Remote(remote),
-                        dir: run.path().to_path_buf(),
+                        dir: log_dir,
                     });
                 }
                 Err(e) if Instant::now() < deadline && remote::is_not_listening(&e) => {
@@ -256,16 +256,15 @@ impl LogReader {
         }
     }
 
-    fn open_local(run: &RunDir, lock: OwnerLock, expected: Option<&str>) -> Result<LogReader, StoreError> {
-        let log_dir = run.log_dir();
-        let core = Core::open(log_dir, lock)?;
+    fn open_local(log_dir: PathBuf, lock: OwnerLock, expected: Option<&str>) -> Result<LogReader, StoreError> {
+        let core = Core::open(log_dir.clone(), lock)?;
         let found = Core::stored_run_id(&core.db)
             .map_err(|e| core.sled_err(e))?
-            .ok_or_else(|| StoreError::NoLog { dir: run.path().to_path_buf() })?;
-        check_run(run.path(), expected, &found)?;
+            .ok_or_else(|| StoreError::NoLog { dir: log_dir.clone() })?;
+        check_run(&log_dir, expected, &found)?;
         let core = Arc::new(core.with_run_id(found));
         let server = Server::start(Arc::clone(&core)).ok().map(Arc::new);
-        Ok(LogReader::local(core, server, run.path().to_path_buf()))
+        Ok(LogReader::local(core, server, log_dir))
     }
 
     /// The run this log belongs to.
@@ -273,8 +272,8 @@ impl LogReader {
         &self.run_id
     }
 
-    /// The run directory.
-    pub fn run_dir(&self) -> &Path {
+    /// The log's directory.
+    pub fn log_dir(&self) -> &Path {
         &self.dir
     }
 

@@ -11,47 +11,39 @@
 //!
 //! A run directory holds users' personal text (profiles, prompts, generated
 //! emails and reviews), so every directory is created `0700` and every file
-//! this crate writes `0600`; opening an existing directory tightens wider
-//! modes back to `0700`.
+//! this crate writes `0600`; opening an existing log tightens its directory
+//! back to `0700`.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::blob::BlobStore;
 use crate::StoreError;
 
-/// A run directory (see the module docs for its layout).
-#[derive(Clone, Debug)]
+/// A run directory (see the module docs for its layout): where things go.
+/// [`EventLog`](crate::EventLog) takes [`RunDir::log`], [`BlobStore`] takes
+/// [`RunDir::blobs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunDir {
     root: PathBuf,
 }
 
 impl RunDir {
+    /// The layout of the run directory at `path` (nothing is touched).
+    pub fn new(path: impl AsRef<Path>) -> RunDir {
+        RunDir { root: path.as_ref().to_path_buf() }
+    }
+
     /// Creates `path` (and missing parents), `log/` and `blobs/`, all `0700`.
-    /// An existing directory is accepted and tightened.
+    /// An existing directory is accepted and tightened to `0700`.
     ///
     /// # Errors
     /// [`StoreError::Io`] naming the directory that could not be made.
     pub fn create(path: impl AsRef<Path>) -> Result<RunDir, StoreError> {
-        let dir = RunDir { root: path.as_ref().to_path_buf() };
-        for d in [dir.root.clone(), dir.log_dir(), dir.blobs_dir()] {
-            create_private_dir(&d).map_err(|e| StoreError::io(&d, e))?;
-        }
-        Ok(dir)
-    }
-
-    /// An existing run directory; its directories are tightened to `0700`.
-    ///
-    /// # Errors
-    /// [`StoreError::NoLog`] when `path/log` does not exist.
-    pub fn open(path: impl AsRef<Path>) -> Result<RunDir, StoreError> {
-        let dir = RunDir { root: path.as_ref().to_path_buf() };
-        if !dir.log_dir().is_dir() {
-            return Err(StoreError::NoLog { dir: dir.root });
-        }
-        for d in [dir.root.clone(), dir.log_dir(), dir.blobs_dir()] {
+        let dir = RunDir::new(path);
+        for d in [dir.root.clone(), dir.log(), dir.blobs()] {
             create_private_dir(&d).map_err(|e| StoreError::io(&d, e))?;
         }
         Ok(dir)
@@ -62,28 +54,57 @@ impl RunDir {
         &self.root
     }
 
-    /// `RUN_DIR/log`, the sled database.
-    pub fn log_dir(&self) -> PathBuf {
+    /// `RUN_DIR/log`, the event log's sled database.
+    pub fn log(&self) -> PathBuf {
         self.root.join("log")
     }
 
     /// `RUN_DIR/blobs`, the checkpoint store.
-    pub fn blobs_dir(&self) -> PathBuf {
+    pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs")
     }
 
-    /// The checkpoint store of this run.
+    /// The checkpoint store of this run (created if missing).
     ///
     /// # Errors
     /// As [`BlobStore::open`].
-    pub fn blobs(&self) -> Result<BlobStore, StoreError> {
-        BlobStore::open(self.blobs_dir())
+    pub fn blob_store(&self) -> Result<BlobStore, StoreError> {
+        BlobStore::open(self.blobs())
     }
 }
 
-/// `mkdir -p` with mode `0700` for what it creates, then `0700` on `path`
-/// itself whatever it was.
-pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+/// Checks that `dir` holds a log (sled's `db` file) before anything opens
+/// sled there, which would create a database in any directory, and
+/// tightens the directory to `0700`.
+pub(crate) fn existing_log_dir(dir: &Path) -> Result<PathBuf, StoreError> {
+    if !dir.join("db").is_file() {
+        return Err(StoreError::NoLog { dir: dir.to_path_buf() });
+    }
+    create_private_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    Ok(dir.to_path_buf())
+}
+
+/// Writes `bytes` to a new or truncated file at `path`, mode `0600`, and
+/// fsyncs it: for configuration copies and reports in a run directory.
+///
+/// # Errors
+/// The I/O error.
+pub fn write_private_file(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+    let path = path.as_ref();
+    let mut f = create_private_file(path)?;
+    // An existing file keeps its mode through `open`: set it.
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// `mkdir -p` with mode `0700` for every directory it creates, then `0700`
+/// on `path` itself whatever it was.
+///
+/// # Errors
+/// The I/O error.
+pub fn create_private_dir(path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref();
     fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
     let mode = fs::metadata(path)?.permissions().mode() & 0o777;
     if mode != 0o700 {

@@ -8,18 +8,18 @@ use std::path::Path;
 use crate::keys;
 use crate::lock::{OwnerLock, Role};
 use crate::reader::Core;
-use crate::{RunDir, StoreError};
+use crate::rundir::existing_log_dir;
+use crate::StoreError;
 
-/// Rewrites the stored bytes of record `seq` in the log of `run_dir` with
+/// Rewrites the stored bytes of record `seq` in the log in `dir` with
 /// `f`, bypassing hashes and chain, as a bad disk or an editor would. The log
 /// must not be open elsewhere.
 ///
 /// # Errors
 /// [`StoreError::Locked`] when it is open; [`StoreError::MissingRecord`]
 /// when there is no record `seq`; sled errors.
-pub fn tamper_record(run_dir: impl AsRef<Path>, seq: u64, f: impl FnOnce(&mut Vec<u8>)) -> Result<(), StoreError> {
-    let run = RunDir::open(run_dir)?;
-    let log_dir = run.log_dir();
+pub fn tamper_record(dir: impl AsRef<Path>, seq: u64, f: impl FnOnce(&mut Vec<u8>)) -> Result<(), StoreError> {
+    let log_dir = existing_log_dir(dir.as_ref())?;
     let lock = OwnerLock::try_acquire(&log_dir, Role::Writer)
         .map_err(|e| StoreError::io(&log_dir, e))?
         .map_err(|holder| StoreError::Locked { dir: log_dir.clone(), holder })?;

@@ -13,7 +13,7 @@ use crate::keys;
 use crate::lock::{OwnerLock, Role};
 use crate::reader::{check_run, Core, LogReader, META_RUN_ID};
 use crate::remote::Server;
-use crate::rundir::RunDir;
+use crate::rundir::{create_private_dir, existing_log_dir};
 use crate::StoreError;
 
 /// What an append did.
@@ -85,7 +85,7 @@ pub struct EventLog {
 
 impl std::fmt::Debug for EventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLog").field("run_id", &self.core.run_id).field("dir", &self.reader.run_dir()).finish()
+        f.debug_struct("EventLog").field("run_id", &self.core.run_id).field("dir", &self.reader.log_dir()).finish()
     }
 }
 
@@ -99,8 +99,9 @@ enum Intent<'a> {
 const READER_PATIENCE: Duration = Duration::from_secs(10);
 
 impl EventLog {
-    /// Creates run directory `dir` (mode `0700`) with a new, empty log for
-    /// run `run_id`.
+    /// Creates a new, empty log for run `run_id` in `dir` (a run's
+    /// [`RunDir::log`](crate::RunDir::log)), making `dir` and any missing
+    /// parent mode `0700`.
     ///
     /// # Errors
     /// [`StoreError::AlreadyExists`] when `dir` has a log already;
@@ -110,7 +111,7 @@ impl EventLog {
         Self::open_as(dir.as_ref(), Intent::Create(run_id))
     }
 
-    /// Opens the existing log in run directory `dir` to append to it. With
+    /// Opens the existing log in `dir` to append to it. With
     /// `expected_run_id`, a log of another run is an error naming both.
     /// Waits up to 10 s for a reader process that has the log open.
     ///
@@ -132,16 +133,16 @@ impl EventLog {
     }
 
     fn open_as(dir: &Path, intent: Intent<'_>) -> Result<EventLog, StoreError> {
-        let run = match intent {
+        let log_dir = match intent {
             Intent::Create(id) | Intent::OpenOrCreate(id) => {
                 validate_run_id(id)?;
-                RunDir::create(dir)?
+                create_private_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+                dir.to_path_buf()
             }
-            Intent::Open(_) => RunDir::open(dir)?,
+            Intent::Open(_) => existing_log_dir(dir)?,
         };
-        let log_dir = run.log_dir();
         let lock = writer_lock(&log_dir)?;
-        let core = Core::open(log_dir, lock)?;
+        let core = Core::open(log_dir.clone(), lock)?;
         let stored = Core::stored_run_id(&core.db).map_err(|e| core.sled_err(e))?;
         let run_id = match (intent, stored) {
             (Intent::Create(_), Some(found)) => {
@@ -183,10 +184,19 @@ impl EventLog {
         // not the writer's.
         let server = Server::start(Arc::clone(&core)).ok().map(Arc::new);
         Ok(EventLog {
-            reader: LogReader::local(Arc::clone(&core), server, run.path().to_path_buf()),
+            reader: LogReader::local(Arc::clone(&core), server, log_dir),
             core,
             state: Mutex::new(WriterState { next_seq, prev_hash, unflushed: 0, policy: FlushPolicy::default() }),
         })
+    }
+
+    /// Opens the log in `dir` for reading only: [`LogReader::open`] with no
+    /// expected run.
+    ///
+    /// # Errors
+    /// As [`LogReader::open`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<LogReader, StoreError> {
+        LogReader::open(dir, None)
     }
 
     /// A reader sharing this writer's database; it sees every append at

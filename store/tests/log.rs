@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::{sample_event, tamper};
 use events::{Decision, Event, EventKind, RecordError, SampleId, GENESIS_HASH};
-use restpg_store::{AppendOutcome, EventLog, FlushPolicy, LogReader, ProblemReason, StoreError};
+use restpg_store::{AppendOutcome, EventLog, FlushPolicy, LogReader, ProblemReason, RunDir, StoreError};
 
 fn stage(iteration: u32, name: &str) -> Event {
     Event::StageFinished { iteration, stage: name.into(), wall_ms: 5 }
@@ -179,9 +179,11 @@ fn opening_another_runs_log_by_mistake_names_both_runs() {
     // and creating over it is refused too
     let err = EventLog::create(dir.path(), "run-b").unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { ref run_id, .. } if run_id == "run-a"), "{err}");
-    // while a directory without a log says so
+    // while a directory without a log says so, and is left as it was
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(LogReader::open(empty.path(), None).unwrap_err(), StoreError::NoLog { .. }));
+    assert!(matches!(EventLog::open(empty.path(), None).unwrap_err(), StoreError::NoLog { .. }));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
 
 #[test]
@@ -199,11 +201,11 @@ fn a_second_writer_in_the_same_process_is_refused_by_name() {
 fn run_directories_are_private_to_their_owner() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("runs/r1");
-    let log = EventLog::create(&run, "r1").unwrap();
+    let log = EventLog::create(RunDir::create(&run).unwrap().log(), "r1").unwrap();
     log.append(sample_event(0)).unwrap();
     log.flush().unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    for d in [run.clone(), run.join("log"), run.join("blobs")] {
+    for d in [dir.path().join("runs"), run.clone(), run.join("log"), run.join("blobs")] {
         assert_eq!(mode(&d), 0o700, "{}", d.display());
     }
     for f in ["owner.lock", "db", "conf"] {

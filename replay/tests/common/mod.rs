@@ -6,7 +6,6 @@ use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use events::{Envelope, Event, GENESIS_HASH};
-use replay::synthetic::SyntheticRun;
 use replay::{Replay, RunState};
 
 /// Writes `events` as the log of run `run_id` in run directory `dir`, in
@@ -27,18 +26,18 @@ pub fn read_back(dir: &Path) -> Vec<Envelope> {
 }
 
 /// Folds the log in `dir` as `restpg replay` does.
-pub fn fold_dir(run: &SyntheticRun, dir: &Path) -> Result<RunState, replay::ReplayError> {
+pub fn fold_dir(dir: &Path) -> Result<RunState, replay::ReplayError> {
     let reader = store::LogReader::open(dir, None).expect("open the log");
-    Replay::new(run.completion.clone()).fold_log(&reader)
+    Replay::new().fold_log(&reader)
 }
 
 /// Writes `events` to a fresh run directory and folds it back: the state and
 /// the records as stored.
-pub fn through_store(run: &SyntheticRun, events: Vec<Event>) -> (RunState, Vec<Envelope>) {
+pub fn through_store(events: Vec<Event>) -> (RunState, Vec<Envelope>) {
     let dir = tempfile::tempdir().expect("temp dir");
     write_log(dir.path(), "run-a", events);
     let records = read_back(dir.path());
-    let state = fold_dir(run, dir.path()).expect("the log folds");
+    let state = fold_dir(dir.path()).expect("the log folds");
     (state, records)
 }
 
@@ -59,8 +58,8 @@ pub fn chain(run_id: &str, events: Vec<Event>) -> Vec<Envelope> {
 }
 
 /// Folds in-memory records.
-pub fn fold_records(run: &SyntheticRun, records: Vec<Envelope>) -> RunState {
-    Replay::new(run.completion.clone())
+pub fn fold_records(records: Vec<Envelope>) -> RunState {
+    Replay::new()
         .fold(records.into_iter().map(Ok::<_, std::io::Error>))
         .expect("an in-memory chain folds")
 }

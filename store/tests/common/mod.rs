@@ -26,10 +26,10 @@ pub fn sample_event(n: u64) -> Event {
     }
 }
 
-/// Rewrites the stored bytes of record `seq` in the (closed) log of
-/// `run_dir`, going around the store as an attacker or a bad disk would.
-pub fn tamper(run_dir: &Path, seq: u64, f: impl FnOnce(&mut Vec<u8>)) {
-    let db = sled::open(run_dir.join("log")).unwrap();
+/// Rewrites the stored bytes of record `seq` in the (closed) log in
+/// `log_dir`, going around the store as an attacker or a bad disk would.
+pub fn tamper(log_dir: &Path, seq: u64, f: impl FnOnce(&mut Vec<u8>)) {
+    let db = sled::open(log_dir).unwrap();
     let tree = db.open_tree("events").unwrap();
     let mut key = vec![b'r'];
     key.extend_from_slice(&seq.to_be_bytes());

@@ -1,0 +1,175 @@
+//! Given a run written through the store, when it is audited or exported,
+//! then the audit agrees with the filter's own records and the export is
+//! D_t in the shape other trainers read.
+
+extern crate restpg_replay as replay;
+
+mod common;
+
+use common::{through_store, write_log};
+use events::{Decision, Event, EventKind};
+use replay::audit::{self, AuditQuery, Format, Selection};
+use replay::synthetic::SyntheticRun;
+
+fn run() -> SyntheticRun {
+    SyntheticRun { inputs: 12, m: 8, cap: 2, ..SyntheticRun::default() }
+}
+
+fn query(selection: Selection) -> AuditQuery {
+    AuditQuery { iteration: 1, input: None, selection }
+}
+
+#[test]
+fn audit_counts_equal_the_filter_events() {
+    // Given a run in a real store
+    let run = run();
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "run-a", run.events());
+    let reader = store::LogReader::open(dir.path(), None).unwrap();
+    let state = replay::Replay::new().fold_log(&reader).unwrap();
+    // and the filter's decisions of iteration 1, counted from the store's kind index
+    let mut logged = std::collections::BTreeMap::new();
+    for r in reader.by_kind(EventKind::FilterDecided) {
+        if let Event::FilterDecided { sample, decision, .. } = r.unwrap().payload {
+            if sample.iteration == 1 {
+                *logged.entry(decision.as_str()).or_insert(0usize) += 1;
+            }
+        }
+    }
+    assert!(logged.len() == 3, "the run has every kind of decision: {logged:?}");
+    // When the iteration is audited
+    let all = audit::audit_rows(&state, &query(Selection::All)).unwrap();
+    let kept = audit::audit_rows(&state, &query(Selection::Kept)).unwrap();
+    let rejected = audit::audit_rows(&state, &query(Selection::Rejected)).unwrap();
+    // Then its counts are the filter's
+    let count = |d: Decision| all.iter().filter(|r| r.decision == Some(d)).count();
+    assert_eq!(count(Decision::Kept), logged["kept"]);
+    assert_eq!(count(Decision::BelowThreshold), logged["below-threshold"]);
+    assert_eq!(count(Decision::OverCap), logged["over-cap"]);
+    assert_eq!(kept.len(), logged["kept"]);
+    assert_eq!(rejected.len(), logged["below-threshold"] + logged["over-cap"]);
+    assert_eq!(all.len(), (run.inputs * run.m) as usize);
+    // and the summary adds up to the same
+    let summary = audit::summarize(&state, 1, None).unwrap();
+    assert_eq!(summary.len(), 2, "two tasks");
+    assert_eq!(summary.iter().map(|s| s.kept).sum::<u64>() as usize, logged["kept"]);
+    assert_eq!(summary.iter().map(|s| s.histogram.iter().sum::<u64>()).sum::<u64>() as usize, all.len());
+    assert_eq!(state.iterations[&1].seal.as_ref().unwrap().count as usize, logged["kept"]);
+}
+
+#[test]
+fn every_kept_sample_passes_tau_and_no_input_exceeds_the_cap() {
+    let run = run();
+    let (state, _) = through_store(run.events());
+    let kept = audit::audit_rows(&state, &query(Selection::Kept)).unwrap();
+    assert!(!kept.is_empty());
+    let mut per_input = std::collections::BTreeMap::new();
+    for r in &kept {
+        assert!(r.reward.unwrap() >= r.tau.unwrap(), "{}", r.explain(0));
+        *per_input.entry(r.sample.input_id.clone()).or_insert(0u32) += 1;
+    }
+    assert!(per_input.values().all(|&k| k <= run.cap), "{per_input:?}");
+    let summary = audit::summarize(&state, 1, None).unwrap();
+    assert!(summary.iter().all(|s| s.kept_max <= run.cap));
+}
+
+#[test]
+fn one_sample_is_explained_in_one_line() {
+    let run = run();
+    let (state, _) = through_store(run.events());
+    let rows = audit::audit_rows(&state, &query(Selection::All)).unwrap();
+    // Given a sample below τ
+    let below = rows.iter().find(|r| r.decision == Some(Decision::BelowThreshold)).unwrap();
+    // When it is explained
+    let line = audit::explain(&state, &below.sample).unwrap();
+    // Then the line gives reward, τ, decision, reason and rank
+    let expected_start = format!("{}: reward {:.2} < τ 1.00 → rejected (below τ); rank {} of 8 for its input", below.sample, below.reward.unwrap(), below.rank.unwrap() + 1);
+    assert!(line.starts_with(&expected_start), "{line}");
+    assert!(!line.contains('\n'));
+    let over = rows.iter().find(|r| r.decision == Some(Decision::OverCap)).unwrap();
+    let line = audit::explain(&state, &over.sample).unwrap();
+    assert!(line.contains("≥ τ 1.00 → rejected (over the cap: 2 kept for its input)"), "{line}");
+    let kept = rows.iter().find(|r| r.decision == Some(Decision::Kept)).unwrap();
+    assert!(audit::explain(&state, &kept.sample).unwrap().contains("→ kept (weight 1.00)"));
+    let missing = events::SampleId { iteration: 1, input_id: "nobody".into(), index: 0 };
+    assert!(audit::explain(&state, &missing).unwrap_err().to_string().contains("t1/nobody/#0"));
+}
+
+#[test]
+fn rows_are_written_as_table_jsonl_and_csv() {
+    let run = run();
+    let (state, _) = through_store(run.events());
+    let input = run.input_id(3);
+    let q = AuditQuery { iteration: 1, input: Some(input.clone()), selection: Selection::All };
+    let rows = audit::audit_rows(&state, &q).unwrap();
+    assert_eq!(rows.len(), run.m as usize);
+    let render = |f| {
+        let mut out = Vec::new();
+        audit::write_rows(&rows, f, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let table = render(Format::Table);
+    assert!(table.contains("judge (top 3)") && table.contains(&rows[0].sample.to_string()), "{table}");
+    let jsonl = render(Format::Jsonl);
+    let lines: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), rows.len());
+    assert_eq!(lines[0]["sample"], rows[0].sample.to_string());
+    assert_eq!(lines[0]["judge_distribution"].as_array().unwrap().len(), 11);
+    let csv = render(Format::Csv);
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    assert!(csv.starts_with("sample,input_id,task,reward,"));
+    let mut summary = Vec::new();
+    audit::write_summary(&audit::summarize(&state, 1, Some(&input)).unwrap(), &mut summary).unwrap();
+    let summary = String::from_utf8(summary).unwrap();
+    assert!(summary.contains(&format!("task {}: 1 inputs, 8 samples", run.task_of(3))), "{summary}");
+    assert!(summary.contains("[0.9, 1.0]"), "{summary}");
+    // An input that is not there is named
+    let q = AuditQuery { iteration: 1, input: Some("nobody".into()), selection: Selection::All };
+    assert!(audit::audit_rows(&state, &q).unwrap_err().to_string().contains("\"nobody\""));
+}
+
+#[test]
+fn export_is_d_t_as_prompt_completion_weight_lines() {
+    let run = run();
+    let (state, _) = through_store(run.events());
+    let builder = |input: &str| Some(run.prompt(input));
+    // When D_1 is exported with a prompt builder
+    let mut out = Vec::new();
+    let n = state.export_jsonl(1, &run.completion, Some(&builder), &mut out).unwrap();
+    // Then there is one line per kept sample, with the documented fields
+    assert_eq!(n as u64, state.iterations[&1].seal.as_ref().unwrap().count);
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), n);
+    for l in &lines {
+        let obj = l.as_object().unwrap();
+        let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["completion", "input_id", "prompt", "prompt_digest", "sample_id", "weight"]);
+        assert_eq!(l["prompt"], run.prompt(l["input_id"].as_str().unwrap()));
+        assert!(l["completion"].as_str().unwrap().contains("\n\n### Response:\n"));
+        assert_eq!(l["weight"], 1.0);
+    }
+    // Without a builder there is no prompt field
+    let records = state.export_records(1, &run.completion, None).unwrap();
+    assert!(records.iter().all(|r| r.prompt.is_none()));
+    assert!(!serde_json::to_string(&records[0]).unwrap().contains("\"prompt\":"));
+    // A builder whose prompt differs from the logged digest is refused by name
+    let wrong = |input: &str| Some(format!("{input} in another template"));
+    let err = state.export_records(1, &run.completion, Some(&wrong)).unwrap_err();
+    assert!(err.to_string().contains("the rebuilt prompt hashes to"), "{err}");
+    let none = |_: &str| None;
+    assert!(matches!(state.export_records(1, &run.completion, Some(&none)), Err(replay::ExportError::NoPrompt { .. })));
+}
+
+#[test]
+fn a_d_t_that_does_not_verify_is_not_exported() {
+    let run = run();
+    let mut events = run.events();
+    let f = events.iter().position(|e| matches!(e, Event::FilterDecided { decision: Decision::Kept, .. })).unwrap();
+    if let Event::FilterDecided { reward, .. } = &mut events[f] {
+        *reward = 0.95;
+    }
+    let (state, _) = through_store(events);
+    assert!(matches!(state.export_records(1, &run.completion, None), Err(replay::ExportError::Verify(_))));
+}
