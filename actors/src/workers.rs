@@ -1,13 +1,13 @@
 //! The synchronous workers: retriever, sampler, judge, trainer, evaluator.
 //!
 //! Each is a [`Worker`] running in a [`SyncArbiter`] thread that builds its
-//! own capability from a [`Factory`] the first time it needs it, so one model
-//! is owned by one thread. Every capability call runs under
+//! own capability from a [`Factory`] when it starts, so one model is owned
+//! by one thread. Every capability call runs under
 //! [`catch_unwind`]: a panic in a `SyncArbiter` handler would otherwise end
 //! the thread and drop the message in flight without a reply. A panic or a
 //! retryable error drops the capability and stops the actor, which makes
-//! actix build a fresh [`Worker`] in the same thread (the factory is called
-//! again on its next message); the coordinator re-issues the batch.
+//! actix build a fresh [`Worker`] in the same thread (calling the factory
+//! again); the coordinator re-issues the batch.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -157,6 +157,19 @@ impl<T: ?Sized + 'static> Worker<T> {
 
 impl<T: ?Sized + 'static> Actor for Worker<T> {
     type Context = SyncContext<Self>;
+
+    /// Builds the capability as soon as the worker starts (and again when
+    /// actix restarts it), so models load in parallel before work arrives.
+    /// A failure here is only logged: the next message builds again and
+    /// reports the error to the coordinator.
+    fn started(&mut self, _: &mut SyncContext<Self>) {
+        let factory = Arc::clone(&self.factory);
+        match catch_unwind(AssertUnwindSafe(|| factory())) {
+            Ok(Ok(inner)) => self.inner = Some(inner),
+            Ok(Err(e)) => tracing::warn!(role = self.role, error = %e.what, "building the worker's capability failed"),
+            Err(_) => tracing::warn!(role = self.role, "building the worker's capability panicked"),
+        }
+    }
 }
 
 /// Starts `n` sync workers for capability `T`; each thread builds its own

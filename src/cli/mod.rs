@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod audit;
 pub mod data;
 pub mod generate;
+pub mod log;
 pub mod model;
 pub mod score;
 pub mod eval;
@@ -48,6 +49,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Import a GGUF into a Hugging Face directory; show a model's configuration.
     Model(model::ModelArgs),
+    /// Verify, export or tail a run's event log.
+    Log(log::LogArgs),
     /// Rebuild an iteration's training set D_t from the log and verify it against its seal.
     Replay(audit::ReplayArgs),
     /// Per-sample rewards, judge distributions, filter decisions and ranks of an iteration.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(args) => data::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Model(args) => model::run(args),
+        Command::Log(args) => log::run(args),
         Command::Replay(args) => audit::replay(&args).map(drop),
         Command::Audit(args) => audit::audit(args),
         Command::Export(args) => audit::export(args, &audit::Hooks::builtin()).map(drop),

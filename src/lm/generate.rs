@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::sampling::{sample, SamplingSettings};
+use super::sampling::{sample_from_probs, SamplingSettings};
 use super::{pad_batch, LanguageModel};
 
 /// One sequence to continue.
@@ -97,16 +97,24 @@ impl LanguageModel {
             let h = self.model.hidden(&ids.f_to_device(dev)?, &positions, &key_mask, Some(&mut cache))?;
             let mut last = h.f_narrow(1, t0 - 1, 1)?.f_squeeze_dim(1)?;
             let vocab = self.config().vocab_size;
+            // Per-row temperatures for the batched softmax (greedy rows use 1; they read logits).
+            let temps: Vec<f32> = reqs.iter().map(|r| if r.settings.temperature > 0.0 { r.settings.temperature as f32 } else { 1.0 }).collect();
+            let temps = Tensor::f_from_slice(&temps)?.f_view([b as i64, 1])?.f_to_device(dev)?;
+            let mut flat = vec![0f32; b * vocab];
+            let mut probs = vec![0f32; b * vocab];
             for _step in 0..max_new {
-                let logits = self.model.logits(&last)?.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_contiguous()?;
-                let mut flat = vec![0f32; b * vocab];
-                logits.f_copy_data(&mut flat, b * vocab)?;
+                let logits = self.model.logits(&last)?.f_to_kind(Kind::Float)?;
+                // Row-wise softmax: each row's result depends on that row only.
+                let p = logits.f_div(&temps)?.f_softmax(-1, Kind::Float)?.f_to_device(Device::Cpu)?.f_contiguous()?;
+                logits.f_to_device(Device::Cpu)?.f_contiguous()?.f_copy_data(&mut flat, b * vocab)?;
+                p.f_copy_data(&mut probs, b * vocab)?;
                 let mut next = vec![0i64; b];
                 for r in 0..b {
                     if finish[r].is_some() {
                         continue;
                     }
-                    let tok = sample(&flat[r * vocab..(r + 1) * vocab], &reqs[r].settings, &mut rngs[r]);
+                    let row = r * vocab..(r + 1) * vocab;
+                    let tok = sample_from_probs(&flat[row.clone()], &probs[row], &reqs[r].settings, &mut rngs[r]);
                     next[r] = tok as i64;
                     if stops[r].contains(&tok) {
                         finish[r] = Some(FinishReason::Stop);

@@ -69,25 +69,51 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Picks a token id from one row of logits (`[V]`) per `s`, drawing at most
-/// one uniform number from `rng`.
+/// one uniform number from `rng`. Computes the tempered softmax itself; the
+/// generator computes it batched in torch and calls [`sample_from_probs`].
 pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u32 {
     if s.temperature == 0.0 || s.top_k == Some(1) {
         return argmax(logits);
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut probs: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / s.temperature).exp()).collect();
-    let total: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= total);
-    // Candidates sorted by (probability desc, id asc). Sorting all V entries
-    // every step is the slow part, so only tokens above a threshold are
-    // sorted; the threshold is lowered until the candidates hold enough mass
-    // for top-p and enough count for top-k. This is exact: the nucleus is a
-    // prefix of the full sorted order, and every excluded token is less
-    // probable than every candidate.
+    let mut probs: Vec<f32> = logits.iter().map(|&l| ((l as f64 - max) / s.temperature).exp() as f32).collect();
+    let total: f64 = probs.iter().map(|&p| p as f64).sum();
+    probs.iter_mut().for_each(|p| *p = (*p as f64 / total) as f32);
+    sample_from_probs(logits, &probs, s, rng)
+}
+
+/// Picks a token id given one row's logits and `probs = softmax(logits /
+/// temperature)` (both `[V]`). Greedy settings read only `logits`.
+///
+/// Only tokens above a probability threshold are sorted (by probability
+/// descending, id ascending); the threshold is lowered until the candidates
+/// contain the top-k tokens or the top-p mass. This is exact, since every
+/// excluded token is less probable than every candidate, and keeps a step at
+/// a few dozen sorted entries instead of the whole vocabulary. Without top-k
+/// and top-p, the draw walks the distribution in id order (no sort).
+pub fn sample_from_probs(logits: &[f32], probs: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u32 {
+    if s.temperature == 0.0 || s.top_k == Some(1) {
+        return argmax(logits);
+    }
     let v = probs.len();
-    let full = s.top_p >= 1.0 && s.top_k.is_none();
-    let mut thr = if full { 0.0 } else { 1e-4 };
-    let mut cand: Vec<(u32, f64)>;
+    if s.top_p >= 1.0 && s.top_k.is_none() {
+        let total: f64 = probs.iter().map(|&p| p as f64).sum();
+        let u = rng.random::<f64>() * total;
+        let mut acc = 0.0;
+        let mut last = 0;
+        for (i, &p) in probs.iter().enumerate() {
+            if p > 0.0 {
+                acc += p as f64;
+                last = i;
+                if u < acc {
+                    return i as u32;
+                }
+            }
+        }
+        return last as u32;
+    }
+    let mut thr = 1e-4f32;
+    let mut cand: Vec<(u32, f32)>;
     loop {
         cand = probs.iter().enumerate().filter(|(_, &p)| p >= thr).map(|(i, &p)| (i as u32, p)).collect();
         if thr == 0.0 {
@@ -96,7 +122,7 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u3
         let enough = match s.top_k {
             // Top-k first, then top-p within it: the k best must all be candidates.
             Some(k) => cand.len() >= k.min(v),
-            None => cand.iter().map(|c| c.1).sum::<f64>() >= s.top_p,
+            None => cand.iter().map(|c| c.1 as f64).sum::<f64>() >= s.top_p,
         };
         if enough {
             break;
@@ -109,11 +135,11 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u3
     }
     if s.top_p < 1.0 {
         // As in HF's TopPLogitsWarper: the nucleus of the (top-k renormalized) distribution.
-        let kept: f64 = cand.iter().map(|c| c.1).sum();
+        let kept: f64 = cand.iter().map(|c| c.1 as f64).sum();
         let mut acc = 0.0;
         let mut keep = cand.len();
         for (i, c) in cand.iter().enumerate() {
-            acc += c.1;
+            acc += c.1 as f64;
             if acc >= s.top_p * kept {
                 keep = i + 1;
                 break;
@@ -121,11 +147,11 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u3
         }
         cand.truncate(keep.max(1));
     }
-    let mass: f64 = cand.iter().map(|c| c.1).sum();
+    let mass: f64 = cand.iter().map(|c| c.1 as f64).sum();
     let u: f64 = rng.random::<f64>() * mass;
     let mut acc = 0.0;
     for c in &cand {
-        acc += c.1;
+        acc += c.1 as f64;
         if u < acc {
             return c.0;
         }

@@ -291,13 +291,19 @@ impl Attention {
         };
         let tk = past + t;
         let rep = h / kvh;
-        let (k, v) = if rep > 1 {
-            let expand = |z: &Tensor| -> Result<Tensor> { Ok(z.f_unsqueeze(2)?.f_expand([b, kvh, rep, tk, hd], false)?.f_reshape([b, h, tk, hd])?) };
-            (expand(&k)?, expand(&v)?)
+        // Grouped-query attention without copying K/V: query heads
+        // `g*rep .. (g+1)*rep` share KV head `g` (HF `repeat_kv`), so the
+        // queries of one group are stacked along the sequence axis
+        // ([B, kvh, rep*T, D]) and the mask is repeated to match.
+        let out = if rep > 1 {
+            let qg = q.f_reshape([b, kvh, rep * t, hd])?;
+            let (mb, mt) = (mask.size()[0], mask.size()[2]);
+            let mg = mask.f_unsqueeze(2)?.f_expand([mb, 1, rep, mt, tk], false)?.f_reshape([mb, 1, rep * mt, tk])?;
+            let o = Tensor::f_scaled_dot_product_attention(&qg, &k, &v, Some(&mg), 0.0, false, 1.0 / (hd as f64).sqrt(), false)?;
+            o.f_reshape([b, h, t, hd])?
         } else {
-            (k, v)
+            Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, 1.0 / (hd as f64).sqrt(), false)?
         };
-        let out = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, 1.0 / (hd as f64).sqrt(), false)?;
         let out = out.f_transpose(1, 2)?.f_reshape([b, t, h * hd])?;
         self.o.forward(&out)
     }

@@ -44,9 +44,10 @@ impl RunContext {
         let dataset = Dataset::load(&config.data)
             .with_context(|| format!("loading the data set {}", config.data.display()))?;
         let mut index = HashMap::new();
-        for (split, ex) in dataset.iter() {
-            let pos = dataset.split(split).iter().position(|e| e.id == ex.id).unwrap_or(0);
-            index.insert(ex.id.clone(), (split, pos));
+        for split in [Split::Train, Split::Val, Split::Test] {
+            for (pos, ex) in dataset.split(split).iter().enumerate() {
+                index.insert(ex.id.clone(), (split, pos));
+            }
         }
         let k = config.retrieval.k;
         let mut retriever: Box<dyn Retriever> = match config.retrieval.retriever.as_str() {
@@ -133,23 +134,25 @@ impl RunContext {
         let ranked = self.retrievals.get(input_id).map(Vec::as_slice).unwrap_or(&[]);
         let items = retrieve::retrieved_items(ex, ranked);
         let budget = self.config.train.max_input_tokens;
-        for keep in (0..=items.len()).rev() {
-            let user = match kind {
-                PromptKind::Plain => self.templates.plain(ex, &items[..keep]),
-                PromptKind::Reasoning => self.templates.reasoning_input(ex, &items[..keep]),
-                PromptKind::ReasoningGeneration => self.templates.reasoning_generation(ex, &items[..keep]),
-            };
-            let text = tokenizer.chat_prompt(None, &user);
-            let ids = tokenizer
-                .encode(&text)
-                .map_err(|e| CapabilityError::fatal(format!("tokenizing the prompt of {input_id}: {e:#}")))?;
-            if ids.len() <= budget {
-                return Ok((text, ids));
-            }
+        let kind = match kind {
+            PromptKind::Plain => crate::prompt::PromptKind::Plain,
+            PromptKind::Reasoning => crate::prompt::PromptKind::ReasoningInput,
+            PromptKind::ReasoningGeneration => crate::prompt::PromptKind::ReasoningGeneration,
+        };
+        // Measure the chat-formatted prompt, which is what the model sees.
+        let count = |user: &str| tokenizer.encode(&tokenizer.chat_prompt(None, user)).map(|t| t.len()).unwrap_or(usize::MAX);
+        let fitted = self.templates.fit(kind, ex, &items, budget, &count);
+        if fitted.over_budget {
+            return Err(CapabilityError::fatal(format!(
+                "input {input_id}: the prompt has {} tokens without any profile item, over train.max_input_tokens = {budget}",
+                fitted.tokens
+            )));
         }
-        Err(CapabilityError::fatal(format!(
-            "input {input_id}: the prompt is longer than train.max_input_tokens = {budget} even without profile items"
-        )))
+        let text = tokenizer.chat_prompt(None, &fitted.prompt);
+        let ids = tokenizer
+            .encode(&text)
+            .map_err(|e| CapabilityError::fatal(format!("tokenizing the prompt of {input_id}: {e:#}")))?;
+        Ok((text, ids))
     }
 }
 

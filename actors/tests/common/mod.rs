@@ -26,6 +26,8 @@ pub struct Recorder {
     pub jobs: Mutex<Vec<TrainJob>>,
     /// Policy instances built (initial + restarts).
     pub policy_builds: AtomicUsize,
+    /// The thread each policy instance was built in.
+    pub build_threads: Mutex<Vec<std::thread::ThreadId>>,
     /// Generate calls running right now, and the most at once.
     pub concurrent: AtomicUsize,
     /// Most concurrent generate calls seen.
@@ -89,6 +91,7 @@ impl Doubles {
         let (fail, script) = (self.policy_fail, Arc::clone(&self.policy_script));
         let policy: Factory<dyn Generate> = Arc::new(move || {
             rec.policy_builds.fetch_add(1, Ordering::SeqCst);
+            rec.build_threads.lock().unwrap().push(std::thread::current().id());
             Ok(Box::new(Policy { rec: Arc::clone(&rec), loaded: None, fail, script: Arc::clone(&script) }) as Box<dyn Generate>)
         });
         let rec = Arc::clone(&self.rec);
@@ -212,6 +215,20 @@ struct Decrement<'a>(&'a AtomicUsize);
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Recorder {
+    /// How many threads built their policy more than once, and how many
+    /// extra builds there were.
+    pub fn rebuilds(&self) -> (usize, usize) {
+        let mut per_thread = std::collections::HashMap::new();
+        for t in self.build_threads.lock().unwrap().iter() {
+            *per_thread.entry(*t).or_insert(0usize) += 1;
+        }
+        let threads = per_thread.values().filter(|&&n| n > 1).count();
+        let extra = per_thread.values().map(|n| n - 1).sum();
+        (threads, extra)
     }
 }
 

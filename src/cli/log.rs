@@ -1,0 +1,281 @@
+//! `restpg log …`: verify, export and tail a run's event log.
+//!
+//! Each takes a run directory (its log is `RUN_DIR/log`) or the log
+//! directory itself. They read while the run is writing: the store then
+//! reads through the writing process (see `store`'s `remote.rs`).
+
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
+use events::{digest_hex, Envelope, Event, EventKind};
+use store::{LogReader, RunDir};
+
+/// Arguments of `restpg log`.
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LogCommand,
+}
+
+/// `restpg log` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Walk the hash chain; report the first bad record's sequence number
+    /// and why (exit status 1).
+    Verify {
+        /// The run directory (or its `log/` directory).
+        run_dir: PathBuf,
+    },
+    /// Write the records, one JSON object per line.
+    Export {
+        /// The run directory (or its `log/` directory).
+        run_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write here (mode 0600) instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Only records of this kind (`sample-generated`, `filter-decided`, …).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Show the last records, one line each; with `--follow`, keep showing
+    /// new ones (across restarts of the run) until interrupted.
+    Tail {
+        /// The run directory (or its `log/` directory).
+        run_dir: PathBuf,
+        /// How many of the last records to show first.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        lines: u64,
+        /// Keep following the log.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only records of this kind (`sample-generated`, `filter-decided`, …).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+}
+
+/// Formats of `restpg log export`.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// One envelope per line: seq, time, run id, schema version, event id,
+    /// payload, hashes (digests in hex).
+    Jsonl,
+}
+
+/// Runs `restpg log …`.
+///
+/// # Errors
+/// No log at the path, a log that cannot be read, or (for `verify`) a chain
+/// that does not verify, naming the sequence number.
+pub fn run(args: LogArgs) -> anyhow::Result<()> {
+    match args.command {
+        LogCommand::Verify { run_dir } => verify(&log_dir(&run_dir)?),
+        LogCommand::Export { run_dir, format: ExportFormat::Jsonl, output, kind } => {
+            export(&log_dir(&run_dir)?, output.as_deref(), parse_kind(kind)?)
+        }
+        LogCommand::Tail { run_dir, lines, follow, kind } => tail(&log_dir(&run_dir)?, lines, follow, parse_kind(kind)?),
+    }
+}
+
+/// The log directory of `path`: `path/log` for a run directory, or `path`
+/// when it is a log directory itself.
+fn log_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    let in_run = RunDir::new(path).log();
+    if in_run.join("db").is_file() {
+        Ok(in_run)
+    } else if path.join("db").is_file() {
+        Ok(path.to_path_buf())
+    } else {
+        bail!("no event log in {} (expected {})", path.display(), in_run.display())
+    }
+}
+
+fn parse_kind(kind: Option<String>) -> anyhow::Result<Option<EventKind>> {
+    Ok(kind.map(|k| k.parse::<EventKind>()).transpose()?)
+}
+
+fn open(dir: &Path) -> anyhow::Result<LogReader> {
+    LogReader::open(dir, None).with_context(|| format!("opening the event log in {}", dir.display()))
+}
+
+fn verify(dir: &Path) -> anyhow::Result<()> {
+    let reader = open(dir)?;
+    let report = reader.verify()?;
+    match report.problem {
+        None => {
+            println!(
+                "run {}: {} records, hash chain intact (last hash {})",
+                report.run_id,
+                report.valid,
+                digest_hex(&report.last_hash)
+            );
+            Ok(())
+        }
+        Some(problem) => {
+            println!("run {}: records 0 to {} verify; then", report.run_id, report.valid as i128 - 1);
+            println!("{problem}");
+            bail!("the event log in {} does not verify: {problem}", dir.display())
+        }
+    }
+}
+
+fn export(dir: &Path, output: Option<&Path>, kind: Option<EventKind>) -> anyhow::Result<()> {
+    let reader = open(dir)?;
+    let sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = BufWriter::new(sink);
+    let records = match kind {
+        Some(k) => reader.by_kind(k),
+        None => reader.iter(),
+    };
+    for env in records {
+        let line = serde_json::to_string(&env?)?;
+        if let Err(e) = writeln!(out, "{line}") {
+            return quiet_broken_pipe(e);
+        }
+    }
+    out.flush().or_else(quiet_broken_pipe)
+}
+
+fn tail(dir: &Path, lines: u64, follow: bool, kind: Option<EventKind>) -> anyhow::Result<()> {
+    let reader = open(dir)?;
+    // Everything before `upto` is "the past": its last `lines` records (of
+    // the kind) are shown, and following starts at `upto`.
+    let upto = reader.len()?;
+    let past = match kind {
+        Some(k) => reader.by_kind(k),
+        None => reader.read_range(upto.saturating_sub(lines)..upto),
+    };
+    let mut last = std::collections::VecDeque::new();
+    for env in past {
+        let env = env?;
+        if env.seq >= upto {
+            break;
+        }
+        last.push_back(env);
+        if last.len() as u64 > lines {
+            last.pop_front();
+        }
+    }
+    let mut out = io::stdout().lock();
+    let mut show = |env: &Envelope| -> io::Result<()> {
+        if kind.is_none_or(|k| env.payload.kind() == k) {
+            writeln!(out, "{}", line(env))?;
+            out.flush()?;
+        }
+        Ok(())
+    };
+    for env in &last {
+        if let Err(e) = show(env) {
+            return quiet_broken_pipe(e);
+        }
+    }
+    if !follow {
+        return Ok(());
+    }
+    let expected = reader.run_id().to_owned();
+    drop(reader); // a writer may start while we follow
+    for env in store::follow(dir, Some(&expected), upto)? {
+        if let Err(e) = show(&env?) {
+            return quiet_broken_pipe(e);
+        }
+    }
+    Ok(())
+}
+
+/// `restpg log export | head` is not an error.
+fn quiet_broken_pipe(e: io::Error) -> anyhow::Result<()> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e.into())
+    }
+}
+
+/// One line for a record: sequence number, time, kind and what happened.
+fn line(env: &Envelope) -> String {
+    format!(
+        "{:>7} {} {:<19} {}",
+        env.seq,
+        env.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        env.payload.kind().as_str(),
+        summary(&env.payload)
+    )
+}
+
+fn short(d: &events::Digest) -> String {
+    digest_hex(d)[..12].to_owned()
+}
+
+/// The first `n` characters of `text` on one line.
+fn clip(text: &str, n: usize) -> String {
+    let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut it = one_line.chars();
+    let head: String = it.by_ref().take(n).collect();
+    if it.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
+fn summary(event: &Event) -> String {
+    match event {
+        Event::RunStarted { method, config_digest, code_version, seed, dataset_digest, .. } => format!(
+            "{method} seed={seed} config={} data={} ({code_version})",
+            short(config_digest),
+            short(dataset_digest)
+        ),
+        Event::RetrievalDone { input_id, task, retriever, item_indices, .. } => {
+            format!("{input_id} ({task}) {retriever} → {item_indices:?}")
+        }
+        Event::ReasoningGenerated { input_id, generator, reasoning, .. } => {
+            format!("{input_id} by {generator}: {}", clip(reasoning, 60))
+        }
+        Event::StageStarted { iteration, stage } => format!("t{iteration} {stage}"),
+        Event::StageFinished { iteration, stage, wall_ms } => {
+            format!("t{iteration} {stage} in {:.1} s", *wall_ms as f64 / 1000.0)
+        }
+        Event::SampleGenerated { sample, prompt_tokens, output_tokens, response, .. } => {
+            format!("{sample} {prompt_tokens}+{output_tokens} tokens: {}", clip(response, 60))
+        }
+        Event::RewardAssigned { sample, reward, reward_name, .. } => format!("{sample} {reward_name}={reward:.3}"),
+        Event::FilterDecided { sample, decision, reward, tau, rank } => {
+            format!("{sample} {decision} (reward {reward:.3}, τ {tau}, rank {rank})")
+        }
+        Event::DatasetSealed { iteration, count, digest } => {
+            format!("D_{iteration}: {count} samples, digest {}", short(digest))
+        }
+        Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+            format!("t{iteration} step {step} loss {loss:.4} lr {learning_rate:.2e} tokens {tokens}")
+        }
+        Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+            let score = validation_score.map_or(String::new(), |s| format!(" validation {s:.4}"));
+            format!("t{iteration} {role} step {step} {} at {path}{score}", short(hash))
+        }
+        Event::EvaluationDone { iteration, split, system, scores, .. } => {
+            let s: Vec<String> = scores.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+            format!("t{iteration} {system} on {split}: {}", s.join(" "))
+        }
+        Event::IterationFinished { iteration } => format!("t{iteration}"),
+        Event::RunFinished { wall_ms } => format!("in {:.1} s", *wall_ms as f64 / 1000.0),
+        Event::RunFailed { reason } => clip(reason, 120),
+    }
+}

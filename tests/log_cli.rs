@@ -1,0 +1,190 @@
+//! `restpg log verify | export | tail` through the built binary, given /
+//! when / then.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use events::{digest, Decision, Event, SampleId};
+use store::{EventLog, RunDir};
+
+fn restpg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_restpg")).args(args).output().expect("run restpg")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn sample(n: u32) -> SampleId {
+    SampleId { iteration: 1, input_id: format!("email/{}", n / 4), index: n % 4 }
+}
+
+/// A small run: started, 8 samples generated and filtered, D_1 sealed.
+fn events() -> Vec<Event> {
+    let mut evs = vec![Event::RunStarted {
+        method: "reinforce".into(),
+        config_toml: "seed = 7\n".into(),
+        config_digest: digest(b"seed = 7\n"),
+        code_version: "test".into(),
+        seed: 7,
+        dataset_digest: digest(b"data"),
+    }];
+    for n in 0..8 {
+        evs.push(Event::SampleGenerated {
+            sample: sample(n),
+            seed: sample(n).seed(7),
+            prompt_digest: digest(b"prompt"),
+            reasoning: None,
+            response: format!("Draft {n}: see you on Monday."),
+            prompt_tokens: 100,
+            output_tokens: 12,
+            checkpoint: digest(b"sft"),
+            temperature: 0.7,
+            top_p: 0.95,
+        });
+        evs.push(Event::FilterDecided {
+            sample: sample(n),
+            decision: if n % 2 == 0 { Decision::Kept } else { Decision::BelowThreshold },
+            reward: 1.0 - (n % 2) as f32,
+            tau: 1.0,
+            rank: n % 4,
+        });
+    }
+    evs.push(Event::DatasetSealed { iteration: 1, count: 4, digest: digest(b"d1") });
+    evs
+}
+
+/// A run directory with the log of `events()` (18 records).
+fn run_dir(root: &Path) -> std::path::PathBuf {
+    let run = RunDir::create(root.join("run")).unwrap();
+    let log = EventLog::create(run.log(), "cli-run").unwrap();
+    log.append_batch(events()).unwrap();
+    run.path().to_path_buf()
+}
+
+#[test]
+fn verify_passes_an_intact_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    let out = restpg(&["log", "verify", run.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("run cli-run: 18 records, hash chain intact"), "{stdout}");
+}
+
+#[test]
+fn verify_reports_a_flipped_byte_with_its_sequence_number() {
+    // Given a run whose record 5 had one byte flipped on disk
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    store::testing::tamper_record(RunDir::new(&run).log(), 5, |b| {
+        let i = b.len() / 2;
+        b[i] ^= 0x01;
+    })
+    .unwrap();
+    // When the log is verified
+    let out = restpg(&["log", "verify", run.to_str().unwrap()]);
+    // Then it fails, naming record 5 and a hash mismatch
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("records 0 to 4 verify"), "{stdout}");
+    assert!(stdout.contains("seq 5: hash mismatch"), "{stdout}");
+    assert!(stderr.contains("does not verify: seq 5: hash mismatch"), "{stderr}");
+}
+
+#[test]
+fn verify_names_an_unknown_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    store::testing::tamper_record(RunDir::new(&run).log(), 2, |b| b[..2].copy_from_slice(&9u16.to_le_bytes())).unwrap();
+    let out = restpg(&["log", "verify", run.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("seq 2: unknown schema version 9"), "{stdout}{stderr}");
+}
+
+#[test]
+fn export_writes_one_json_envelope_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    let out = restpg(&["log", "export", run.to_str().unwrap(), "--format", "jsonl"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 18);
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["seq"], i as u64);
+        assert_eq!(v["run_id"], "cli-run");
+        assert_eq!(v["hash"].as_str().unwrap().len(), 64, "digests are hex");
+    }
+    assert_eq!(lines[1]["payload"]["SampleGenerated"]["sample"]["input_id"], "email/0");
+    assert_eq!(lines[2]["payload"]["FilterDecided"]["decision"], "Kept");
+    // and an envelope read back from JSON is the stored one
+    let env: events::Envelope = serde_json::from_value(lines[3].clone()).unwrap();
+    assert_eq!(env, store::LogReader::open(RunDir::new(&run).log(), None).unwrap().get(3).unwrap().unwrap());
+    // and a kind filter keeps only that kind, also when written to a file
+    let file = dir.path().join("kept.jsonl");
+    let out = restpg(&["log", "export", run.to_str().unwrap(), "--kind", "filter-decided", "-o", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 8);
+}
+
+#[test]
+fn tail_shows_the_last_records_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    let out = restpg(&["log", "tail", run.to_str().unwrap(), "-n", "3"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].trim_start().starts_with("15 ") && lines[0].contains("sample-generated"), "{stdout}");
+    assert!(lines[0].contains("t1/email/1/#3"), "{stdout}");
+    assert!(lines[2].contains("dataset-sealed") && lines[2].contains("D_1: 4 samples"), "{stdout}");
+    let out = restpg(&["log", "tail", run.to_str().unwrap(), "-n", "2", "--kind", "filter-decided"]);
+    let stdout = text(&out).0;
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.lines().all(|l| l.contains("filter-decided")), "{stdout}");
+}
+
+#[test]
+fn tail_follow_shows_records_appended_by_a_running_writer() {
+    // Given a run whose writer is open in this process
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::create(dir.path().join("run")).unwrap();
+    let log = EventLog::create(run.log(), "live-run").unwrap();
+    log.append_batch(events().into_iter().take(3)).unwrap();
+    // When `log tail --follow` runs in another process
+    let mut child = Command::new(env!("CARGO_BIN_EXE_restpg"))
+        .args(["log", "tail", "--follow", "-n", "1", run.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // and the writer appends more
+    assert!(lines.next().unwrap().unwrap().trim_start().starts_with("2 "));
+    log.append_batch(events().into_iter().skip(3)).unwrap();
+    // Then the follower shows them as they come
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while seen.len() < 15 {
+        let line = lines.next().expect("follower ended early").unwrap();
+        seen.push(line.split_whitespace().next().unwrap().parse::<u64>().unwrap());
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    assert_eq!(seen, (3..18).collect::<Vec<_>>());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_directory_without_a_log_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = restpg(&["log", "verify", dir.path().to_str().unwrap()]);
+    let stderr = text(&out).1;
+    assert!(!out.status.success());
+    assert!(stderr.contains("no event log in"), "{stderr}");
+}
