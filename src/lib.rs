@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod config;
+pub mod pipeline;
 pub mod data;
 pub mod lm;
 pub mod paths;

@@ -10,6 +10,8 @@ use tch::{Device, Kind, Tensor};
 fn model() -> MutexGuard<'static, LanguageModel> {
     static M: OnceLock<Mutex<LanguageModel>> = OnceLock::new();
     M.get_or_init(|| {
+        // One intra-op thread: the test threads and other processes share two cores.
+        tch::set_num_threads(1);
         let path = restpg::paths::require(restpg::paths::smollm2_gguf()).expect("set-up");
         Mutex::new(LanguageModel::load(&path, Device::Cpu).expect("load SmolLM2"))
     })
@@ -28,6 +30,12 @@ fn chat_ids(m: &LanguageModel, user: &str) -> Vec<u32> {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     a.f_sub(b).unwrap().abs().max().double_value(&[])
+}
+
+#[test]
+fn model_is_send() {
+    fn send<T: Send>() {}
+    send::<LanguageModel>();
 }
 
 #[test]

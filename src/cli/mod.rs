@@ -12,6 +12,7 @@ pub mod log;
 pub mod model;
 pub mod score;
 pub mod eval;
+pub mod run;
 
 /// Log output format.
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -37,6 +38,12 @@ pub struct Cli {
 /// All subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build the real demo data set and run REST-PG end to end on it (the README's main command).
+    Demo(run::DemoArgs),
+    /// Train a system (sft, sft-reasoning, rest-em, rest-pg) from a TOML configuration, or resume a run.
+    Train(run::TrainArgs),
+    /// Where a run is and what it has produced, from its log.
+    Status(run::StatusArgs),
     /// LongLaMP's lexical metrics (ROUGE-1/2/L, METEOR) of predictions vs references, JSONL {"id","output"}.
     Score(score::ScoreArgs),
     /// Generate for a split and score with the judge and ROUGE/METEOR; writes report.json/report.md.
@@ -76,6 +83,9 @@ pub fn init_tracing(format: LogFormat) {
 /// Whatever the subcommand returns.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => run::demo(args),
+        Command::Train(args) => run::train(args),
+        Command::Status(args) => run::status(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run_eval(args),
         Command::Compare(args) => eval::run_compare(args),

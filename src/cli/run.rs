@@ -24,6 +24,10 @@ pub struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Test-only fault switch: the sampler pool's batch N (0-based) fails
+    /// once with a panic, to exercise restart and re-issue.
+    #[arg(long, hide = true, value_name = "N")]
+    pub test_fault_sampler_once_at_batch: Option<usize>,
 }
 
 /// Arguments of `restpg demo`.
@@ -58,8 +62,11 @@ pub struct StatusArgs {
 /// # Errors
 /// A bad configuration (before any work starts) or a failed run.
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let fault = args
+        .test_fault_sampler_once_at_batch
+        .map(|n| actors::FaultPlan { sampler_fail_once_at_batch: n, panic: true, crash_after_samples: None });
     let summary = if let Some(dir) = args.resume {
-        pipeline::run(None, &RunOptions { run_dir: dir, resume: true, progress: !args.quiet, fault: None })?
+        pipeline::run(None, &RunOptions { run_dir: dir, resume: true, progress: !args.quiet, fault })?
     } else {
         let path = args.config.context("`restpg train` needs `--config RUN.toml` or `--resume RUN_DIR`")?;
         let (config, text) = RunConfig::load(&path)?;
@@ -67,7 +74,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let run_dir = args.run_dir.unwrap_or_else(|| {
             Path::new("runs").join(path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
         });
-        pipeline::run(Some((config, text)), &RunOptions { run_dir, resume: false, progress: !args.quiet, fault: None })?
+        pipeline::run(Some((config, text)), &RunOptions { run_dir, resume: false, progress: !args.quiet, fault })?
     };
     print!("{}", results_table(&summary));
     Ok(())
@@ -97,7 +104,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let opts = crate::data::DemoOptions { users: Some(args.users), seed: args.seed, max_words: 120, ..Default::default() };
     let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
     eprintln!("demo data set: {}", data_dir.display());
-    eprint!("{}", stats.to_markdown());
+    eprint!("{stats}");
     let mut config = RunConfig::from_toml(DEMO_CONFIG, Path::new("configs/demo.toml"))?;
     config.data = data_dir;
     config.seed = args.seed;

@@ -128,7 +128,7 @@ impl Generate for TchPolicy {
 /// metrics or a mix) on the final response only.
 pub struct TchJudge {
     ctx: Arc<RunContext>,
-    reward: Box<dyn crate::reward::Reward>,
+    reward: Box<SpecReward>,
     name: String,
 }
 
@@ -140,7 +140,7 @@ impl TchJudge {
     /// has no score tokens.
     pub fn new(ctx: Arc<RunContext>, judge_path: &Path) -> anyhow::Result<Self> {
         let name = ctx.config.reward.name.clone();
-        let reward = crate::reward::build_reward(&name, &ctx.config.reward.rule, judge_path, &ctx.templates)?;
+        let reward = Box::new(SpecReward::new(&ctx, judge_path)?);
         Ok(Self { ctx, reward, name })
     }
 }
@@ -235,12 +235,12 @@ impl Train for TchTrainer {
         let out = work.join("final");
         let _ = std::fs::remove_dir_all(&out);
         model.save(&out).map_err(|e| retryable("saving the checkpoint", e))?;
-        let (hash, path) = self
+        let hash = self
             .blobs
-            .put_dir(&out)
+            .put(&out)
             .map_err(|e| CapabilityError::retryable(format!("storing checkpoint {}: {e}", out.display())))?;
         let _ = std::fs::remove_dir_all(&work);
-        Ok(CheckpointRef { hash, path: path.to_string_lossy().into_owned() })
+        Ok(CheckpointRef { hash, path: self.blobs.path_of(&hash).to_string_lossy().into_owned() })
     }
 }
 
@@ -274,35 +274,134 @@ impl Evaluate for TchEvaluator {
         };
         let model = load_model(Path::new(&checkpoint.path))?;
         let cfg = &self.ctx.config.eval;
-        let ids = crate::eval::subset_ids(&self.ctx.dataset, split_v, cfg.max_per_task, self.ctx.config.seed);
-        let mut items = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let ex = self.ctx.example(id)?;
-            let (_, prompt_ids) = self.ctx.prompt_ids(model.tokenizer(), id, prompt)?;
+        let mut items = Vec::new();
+        for ex in self.ctx.dataset.split(split_v) {
+            let (_, prompt_ids) = self.ctx.prompt_ids(model.tokenizer(), &ex.id, prompt)?;
             items.push(crate::eval::EvalItem {
-                id: id.clone(),
+                id: ex.id.clone(),
                 task: ex.task,
                 input: ex.input.clone(),
                 expected: ex.output.clone(),
                 prompt_ids,
             });
         }
+        let items = crate::eval::subset(&items, cfg.max_per_task, self.ctx.config.seed);
         let settings = crate::eval::EvalSettings {
-            temperature: f64::from(cfg.temperature),
-            top_p: f64::from(cfg.top_p),
-            max_new_tokens: cfg.max_new_tokens as usize,
+            sampling: SamplingSettings {
+                temperature: f64::from(cfg.temperature),
+                top_p: f64::from(cfg.top_p),
+                top_k: None,
+                max_new_tokens: cfg.max_new_tokens as usize,
+                stop_tokens: model.tokenizer().eos_ids().to_vec(),
+            },
             seed: self.ctx.config.seed,
             batch_size: self.ctx.config.sampling.batch_size,
+            ..Default::default()
         };
-        let mut judge = crate::reward::build_judge(&self.judge_path, &self.ctx.config.reward.rule, &self.ctx.templates)
-            .map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
-        let report = crate::eval::evaluate(&model, &items, &settings, judge.as_mut(), system, split)
+        // The evaluation judge is the LLM judge whatever the training reward
+        // is (the paper reports the judge score and the lexical metrics).
+        let mut judge = judge_model(&self.ctx, &self.judge_path).map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
+        let meteor = crate::reward::meteor::Meteor::load_default().map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
+        let mut generator: &LanguageModel = &model;
+        let report = crate::eval::evaluate(&mut generator, &items, &settings, system, split, Some(&mut judge), Some(&meteor))
             .map_err(|e| retryable("evaluation", e))?;
         let dir = self.ctx.run_dir.join("reports");
-        let stem = format!("{system}-{split}");
-        let path = report
-            .write(&dir, &stem)
-            .map_err(|e| CapabilityError::retryable(format!("writing report {}: {e:#}", dir.display())))?;
-        Ok(EvalSummary { scores: report.flat_scores(), report_path: path.to_string_lossy().into_owned() })
+        let path = write_report(&report, &dir, &format!("{system}-{split}"))
+            .map_err(|e| CapabilityError::retryable(format!("writing a report into {}: {e:#}", dir.display())))?;
+                Ok(EvalSummary { scores: flat_scores(&report), report_path: path.to_string_lossy().into_owned() })
     }
+}
+
+/// The LLM judge on the model at `path`, with the run's rule and templates.
+fn judge_model(ctx: &RunContext, path: &Path) -> anyhow::Result<crate::reward::Judge<LanguageModel>> {
+    let model = LanguageModel::load(path, tch::Device::Cpu)?;
+    let rule = match ctx.config.reward.rule.as_str() {
+        "expected" => crate::reward::ScoreRule::Expected,
+        _ => crate::reward::ScoreRule::Argmax,
+    };
+    let config = crate::reward::JudgeConfig {
+        rule,
+        batch_size: ctx.config.reward.batch_size,
+        template: crate::reward::judge::templates_judge(ctx.templates.clone()),
+        ..Default::default()
+    };
+    crate::reward::Judge::new(model, config)
+}
+
+/// The configured reward spec: Σ weight · metric over the LLM judge and the
+/// lexical metrics, each in [0, 1]. The judge's score distribution is kept.
+pub struct SpecReward {
+    terms: Vec<(f64, crate::reward::Metric)>,
+    judge: Option<crate::reward::Judge<LanguageModel>>,
+    meteor: Option<crate::reward::meteor::Meteor>,
+}
+
+impl SpecReward {
+    /// Builds the terms of `ctx.config.reward.name`; loads the judge model
+    /// only when the judge takes part, METEOR's data only when it does.
+    ///
+    /// # Errors
+    /// A bad spec, or a judge or METEOR resource that does not load.
+    pub fn new(ctx: &RunContext, judge_path: &Path) -> anyhow::Result<Self> {
+        let spec: crate::reward::RewardSpec = ctx.config.reward.name.parse()?;
+        let judge = if spec.uses_judge() { Some(judge_model(ctx, judge_path)?) } else { None };
+        let meteor = if spec.uses_meteor() { Some(crate::reward::meteor::Meteor::load_default()?) } else { None };
+        Ok(Self { terms: spec.terms, judge, meteor })
+    }
+
+    /// Rewards of `items`, in order.
+    ///
+    /// # Errors
+    /// Judge failures.
+    pub fn score(&mut self, items: &[crate::reward::RewardInput]) -> anyhow::Result<Vec<crate::reward::RewardOutput>> {
+        use crate::reward::{Metric, Reward};
+        let judged = match self.judge.as_mut() {
+            Some(j) => Some(j.score(items)?),
+            None => None,
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let response = crate::reward::response_of(&item.generated);
+            let mut reward = 0.0f64;
+            let mut distribution = None;
+            for (w, m) in &self.terms {
+                let v = match m {
+                    Metric::Judge => {
+                        let j = &judged.as_ref().expect("judge loaded when the spec uses it")[i];
+                        distribution = j.distribution.clone();
+                        f64::from(j.reward)
+                    }
+                    lexical => match &response {
+                        Some(r) => crate::reward::lexical_value(*lexical, self.meteor.as_ref(), &item.expected, r),
+                        None => 0.0,
+                    },
+                };
+                reward += w * v;
+            }
+            out.push(crate::reward::RewardOutput { reward: reward as f32, distribution, empty_response: response.is_none() });
+        }
+        Ok(out)
+    }
+}
+
+/// Scores of a report as (`task/metric` or `macro/metric`, value).
+fn flat_scores(report: &crate::eval::EvalReport) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> =
+        report.macro_average.iter().map(|(m, v)| (format!("macro/{}", m.name()), *v)).collect();
+    for (task, scores) in &report.per_task {
+        for (m, v) in &scores.means {
+            out.push((format!("{task}/{}", m.name()), *v));
+        }
+    }
+    out
+}
+
+/// Writes `report` as `<stem>.json` and `<stem>.md` (owner-only files) and
+/// returns the JSON's path.
+fn write_report(report: &crate::eval::EvalReport, dir: &Path, stem: &str) -> anyhow::Result<PathBuf> {
+    store::create_private_dir(dir)?;
+    let json = dir.join(format!("{stem}.json"));
+    store::write_private_file(&json, serde_json::to_string_pretty(report)?.as_bytes())?;
+    store::write_private_file(dir.join(format!("{stem}.md")), report.to_markdown().as_bytes())?;
+    Ok(json)
 }

@@ -157,14 +157,6 @@ impl RunContext {
 }
 
 impl Targets for RunContext {
-    fn sft_target(&self, input_id: &str, reasoning: Option<&str>) -> Result<String, CapabilityError> {
-        let ex = self.example(input_id)?;
-        Ok(match reasoning {
-            None => ex.output.clone(),
-            Some(r) => self.templates.reasoning_target(r, &ex.output),
-        })
-    }
-
     fn join(&self, reasoning: Option<&str>, response: &str) -> String {
         match reasoning {
             None => response.to_owned(),

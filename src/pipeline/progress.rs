@@ -10,15 +10,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::context::RunContext;
 use crate::data::Split;
 
-/// An observer for [`actors::Capabilities::observer`] that shows one bar per
-/// stage with counts and ETA on stderr.
-pub fn observer(ctx: &Arc<RunContext>) -> actors::log::Observer {
+/// An observer for [`actors::Capabilities::observer`] that logs every newly
+/// appended event at debug level (target `restpg::pipeline`) and, when
+/// `bars` is set, shows one bar per stage with counts and ETA on stderr.
+pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
     let train = ctx.ids(Split::Train).len() as u64;
     let m = u64::from(ctx.config.sampling.m);
     let steps = ctx.config.train.max_steps;
     let inputs = ctx.dataset.iter().count() as u64;
     let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
     Arc::new(move |event: &Event| {
+        tracing::debug!(target: "restpg::pipeline", kind = ?event.kind(), "event appended");
+        if !bars {
+            return;
+        }
         let Ok(mut bar) = bar.lock() else { return };
         match event {
             Event::StageStarted { iteration, stage } => {

@@ -61,9 +61,9 @@ fn import_base(policy: &Path, run_dir: &Path, blobs: &store::BlobStore) -> anyho
     let tmp = run_dir.join("work").join("base");
     let _ = std::fs::remove_dir_all(&tmp);
     model.save(&tmp).with_context(|| format!("saving the base policy to {}", tmp.display()))?;
-    let (hash, path) = blobs.put_dir(&tmp).with_context(|| format!("storing {}", tmp.display()))?;
+    let hash = blobs.put(&tmp).with_context(|| format!("storing {}", tmp.display()))?;
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(CheckpointRef { hash, path: path.to_string_lossy().into_owned() })
+    Ok(CheckpointRef { hash, path: blobs.path_of(&hash).to_string_lossy().into_owned() })
 }
 
 /// Runs (or resumes) the configured method to the end.
@@ -208,7 +208,7 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
     let evaluator: Factory<dyn actors::capability::Evaluate> = Arc::new(move || {
         Ok(Box::new(TchEvaluator::new(Arc::clone(&c), jp.clone())) as Box<dyn actors::capability::Evaluate>)
     });
-    let observer = if progress { Some(super::progress::observer(ctx)) } else { None };
+    let observer = Some(super::progress::observer(ctx, progress));
     Capabilities {
         retriever,
         policy,

@@ -285,17 +285,22 @@ fn adamw_update(
     wd: f64,
     t: u64,
 ) -> Result<()> {
+    // In place, with one temporary the size of the parameter.
     if wd > 0.0 {
         let _ = x.f_mul_scalar_(1.0 - lr * wd)?;
     }
     let _ = m.f_lerp_(g, 1.0 - h.beta1)?;
-    let _ = v.f_mul_scalar_(h.beta2)?;
-    let _ = v.f_add_(&g.f_square()?.f_mul_scalar(1.0 - h.beta2)?)?;
+    let mut tmp = g.f_square()?;
+    let _ = v.f_lerp_(&tmp, 1.0 - h.beta2)?;
     let bc1 = 1.0 - h.beta1.powi(t as i32);
     let bc2 = 1.0 - h.beta2.powi(t as i32);
-    let denom = v.f_sqrt()?.f_div_scalar(bc2.sqrt())?.f_add_scalar(h.eps)?;
-    let step = m.f_div(&denom)?.f_mul_scalar(lr / bc1)?;
-    let _ = x.f_sub_(&step)?;
+    // tmp = √v / √bc2 + ε, then m / tmp · lr / bc1.
+    let _ = v.f_sqrt_out(&tmp)?;
+    let _ = tmp.f_div_scalar_(bc2.sqrt())?;
+    let _ = tmp.f_add_scalar_(h.eps)?;
+    let _ = m.f_div_out(&tmp, &tmp)?;
+    let _ = tmp.f_mul_scalar_(lr / bc1)?;
+    let _ = x.f_sub_(&tmp)?;
     Ok(())
 }
 
@@ -306,20 +311,15 @@ fn beta2_hat(h: &AdafactorParams, t: u64) -> f64 {
 
 /// Weight decay, update clipping and the step shared by Algorithms 4 and 5:
 /// `Û = U / max(1, RMS(U)/d)`, `X ← X − α Û`.
-fn adafactor_apply(x: &mut Tensor, u: Tensor, h: &AdafactorParams, lr: f64, wd: f64) -> Result<()> {
-    let alpha = if h.scale_parameter {
-        let rms_x = x.f_square()?.f_mean(Kind::Float)?.f_sqrt()?.f_double_value(&[])?;
-        lr * rms_x.max(h.eps2)
-    } else {
-        lr
-    };
-    let rms_u = u.f_square()?.f_mean(Kind::Float)?.f_sqrt()?;
-    let denom = rms_u.f_div_scalar(h.clip_threshold)?.f_clamp_min(1.0)?;
-    let update = u.f_div(&denom)?.f_mul_scalar(alpha)?;
+fn adafactor_apply(x: &mut Tensor, mut u: Tensor, h: &AdafactorParams, lr: f64, wd: f64) -> Result<()> {
+    let rms = |t: &Tensor| -> Result<f64> { Ok(t.f_norm()?.f_double_value(&[])? / (t.numel() as f64).sqrt()) };
+    let alpha = if h.scale_parameter { lr * rms(x)?.max(h.eps2) } else { lr };
+    let clip = (rms(&u)? / h.clip_threshold).max(1.0);
+    let _ = u.f_mul_scalar_(alpha / clip)?;
     if wd > 0.0 {
         let _ = x.f_mul_scalar_(1.0 - lr * wd)?;
     }
-    let _ = x.f_sub_(&update)?;
+    let _ = x.f_sub_(&u)?;
     Ok(())
 }
 
@@ -336,13 +336,16 @@ fn adafactor_factored(
     t: u64,
 ) -> Result<()> {
     let one_minus_beta = 1.0 - beta2_hat(h, t);
-    let g2 = g.f_square()?.f_add_scalar(h.eps1)?;
+    let mut g2 = g.f_square()?;
+    let _ = g2.f_add_scalar_(h.eps1)?;
     let _ = row.f_lerp_(&g2.f_mean_dim(-1, false, Kind::Float)?, one_minus_beta)?;
     let _ = col.f_lerp_(&g2.f_mean_dim(-2, false, Kind::Float)?, one_minus_beta)?;
+    drop(g2);
     // V̂ = R̄ C̄ / mean(R̄): rsqrt(V̂) = rsqrt(R̄ / mean(R̄)) ⊗ rsqrt(C̄).
     let r_factor = row.f_div(&row.f_mean_dim(-1, true, Kind::Float)?)?.f_rsqrt()?.f_unsqueeze(-1)?;
     let c_factor = col.f_rsqrt()?.f_unsqueeze(-2)?;
-    let u = g.f_mul(&r_factor)?.f_mul(&c_factor)?;
+    let mut u = g.f_mul(&r_factor)?;
+    let _ = u.f_mul_(&c_factor)?;
     adafactor_apply(x, u, h, lr, wd)
 }
 
@@ -357,9 +360,12 @@ fn adafactor_full(
     t: u64,
 ) -> Result<()> {
     let one_minus_beta = 1.0 - beta2_hat(h, t);
-    let g2 = g.f_square()?.f_add_scalar(h.eps1)?;
+    let mut g2 = g.f_square()?;
+    let _ = g2.f_add_scalar_(h.eps1)?;
     let _ = v.f_lerp_(&g2, one_minus_beta)?;
-    let u = g.f_mul(&v.f_rsqrt()?)?;
+    let _ = v.f_rsqrt_out(&g2)?;
+    let _ = g2.f_mul_(g)?;
+    let u = g2;
     adafactor_apply(x, u, h, lr, wd)
 }
 
