@@ -56,7 +56,8 @@ fn report_means_markdown_json_and_comparison() {
     // System A copies most references (high overlap); B writes unrelated text.
     let mut a_texts: Vec<String> = items.iter().map(|i| i.expected.clone()).collect();
     a_texts[1] = "Reasoning: they like noon.\n### Response:\n".into(); // empty response → 0
-    let b_texts: Vec<String> = (0..items.len()).map(|i| format!("Completely unrelated words number {i} here.")).collect();
+    let b_texts: Vec<String> =
+        (0..items.len()).map(|i| format!("Completely unrelated words number {i} here.")).collect();
     let mut ga = Canned { texts: a_texts, seeds: vec![] };
     let mut gb = Canned { texts: b_texts, seeds: vec![] };
     let ra = evaluate(&mut ga, &items, &settings(), "A", "test", None, None).unwrap();
@@ -75,7 +76,11 @@ fn report_means_markdown_json_and_comparison() {
     assert_eq!(back, ra);
     assert!(json.contains("\"rouge-1\""));
     let md = ra.to_markdown();
-    assert!(md.contains("| email-completion | 3 |") && md.contains("macro average") && md.contains("Empty responses (scored 0): 1"));
+    assert!(
+        md.contains("| email-completion | 3 |")
+            && md.contains("macro average")
+            && md.contains("Empty responses (scored 0): 1")
+    );
     let c = compare(&ra, &rb).unwrap();
     let cell = c.cells.iter().find(|c| c.task == "topic-writing" && c.metric == Metric::Rouge1).unwrap();
     assert!(cell.mean_a > cell.mean_b);

@@ -4,8 +4,15 @@
 use std::process::Command;
 
 fn restpg(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_restpg")).args(args).output().expect("run restpg");
-    assert!(out.status.success(), "restpg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_restpg"))
+        .args(args)
+        .output()
+        .expect("run restpg");
+    assert!(
+        out.status.success(),
+        "restpg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -13,7 +20,14 @@ fn restpg(args: &[&str]) -> String {
 fn generate_and_import_agree() {
     let gguf = restpg::paths::require(restpg::paths::smollm2_gguf()).unwrap();
     let gguf = gguf.to_str().unwrap();
-    let q = ["--prompt", "What is the capital of France?", "--max-new-tokens", "12", "--threads", "1"];
+    let q = [
+        "--prompt",
+        "What is the capital of France?",
+        "--max-new-tokens",
+        "12",
+        "--threads",
+        "1",
+    ];
     let from_gguf = restpg(&[&["generate", "--model", gguf][..], &q[..]].concat());
     assert!(from_gguf.contains("Paris"), "{from_gguf}");
     let dir = tempfile::tempdir().unwrap();
@@ -23,7 +37,10 @@ fn generate_and_import_agree() {
     let from_dir = restpg(&[&["generate", "--model", out.to_str().unwrap()][..], &q[..]].concat());
     assert_eq!(from_dir, from_gguf);
     // Bad settings are rejected before loading anything.
-    let bad = Command::new(env!("CARGO_BIN_EXE_restpg")).args(["generate", "--model", gguf, "--prompt", "x", "--top-p", "0"]).output().unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_restpg"))
+        .args(["generate", "--model", gguf, "--prompt", "x", "--top-p", "0"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("top_p"));
 }

@@ -11,7 +11,9 @@ fn config(batch_size: usize) -> JudgeConfig {
     JudgeConfig {
         batch_size,
         system: Some("You are a strict grader.".into()),
-        template: Box::new(|i, e, g| format!("Task: {i}\nReference: {e}\nCandidate: {g}\nRate the candidate from 0 to 10. Answer with the number only.")),
+        template: Box::new(|i, e, g| {
+            format!("Task: {i}\nReference: {e}\nCandidate: {g}\nRate the candidate from 0 to 10. Answer with the number only.")
+        }),
         ..JudgeConfig::default()
     }
 }
@@ -26,7 +28,8 @@ fn items() -> Vec<RewardInput> {
     vec![
         RewardInput {
             input: "Write an email to the list about the build failure.".into(),
-            expected: "The nightly build failed again on the ARM box; I think the new linker flags are to blame.".into(),
+            expected: "The nightly build failed again on the ARM box; I think the new linker flags are to blame."
+                .into(),
             generated: "The nightly build broke on ARM, probably the linker flags we added yesterday.".into(),
         },
         RewardInput {

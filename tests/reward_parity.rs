@@ -13,7 +13,10 @@ use std::sync::OnceLock;
 fn fixture(name: &str) -> Vec<serde_json::Value> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
-    text.lines().enumerate().map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1))).collect()
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1)))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -51,7 +54,11 @@ fn rouge_matches_rouge_score_within_1e_6() {
     let mut worst = (0.0f64, String::new());
     for p in pairs() {
         let s = rouge::rouge(&p.reference, &p.prediction);
-        for (name, ours, theirs) in [("rouge1", s.rouge1.fmeasure, p.rouge1), ("rouge2", s.rouge2.fmeasure, p.rouge2), ("rougeL", s.rouge_l.fmeasure, p.rouge_l)] {
+        for (name, ours, theirs) in [
+            ("rouge1", s.rouge1.fmeasure, p.rouge1),
+            ("rouge2", s.rouge2.fmeasure, p.rouge2),
+            ("rougeL", s.rouge_l.fmeasure, p.rouge_l),
+        ] {
             let d = (ours - theirs).abs();
             assert!(d <= 1e-6, "{} {name}: ours {ours} vs rouge_score {theirs}", p.id);
             if d > worst.0 {

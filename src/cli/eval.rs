@@ -132,7 +132,13 @@ pub fn build_items(
         let retrieved = retrieved_items(ex, &ranked);
         let fitted = templates.fit(kind, ex, &retrieved, max_input_tokens, &count);
         let prompt_ids = tk.encode(&tk.chat_prompt(None, &fitted.prompt))?;
-        items.push(EvalItem { id: ex.id.clone(), task: ex.task, prompt_ids, expected: ex.output.clone(), input: ex.input.clone() });
+        items.push(EvalItem {
+            id: ex.id.clone(),
+            task: ex.task,
+            prompt_ids,
+            expected: ex.output.clone(),
+            input: ex.input.clone(),
+        });
     }
     Ok(items)
 }
@@ -167,13 +173,16 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         None => Templates::builtin(),
     };
     let device = tch::Device::cuda_if_available();
-    let model = LanguageModel::load(&args.model, device).with_context(|| format!("loading model {}", args.model.display()))?;
+    let model =
+        LanguageModel::load(&args.model, device).with_context(|| format!("loading model {}", args.model.display()))?;
     let items = build_items(&data, split, args.system, &templates, &model, args.k, args.max_input_tokens)?;
     let items = subset(&items, args.max_per_task, args.seed);
     anyhow::ensure!(!items.is_empty(), "split {} of {} has no examples", split.name(), args.data.display());
     let meteor = Meteor::load_default()?;
     let judge_model = match (&args.judge, args.no_judge) {
-        (Some(p), false) => Some(LanguageModel::load(p, device).with_context(|| format!("loading judge {}", p.display()))?),
+        (Some(p), false) => {
+            Some(LanguageModel::load(p, device).with_context(|| format!("loading judge {}", p.display()))?)
+        }
         _ => None,
     };
     let config = || JudgeConfig { rule, template: templates_judge(templates.clone()), ..JudgeConfig::default() };

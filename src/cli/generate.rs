@@ -81,7 +81,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let tk = model.tokenizer();
     let prompt_ids = tk.encode(&tk.chat_prompt(args.system.as_deref(), &args.prompt))?;
     let t1 = std::time::Instant::now();
-    let g = model.generate(&[GenerationRequest { prompt_ids: prompt_ids.clone(), seed: args.seed, settings }])?.remove(0);
+    let g = model
+        .generate(&[GenerationRequest {
+            prompt_ids: prompt_ids.clone(),
+            seed: args.seed,
+            settings,
+        }])?
+        .remove(0);
     let t2 = std::time::Instant::now();
     println!("{}", g.text);
     if args.verbose {

@@ -42,10 +42,14 @@ pub enum ModelCommand {
 pub fn run(args: ModelArgs) -> anyhow::Result<()> {
     match args.command {
         ModelCommand::Import { gguf, out } => {
-            let m = LanguageModel::load(&gguf, tch::Device::Cpu).with_context(|| format!("importing {}", gguf.display()))?;
+            let m = LanguageModel::load(&gguf, tch::Device::Cpu)
+                .with_context(|| format!("importing {}", gguf.display()))?;
             m.save(&out)?;
             let hash = m.weights_hash()?;
-            println!("{}", serde_json::json!({ "out": out, "weights_blake3": blake3::Hash::from(hash).to_hex().as_str() }));
+            println!(
+                "{}",
+                serde_json::json!({ "out": out, "weights_blake3": blake3::Hash::from(hash).to_hex().as_str() })
+            );
             Ok(())
         }
         ModelCommand::Info { model } => {

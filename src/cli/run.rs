@@ -99,9 +99,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let data_dir = args.out.join("data");
-    // Targets and profile items are cut to 120 words so that a prompt with
-    // k = 2 items fits the demo's 512-token input budget.
-    let opts = crate::data::DemoOptions { users: Some(args.users), seed: args.seed, max_words: 120, ..Default::default() };
+    // Targets and profile items are cut to 80 words so that a prompt with
+    // k = 2 items fits the demo's 384-token input budget.
+    let opts = crate::data::DemoOptions { users: Some(args.users), seed: args.seed, max_words: 80, ..Default::default() };
     let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
     eprintln!("demo data set: {}", data_dir.display());
     eprint!("{stats}");

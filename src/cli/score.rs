@@ -76,8 +76,9 @@ pub fn read_outputs(path: &Path) -> Result<Vec<(String, String)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let rec: Line = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}: expected a JSON object {{\"id\", \"output\"}}", path.display(), i + 1))?;
+        let rec: Line = serde_json::from_str(line).with_context(|| {
+            format!("{} line {}: expected a JSON object {{\"id\", \"output\"}}", path.display(), i + 1)
+        })?;
         let id = match rec.id {
             serde_json::Value::String(s) => s,
             serde_json::Value::Number(n) => n.to_string(),
@@ -104,8 +105,10 @@ pub fn score_pairs(
 ) -> Result<(Vec<(String, BTreeMap<Metric, f64>)>, BTreeMap<Metric, f64>)> {
     let preds: HashMap<&str, &str> = predictions.iter().map(|(i, o)| (i.as_str(), o.as_str())).collect();
     let refs: HashMap<&str, &str> = references.iter().map(|(i, o)| (i.as_str(), o.as_str())).collect();
-    let missing: Vec<&str> = references.iter().map(|(i, _)| i.as_str()).filter(|i| !preds.contains_key(i)).take(10).collect();
-    let extra: Vec<&str> = predictions.iter().map(|(i, _)| i.as_str()).filter(|i| !refs.contains_key(i)).take(10).collect();
+    let missing: Vec<&str> =
+        references.iter().map(|(i, _)| i.as_str()).filter(|i| !preds.contains_key(i)).take(10).collect();
+    let extra: Vec<&str> =
+        predictions.iter().map(|(i, _)| i.as_str()).filter(|i| !refs.contains_key(i)).take(10).collect();
     if !missing.is_empty() || !extra.is_empty() {
         bail!("predictions and references must have the same ids: no prediction for {missing:?}; no reference for {extra:?}");
     }

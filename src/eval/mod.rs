@@ -57,7 +57,13 @@ impl Default for EvalSettings {
     /// judge, ROUGE-1, ROUGE-L and METEOR.
     fn default() -> Self {
         EvalSettings {
-            sampling: SamplingSettings { temperature: 0.1, top_p: 0.95, top_k: None, max_new_tokens: 1536, stop_tokens: vec![] },
+            sampling: SamplingSettings {
+                temperature: 0.1,
+                top_p: 0.95,
+                top_k: None,
+                max_new_tokens: 1536,
+                stop_tokens: vec![],
+            },
             seed: 0,
             batch_size: 8,
             metrics: vec![Metric::Judge, Metric::Rouge1, Metric::RougeL, Metric::Meteor],
@@ -183,7 +189,11 @@ pub fn score_generations(
             let inputs: Vec<RewardInput> = items
                 .iter()
                 .zip(generated)
-                .map(|(it, g)| RewardInput { input: it.input.clone(), expected: it.expected.clone(), generated: g.clone() })
+                .map(|(it, g)| RewardInput {
+                    input: it.input.clone(),
+                    expected: it.expected.clone(),
+                    generated: g.clone(),
+                })
                 .collect();
             Some(j.score(&inputs)?)
         }
@@ -223,7 +233,11 @@ pub fn score_generations(
 pub fn summarize(system: &str, split: &str, settings: EvalSettings, examples: Vec<ExampleScore>) -> EvalReport {
     let mut per_task: BTreeMap<String, TaskScores> = BTreeMap::new();
     for ex in &examples {
-        let t = per_task.entry(ex.task.name().to_string()).or_insert(TaskScores { n: 0, empty_responses: 0, means: BTreeMap::new() });
+        let t = per_task.entry(ex.task.name().to_string()).or_insert(TaskScores {
+            n: 0,
+            empty_responses: 0,
+            means: BTreeMap::new(),
+        });
         t.n += 1;
         t.empty_responses += usize::from(ex.empty_response);
         for (m, v) in &ex.scores {
@@ -279,7 +293,8 @@ pub fn evaluate(
         generated.extend(texts);
         tracing::info!(done = generated.len(), total = items.len(), "eval generation");
     }
-    let metrics: Vec<Metric> = settings.metrics.iter().copied().filter(|m| *m != Metric::Judge || judge.is_some()).collect();
+    let metrics: Vec<Metric> =
+        settings.metrics.iter().copied().filter(|m| *m != Metric::Judge || judge.is_some()).collect();
     let examples = score_generations(items, &generated, &metrics, judge, meteor)?;
     let mut s = settings.clone();
     s.metrics = metrics;
@@ -303,7 +318,8 @@ impl EvalReport {
         let (h, sep) = fmt_metric_header(&metrics);
         let mut s = format!("## Evaluation: {} on {}\n\n{h}\n{sep}\n", self.system, self.split);
         for (task, t) in &self.per_task {
-            let vals: Vec<String> = metrics.iter().map(|m| t.means.get(m).map_or("–".into(), |v| format!("{v:.4}"))).collect();
+            let vals: Vec<String> =
+                metrics.iter().map(|m| t.means.get(m).map_or("–".into(), |v| format!("{v:.4}"))).collect();
             s.push_str(&format!("| {task} | {} | {} |\n", t.n, vals.join(" | ")));
         }
         let n: usize = self.per_task.values().map(|t| t.n).sum();
@@ -312,7 +328,10 @@ impl EvalReport {
         let empty: usize = self.per_task.values().map(|t| t.empty_responses).sum();
         s.push_str(&format!(
             "\nEmpty responses (scored 0): {empty}. Decoding: temperature {}, top-p {}, ≤ {} new tokens, seed {}.\n",
-            self.settings.sampling.temperature, self.settings.sampling.top_p, self.settings.sampling.max_new_tokens, self.settings.seed
+            self.settings.sampling.temperature,
+            self.settings.sampling.top_p,
+            self.settings.sampling.max_new_tokens,
+            self.settings.seed
         ));
         s
     }
@@ -356,13 +375,24 @@ pub fn compare(a: &EvalReport, b: &EvalReport) -> Result<Comparison> {
     let only_a: Vec<&str> = ia.keys().filter(|k| !ib.contains_key(*k)).take(5).copied().collect();
     let only_b: Vec<&str> = ib.keys().filter(|k| !ia.contains_key(*k)).take(5).copied().collect();
     if !only_a.is_empty() || !only_b.is_empty() {
-        bail!("the reports cover different examples: only in {}: {only_a:?}; only in {}: {only_b:?}", a.system, b.system);
+        bail!(
+            "the reports cover different examples: only in {}: {only_a:?}; only in {}: {only_b:?}",
+            a.system,
+            b.system
+        );
     }
     let metrics: Vec<Metric> = a.metrics().into_iter().filter(|m| b.macro_average.contains_key(m)).collect();
     let mut by_task: BTreeMap<String, Vec<(&ExampleScore, &ExampleScore)>> = BTreeMap::new();
     for (id, ea) in &ia {
         let eb = ib[id];
-        ensure!(ea.task == eb.task, "example {id:?} has task {} in {} but {} in {}", ea.task.name(), a.system, eb.task.name(), b.system);
+        ensure!(
+            ea.task == eb.task,
+            "example {id:?} has task {} in {} but {} in {}",
+            ea.task.name(),
+            a.system,
+            eb.task.name(),
+            b.system
+        );
         by_task.entry(ea.task.name().to_string()).or_default().push((ea, eb));
     }
     let mut cells = Vec::new();

@@ -103,7 +103,10 @@ pub fn plot_reward_histograms(path: &Path, iterations: &[(u32, Vec<f32>)], tau: 
         let kept = rewards.iter().filter(|r| **r >= tau).count();
         let top = counts.iter().copied().max().unwrap_or(0).max(1);
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("iteration {it}: {} samples, {kept} with reward ≥ τ = {tau}", rewards.len()), ("sans-serif", 18))
+            .caption(
+                format!("iteration {it}: {} samples, {kept} with reward ≥ τ = {tau}", rewards.len()),
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)
@@ -117,7 +120,9 @@ pub fn plot_reward_histograms(path: &Path, iterations: &[(u32, Vec<f32>)], tau: 
                 Rectangle::new([(x0, 0), (x0 + w * 0.95, *c)], COLORS[0].filled())
             }))
             .map_err(&e)?;
-        chart.draw_series(LineSeries::new(vec![(tau, 0), (tau, top + top / 10 + 1)], RED.stroke_width(2))).map_err(&e)?;
+        chart
+            .draw_series(LineSeries::new(vec![(tau, 0), (tau, top + top / 10 + 1)], RED.stroke_width(2)))
+            .map_err(&e)?;
     }
     root.present().map_err(&e).with_context(|| format!("writing {}", path.display()))?;
     Ok(())

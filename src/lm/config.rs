@@ -131,7 +131,11 @@ impl ModelConfig {
             }
         }
         if self.num_heads % self.num_kv_heads != 0 {
-            bail!("num_heads {} is not a multiple of num_kv_heads {}", self.num_heads, self.num_kv_heads);
+            bail!(
+                "num_heads {} is not a multiple of num_kv_heads {}",
+                self.num_heads,
+                self.num_kv_heads
+            );
         }
         if self.head_dim % 2 != 0 {
             bail!("head_dim {} must be even for RoPE", self.head_dim);
@@ -152,7 +156,9 @@ impl ModelConfig {
         let k = |s: &str| format!("{arch_name}.{s}");
         let hidden_size = g.meta_usize(&k("embedding_length"))?;
         let num_heads = g.meta_usize(&k("attention.head_count"))?;
-        let num_kv_heads = g.meta_usize_opt(&k("attention.head_count_kv"))?.unwrap_or(num_heads);
+        let num_kv_heads = g
+            .meta_usize_opt(&k("attention.head_count_kv"))?
+            .unwrap_or(num_heads);
         let head_dim = match g.meta_usize_opt(&k("attention.key_length"))? {
             Some(d) => d,
             None => hidden_size / num_heads,
@@ -162,9 +168,13 @@ impl ModelConfig {
             None => g.meta_array_len("tokenizer.ggml.tokens")?,
         };
         let rope_theta = g.meta_f64_opt(&k("rope.freq_base"))?.unwrap_or(10_000.0);
-        let rms_norm_eps = g.meta_f64_opt(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6);
+        let rms_norm_eps = g
+            .meta_f64_opt(&k("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-6);
         let tie = !g.has_tensor("output.weight");
-        let eos = g.meta_usize_opt("tokenizer.ggml.eos_token_id")?.map(|v| v as u32);
+        let eos = g
+            .meta_usize_opt("tokenizer.ggml.eos_token_id")?
+            .map(|v| v as u32);
         let cfg = ModelConfig {
             arch,
             vocab_size,
@@ -178,10 +188,13 @@ impl ModelConfig {
             rms_norm_eps,
             tie_word_embeddings: tie,
             max_position_embeddings: g.meta_usize_opt(&k("context_length"))?.unwrap_or(2048),
-            bos_token_id: g.meta_usize_opt("tokenizer.ggml.bos_token_id")?.map(|v| v as u32),
+            bos_token_id: g
+                .meta_usize_opt("tokenizer.ggml.bos_token_id")?
+                .map(|v| v as u32),
             eos_token_ids: eos.into_iter().collect(),
         };
-        cfg.validate().with_context(|| format!("config from {}", g.path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("config from {}", g.path.display()))?;
         Ok(cfg)
     }
 
@@ -191,9 +204,12 @@ impl ModelConfig {
     /// Unreadable file, bad JSON, unsupported `model_type` or a missing
     /// required field, each naming the file.
     pub fn from_hf_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let raw: HfConfig = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        raw.resolve().with_context(|| format!("resolving {}", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let raw: HfConfig =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        raw.resolve()
+            .with_context(|| format!("resolving {}", path.display()))
     }
 
     /// The Hugging Face `config.json` for this configuration (weights stored
@@ -204,7 +220,11 @@ impl ModelConfig {
             [one] => serde_json::json!(one),
             many => serde_json::json!(many),
         };
-        let act = if self.arch.gelu_gate() { "gelu_pytorch_tanh" } else { "silu" };
+        let act = if self.arch.gelu_gate() {
+            "gelu_pytorch_tanh"
+        } else {
+            "silu"
+        };
         serde_json::json!({
             "architectures": [self.arch.hf_architecture()],
             "model_type": self.arch.hf_model_type(),

@@ -217,7 +217,11 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(a))
     }
     fn err(&self, what: String) -> GgufError {
-        GgufError::Header { path: self.path.to_path_buf(), offset: self.pos, what }
+        GgufError::Header {
+            path: self.path.to_path_buf(),
+            offset: self.pos,
+            what,
+        }
     }
     fn len(&mut self, what: &str) -> Result<usize, GgufError> {
         let n = self.u64(what)?;
@@ -268,15 +272,26 @@ impl GgufFile {
     /// [`GgufError`] naming the file for I/O errors, a bad magic, truncated
     /// headers and tensors whose data would lie past the end of the file.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and the file is not modified by us while mapped;
         // every read below is bounds-checked against the map's length.
         let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let mut c = Cursor { buf: &mmap, pos: 0, path };
+        let mut c = Cursor {
+            buf: &mmap,
+            pos: 0,
+            path,
+        };
         let magic = c.take(4, "magic")?;
         if magic != b"GGUF" {
-            return Err(GgufError::Header { path: path.to_path_buf(), offset: 0, what: format!("bad magic {magic:?}, expected GGUF") });
+            return Err(GgufError::Header {
+                path: path.to_path_buf(),
+                offset: 0,
+                what: format!("bad magic {magic:?}, expected GGUF"),
+            });
         }
         let version = c.u32("version")?;
         if !(2..=3).contains(&version) {
@@ -313,16 +328,28 @@ impl GgufFile {
         let data_start = c.pos.div_ceil(align) * align;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ty_id, off) in raw {
-            let terr = |what: String| GgufError::Tensor { path: path.to_path_buf(), tensor: name.clone(), what };
-            let ty = GgmlType::from_id(ty_id).ok_or_else(|| terr(format!("unsupported ggml type id {ty_id}")))?;
-            let numel = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| terr(format!("shape {dims:?} overflows")))?;
+            let terr = |what: String| GgufError::Tensor {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                what,
+            };
+            let ty = GgmlType::from_id(ty_id)
+                .ok_or_else(|| terr(format!("unsupported ggml type id {ty_id}")))?;
+            let numel = dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| terr(format!("shape {dims:?} overflows")))?;
             let (bv, bb) = ty.block();
             let row = dims.first().copied().unwrap_or(1);
             if row % bv != 0 {
-                return Err(terr(format!("row length {row} is not a multiple of the {ty:?} block size {bv}")));
+                return Err(terr(format!(
+                    "row length {row} is not a multiple of the {ty:?} block size {bv}"
+                )));
             }
             let len = numel / bv * bb;
-            let start = data_start.checked_add(off).ok_or_else(|| terr("offset overflows".into()))?;
+            let start = data_start
+                .checked_add(off)
+                .ok_or_else(|| terr("offset overflows".into()))?;
             if start.checked_add(len).is_none_or(|e| e > mmap.len()) {
                 return Err(terr(format!(
                     "data [{start}, {}) lies past the end of the file ({} bytes): truncated?",
@@ -331,9 +358,21 @@ impl GgufFile {
                 )));
             }
             let shape: Vec<usize> = dims.iter().rev().copied().collect();
-            tensors.push(TensorInfo { name, shape, ty, start, len });
+            tensors.push(TensorInfo {
+                name,
+                shape,
+                ty,
+                start,
+                len,
+            });
         }
-        Ok(GgufFile { path: path.to_path_buf(), version, meta, tensors, mmap })
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            meta,
+            tensors,
+            mmap,
+        })
     }
 
     /// Whether a tensor of this name exists.
@@ -346,11 +385,14 @@ impl GgufFile {
     /// # Errors
     /// [`GgufError::Tensor`] if absent.
     pub fn info(&self, name: &str) -> Result<&TensorInfo, GgufError> {
-        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| GgufError::Tensor {
-            path: self.path.clone(),
-            tensor: name.to_string(),
-            what: "not in the file".into(),
-        })
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| GgufError::Tensor {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                what: "not in the file".into(),
+            })
     }
 
     /// Dequantizes tensor `name` to f32 (row-major, shape [`TensorInfo::shape`]).
@@ -369,7 +411,11 @@ impl GgufFile {
     }
 
     fn meta_err(&self, key: &str, what: &str) -> GgufError {
-        GgufError::Meta { path: self.path.clone(), key: key.into(), what: what.into() }
+        GgufError::Meta {
+            path: self.path.clone(),
+            key: key.into(),
+            what: what.into(),
+        }
     }
 
     /// A string metadata value.
@@ -402,7 +448,8 @@ impl GgufFile {
     /// # Errors
     /// Missing key or wrong type.
     pub fn meta_usize(&self, key: &str) -> Result<usize, GgufError> {
-        self.meta_usize_opt(key)?.ok_or_else(|| self.meta_err(key, "missing"))
+        self.meta_usize_opt(key)?
+            .ok_or_else(|| self.meta_err(key, "missing"))
     }
 
     /// An optional float metadata value.
@@ -493,13 +540,28 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
 pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Result<Vec<f32>, String> {
     let (bv, bb) = ty.block();
     if numel % bv != 0 || bytes.len() != numel / bv * bb {
-        return Err(format!("{ty:?}: {} bytes do not hold {numel} values", bytes.len()));
+        return Err(format!(
+            "{ty:?}: {} bytes do not hold {numel} values",
+            bytes.len()
+        ));
     }
     let mut out = Vec::with_capacity(numel);
     match ty {
-        GgmlType::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-        GgmlType::F16 => out.extend(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
-        GgmlType::Bf16 => out.extend(bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+        GgmlType::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        GgmlType::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
+        GgmlType::Bf16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
         GgmlType::Q4_0 => {
             for b in bytes.chunks_exact(bb) {
                 let d = f16_at(b, 0);
@@ -518,7 +580,11 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Result<Vec<f32>, 
         }
         GgmlType::Q5_0 | GgmlType::Q5_1 => {
             for b in bytes.chunks_exact(bb) {
-                let (d, m, rest) = if ty == GgmlType::Q5_0 { (f16_at(b, 0), 0.0, &b[2..]) } else { (f16_at(b, 0), f16_at(b, 2), &b[4..]) };
+                let (d, m, rest) = if ty == GgmlType::Q5_0 {
+                    (f16_at(b, 0), 0.0, &b[2..])
+                } else {
+                    (f16_at(b, 0), f16_at(b, 2), &b[4..])
+                };
                 let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
                 let qs = &rest[4..20];
                 let off = if ty == GgmlType::Q5_0 { 16 } else { 0 };
@@ -611,9 +677,16 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Result<Vec<f32>, 
 ///
 /// # Errors
 /// A message when `rows` is not `heads * head_dim`.
-pub fn unpermute_qk(data: &[f32], rows: usize, cols: usize, heads: usize) -> Result<Vec<f32>, String> {
+pub fn unpermute_qk(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    heads: usize,
+) -> Result<Vec<f32>, String> {
     if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || data.len() != rows * cols {
-        return Err(format!("cannot un-permute a [{rows}, {cols}] tensor into {heads} heads"));
+        return Err(format!(
+            "cannot un-permute a [{rows}, {cols}] tensor into {heads} heads"
+        ));
     }
     let d = rows / heads;
     let half = d / 2;
@@ -623,7 +696,8 @@ pub fn unpermute_qk(data: &[f32], rows: usize, cols: usize, heads: usize) -> Res
             for i in 0..half {
                 let dst = h * d + s * half + i;
                 let src = h * d + 2 * i + s;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }

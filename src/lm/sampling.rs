@@ -31,7 +31,13 @@ pub struct SamplingSettings {
 impl Default for SamplingSettings {
     /// Greedy, 256 new tokens.
     fn default() -> Self {
-        SamplingSettings { temperature: 0.0, top_p: 1.0, top_k: None, max_new_tokens: 256, stop_tokens: vec![] }
+        SamplingSettings {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: None,
+            max_new_tokens: 256,
+            stop_tokens: vec![],
+        }
     }
 }
 
@@ -43,7 +49,10 @@ impl SamplingSettings {
     /// A message naming the bad field.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            bail!("temperature must be finite and >= 0, got {}", self.temperature);
+            bail!(
+                "temperature must be finite and >= 0, got {}",
+                self.temperature
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             bail!("top_p must be in (0, 1], got {}", self.top_p);
@@ -76,9 +85,14 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u3
         return argmax(logits);
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut probs: Vec<f32> = logits.iter().map(|&l| ((l as f64 - max) / s.temperature).exp() as f32).collect();
+    let mut probs: Vec<f32> = logits
+        .iter()
+        .map(|&l| ((l as f64 - max) / s.temperature).exp() as f32)
+        .collect();
     let total: f64 = probs.iter().map(|&p| p as f64).sum();
-    probs.iter_mut().for_each(|p| *p = (*p as f64 / total) as f32);
+    probs
+        .iter_mut()
+        .for_each(|p| *p = (*p as f64 / total) as f32);
     sample_from_probs(logits, &probs, s, rng)
 }
 
@@ -91,7 +105,12 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u3
 /// excluded token is less probable than every candidate, and keeps a step at
 /// a few dozen sorted entries instead of the whole vocabulary. Without top-k
 /// and top-p, the draw walks the distribution in id order (no sort).
-pub fn sample_from_probs(logits: &[f32], probs: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u32 {
+pub fn sample_from_probs(
+    logits: &[f32],
+    probs: &[f32],
+    s: &SamplingSettings,
+    rng: &mut ChaCha20Rng,
+) -> u32 {
     if s.temperature == 0.0 || s.top_k == Some(1) {
         return argmax(logits);
     }
@@ -115,7 +134,12 @@ pub fn sample_from_probs(logits: &[f32], probs: &[f32], s: &SamplingSettings, rn
     let mut thr = 1e-4f32;
     let mut cand: Vec<(u32, f32)>;
     loop {
-        cand = probs.iter().enumerate().filter(|(_, &p)| p >= thr).map(|(i, &p)| (i as u32, p)).collect();
+        cand = probs
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p >= thr)
+            .map(|(i, &p)| (i as u32, p))
+            .collect();
         if thr == 0.0 {
             break;
         }
@@ -165,13 +189,22 @@ mod tests {
     use rand::SeedableRng;
 
     fn settings(t: f64, p: f64, k: Option<usize>) -> SamplingSettings {
-        SamplingSettings { temperature: t, top_p: p, top_k: k, max_new_tokens: 1, stop_tokens: vec![] }
+        SamplingSettings {
+            temperature: t,
+            top_p: p,
+            top_k: k,
+            max_new_tokens: 1,
+            stop_tokens: vec![],
+        }
     }
 
     #[test]
     fn greedy_takes_argmax_lowest_on_ties() {
         let mut rng = ChaCha20Rng::seed_from_u64(0);
-        assert_eq!(sample(&[1.0, 3.0, 3.0, 0.0], &settings(0.0, 1.0, None), &mut rng), 1);
+        assert_eq!(
+            sample(&[1.0, 3.0, 3.0, 0.0], &settings(0.0, 1.0, None), &mut rng),
+            1
+        );
     }
 
     #[test]

@@ -79,10 +79,16 @@ impl ChatTokenizer {
         let tokens = g.meta_strings("tokenizer.ggml.tokens")?;
         let merges_raw = g.meta_strings("tokenizer.ggml.merges")?;
         let types = g.meta_ints_opt("tokenizer.ggml.token_type")?;
-        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let mut merges = Vec::with_capacity(merges_raw.len());
         for (i, m) in merges_raw.iter().enumerate() {
-            let (a, b) = m.split_once(' ').with_context(|| format!("{file}: tokenizer.ggml.merges[{i}] = {m:?} has no space"))?;
+            let (a, b) = m.split_once(' ').with_context(|| {
+                format!("{file}: tokenizer.ggml.merges[{i}] = {m:?} has no space")
+            })?;
             merges.push((a.to_string(), b.to_string()));
         }
         let bpe = BPE::builder()
@@ -90,11 +96,17 @@ impl ChatTokenizer {
             .build()
             .map_err(|e| anyhow::anyhow!("{file}: building BPE: {e}"))?;
         let mut tk = Tokenizer::new(bpe);
-        let pre = g.meta_str("tokenizer.ggml.pre").unwrap_or_else(|_| "gpt2".to_string());
+        let pre = g
+            .meta_str("tokenizer.ggml.pre")
+            .unwrap_or_else(|_| "gpt2".to_string());
         let bl = |regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, regex));
         let split = |re: &str| -> Result<PreTokenizerWrapper> {
-            let s = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-                .map_err(|e| anyhow::anyhow!("{file}: pre-tokenizer regex: {e}"))?;
+            let s = Split::new(
+                SplitPattern::Regex(re.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| anyhow::anyhow!("{file}: pre-tokenizer regex: {e}"))?;
             Ok(PreTokenizerWrapper::Split(s))
         };
         let pt = match pre.as_str() {
@@ -109,7 +121,11 @@ impl ChatTokenizer {
         tk.with_post_processor(Some(ByteLevel::new(false, false, true)));
         if let Some(types) = &types {
             if types.len() != tokens.len() {
-                bail!("{file}: tokenizer.ggml.token_type has {} entries for {} tokens", types.len(), tokens.len());
+                bail!(
+                    "{file}: tokenizer.ggml.token_type has {} entries for {} tokens",
+                    types.len(),
+                    tokens.len()
+                );
             }
             let added: Vec<AddedToken> = tokens
                 .iter()
@@ -119,9 +135,16 @@ impl ChatTokenizer {
                 .collect();
             tk.add_special_tokens(&added);
         }
-        let bos_id = g.meta_usize_opt("tokenizer.ggml.bos_token_id")?.map(|v| v as u32);
-        let add_bos = matches!(g.meta.get("tokenizer.ggml.add_bos_token"), Some(super::gguf::GgufValue::Bool(true)));
-        let eos = g.meta_usize_opt("tokenizer.ggml.eos_token_id")?.map(|v| v as u32);
+        let bos_id = g
+            .meta_usize_opt("tokenizer.ggml.bos_token_id")?
+            .map(|v| v as u32);
+        let add_bos = matches!(
+            g.meta.get("tokenizer.ggml.add_bos_token"),
+            Some(super::gguf::GgufValue::Bool(true))
+        );
+        let eos = g
+            .meta_usize_opt("tokenizer.ggml.eos_token_id")?
+            .map(|v| v as u32);
         let template = g.meta_str("tokenizer.chat_template").ok();
         Self::assemble(tk, bos_id, add_bos, eos.into_iter().collect(), template)
     }
@@ -134,19 +157,34 @@ impl ChatTokenizer {
     /// Unreadable or invalid files, naming them.
     pub fn from_hf_dir(dir: &Path, bos: Option<u32>, eos: &[u32]) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let tk = Tokenizer::from_file(&path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
+        let tk = Tokenizer::from_file(&path)
+            .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
         let cfg_path = dir.join("tokenizer_config.json");
         let (mut template, mut add_bos) = (None, false);
         if cfg_path.exists() {
-            let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
-            template = v.get("chat_template").and_then(|t| t.as_str()).map(str::to_string);
-            add_bos = v.get("add_bos_token").and_then(|t| t.as_bool()).unwrap_or(false);
+            let text = std::fs::read_to_string(&cfg_path)
+                .with_context(|| format!("reading {}", cfg_path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", cfg_path.display()))?;
+            template = v
+                .get("chat_template")
+                .and_then(|t| t.as_str())
+                .map(str::to_string);
+            add_bos = v
+                .get("add_bos_token")
+                .and_then(|t| t.as_bool())
+                .unwrap_or(false);
         }
         Self::assemble(tk, bos, add_bos, eos.to_vec(), template)
     }
 
-    fn assemble(inner: Tokenizer, bos_id: Option<u32>, add_bos: bool, mut eos_ids: Vec<u32>, chat_template: Option<String>) -> Result<Self> {
+    fn assemble(
+        inner: Tokenizer,
+        bos_id: Option<u32>,
+        add_bos: bool,
+        mut eos_ids: Vec<u32>,
+        chat_template: Option<String>,
+    ) -> Result<Self> {
         // Chat models end a turn with <|im_end|>; base models with <|endoftext|>.
         for s in ["<|im_end|>", "<|endoftext|>"] {
             if let Some(id) = inner.token_to_id(s) {
@@ -156,11 +194,25 @@ impl ChatTokenizer {
             }
         }
         let bos = match bos_id {
-            Some(id) => Some((id, inner.id_to_token(id).with_context(|| format!("bos id {id} is not in the vocabulary"))?)),
+            Some(id) => Some((
+                id,
+                inner
+                    .id_to_token(id)
+                    .with_context(|| format!("bos id {id} is not in the vocabulary"))?,
+            )),
             None => None,
         };
-        let default_system = chat_template.as_deref().and_then(default_system_from_template);
-        Ok(ChatTokenizer { inner, eos_ids, bos, add_bos, default_system, chat_template })
+        let default_system = chat_template
+            .as_deref()
+            .and_then(default_system_from_template);
+        Ok(ChatTokenizer {
+            inner,
+            eos_ids,
+            bos,
+            add_bos,
+            default_system,
+            chat_template,
+        })
     }
 
     /// Token ids of `text` (no special tokens added).
@@ -168,7 +220,10 @@ impl ChatTokenizer {
     /// # Errors
     /// The tokenizer's error (e.g. a regex failure), as text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| anyhow::anyhow!("encoding: {e}"))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow::anyhow!("encoding: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -177,7 +232,9 @@ impl ChatTokenizer {
     /// # Errors
     /// An id outside the vocabulary.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| anyhow::anyhow!("decoding: {e}"))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| anyhow::anyhow!("decoding: {e}"))
     }
 
     /// The ChatML prompt for one user turn, ending in
@@ -235,7 +292,9 @@ impl ChatTokenizer {
     /// I/O errors naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join("tokenizer.json");
-        self.inner.save(&path, false).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        self.inner
+            .save(&path, false)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         let tok = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
         let cfg = serde_json::json!({
             "tokenizer_class": "PreTrainedTokenizerFast",
@@ -249,7 +308,8 @@ impl ChatTokenizer {
             "model_max_length": 8192,
         });
         let path = dir.join("tokenizer_config.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&cfg)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 }

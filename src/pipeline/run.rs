@@ -115,6 +115,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         tch::set_num_threads(config.model.threads as i32);
     }
 
+    store::create_private_dir(run_dir.join("work")).with_context(|| format!("creating {}/work", run_dir.display()))?;
     let ctx = Arc::new(RunContext::build(config.clone(), run_dir)?);
     let layout = store::RunDir::new(run_dir);
     let blobs = store::BlobStore::open(layout.blobs()).context("opening the checkpoint store")?;

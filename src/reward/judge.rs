@@ -176,7 +176,10 @@ impl ScoreTrie {
         for s in 0..=10u32 {
             let text = s.to_string();
             let ids = model.encode(&text).with_context(|| format!("encoding judge score {text:?}"))?;
-            ensure!(!ids.is_empty(), "the judge's tokenizer has no tokens for score {text:?}: it cannot be used as a judge");
+            ensure!(
+                !ids.is_empty(),
+                "the judge's tokenizer has no tokens for score {text:?}: it cannot be used as a judge"
+            );
             let back = model.decode(&ids).with_context(|| format!("decoding judge score {text:?}"))?;
             ensure!(
                 back.trim() == text,
@@ -204,7 +207,9 @@ impl ScoreTrie {
     fn distribution(&self, logp: &BTreeMap<Vec<u32>, Vec<f32>>) -> Result<Vec<f32>> {
         let p = |node: &[u32], tok: u32| -> Result<f64> {
             let row = logp.get(node).context("missing judge pass for a score prefix")?;
-            let lp = *row.get(tok as usize).with_context(|| format!("score token {tok} outside the vocabulary ({})", row.len()))?;
+            let lp = *row
+                .get(tok as usize)
+                .with_context(|| format!("score token {tok} outside the vocabulary ({})", row.len()))?;
             Ok(f64::from(lp).exp())
         };
         let mut raw = Vec::with_capacity(self.seqs.len());
@@ -240,7 +245,10 @@ pub struct Judge<M: ScoreModel> {
 
 impl<M: ScoreModel> std::fmt::Debug for Judge<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Judge").field("config", &self.config).field("score_tokens", &self.trie.seqs).finish_non_exhaustive()
+        f.debug_struct("Judge")
+            .field("config", &self.config)
+            .field("score_tokens", &self.trie.seqs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -352,7 +360,10 @@ mod tests {
 
     impl ScoreModel for Toy {
         fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-            Ok(prompts.iter().map(|p| if p.last() == Some(&u32::from(b'1')) { self.after_one.clone() } else { self.root.clone() }).collect())
+            Ok(prompts
+                .iter()
+                .map(|p| if p.last() == Some(&u32::from(b'1')) { self.after_one.clone() } else { self.root.clone() })
+                .collect())
         }
         fn encode(&self, text: &str) -> Result<Vec<u32>> {
             Ok(text.bytes().filter(|b| self.digits_ok || !b.is_ascii_digit()).map(u32::from).collect())
@@ -376,7 +387,11 @@ mod tests {
     #[test]
     fn two_token_ten_and_final_one() {
         // P("1")=0.4, P("7")=0.3, P("x")=0.3 at the root; after "1": P("0")=0.75.
-        let toy = Toy { root: logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]), after_one: logp(&[(b'0', 0.75), (b'\n', 0.25)]), digits_ok: true };
+        let toy = Toy {
+            root: logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]),
+            after_one: logp(&[(b'0', 0.75), (b'\n', 0.25)]),
+            digits_ok: true,
+        };
         let mut j = Judge::new(toy, JudgeConfig::default()).unwrap();
         assert_eq!(j.score_tokens()[10], vec![u32::from(b'1'), u32::from(b'0')]);
         let d = j.distributions(&[vec![65, 66]]).unwrap().remove(0);

@@ -126,9 +126,11 @@ impl Reward for LexicalReward {
             .iter()
             .map(|it| match response_of(&it.generated) {
                 None => RewardOutput { reward: 0.0, distribution: None, empty_response: true },
-                Some(resp) => {
-                    RewardOutput { reward: self.value(&it.expected, &resp) as f32, distribution: None, empty_response: false }
-                }
+                Some(resp) => RewardOutput {
+                    reward: self.value(&it.expected, &resp) as f32,
+                    distribution: None,
+                    empty_response: false,
+                },
             })
             .collect())
     }

@@ -124,7 +124,11 @@ pub struct RougeScores {
 pub fn rouge(reference: &str, prediction: &str) -> RougeScores {
     let t = tokenize(reference);
     let p = tokenize(prediction);
-    RougeScores { rouge1: rouge_n_tokens(&t, &p, 1), rouge2: rouge_n_tokens(&t, &p, 2), rouge_l: rouge_l_tokens(&t, &p) }
+    RougeScores {
+        rouge1: rouge_n_tokens(&t, &p, 1),
+        rouge2: rouge_n_tokens(&t, &p, 2),
+        rouge_l: rouge_l_tokens(&t, &p),
+    }
 }
 
 #[cfg(test)]

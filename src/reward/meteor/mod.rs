@@ -52,7 +52,11 @@ type Enum = Vec<(usize, String)>;
 
 /// NLTK's `_match_enums`: scanning hypothesis words from the end, each
 /// matches the last still-unmatched reference word equal to it.
-fn match_enums(mut hyp: Enum, mut reference: Enum, eq: impl Fn(&str, &str) -> bool) -> (Vec<(usize, usize)>, Enum, Enum) {
+fn match_enums(
+    mut hyp: Enum,
+    mut reference: Enum,
+    eq: impl Fn(&str, &str) -> bool,
+) -> (Vec<(usize, usize)>, Enum, Enum) {
     let mut matches = Vec::new();
     let mut i = hyp.len();
     while i > 0 {

@@ -78,16 +78,18 @@ impl PunktParams {
             ..Default::default()
         };
         for (i, line) in read("collocations.tab")?.into_iter().enumerate() {
-            let (a, b) = line
-                .split_once('\t')
-                .with_context(|| format!("{}/collocations.tab line {}: expected two tab-separated types", dir.display(), i + 1))?;
+            let (a, b) = line.split_once('\t').with_context(|| {
+                format!("{}/collocations.tab line {}: expected two tab-separated types", dir.display(), i + 1)
+            })?;
             p.collocations.insert((a.to_string(), b.to_string()));
         }
         for (i, line) in read("ortho_context.tab")?.into_iter().enumerate() {
-            let (a, b) = line
-                .rsplit_once('\t')
-                .with_context(|| format!("{}/ortho_context.tab line {}: expected type<TAB>flags", dir.display(), i + 1))?;
-            let v: u32 = b.parse().with_context(|| format!("{}/ortho_context.tab line {}: bad flags {b:?}", dir.display(), i + 1))?;
+            let (a, b) = line.rsplit_once('\t').with_context(|| {
+                format!("{}/ortho_context.tab line {}: expected type<TAB>flags", dir.display(), i + 1)
+            })?;
+            let v: u32 = b
+                .parse()
+                .with_context(|| format!("{}/ortho_context.tab line {}: bad flags {b:?}", dir.display(), i + 1))?;
             p.ortho_context.insert(a.to_string(), v);
         }
         Ok(p)
@@ -419,7 +421,8 @@ impl WordTokenizer {
             after_end: usize,
             next_tok: Option<usize>,
         }
-        let non_word = |c: char| matches!(c, ')' | '"' | ';' | '}' | ']' | '*' | ':' | '@' | '\'' | '(' | '{' | '[' | '?' | '!');
+        let non_word =
+            |c: char| matches!(c, ')' | '"' | ';' | '}' | ']' | '*' | ':' | '@' | '\'' | '(' | '{' | '[' | '?' | '!');
         let mut matches = Vec::new();
         for i in 0..text.len() {
             if !matches!(text[i], '.' | '?' | '!') {

@@ -102,7 +102,8 @@ impl WordNet {
                     let offsets = (0..n_synsets).map(|_| it.next()?.parse().ok()).collect::<Option<Vec<u64>>>()?;
                     Some((lemma, offsets))
                 };
-                let (lemma, offsets) = parse().with_context(|| format!("{}/{name}, line {}: malformed index line", dir.display(), i + 1))?;
+                let (lemma, offsets) = parse()
+                    .with_context(|| format!("{}/{name}, line {}: malformed index line", dir.display(), i + 1))?;
                 d.index.insert(lemma, offsets);
             }
             let name = format!("{suffix}.exc");
@@ -145,9 +146,14 @@ impl WordNet {
                     }
                     Some((off, names))
                 };
-                let (off, names) = parse().with_context(|| format!("{}/{name}, line {}: malformed synset line", dir.display(), i + 1))?;
+                let (off, names) = parse()
+                    .with_context(|| format!("{}/{name}, line {}: malformed synset line", dir.display(), i + 1))?;
                 if off != here {
-                    bail!("{}/{name}, line {}: synset offset {off} does not match its byte offset {here}", dir.display(), i + 1);
+                    bail!(
+                        "{}/{name}, line {}: synset offset {off} does not match its byte offset {here}",
+                        dir.display(),
+                        i + 1
+                    );
                 }
                 d.synsets.insert(off, names);
             }
