@@ -1,7 +1,8 @@
 //! Prefill and decode throughput of the tch language model on the real
 //! SmolLM2-135M-Instruct at batch 1, 8 and 32, and peak resident memory.
 //!
-//! Run: `cargo bench --bench lm_generate` (release build). Prompts are
+//! Run: `cargo bench --bench lm_generate` (release build; `LM_BENCH_THREADS`
+//! sets torch's intra-op threads, `LM_BENCH_NEW` the decode length). Prompts are
 //! distinct ~60-token chat prompts; decoding samples at temperature 1.0 so
 //! rows rarely stop early; decode tokens/s counts the tokens actually
 //! generated, divided by the time after prefill.
@@ -24,6 +25,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let Some(n) = std::env::var("LM_BENCH_THREADS").ok().and_then(|v| v.parse().ok()) {
+        tch::set_num_threads(n);
+    }
     let path = restpg::paths::require(restpg::paths::smollm2_gguf())?;
     let t = Instant::now();
     let m = LanguageModel::load(&path, tch::Device::Cpu)?;

@@ -11,9 +11,9 @@ fn run_spec() -> SyntheticRun {
     SyntheticRun { inputs: 10, m: 8, cap: 2, ..SyntheticRun::default() }
 }
 
-/// Writes `events` as run `run-cli`'s log in `dir`.
+/// Writes `events` as run `run-cli`'s log in run directory `dir`.
 fn write_log(dir: &Path, events: Vec<Event>) {
-    let log = store::EventLog::create(dir, "run-cli").expect("create the log");
+    let log = store::EventLog::create(store::RunDir::new(dir).log(), "run-cli").expect("create the log");
     log.append_batch(events).expect("append");
     log.flush().expect("flush");
 }

@@ -44,9 +44,15 @@ fn essay_examples(lm: &LanguageModel, n: usize, profile_words: usize, target_tok
     let tok = lm.tokenizer();
     let im_end = tok.token_id("<|im_end|>").expect("<|im_end|>");
     let mut out = Vec::new();
+    let mut titles = std::collections::HashSet::new();
     for (i, doc) in docs.iter().enumerate() {
         let Some(other) = docs.iter().find(|d| d.author == doc.author && d.text != doc.text) else { continue };
         let title = doc.title.clone().unwrap_or_else(|| "an essay".into());
+        // Distinct titles and openings, so each prompt has one right answer.
+        let opening = first_words(&doc.text, 3);
+        if !titles.insert(title.clone()) || !titles.insert(opening) {
+            continue;
+        }
         let user = format!(
             "Essay \"{title}\". The author's style: {}",
             first_words(&other.text, profile_words)
@@ -121,21 +127,21 @@ fn overfits_four_examples_until_greedy_reproduces_them() {
     let _g = lock();
     let mut lm = model();
     let data = essay_examples(&lm, 4, 6, 8);
-    let cfg = TrainConfig { final_lr_fraction: 1.0, ..tiny(OptimizerKind::Adamw, 8, 5e-4, 4, 4) };
+    let cfg = TrainConfig { final_lr_fraction: 1.0, ..tiny(OptimizerKind::Adamw, 7, 5e-4, 4, 4) };
     let dir = tempfile::tempdir().expect("tmp");
     let mut losses = Vec::new();
     let mut trainer = Trainer::new(cfg, dir.path()).expect("trainer");
     trainer.train(&mut lm, &data, None, &mut |p| losses.push(p.loss)).expect("train");
     eprintln!("losses {losses:?}");
-    let settings = SamplingSettings { temperature: 0.0, max_new_tokens: 8, ..SamplingSettings::default() };
+    let settings = SamplingSettings { temperature: 0.0, max_new_tokens: 5, ..SamplingSettings::default() };
     let reqs: Vec<GenerationRequest> = data
         .iter()
         .map(|e| GenerationRequest { prompt_ids: e.prompt_ids.clone(), seed: 0, settings: settings.clone() })
         .collect();
     let gens = lm.generate(&reqs).expect("generate");
     for (e, g) in data.iter().zip(&gens) {
-        let want = &e.target_ids[..6];
-        assert_eq!(&g.token_ids[..6.min(g.token_ids.len())], want, "{}: generated {:?}", e.id, g.text);
+        let want = &e.target_ids[..5];
+        assert_eq!(&g.token_ids[..5.min(g.token_ids.len())], want, "{}: generated {:?}", e.id, g.text);
     }
 }
 

@@ -237,6 +237,12 @@ impl Anomaly {
     }
 }
 
+/// A record with its texts possibly stripped by [`RunState::prepare`].
+pub(crate) struct Prepared {
+    pub(crate) record: Envelope,
+    pub(crate) response_digest: Option<Digest>,
+}
+
 /// Which part of a log a fold keeps. Folding everything is the default; the
 /// CLI keeps one iteration's samples so that a million-sample log fits in
 /// memory, and verification drops the text it does not need.
@@ -324,6 +330,28 @@ impl RunState {
     /// [`Anomaly`] entries, never errors. Records must come in sequence
     /// order; the fold checks that, this does not.
     pub fn apply(&mut self, record: Envelope) {
+        self.apply_prepared(Prepared { record, response_digest: None });
+    }
+
+    /// Strips what this state will not keep from a record (a sample's text
+    /// when texts are not kept or the sample is out of scope), remembering
+    /// the response digest. Runs on reader threads, so that a parallel fold
+    /// queues small records.
+    pub(crate) fn prepare(scope: &Scope, mut record: Envelope) -> Prepared {
+        let mut response_digest = None;
+        if let Event::SampleGenerated { sample, reasoning, response, .. } = &mut record.payload {
+            let in_scope = scope.iteration.is_none_or(|t| t == sample.iteration);
+            if !scope.keep_text || !in_scope {
+                response_digest = Some(events::digest(response.as_bytes()));
+                *response = String::new();
+                *reasoning = None;
+            }
+        }
+        Prepared { record, response_digest }
+    }
+
+    pub(crate) fn apply_prepared(&mut self, prepared: Prepared) {
+        let Prepared { record, response_digest: precomputed } = prepared;
         let seq = record.seq;
         self.records += 1;
         self.last = Some((seq, record.hash));
@@ -364,7 +392,7 @@ impl RunState {
                 if !self.in_scope(sample.iteration) {
                     return;
                 }
-                let response_digest = events::digest(response.as_bytes());
+                let response_digest = precomputed.unwrap_or_else(|| events::digest(response.as_bytes()));
                 let text = self.scope.keep_text.then_some(SampleText { reasoning, response });
                 let generated = Generated {
                     seq,

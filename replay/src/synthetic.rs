@@ -92,7 +92,7 @@ impl SyntheticRun {
     /// one in four scores 10.
     pub fn score(&self, sample: &SampleId) -> u32 {
         let r = mix(sample.seed(self.seed));
-        if r % 4 == 0 {
+        if r & 3 == 0 {
             10
         } else {
             (r >> 8) as u32 % 10

@@ -291,3 +291,26 @@ fn a_record_replaced_with_a_valid_hash_breaks_the_chain_after_it() {
     // Then the chain breaks at the record after the forged one
     assert!(matches!(err, ReplayError::ChainBroken { seq, .. } if seq == original.seq + 1), "{err}");
 }
+
+#[test]
+fn a_large_log_read_in_parallel_folds_like_one_read_in_order() {
+    // Given a log long enough to be read by several threads (over 20,000 records)
+    let run = SyntheticRun { inputs: 230, m: 32, iterations: 1, cap: 10, response_bytes: 120, ..SyntheticRun::default() };
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "run-a", run.events());
+    let reader = store::LogReader::open(dir.path(), None).unwrap();
+    assert!(reader.last_seq().unwrap().unwrap() > 20_000);
+    // When it is folded both ways, then the states are equal and D_1 verifies
+    let parallel = replay::Replay::new().fold_log(&reader).unwrap();
+    let in_order = replay::Replay::new().fold(reader.iter()).unwrap();
+    assert!(parallel == in_order, "parallel and in-order folds differ");
+    parallel.verify_iteration(1).unwrap();
+    let scoped = replay::Replay::new().without_text().fold_log(&reader).unwrap();
+    assert_eq!(scoped.rebuild_dataset(1).unwrap(), parallel.rebuild_dataset(1).unwrap());
+    drop(reader);
+    // Given a byte flipped late in the log, then the parallel fold names its record
+    let late = 19_000;
+    store::testing::tamper_record(dir.path(), late, |bytes| bytes[10] ^= 0x40).unwrap();
+    let err = fold_dir(dir.path()).unwrap_err();
+    assert_eq!(err.seq(), Some(late), "{err}");
+}

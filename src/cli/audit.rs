@@ -112,7 +112,8 @@ fn builtin_completion() -> Completion {
 /// The log cannot be opened, or a record cannot be read or breaks the chain
 /// (the error names its sequence number).
 pub fn fold_iteration(run_dir: &Path, t: u32, keep_text: bool) -> anyhow::Result<RunState> {
-    let reader = store::LogReader::open(run_dir, None)
+    let log_dir = store::RunDir::new(run_dir).log();
+    let reader = store::LogReader::open(&log_dir, None)
         .with_context(|| format!("cannot open the event log of {}", run_dir.display()))?;
     let mut how = Replay::new().only_iteration(t);
     if !keep_text {

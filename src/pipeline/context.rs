@@ -116,9 +116,11 @@ impl RunContext {
         })
     }
 
-    /// The user-turn text of a prompt for `input_id` with template `kind`,
-    /// its retrieved profile items trimmed (least relevant first) until the
-    /// chat-formatted prompt fits `max_input_tokens`. The user's own input
+    /// The chat-formatted prompt for `input_id` with template `kind` and its
+    /// token ids. Retrieved profile items are trimmed (least relevant first,
+    /// [`crate::prompt::fit_profile`]) until the prompt fits
+    /// `train.max_input_tokens` (plus `train.max_output_tokens` for the
+    /// reasoning generator, whose prompt also shows y). The user's own input
     /// is never cut.
     ///
     /// # Errors
@@ -133,7 +135,12 @@ impl RunContext {
         let ex = self.example(input_id)?;
         let ranked = self.retrievals.get(input_id).map(Vec::as_slice).unwrap_or(&[]);
         let items = retrieve::retrieved_items(ex, ranked);
-        let budget = self.config.train.max_input_tokens;
+        // The policy's prompts must fit the training input limit; the
+        // generator's prompt also shows y, so it gets y's budget on top.
+        let budget = match kind {
+            PromptKind::ReasoningGeneration => self.config.train.max_input_tokens + self.config.train.max_output_tokens,
+            _ => self.config.train.max_input_tokens,
+        };
         let kind = match kind {
             PromptKind::Plain => crate::prompt::PromptKind::Plain,
             PromptKind::Reasoning => crate::prompt::PromptKind::ReasoningInput,

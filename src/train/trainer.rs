@@ -245,7 +245,6 @@ impl Trainer {
                 .with_context(|| format!("step {step}"))?;
             let lr = schedule.lr(step);
             opt.step(lr)?;
-            zero_grads(opt.params_mut());
             last_loss = step_loss;
             tokens_seen += step_tokens as u64;
 

@@ -49,13 +49,33 @@ fn disk_bytes(dir: &Path) -> u64 {
     total
 }
 
-fn row(what: &str, n: u64, took: Duration, bytes: u64) {
-    let s = took.as_secs_f64();
+/// CPU time of this process so far (all threads, user and system), from
+/// `/proc/self/stat`: on a shared machine it says what the work costs when
+/// wall time also counts other processes.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// A phase's wall-clock and CPU time.
+struct Timer(Instant, Duration);
+
+impl Timer {
+    fn start() -> Timer {
+        Timer(Instant::now(), cpu_time())
+    }
+}
+
+fn row(what: &str, n: u64, t: Timer, bytes: u64) {
+    let (wall, cpu) = (t.0.elapsed().as_secs_f64(), (cpu_time() - t.1).as_secs_f64());
     println!(
-        "| {what} | {n} | {s:.2} s | {:.0} events/s | {:.1} MB/s | {:.1} µs/event |",
-        n as f64 / s,
-        bytes as f64 / s / 1e6,
-        s * 1e6 / n as f64
+        "| {what} | {n} | {wall:.2} s | {:.0} | {:.1} | {:.1} µs | {:.1} µs |",
+        n as f64 / wall,
+        bytes as f64 / wall / 1e6,
+        wall * 1e6 / n as f64,
+        cpu * 1e6 / n as f64
     );
 }
 
@@ -65,39 +85,39 @@ fn main() {
     let tmp = tempfile::tempdir_in(root).unwrap();
     let record_bytes = events::Envelope::seal(0, chrono::Utc::now(), "bench-run", sample_event(0), [0; 32]).encode().len() as u64;
     println!("sample event record: {record_bytes} bytes encoded\n");
-    println!("| measurement | events | time | events/s | MB/s (records) | per event |");
-    println!("|---|---|---|---|---|---|");
+    println!("| measurement | events | wall time | events/s | MB/s of records | wall per event | CPU per event |");
+    println!("|---|---|---|---|---|---|---|");
 
     // One at a time, fsync only at the end: the cost an actor pays per append.
     let one = 20_000;
     {
         let log = EventLog::create(tmp.path().join("one"), "bench-run").unwrap();
         log.set_flush_policy(FlushPolicy::manual());
-        let t = Instant::now();
+        let t = Timer::start();
         for n in 0..one {
             log.append(sample_event(n)).unwrap();
         }
         log.flush().unwrap();
-        row("append one at a time, one fsync at the end", one, t.elapsed(), one * record_bytes);
+        row("append one at a time, one fsync at the end", one, t, one * record_bytes);
     }
     // One at a time with the default policy (fsync every 1,000 events).
     {
         let log = EventLog::create(tmp.path().join("one-default"), "bench-run").unwrap();
-        let t = Instant::now();
+        let t = Timer::start();
         for n in 0..one {
             log.append(sample_event(n)).unwrap();
         }
         log.flush().unwrap();
-        row("append one at a time, default policy (fsync per 1,000)", one, t.elapsed(), one * record_bytes);
+        row("append one at a time, default policy (fsync per 1,000)", one, t, one * record_bytes);
     }
     // Re-appending what is there: a resumed run's duplicates.
     {
         let log = EventLog::open(tmp.path().join("one"), None).unwrap();
-        let t = Instant::now();
+        let t = Timer::start();
         for n in 0..one {
             assert!(log.append(sample_event(n)).unwrap().is_duplicate());
         }
-        row("re-append (duplicate, no-op)", one, t.elapsed(), 0);
+        row("re-append (duplicate, no-op)", one, t, 0);
     }
 
     // Batches of 1,000 with an fsync per batch: the big log.
@@ -105,7 +125,7 @@ fn main() {
     {
         let log = EventLog::create(&dir, "bench-run").unwrap();
         log.set_flush_policy(FlushPolicy::manual());
-        let t = Instant::now();
+        let t = Timer::start();
         let mut n = 0;
         while n < big {
             let end = (n + 1000).min(big);
@@ -113,14 +133,14 @@ fn main() {
             log.flush().unwrap();
             n = end;
         }
-        row("append in batches of 1,000, fsync per batch", big, t.elapsed(), big * record_bytes);
+        row("append in batches of 1,000, fsync per batch", big, t, big * record_bytes);
     }
     let on_disk = disk_bytes(&dir);
     let t = Instant::now();
     let reader = LogReader::open(&dir, Some("bench-run")).unwrap();
     let open_took = t.elapsed();
 
-    let t = Instant::now();
+    let t = Timer::start();
     let mut count = 0u64;
     for env in reader.iter() {
         let env = env.unwrap();
@@ -128,25 +148,25 @@ fn main() {
         count += 1;
     }
     assert_eq!(count, big);
-    row("full scan: read, hash-check and decode every record", big, t.elapsed(), big * record_bytes);
+    row("full scan: read, hash-check and decode every record", big, t, big * record_bytes);
 
-    let t = Instant::now();
+    let t = Timer::start();
     let report = reader.verify().unwrap();
     assert!(report.is_ok() && report.valid == big);
-    row("verify: the whole chain", big, t.elapsed(), big * record_bytes);
+    row("verify: the whole chain", big, t, big * record_bytes);
 
-    let t = Instant::now();
+    let t = Timer::start();
     let kinds = reader.by_kind(EventKind::SampleGenerated).take(100_000).count() as u64;
-    row("by kind (index scan, first 100,000)", kinds, t.elapsed(), kinds * record_bytes);
+    row("by kind (index scan, first 100,000)", kinds, t, kinds * record_bytes);
 
     let queries = 10_000;
-    let t = Instant::now();
+    let t = Timer::start();
     let step = (big / queries).max(1);
     for q in 0..queries.min(big) {
         let found = reader.get_by_sample(&sample_id(q * step)).unwrap();
         assert_eq!(found.len(), 1);
     }
-    row("get_by_sample (random samples)", queries.min(big), t.elapsed(), 0);
+    row("get_by_sample (random samples)", queries.min(big), t, 0);
 
     println!();
     println!("reopen (sled recovery) of the {big}-event log: {:.2} s", open_took.as_secs_f64());

@@ -64,7 +64,7 @@ pub mod testing;
 pub use blob::{hash_path, BlobStore};
 pub use error::StoreError;
 pub use follow::{follow, Follow};
-pub use lock::{LockHolder, Role};
+pub use lock::LockHolder;
 pub use reader::{LogReader, Records};
 pub use rundir::{create_private_dir, write_private_file, RunDir};
 pub use verify::{Problem, ProblemReason, VerifyReport};

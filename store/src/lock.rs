@@ -16,7 +16,7 @@ use fs2::FileExt;
 
 /// What the holder of a log does with it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// An [`EventLog`](crate::EventLog): appends.
     Writer,
     /// A [`LogReader`](crate::LogReader) that opened the database itself.
@@ -93,7 +93,7 @@ impl OwnerLock {
         }
         file.set_len(0)?;
         let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        write!(file, "pid={} role={} since={}\n", std::process::id(), role.as_str(), since)?;
+        writeln!(file, "pid={} role={} since={}", std::process::id(), role.as_str(), since)?;
         file.flush()?;
         Ok(Ok(OwnerLock { _file: file }))
     }

@@ -221,7 +221,8 @@ impl EventLog {
 
     /// Appends events in order as one atomic write: after a crash either
     /// all of the batch's new events are in the log or none. Duplicates,
-    /// of stored events or within the batch, are skipped.
+    /// of stored events or within the batch, are skipped. The events of a
+    /// batch share one time stamp.
     ///
     /// # Errors
     /// sled errors (nothing was appended then).

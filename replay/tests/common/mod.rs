@@ -8,8 +8,8 @@ use chrono::{TimeZone, Utc};
 use events::{Envelope, Event, GENESIS_HASH};
 use replay::{Replay, RunState};
 
-/// Writes `events` as the log of run `run_id` in run directory `dir`, in
-/// batches as the pipeline does, and flushes.
+/// Writes `events` as the log of run `run_id` in log directory `dir` (a
+/// run's `RunDir::log`), in batches as the pipeline does, and flushes.
 pub fn write_log(dir: &Path, run_id: &str, events: Vec<Event>) {
     let log = store::EventLog::create(dir, run_id).expect("create the log");
     for chunk in events.chunks(64) {
