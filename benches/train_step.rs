@@ -53,15 +53,22 @@ fn examples(lm: &LanguageModel, n: usize, seq: usize, prompt: usize) -> Result<V
     Ok((0..n)
         .map(|i| {
             let s = &ids[i * seq..(i + 1) * seq];
-            TrainExample { id: format!("bench-{i}"), prompt_ids: s[..prompt].to_vec(), target_ids: s[prompt..].to_vec(), weight: 1.0 }
+            TrainExample {
+                id: format!("bench-{i}"),
+                prompt_ids: s[..prompt].to_vec(),
+                target_ids: s[prompt..].to_vec(),
+                weight: 1.0,
+            }
         })
         .collect())
 }
 
 /// Step phases timed by hand (the same calls the trainer makes).
 fn phases(lm: &LanguageModel, cfg: &TrainConfig, data: &[TrainExample]) -> Result<(Duration, Duration, Duration)> {
-    let prepared: Vec<PreparedExample> =
-        data.iter().map(|e| PreparedExample::new(e, cfg.max_input_tokens, cfg.max_output_tokens)).collect::<Result<_, _>>()?;
+    let prepared: Vec<PreparedExample> = data
+        .iter()
+        .map(|e| PreparedExample::new(e, cfg.max_input_tokens, cfg.max_output_tokens))
+        .collect::<Result<_, _>>()?;
     let refs: Vec<&PreparedExample> = prepared.iter().collect();
     let batch = Batch::new(&refs, Device::Cpu)?;
     let mut opt = Optimizer::new(cfg, lm.var_store())?;

@@ -53,10 +53,7 @@ fn essay_examples(lm: &LanguageModel, n: usize, profile_words: usize, target_tok
         if !titles.insert(title.clone()) || !titles.insert(opening) {
             continue;
         }
-        let user = format!(
-            "Essay \"{title}\". The author's style: {}",
-            first_words(&other.text, profile_words)
-        );
+        let user = format!("Essay \"{title}\". The author's style: {}", first_words(&other.text, profile_words));
         let prompt_ids = tok.encode(&tok.chat_prompt(Some("Write essays."), &user)).expect("encode prompt");
         let mut target_ids = tok.encode(doc.text.trim()).expect("encode target");
         target_ids.truncate(target_tokens);

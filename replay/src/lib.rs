@@ -10,12 +10,13 @@
 //! The main types:
 //!
 //! - [`Replay`] folds records into a [`RunState`]. [`fold`] and
-//!   [`Replay::fold_log`] read a [`store::LogReader`]; [`Replay::fold`] takes any iterator of
-//!   records, which is how tests and tools feed it. It checks the chain as it
-//!   goes (contiguous sequence numbers, each record naming its predecessor's
-//!   hash, one run id) and stops at the first record that breaks it, or that
-//!   the store cannot decode, with a [`ReplayError`] naming the sequence
-//!   number.
+//!   [`Replay::fold_log`] read a [`store::LogReader`] (several threads decode
+//!   contiguous ranges of a long local log; records are still applied in
+//!   order); [`Replay::fold`] takes any iterator of records. It checks the
+//!   chain as it goes (contiguous sequence numbers, each record naming its
+//!   predecessor's hash, one run id) and stops at the first record that
+//!   breaks it, or that the store cannot decode, with a [`ReplayError`]
+//!   naming the sequence number.
 //! - [`RunState`] is plain data: per iteration an [`IterationState`] with
 //!   every sample's [`SampleRecord`] (generation, rewards, filter decision)
 //!   in canonical order and the seal; the training curves, checkpoints and

@@ -197,9 +197,18 @@ mod tests {
         let e = PreparedExample::new(&ex("a", &[1, 2, 3], &[4], 1.0), 2, 10).unwrap_err();
         assert_eq!(e, TrainDataError::PromptTooLong { id: "a".into(), len: 3, max: 2 });
         assert!(e.to_string().contains("`a`"));
-        assert!(matches!(PreparedExample::new(&ex("b", &[], &[4], 1.0), 8, 8), Err(TrainDataError::EmptyPrompt { .. })));
-        assert!(matches!(PreparedExample::new(&ex("c", &[1], &[], 1.0), 8, 8), Err(TrainDataError::EmptyTarget { .. })));
-        assert!(matches!(PreparedExample::new(&ex("d", &[1], &[2], -0.5), 8, 8), Err(TrainDataError::BadWeight { .. })));
+        assert!(matches!(
+            PreparedExample::new(&ex("b", &[], &[4], 1.0), 8, 8),
+            Err(TrainDataError::EmptyPrompt { .. })
+        ));
+        assert!(matches!(
+            PreparedExample::new(&ex("c", &[1], &[], 1.0), 8, 8),
+            Err(TrainDataError::EmptyTarget { .. })
+        ));
+        assert!(matches!(
+            PreparedExample::new(&ex("d", &[1], &[2], -0.5), 8, 8),
+            Err(TrainDataError::BadWeight { .. })
+        ));
         assert!(matches!(
             PreparedExample::new(&ex("e", &[1], &[2], f32::NAN), 8, 8),
             Err(TrainDataError::BadWeight { .. })

@@ -179,12 +179,7 @@ impl TrainConfig {
         let lr = self.learning_rate;
         check(lr.is_finite() && lr > 0.0, "learning_rate", lr, "must be finite and > 0")?;
         check(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")?;
-        check(
-            self.warmup_steps <= self.max_steps,
-            "warmup_steps",
-            self.warmup_steps,
-            "must be <= max_steps",
-        )?;
+        check(self.warmup_steps <= self.max_steps, "warmup_steps", self.warmup_steps, "must be <= max_steps")?;
         let f = self.final_lr_fraction;
         check((0.0..=1.0).contains(&f), "final_lr_fraction", f, "must be in [0, 1]")?;
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")?;
@@ -208,12 +203,7 @@ impl TrainConfig {
         check((0.0..1.0).contains(&a.beta2), "adamw.beta2", a.beta2, "must be in [0, 1)")?;
         check(a.eps.is_finite() && a.eps > 0.0, "adamw.eps", a.eps, "must be finite and > 0")?;
         let f = &self.adafactor;
-        check(
-            f.decay_rate > 0.0 && f.decay_rate <= 1.0,
-            "adafactor.decay_rate",
-            f.decay_rate,
-            "must be in (0, 1]",
-        )?;
+        check(f.decay_rate > 0.0 && f.decay_rate <= 1.0, "adafactor.decay_rate", f.decay_rate, "must be in (0, 1]")?;
         check(f.eps1.is_finite() && f.eps1 > 0.0, "adafactor.eps1", f.eps1, "must be finite and > 0")?;
         check(f.eps2.is_finite() && f.eps2 >= 0.0, "adafactor.eps2", f.eps2, "must be finite and >= 0")?;
         check(
@@ -260,8 +250,8 @@ mod tests {
 
     #[test]
     fn toml_round_trip_with_partial_fields() {
-        let c: TrainConfig = toml::from_str("optimizer = \"adamw\"\nlearning_rate = 1e-4\n[adafactor]\neps1 = 1e-29\n")
-            .expect("parse");
+        let c: TrainConfig =
+            toml::from_str("optimizer = \"adamw\"\nlearning_rate = 1e-4\n[adafactor]\neps1 = 1e-29\n").expect("parse");
         assert_eq!(c.optimizer, OptimizerKind::Adamw);
         assert_eq!(c.learning_rate, 1e-4);
         assert_eq!(c.adafactor.eps1, 1e-29);

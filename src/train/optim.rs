@@ -156,9 +156,7 @@ impl Optimizer {
         for p in &params {
             let t = &p.tensor;
             let s = match config.optimizer {
-                OptimizerKind::Adamw => {
-                    Slots::Adam { exp_avg: t.f_zeros_like()?, exp_avg_sq: t.f_zeros_like()? }
-                }
+                OptimizerKind::Adamw => Slots::Adam { exp_avg: t.f_zeros_like()?, exp_avg_sq: t.f_zeros_like()? },
                 OptimizerKind::Adafactor if t.dim() >= 2 => {
                     let size = t.size();
                     let (lead, last) = size.split_at(size.len() - 1);
@@ -389,8 +387,8 @@ mod tests {
         zero_grads(opt.params_mut());
         let b = opt.params()[0].tensor.shallow_clone();
         let w = opt.params()[1].tensor.shallow_clone();
-        let loss = (w * Tensor::from_slice(gw).view([2, 3])).sum(Kind::Float)
-            + (b * Tensor::from_slice(gb)).sum(Kind::Float);
+        let loss =
+            (w * Tensor::from_slice(gw).view([2, 3])).sum(Kind::Float) + (b * Tensor::from_slice(gb)).sum(Kind::Float);
         loss.backward();
     }
 
@@ -472,8 +470,7 @@ mod tests {
             let (_vs, mut a) = store(kind, 0.01);
             set_grads(&mut a, &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], &[1.0, 2.0]);
             a.step(0.01).expect("step");
-            let state: Vec<(String, Tensor)> =
-                a.state_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+            let state: Vec<(String, Tensor)> = a.state_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
             let (_vs2, mut b) = store(kind, 0.01);
             b.load_state(state, a.steps_taken()).expect("load");
             for ((na, ta), (nb, tb)) in a.state_tensors().iter().zip(b.state_tensors().iter()) {

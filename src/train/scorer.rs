@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn subset_caps_each_group_and_is_seeded() {
-        let items: Vec<(String, usize)> = (0..30).map(|i| (if i % 3 == 0 { "a" } else { "b" }.to_string(), i)).collect();
+        let items: Vec<(String, usize)> =
+            (0..30).map(|i| (if i % 3 == 0 { "a" } else { "b" }.to_string(), i)).collect();
         let s1 = validation_subset(&items, |x| x.0.clone(), 4, 7);
         let s2 = validation_subset(&items, |x| x.0.clone(), 4, 7);
         assert_eq!(s1, s2);

@@ -241,8 +241,7 @@ impl Trainer {
                 step_loss += loss.f_double_value(&[])?;
                 step_tokens += batch.tokens;
             }
-            let grad_norm = clip_grad_norm(opt.params(), cfg.grad_clip_norm)
-                .with_context(|| format!("step {step}"))?;
+            let grad_norm = clip_grad_norm(opt.params(), cfg.grad_clip_norm).with_context(|| format!("step {step}"))?;
             let lr = schedule.lr(step);
             opt.step(lr)?;
             last_loss = step_loss;
@@ -259,7 +258,9 @@ impl Trainer {
                         best = Some((step, score));
                         best_improved = true;
                         let vs = model.var_store();
-                        write_dir_atomically(&best_dir(&self.work_dir), |d| save_vars(vs, &d.join("weights.safetensors")))?;
+                        write_dir_atomically(&best_dir(&self.work_dir), |d| {
+                            save_vars(vs, &d.join("weights.safetensors"))
+                        })?;
                     }
                 }
             }
@@ -364,7 +365,12 @@ impl Trainer {
             );
         }
         if state.order.len() != order.len || state.cursor > state.order.len() {
-            bail!("{}: data order of {} examples does not fit {} examples", dir.display(), state.order.len(), order.len);
+            bail!(
+                "{}: data order of {} examples does not fit {} examples",
+                dir.display(),
+                state.order.len(),
+                order.len
+            );
         }
         load_vars(model.var_store(), &dir.join("weights.safetensors"))?;
         let path = dir.join("optimizer.safetensors");
@@ -419,11 +425,14 @@ mod tests {
         c.rng.set_word_pos(b.rng.get_word_pos());
         assert_eq!(b.next_batch(5), c.next_batch(5));
         assert_eq!(b.next_batch(9), c.next_batch(9));
-        assert_eq!(&first[7..12], &{
-            let mut d = DataOrder::new(3, 5);
-            let _ = d.next_batch(7);
-            d.next_batch(5)
-        }[..]);
+        assert_eq!(
+            &first[7..12],
+            &{
+                let mut d = DataOrder::new(3, 5);
+                let _ = d.next_batch(7);
+                d.next_batch(5)
+            }[..]
+        );
         assert_ne!(DataOrder::new(4, 5).next_batch(5), DataOrder::new(3, 5).next_batch(5));
     }
 
