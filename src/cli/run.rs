@@ -131,7 +131,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// The results table: one row per evaluation (system, split, iteration), one
-/// column per score, as Markdown.
+/// column per score, as Markdown; then each D_t's size and digest.
 pub fn results_table(summary: &RunSummary) -> String {
     let mut cols: Vec<String> = Vec::new();
     for e in &summary.outcome.evaluations {
@@ -149,7 +149,13 @@ pub fn results_table(summary: &RunSummary) -> String {
     out.push_str(&"---|".repeat(cols.len()));
     out.push('\n');
     for e in &summary.outcome.evaluations {
-        let system = if e.iteration == 0 { "after SFT" } else { "after M-step" };
+        // The SFT checkpoint θ¹ is the SFT (or SFT + reasoning) baseline;
+        // later ones are the self-trained system after iteration t.
+        let system = match (e.iteration, summary.method.uses_reasoning()) {
+            (0, true) => "sft-reasoning".to_owned(),
+            (0, false) => "sft".to_owned(),
+            (t, _) => format!("{} (t={t})", summary.method.as_str()),
+        };
         out.push_str(&format!("| {system} | {} | {} |", e.split, e.iteration));
         for c in &cols {
             match e.summary.scores.iter().find(|(k, _)| k == c) {

@@ -33,6 +33,8 @@ pub struct RunOptions {
 pub struct RunSummary {
     /// The run id.
     pub run_id: String,
+    /// The method that ran.
+    pub method: actors::Method,
     /// The coordinator's outcome.
     pub outcome: actors::RunOutcome,
     /// Wall time of the whole run in seconds.
@@ -183,7 +185,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
 
     let caps = capabilities(&ctx, &blobs, &judge_path, opts.progress);
     let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
-    Ok(RunSummary { run_id, outcome, wall_s: started.elapsed().as_secs_f64() })
+    Ok(RunSummary { run_id, method: config.method, outcome, wall_s: started.elapsed().as_secs_f64() })
 }
 
 fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Path, progress: bool) -> Capabilities {
