@@ -185,6 +185,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
 
     let caps = capabilities(&ctx, &blobs, &judge_path, opts.progress);
     let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
+    plot_run(run_dir, &config, &outcome).context("drawing the run's plots")?;
     Ok(RunSummary { run_id, method: config.method, outcome, wall_s: started.elapsed().as_secs_f64() })
 }
 
@@ -268,4 +269,39 @@ pub fn status(run_dir: &Path) -> anyhow::Result<String> {
     }
     out.push('\n');
     Ok(out)
+}
+
+/// Draws `reports/rewards.svg` (the reward histogram of each iteration with
+/// τ marked, from the log's `RewardAssigned` events) and, per validation
+/// metric, `reports/<metric>-per-iteration.svg` (one line per task).
+fn plot_run(run_dir: &Path, config: &RunConfig, outcome: &actors::RunOutcome) -> anyhow::Result<()> {
+    let reports = run_dir.join("reports");
+    store::create_private_dir(&reports)?;
+    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
+    let mut rewards: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+    for env in reader.iter() {
+        if let Event::RewardAssigned { sample, reward, .. } = env?.payload {
+            rewards.entry(sample.iteration).or_default().push(reward);
+        }
+    }
+    // Histograms need rewards in [0, 1]: a weighted mix may exceed it.
+    let in_range = rewards.values().flatten().all(|r| (0.0..=1.0).contains(r));
+    if !rewards.is_empty() && in_range {
+        let per_iteration: Vec<(u32, Vec<f32>)> = rewards.into_iter().collect();
+        crate::eval::plots::plot_reward_histograms(&reports.join("rewards.svg"), &per_iteration, config.reward.tau, 20)?;
+    }
+    let mut per_metric: BTreeMap<String, BTreeMap<String, Vec<(u32, f64)>>> = BTreeMap::new();
+    for e in outcome.evaluations.iter().filter(|e| e.split == "validation") {
+        for (name, v) in &e.summary.scores {
+            if let Some((task, metric)) = name.split_once('/') {
+                per_metric.entry(metric.to_owned()).or_default().entry(task.to_owned()).or_default().push((e.iteration, *v));
+            }
+        }
+    }
+    for (metric, tasks) in per_metric {
+        let series: Vec<crate::eval::plots::Series> =
+            tasks.into_iter().map(|(label, points)| crate::eval::plots::Series { label, points }).collect();
+        crate::eval::plots::plot_metric_per_iteration(&reports.join(format!("{metric}-per-iteration.svg")), &metric, &series)?;
+    }
+    Ok(())
 }

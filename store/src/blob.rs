@@ -72,9 +72,8 @@ impl BlobStore {
     pub fn put(&self, src: impl AsRef<Path>) -> Result<Digest, StoreError> {
         let src = src.as_ref();
         let tmp = self.tmp_path();
-        let hash = copy_hashing(src, &tmp).map_err(|e| {
+        let hash = copy_hashing(src, &tmp).inspect_err(|_| {
             let _ = remove_any(&tmp);
-            e
         })?;
         self.settle(&tmp, &hash)?;
         Ok(hash)

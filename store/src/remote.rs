@@ -63,13 +63,16 @@ pub(crate) fn is_not_listening(e: &StoreError) -> bool {
         if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused))
 }
 
+/// The connections a server has open, with their threads.
+type Connections = Arc<Mutex<Vec<(UnixStream, JoinHandle<()>)>>>;
+
 /// The serving side, owned by whoever opened the database. Dropping it
 /// stops accepting, ends every connection and removes the socket.
 pub(crate) struct Server {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
-    conns: Arc<Mutex<Vec<(UnixStream, JoinHandle<()>)>>>,
+    conns: Connections,
 }
 
 impl Server {
@@ -82,7 +85,7 @@ impl Server {
         listener.set_nonblocking(true)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<(UnixStream, JoinHandle<()>)>>> = Arc::default();
+        let conns: Connections = Arc::default();
         let accept = {
             let (stop, conns) = (Arc::clone(&stop), Arc::clone(&conns));
             std::thread::Builder::new().name("restpg-log-serve".into()).spawn(move || {
