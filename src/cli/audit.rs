@@ -28,6 +28,15 @@ pub struct ReplayArgs {
     /// The E-step iteration whose D_t to rebuild and verify.
     #[arg(long)]
     pub iteration: u32,
+    /// Also re-run the iteration's M-step from the logged starting
+    /// checkpoint, seed and D_t, and compare the new checkpoint's hash with
+    /// the logged one (on mismatch: the step where the loss curves part).
+    #[arg(long)]
+    pub retrain: bool,
+    /// Also regenerate N logged samples of the iteration from their seeds
+    /// and checkpoint, and confirm the text is identical.
+    #[arg(long, value_name = "N")]
+    pub resample: Option<usize>,
 }
 
 /// Output format of `restpg audit`.
@@ -129,9 +138,30 @@ pub fn fold_iteration(run_dir: &Path, t: u32, keep_text: bool) -> anyhow::Result
 /// The log cannot be read, or D_t does not verify (every violation listed,
 /// each naming its records by sequence number).
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<VerifiedIteration> {
-    let state = fold_iteration(&args.run_dir, args.iteration, false)?;
+    let state = fold_iteration(&args.run_dir, args.iteration, args.retrain || args.resample.is_some())?;
     let verified = state.verify_iteration(args.iteration)?;
     println!("{}", verified_line(&verified));
+    if args.retrain || args.resample.is_some() {
+        let config_toml = state.run.as_ref().map(|r| r.config_toml.clone()).context("the log has no RunStarted record")?;
+        if let Some(n) = args.resample {
+            let spec = state.resample_spec(args.iteration, n)?;
+            let checked = crate::pipeline::reproduce::resample(&args.run_dir, &config_toml, &spec)?;
+            println!("resampled {checked} samples of iteration {}: prompts and texts identical to the log", args.iteration);
+        }
+        if args.retrain {
+            let spec = state.retrain_spec(args.iteration, &builtin_completion())?;
+            let out = crate::pipeline::reproduce::retrain(&args.run_dir, &spec)?;
+            if out.new_hash != out.logged_hash {
+                let parted = out.parted_at.map_or_else(|| "the loss curves agree at every logged step".to_owned(), |s| format!("the loss curves part at step {s}"));
+                anyhow::bail!(
+                    "retrained checkpoint {} differs from the logged {}; {parted}",
+                    digest_hex(&out.new_hash),
+                    digest_hex(&out.logged_hash)
+                );
+            }
+            println!("retrained iteration {}: checkpoint {} equals the logged one", args.iteration, digest_hex(&out.new_hash));
+        }
+    }
     Ok(verified)
 }
 

@@ -21,6 +21,7 @@
 mod caps;
 mod context;
 mod progress;
+pub mod reproduce;
 mod run;
 
 pub use caps::{TchEvaluator, TchJudge, TchPolicy, TchTrainer};

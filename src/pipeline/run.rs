@@ -147,6 +147,17 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
     log.flush()?;
 
     let base = import_base(&policy, run_dir, &blobs)?;
+    // θ⁰ is logged like every checkpoint, so replay finds the M-step's
+    // starting weights (`init = fresh`) in the log alone.
+    log.append(Event::CheckpointSaved {
+        iteration: 0,
+        step: 0,
+        role: "base".to_owned(),
+        hash: base.hash,
+        path: base.path.clone(),
+        validation_score: None,
+    })?;
+    log.flush()?;
     let generator_checkpoint = if generator_path == policy {
         base.clone()
     } else {

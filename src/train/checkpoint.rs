@@ -34,8 +34,11 @@ pub struct ResumeState {
     /// Optimiser steps completed (the schedule position: the next step is
     /// `step + 1`).
     pub step: u64,
-    /// The configuration the run started with; a resume must use the same.
+    /// The configuration the run started with (for people: JSON floats need
+    /// not parse back to the same bits, so resumes compare `config_digest`).
     pub config: TrainConfig,
+    /// [`config_digest`] of the configuration; a resume must use the same.
+    pub config_digest: String,
     /// blake3 of the training examples (hex); a resume must use the same data.
     pub data_digest: String,
     /// The current epoch's example order (indices into the kept examples).
@@ -58,6 +61,16 @@ pub struct ResumeState {
     /// `tch::get_num_threads()` when written (results are bit-identical only
     /// with the same thread count).
     pub torch_threads: i32,
+}
+
+/// blake3 (hex) of the configuration's JSON, computed from the in-memory
+/// values on both sides of a resume.
+///
+/// # Errors
+/// Serialisation errors (none for a plain config).
+pub fn config_digest(config: &TrainConfig) -> Result<String> {
+    let json = serde_json::to_string(config).context("serialising the training configuration")?;
+    Ok(blake3::hash(json.as_bytes()).to_hex().to_string())
 }
 
 /// Writes every variable of `vs` (sorted by name) to a safetensors file.

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, PreparedExample, TrainExample};
 use super::checkpoint::{
-    best_dir, load_vars, read_resume_state, resume_dir, save_vars, write_dir_atomically, ResumeState, RESUME_FORMAT,
+    best_dir, config_digest, load_vars, read_resume_state, resume_dir, save_vars, write_dir_atomically, ResumeState,
+    RESUME_FORMAT,
 };
 use super::config::{InitMode, TrainConfig};
 use super::loss::model_weighted_loss;
@@ -281,6 +282,7 @@ impl Trainer {
                     format: RESUME_FORMAT,
                     step,
                     config: cfg.clone(),
+                    config_digest: config_digest(&cfg)?,
                     data_digest: data_digest.clone(),
                     order: order.order.clone(),
                     cursor: order.cursor,
@@ -343,7 +345,7 @@ impl Trainer {
         order: &mut DataOrder,
     ) -> Result<()> {
         let dir = resume_dir(&self.work_dir);
-        if state.config != self.config {
+        if state.config_digest != config_digest(&self.config)? {
             bail!(
                 "{}: the resume checkpoint was written with another training configuration; \
                  use the same configuration or a fresh work directory",

@@ -350,3 +350,18 @@ fn follow_keeps_following_across_writer_sessions() {
     // Then the follower saw all fifteen records, in order, once each
     assert_eq!(seen.join().unwrap(), (0..15).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_log_can_be_reopened_as_soon_as_it_was_closed() {
+    // Given a log closed and reopened, for writing and reading, in quick succession
+    let dir = tempfile::tempdir().unwrap();
+    drop(EventLog::create(dir.path(), "run-1").unwrap());
+    for n in 0..30 {
+        let log = EventLog::open(dir.path(), Some("run-1")).unwrap();
+        log.append(sample_event(n)).unwrap();
+        drop(log);
+        // Then every open succeeds and sees what the one before wrote
+        let reader = LogReader::open(dir.path(), Some("run-1")).unwrap();
+        assert_eq!(reader.len().unwrap(), n + 1);
+    }
+}

@@ -1,0 +1,115 @@
+//! Reproducing logged work with the real model: `restpg replay --resample`
+//! and `--retrain`. The `replay` crate rebuilds what to redo from the log
+//! alone (`ResampleSpec`, `RetrainSpec`); this module redoes it with the tch
+//! capabilities and compares the results with the log.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use actors::capability::{CheckpointRef, Generate, SampleRequest, Train, TrainItem, TrainJob, TrainTarget};
+use anyhow::{bail, Context as _};
+
+use super::caps::{TchPolicy, TchTrainer};
+use super::context::RunContext;
+use crate::config::RunConfig;
+
+fn context(run_dir: &Path, config_toml: &str) -> anyhow::Result<Arc<RunContext>> {
+    let config = RunConfig::from_toml(config_toml, &run_dir.join("config.toml"))?;
+    Ok(Arc::new(RunContext::build(config, run_dir)?))
+}
+
+fn checkpoint(run_dir: &Path, hash: &events::Digest) -> anyhow::Result<CheckpointRef> {
+    let blobs = store::RunDir::new(run_dir).blob_store()?;
+    let path = blobs.get(hash).with_context(|| format!("checkpoint {}", events::digest_hex(hash)))?;
+    Ok(CheckpointRef { hash: *hash, path: path.to_string_lossy().into_owned() })
+}
+
+/// Regenerates the samples of `spec` from their logged seed, checkpoint and
+/// settings and checks that prompt digest, reasoning and response are
+/// identical to the log. Returns how many were checked.
+///
+/// # Errors
+/// A missing or corrupt checkpoint, or the first sample whose prompt or text
+/// differs (naming the sample and the byte offset).
+pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) -> anyhow::Result<usize> {
+    let ctx = context(run_dir, config_toml)?;
+    let prompt = ctx.config.method.policy_prompt();
+    let max_new_tokens = ctx.config.sampling.max_new_tokens;
+    let mut policy = TchPolicy::new(Arc::clone(&ctx));
+    for item in &spec.items {
+        policy.load(&checkpoint(run_dir, &item.checkpoint)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let request = SampleRequest {
+            sample: item.sample.clone(),
+            seed: item.seed,
+            temperature: item.temperature,
+            top_p: item.top_p,
+            max_new_tokens,
+            prompt,
+        };
+        let out = policy.generate(&[request]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let out = &out[0];
+        if out.prompt_digest != item.prompt_digest {
+            bail!(
+                "{}: the rebuilt prompt's digest {} differs from the logged {}",
+                item.sample,
+                events::digest_hex(&out.prompt_digest),
+                events::digest_hex(&item.prompt_digest)
+            );
+        }
+        item.check(out.reasoning.as_deref(), &out.response)?;
+    }
+    Ok(spec.items.len())
+}
+
+/// What `--retrain` found.
+#[derive(Debug, Clone)]
+pub struct RetrainOutcome {
+    /// Hash of the checkpoint trained now.
+    pub new_hash: events::Digest,
+    /// The logged checkpoint's hash.
+    pub logged_hash: events::Digest,
+    /// The first step where the loss curves part, when they do.
+    pub parted_at: Option<u64>,
+}
+
+/// Re-runs iteration `spec.iteration`'s M-step from the logged starting
+/// checkpoint, seed and D_t, and compares the new checkpoint's content hash
+/// (and loss curve) with the log.
+///
+/// # Errors
+/// A spec without a starting or logged checkpoint, a missing checkpoint, or
+/// a training failure.
+pub fn retrain(run_dir: &Path, spec: &replay::RetrainSpec) -> anyhow::Result<RetrainOutcome> {
+    let ctx = context(run_dir, &spec.config_toml)?;
+    let start = spec.start.as_ref().context("the log names no starting checkpoint for this M-step")?;
+    let logged = spec.logged_checkpoint.as_ref().context("the log holds no M-step checkpoint for this iteration")?;
+    let prompt = ctx.config.method.policy_prompt();
+    let job = TrainJob {
+        iteration: spec.iteration,
+        init: checkpoint(run_dir, &start.hash)?,
+        data: spec
+            .items
+            .iter()
+            .map(|i| TrainItem {
+                input_id: i.sample.input_id.clone(),
+                prompt,
+                target: TrainTarget::Generated { raw: i.completion.clone() },
+                weight: i.weight,
+            })
+            .collect(),
+        seed: actors::train_seed(spec.run_seed, spec.iteration),
+    };
+    // The new checkpoint goes to a scratch store so the run's own is untouched.
+    let scratch = run_dir.join("work").join(format!("retrain-{}", spec.iteration));
+    store::create_private_dir(&scratch)?;
+    let blobs = store::BlobStore::open(scratch.join("blobs"))?;
+    let mut trainer = TchTrainer::new(Arc::clone(&ctx), blobs);
+    let mut curve = Vec::new();
+    let mut progress = |p: actors::capability::TrainProgressReport| {
+        curve.push(replay::ProgressPoint { seq: 0, step: p.step, loss: p.loss, learning_rate: p.learning_rate, tokens: p.tokens })
+    };
+    let new = trainer.train(&job, &mut progress).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let parted_at = replay::compare_loss_curves(&spec.loss_curve, &curve);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(RetrainOutcome { new_hash: new.hash, logged_hash: logged.hash, parted_at })
+}
