@@ -306,7 +306,10 @@ impl Evaluate for TchEvaluator {
         let report = crate::eval::evaluate(&mut generator, &items, &settings, system, split, Some(&mut judge), Some(&meteor))
             .map_err(|e| retryable("evaluation", e))?;
         let dir = self.ctx.run_dir.join("reports");
-        let path = write_report(&report, &dir, &format!("{system}-{split}"))
+        // Named by the checkpoint too: the same system is evaluated on the
+        // same split after several iterations.
+        let stem = format!("{system}-{split}-{}", &events::digest_hex(&checkpoint.hash)[..12]);
+        let path = write_report(&report, &dir, &stem)
             .map_err(|e| CapabilityError::retryable(format!("writing a report into {}: {e:#}", dir.display())))?;
                 Ok(EvalSummary { scores: flat_scores(&report), report_path: path.to_string_lossy().into_owned() })
     }
