@@ -8,7 +8,8 @@
 //! - a second run of the same configuration is killed with SIGKILL during
 //!   the E-step and resumed with `--resume`: its D_1 digest equals the
 //!   uninterrupted run's;
-//! - `restpg replay` rebuilds D_1 from the log alone and verifies it.
+//! - `restpg replay` rebuilds D_1 from the log alone and verifies it, and
+//!   `--resample` regenerates logged samples to the identical text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -159,9 +160,11 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     assert!(!out.trim().is_empty() || out.is_empty(), "generate ran");
     let digest_a = sealed_digest(&ev, 1);
 
-    // Replay rebuilds D_1 from the log alone.
-    let out = run_ok(bin().args(["replay", "--iteration", "1"]).arg(&a));
+    // Replay rebuilds D_1 from the log alone, and regenerating two logged
+    // samples from their seeds and checkpoint gives the logged text.
+    let out = run_ok(bin().args(["replay", "--iteration", "1", "--resample", "2"]).arg(&a));
     assert!(out.contains(&events::digest_hex(&digest_a)), "replay output lacks the sealed digest: {out}");
+    assert!(out.contains("resampled 2 samples"), "replay did not resample: {out}");
 
     // When a second run is killed with SIGKILL during the E-step…
     let b = tmp.path().join("b");
