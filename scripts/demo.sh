@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 cargo build --release --locked --bin restpg
-exec target/release/restpg demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/restpg" demo "$@"
