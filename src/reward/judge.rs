@@ -53,19 +53,20 @@ pub trait ScoreModel {
     fn chat_prompt(&self, system: Option<&str>, user: &str) -> String;
 }
 
-/// The tch language model as a judge (owned).
+/// The tch language model as a judge (owned): the same as the borrowed
+/// implementation below, which it calls.
 impl ScoreModel for crate::lm::LanguageModel {
     fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        crate::lm::LanguageModel::next_token_logprobs(self, prompts)
+        ScoreModel::next_token_logprobs(&mut &*self, prompts)
     }
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer().encode(text)
+        ScoreModel::encode(&self, text)
     }
     fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer().decode(ids)
+        ScoreModel::decode(&self, ids)
     }
     fn chat_prompt(&self, system: Option<&str>, user: &str) -> String {
-        self.tokenizer().chat_prompt(system, user)
+        ScoreModel::chat_prompt(&self, system, user)
     }
 }
 
