@@ -61,9 +61,9 @@ fn main() -> anyhow::Result<()> {
                 );
                 let tk = m.tokenizer();
                 Ok(GenerationRequest {
-                    prompt_ids: tk.encode(&tk.chat_prompt(None, &user))?,
+                    prompt_ids: tk.chat(None, &user)?.ids,
                     seed: i as u64,
-                    settings: SamplingSettings { temperature: 1.0, top_p: 1.0, top_k: None, max_new_tokens: max_new, stop_tokens: vec![] },
+                    settings: SamplingSettings { temperature: 1.0, top_p: 1.0, top_k: None, max_new_tokens: max_new, ..Default::default() },
                 })
             })
             .collect()

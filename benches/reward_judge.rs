@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
             RewardInput {
                 input: "Write the next email to the mailing list.".into(),
                 expected: cut(v["reference"].as_str().unwrap_or("")),
-                generated: cut(v["prediction"].as_str().unwrap_or("")),
+                response: cut(v["prediction"].as_str().unwrap_or("")),
             }
         })
         .collect();
@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
         let mut judge = Judge::new(&model, JudgeConfig { batch_size: batch * 2, ..JudgeConfig::default() })?;
         let lens: Vec<usize> = items
             .iter()
-            .map(|it| judge.prompt_ids(&it.input, &it.expected, &it.generated).map(|v| v.len()))
+            .map(|it| judge.prompt_ids(&it.input, &it.expected, &it.response).map(|v| v.len()))
             .collect::<anyhow::Result<_>>()?;
         let t = Instant::now();
         let out = judge.score(items)?;

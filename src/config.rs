@@ -82,6 +82,13 @@ pub struct SamplingSection {
     pub workers: usize,
     /// Batches outstanding to the sampler pool or judges at once.
     pub max_in_flight: usize,
+    /// Extra texts that end a sample at their first occurrence (cut before
+    /// it), on top of the model's end-of-turn token and, for the reasoning
+    /// methods, a second `### Response:` separator line.
+    pub stop_strings: Vec<String>,
+    /// Seconds one generation or judge batch may take before its worker is
+    /// presumed hung; the batch is then re-issued like a failed one.
+    pub batch_timeout_secs: u64,
 }
 
 impl Default for SamplingSection {
@@ -95,6 +102,8 @@ impl Default for SamplingSection {
             batch_size: 8,
             workers: 1,
             max_in_flight: 2,
+            stop_strings: Vec::new(),
+            batch_timeout_secs: 3600,
         }
     }
 }
@@ -128,11 +137,16 @@ impl Default for RewardSection {
 pub struct EmSection {
     /// Iterations T (paper: 3). Where each M-step starts is `train.init`.
     pub iterations: u32,
+    /// For the reasoning methods: keep samples whose output has no
+    /// separator line (no reasoning) as response-only targets. Off by
+    /// default: they are dropped as `no-reasoning`, since training on them
+    /// teaches the policy to skip reasoning.
+    pub allow_samples_without_reasoning: bool,
 }
 
 impl Default for EmSection {
     fn default() -> Self {
-        Self { iterations: 3 }
+        Self { iterations: 3, allow_samples_without_reasoning: false }
     }
 }
 
@@ -319,12 +333,16 @@ impl RunConfig {
         if !(s.top_p > 0.0 && s.top_p <= 1.0) {
             return Err(invalid("sampling.top_p", format!("must be in (0, 1], not {}", s.top_p)));
         }
+        if let Some(i) = s.stop_strings.iter().position(String::is_empty) {
+            return Err(invalid("sampling.stop_strings", format!("entry {i} is empty")));
+        }
         for (key, v) in [
             ("sampling.max_new_tokens", s.max_new_tokens as usize),
             ("sampling.reasoning_max_new_tokens", s.reasoning_max_new_tokens as usize),
             ("sampling.batch_size", s.batch_size),
             ("sampling.workers", s.workers),
             ("sampling.max_in_flight", s.max_in_flight),
+            ("sampling.batch_timeout_secs", s.batch_timeout_secs as usize),
             ("reward.batch_size", self.reward.batch_size),
             ("eval.max_per_task", self.eval.max_per_task),
             ("eval.max_new_tokens", self.eval.max_new_tokens as usize),

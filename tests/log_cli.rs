@@ -30,6 +30,7 @@ fn events() -> Vec<Event> {
         code_version: "test".into(),
         seed: 7,
         dataset_digest: digest(b"data"),
+        settings: None,
     }];
     for n in 0..8 {
         evs.push(Event::SampleGenerated {
@@ -43,6 +44,7 @@ fn events() -> Vec<Event> {
             checkpoint: digest(b"sft"),
             temperature: 0.7,
             top_p: 0.95,
+            finish: Some(events::FinishReason::StopToken),
         });
         evs.push(Event::FilterDecided {
             sample: sample(n),

@@ -30,14 +30,14 @@ fn items() -> Vec<RewardInput> {
             input: "Write an email to the list about the build failure.".into(),
             expected: "The nightly build failed again on the ARM box; I think the new linker flags are to blame."
                 .into(),
-            generated: "The nightly build broke on ARM, probably the linker flags we added yesterday.".into(),
+            response: "The nightly build broke on ARM, probably the linker flags we added yesterday.".into(),
         },
         RewardInput {
             input: "Write an email about lunch.".into(),
             expected: "Shall we meet at noon at the usual place?".into(),
-            generated: "Quantum chromodynamics describes the strong force.".into(),
+            response: "Quantum chromodynamics describes the strong force.".into(),
         },
-        RewardInput { input: "Reply to Bob.".into(), expected: "Thanks Bob, will do.".into(), generated: "   ".into() },
+        RewardInput { input: "Reply to Bob.".into(), expected: "Thanks Bob, will do.".into(), response: "   ".into() },
     ]
 }
 

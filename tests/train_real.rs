@@ -54,7 +54,7 @@ fn essay_examples(lm: &LanguageModel, n: usize, profile_words: usize, target_tok
             continue;
         }
         let user = format!("Essay \"{title}\". The author's style: {}", first_words(&other.text, profile_words));
-        let prompt_ids = tok.encode(&tok.chat_prompt(Some("Write essays."), &user)).expect("encode prompt");
+        let prompt_ids = tok.chat(Some("Write essays."), &user).expect("encode prompt").ids;
         let mut target_ids = tok.encode(doc.text.trim()).expect("encode target");
         target_ids.truncate(target_tokens);
         target_ids.push(im_end);

@@ -32,6 +32,7 @@ impl Generate for ZeroPolicy {
                 reasoning: None,
                 response: format!("r{}", r.seed % 1000),
                 raw: String::new(),
+                finish: events::FinishReason::StopToken,
                 prompt_tokens: 1,
                 output_tokens: 1,
             })

@@ -122,6 +122,8 @@ pub struct SampleOutput {
     pub prompt_tokens: u32,
     /// Generated length in tokens.
     pub output_tokens: u32,
+    /// Why generation ended.
+    pub finish: events::FinishReason,
 }
 
 /// A policy that samples outputs (the E-step's sampler, and the reasoning

@@ -23,7 +23,7 @@ use crate::capability::{
     Targets, Train, TrainItem, TrainJob, TrainTarget,
 };
 use crate::dispatch::Bounded;
-use crate::filter::{Decide, Filter, FilterError, Scored};
+use crate::filter::{decide, FilterError, FilterRule, Scored};
 use crate::log::{Append, Close, EventSink, Flush, LoadRun, LogError, LogWriter, Observer};
 use crate::plan::{InitMode, Plan, PlanError};
 use crate::resume::RunState;
@@ -335,9 +335,13 @@ impl Run {
             .send(LoadRun { run_id: plan.run_id.clone() })
             .await
             .map_err(|e| mailbox("load", "log writer", e))??;
-        let resumed = self.state.events > 0;
+        // The root opens a new run with `RunStarted` and the base checkpoint;
+        // anything past those means an earlier process did work.
+        let resumed = !self.state.retrieved.is_empty() || self.state.checkpoints.keys().any(|(_, role)| role != "base");
         if resumed {
             tracing::info!(events = self.state.events, "resuming from the log");
+        } else {
+            tracing::info!(run = %plan.run_id, "starting a new run");
         }
 
         self.retrieve().await?;
@@ -411,7 +415,7 @@ impl Run {
             .collect();
         if !missing.is_empty() {
             let addr = start_pool::<dyn Retrieve>("retriever", 1, Arc::clone(&self.caps.retriever), None, None);
-            let mut pool = Bounded::new("retrieve", addr.recipient(), plan.max_in_flight, plan.max_attempts);
+            let mut pool = Bounded::new("retrieve", addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
             for chunk in missing.chunks(plan.batch_size) {
                 pool.push(chunk[0].clone(), RetrieveBatch { input_ids: chunk.to_vec(), k: plan.k });
             }
@@ -464,7 +468,7 @@ impl Run {
                 self.fault.clone(),
                 None,
             );
-            let mut pool = Bounded::new("reasoning", addr.recipient(), plan.max_in_flight, plan.max_attempts);
+            let mut pool = Bounded::new("reasoning", addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
             for chunk in requests.chunks(plan.batch_size) {
                 pool.push(
                     chunk[0].sample.input_id.clone(),
@@ -500,7 +504,7 @@ impl Run {
 
     async fn train(&mut self, stage: &str, job: TrainJob) -> Result<crate::workers::Trained, RunError> {
         let plan = Arc::clone(&self.plan);
-        let mut pool = Bounded::new(stage, self.trainer().recipient(), 1, plan.max_attempts);
+        let mut pool = Bounded::new(stage, self.trainer().recipient(), 1, plan.max_attempts, None);
         pool.push(format!("iteration {}", job.iteration), TrainRun { job });
         let trained = match pool.next().await {
             Some(r) => r?.1,
@@ -555,7 +559,7 @@ impl Run {
             Some(s) => s.clone(),
             None => {
                 let addr = start_pool::<dyn Evaluate>("evaluator", 1, Arc::clone(&self.caps.evaluator), None, None);
-                let mut pool = Bounded::new(stage.clone(), addr.recipient(), 1, plan.max_attempts);
+                let mut pool = Bounded::new(stage.clone(), addr.recipient(), 1, plan.max_attempts, None);
                 pool.push(
                     split.to_owned(),
                     EvaluateRun {
@@ -625,7 +629,7 @@ impl Run {
                 self.fault.clone(),
                 None,
             );
-            let mut pool = Bounded::new(format!("e-step {t}"), addr.recipient(), plan.max_in_flight, plan.max_attempts);
+            let mut pool = Bounded::new(format!("e-step {t}"), addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
             for chunk in requests.chunks(plan.batch_size) {
                 pool.push(chunk[0].sample.to_string(), GenerateBatch { checkpoint: theta.clone(), requests: chunk.to_vec() });
             }
@@ -646,6 +650,7 @@ impl Run {
                         checkpoint: theta.hash,
                         temperature: req.temperature,
                         top_p: req.top_p,
+                        finish: Some(out.finish),
                     })
                     .collect();
                 self.append(events).await?;
@@ -672,7 +677,7 @@ impl Run {
         let since = self.stage_started(t, "judge").await?;
         let addr = start_pool::<dyn Judge>("judge", plan.judge_workers, Arc::clone(&self.caps.judge), None, None);
         let name = {
-            let mut pool = Bounded::new(format!("judge {t}"), addr.clone().recipient(), 1, plan.max_attempts);
+            let mut pool = Bounded::new(format!("judge {t}"), addr.clone().recipient(), 1, plan.max_attempts, Some(plan.batch_timeout));
             pool.push("name".into(), JudgeName);
             match pool.next().await {
                 Some(r) => r?.1,
@@ -686,7 +691,7 @@ impl Run {
             .map(|(id, s)| JudgeRequest { sample: id.clone(), response: s.response.clone() })
             .collect();
         if !requests.is_empty() {
-            let mut pool = Bounded::new(format!("judge {t}"), addr.recipient(), plan.max_in_flight, plan.max_attempts);
+            let mut pool = Bounded::new(format!("judge {t}"), addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
             for chunk in requests.chunks(plan.batch_size) {
                 pool.push(chunk[0].sample.to_string(), JudgeBatch { requests: chunk.to_vec() });
             }
@@ -715,17 +720,14 @@ impl Run {
         let plan = Arc::clone(&self.plan);
         let since = self.stage_started(t, "filter").await?;
         let mut scored = Vec::new();
-        for (id, _) in self.state.samples_of(t) {
+        for (id, sample) in self.state.samples_of(t) {
             let reward = self.state.rewards.get(&(id.clone(), reward_name.to_owned())).ok_or_else(|| {
                 RunError::Inconsistent(format!("sample {id} has no {reward_name:?} reward after judging"))
             })?;
-            scored.push(Scored { sample: id.clone(), reward: *reward });
+            scored.push(Scored { sample: id.clone(), reward: *reward, has_reasoning: sample.reasoning.is_some() });
         }
-        let filter = Filter.start();
-        let verdicts = filter
-            .send(Decide { samples: scored, tau: plan.tau, cap: plan.max_kept_per_input })
-            .await
-            .map_err(|e| mailbox("filter", "filter actor", e))??;
+        let rule = FilterRule { tau: plan.tau, cap: plan.max_kept_per_input, require_reasoning: plan.require_reasoning };
+        let verdicts = decide(&scored, &rule)?;
         let mut events = Vec::with_capacity(verdicts.len() + 1);
         let mut entries = Vec::new();
         for v in verdicts {
@@ -802,9 +804,14 @@ impl Run {
             return Ok(c);
         }
         let trained = if kept.is_empty() {
-            // Nothing reached τ: training from the base on nothing would
-            // throw away θ_t, so θ_t carries over as θ_{t+1}.
-            tracing::warn!(iteration = t, "D_t is empty; keeping θ_t as the M-step's checkpoint");
+            // Nothing is trainable: training from the base on nothing would
+            // throw away θ_t, so θ_t carries over as θ_{t+1}, with the reason logged.
+            let reason = format!(
+                "D_{t} is empty: no sample of iteration {t} was kept (τ = {}, zero rewards and samples without reasoning are never training data); θ_{t} carries over",
+                plan.tau
+            );
+            tracing::warn!(iteration = t, "{reason}");
+            self.append(vec![Event::MStepSkipped { iteration: t, reason }]).await?;
             crate::workers::Trained { checkpoint: theta.clone(), steps: 0 }
         } else {
             let data = kept

@@ -4,7 +4,9 @@
 //! the coordinator never queues a whole E-step in a mailbox). A batch whose
 //! worker fails retryably, panics, or dies (the reply channel closes) goes
 //! back to the front of the queue and is delivered again, to whichever
-//! worker of the pool is free, up to `max_attempts` deliveries.
+//! worker of the pool is free, up to `max_attempts` deliveries. A batch
+//! without an answer after `timeout` (a libtorch deadlock, a stuck request)
+//! counts as such a failure, so a hung worker cannot hang the run.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -36,6 +38,7 @@ where
     in_flight: FuturesUnordered<Pending<M>>,
     max_in_flight: usize,
     max_attempts: u32,
+    timeout: Option<std::time::Duration>,
     /// Most batches ever outstanding at once (checked by the tests).
     pub(crate) peak_in_flight: usize,
     /// Deliveries that failed and were re-issued.
@@ -47,8 +50,15 @@ where
     M: Message<Result = Result<T, WorkerError>> + Clone + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(stage: impl Into<String>, recipient: Recipient<M>, max_in_flight: usize, max_attempts: u32) -> Self {
+    pub(crate) fn new(
+        stage: impl Into<String>,
+        recipient: Recipient<M>,
+        max_in_flight: usize,
+        max_attempts: u32,
+        timeout: Option<std::time::Duration>,
+    ) -> Self {
         Bounded {
+            timeout,
             stage: stage.into(),
             recipient,
             queue: VecDeque::new(),
@@ -67,7 +77,10 @@ where
 
     fn send(&mut self, mut job: Job<M>) {
         job.attempts += 1;
-        let request = self.recipient.send(job.msg.clone());
+        let request = match self.timeout {
+            Some(t) => self.recipient.send(job.msg.clone()).timeout(t),
+            None => self.recipient.send(job.msg.clone()),
+        };
         self.in_flight.push(Box::pin(async move {
             let result = request.await;
             (job, result)
@@ -93,6 +106,15 @@ where
             let error = match result {
                 Ok(Ok(value)) => return Some(Ok((job.msg, value))),
                 Ok(Err(e)) => e,
+                Err(MailboxError::Timeout) => WorkerError {
+                    role: "pool",
+                    what: format!(
+                        "no answer within {} s: the worker is presumed hung",
+                        self.timeout.map_or(0.0, |t| t.as_secs_f64())
+                    ),
+                    retryable: true,
+                    panicked: false,
+                },
                 Err(mailbox) => WorkerError {
                     role: "pool",
                     what: format!("worker thread lost the batch ({mailbox})"),

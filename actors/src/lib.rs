@@ -21,7 +21,7 @@
 //!   log into a [`resume::RunState`], decides what is missing, sends
 //!   batches, and appends each result. [`workers::Worker`] runs one
 //!   capability in a `SyncArbiter` thread (retriever, sampler pool, reasoning
-//!   generator pool, judge pool, trainer, evaluator). [`filter::Filter`] is
+//!   generator pool, judge pool, trainer, evaluator). [`filter::decide`] is
 //!   pure logic. [`log::LogWriter`] is the log's single writer.
 //!
 //! Why it is shaped this way:

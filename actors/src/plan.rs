@@ -83,15 +83,7 @@ impl FromStr for Method {
     }
 }
 
-/// Where each M-step starts (REST-PG §3.3; ReST-EM restarts from the base).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InitMode {
-    /// Train every M-step from the base checkpoint (the paper's default).
-    Fresh,
-    /// Train the M-step of iteration t from θ_t, the checkpoint that sampled
-    /// D_t.
-    Continue,
-}
+pub use events::InitMode;
 
 /// Sampling settings of one kind of generation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,6 +143,12 @@ pub struct Plan {
     pub tau: f32,
     /// Most samples kept per input (paper: 10).
     pub max_kept_per_input: u32,
+    /// Whether the filter drops samples without reasoning as
+    /// [`events::Decision::NoReasoning`] (the reasoning methods, by default).
+    pub require_reasoning: bool,
+    /// How long one batch may take on a worker before it is presumed hung
+    /// (a libtorch deadlock, a stuck request) and re-issued.
+    pub batch_timeout: std::time::Duration,
     /// Where each M-step starts.
     pub init: InitMode,
     /// The base (pretrained) checkpoint θ_0: SFT starts from it, and so does
@@ -196,6 +194,8 @@ impl Plan {
             iterations: 3,
             tau: 1.0,
             max_kept_per_input: 10,
+            require_reasoning: method.uses_reasoning(),
+            batch_timeout: std::time::Duration::from_secs(3600),
             init: InitMode::Fresh,
             generator_checkpoint: base.clone(),
             base,

@@ -122,7 +122,8 @@ impl RunState {
             Event::RunStarted { .. }
             | Event::StageStarted { .. }
             | Event::StageFinished { .. }
-            | Event::TrainingProgress { .. } => {}
+            | Event::TrainingProgress { .. }
+            | Event::MStepSkipped { .. } => {}
         }
     }
 

@@ -17,21 +17,29 @@
 //! |---|---|
 //! | 1 | `(seq, time as RFC 3339 text, run_id, event_id, payload, prev_hash)` |
 //! | 2 | `(seq, (unix seconds i64, nanoseconds u32), run_id, event_id, payload, prev_hash)` |
+//! | 3 | as 2, with the version-3 payload |
 //!
 //! Version 1 was this schema's first draft; version 2 stores time as two
 //! integers (about 6 bytes instead of about 30, and no text to parse when a
 //! million records are scanned). A version-1 record decodes into the current
 //! [`Envelope`] with `schema_version: 1` and its original hash; the committed
 //! fixture `tests/fixtures/v1_records.bin` keeps that path honest.
+//!
+//! Version 3 changed the payload: `SampleGenerated` records its finish
+//! reason, `RunStarted` the typed settings replay needs, and `Decision` and
+//! `Event` gained variants. Version 1 and 2 payloads decode as the legacy
+//! type (`legacy.rs`) and are upcast (new fields `None`); the committed
+//! fixture `tests/fixtures/v2_records.bin` keeps that path honest.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{digest_hex, serde_digest, Digest};
 use crate::event::Event;
+use crate::legacy::EventV2;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 2;
+pub const SCHEMA_VERSION: u16 = 3;
 
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u16 = 1;
@@ -103,8 +111,9 @@ pub enum RecordError {
     },
 }
 
-type BodyV1 = (u64, String, String, [u8; 32], Event, [u8; 32]);
-type BodyV2 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
+type BodyV1 = (u64, String, String, [u8; 32], EventV2, [u8; 32]);
+type BodyV2 = (u64, (i64, u32), String, [u8; 32], EventV2, [u8; 32]);
+type BodyV3 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
 
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -144,8 +153,9 @@ impl Envelope {
     /// The record's bytes in its own schema version (see the module docs).
     ///
     /// # Panics
-    /// When `schema_version` is one this build cannot write (only a
-    /// hand-built envelope can have one: [`Envelope::decode`] refuses them).
+    /// When `schema_version` is one this build cannot write, or an old
+    /// version with a payload that version cannot hold (only a hand-built
+    /// envelope can be either: [`Envelope::decode`] never makes one).
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = self.encode_unhashed();
         bytes.extend_from_slice(&self.hash);
@@ -156,23 +166,31 @@ impl Envelope {
     fn encode_unhashed(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&self.schema_version.to_le_bytes());
+        let legacy = || {
+            EventV2::downcast(&self.payload).unwrap_or_else(|| {
+                panic!("a {} payload cannot be written in schema version {}", self.payload.kind(), self.schema_version)
+            })
+        };
+        let time = (self.time.timestamp(), self.time.timestamp_subsec_nanos());
         let encoded = match self.schema_version {
             1 => {
                 let time = self.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
                 bincode::serde::encode_into_std_write(
-                    (self.seq, time, &self.run_id, &self.event_id, &self.payload, &self.prev_hash),
+                    (self.seq, time, &self.run_id, &self.event_id, legacy(), &self.prev_hash),
                     &mut out,
                     bincode_config(),
                 )
             }
-            SCHEMA_VERSION => {
-                let time = (self.time.timestamp(), self.time.timestamp_subsec_nanos());
-                bincode::serde::encode_into_std_write(
-                    (self.seq, time, &self.run_id, &self.event_id, &self.payload, &self.prev_hash),
-                    &mut out,
-                    bincode_config(),
-                )
-            }
+            2 => bincode::serde::encode_into_std_write(
+                (self.seq, time, &self.run_id, &self.event_id, legacy(), &self.prev_hash),
+                &mut out,
+                bincode_config(),
+            ),
+            SCHEMA_VERSION => bincode::serde::encode_into_std_write(
+                (self.seq, time, &self.run_id, &self.event_id, &self.payload, &self.prev_hash),
+                &mut out,
+                bincode_config(),
+            ),
             v => panic!("cannot encode schema version {v}"),
         };
         encoded.expect("encoding into a Vec cannot fail");
@@ -206,10 +224,16 @@ impl Envelope {
                 let time = DateTime::parse_from_rfc3339(&b.1)
                     .map_err(|e| bad(format!("time {:?}: {e}", b.1)))?
                     .with_timezone(&Utc);
-                (b.0, time, b.2, b.3, b.4, b.5)
+                (b.0, time, b.2, b.3, Event::from(b.4), b.5)
+            }
+            2 => {
+                let (b, _): (BodyV2, usize) = decode_exact(body).map_err(bad)?;
+                let time = DateTime::from_timestamp(b.1 .0, b.1 .1)
+                    .ok_or_else(|| bad(format!("time out of range: {}s {}ns", b.1 .0, b.1 .1)))?;
+                (b.0, time, b.2, b.3, Event::from(b.4), b.5)
             }
             _ => {
-                let (b, _): (BodyV2, usize) = decode_exact(body).map_err(bad)?;
+                let (b, _): (BodyV3, usize) = decode_exact(body).map_err(bad)?;
                 let time = DateTime::from_timestamp(b.1 .0, b.1 .1)
                     .ok_or_else(|| bad(format!("time out of range: {}s {}ns", b.1 .0, b.1 .1)))?;
                 (b.0, time, b.2, b.3, b.4, b.5)
@@ -245,6 +269,7 @@ pub(crate) mod tests {
                 code_version: "restpg 0.1.0".into(),
                 seed: 7,
                 dataset_digest: digest(b"data"),
+                settings: None,
             },
             Event::RetrievalDone {
                 input_id: "email/17".into(),
@@ -265,6 +290,7 @@ pub(crate) mod tests {
                 checkpoint: digest(b"sft"),
                 temperature: 0.7,
                 top_p: 0.95,
+                finish: None,
             },
             Event::RewardAssigned {
                 sample: s(0),
@@ -309,6 +335,31 @@ pub(crate) mod tests {
             file.extend_from_slice(&bytes);
         }
         std::fs::write(fixture_path(), file).unwrap();
+    }
+
+    /// The version-2 fixture: the same events, as schema version 2 wrote them.
+    pub(crate) fn fixture_v2_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2_records.bin")
+    }
+
+    /// Writes the version-2 fixture from the legacy payload type, byte for
+    /// byte what a version-2 build wrote (its `Event` was `EventV2`). Run
+    /// once when version 3 was introduced; committed, never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v2_fixture() {
+        let t0 = DateTime::parse_from_rfc3339("2026-06-02T03:04:05.5Z").unwrap().with_timezone(&Utc);
+        let mut prev = GENESIS_HASH;
+        let mut file = Vec::new();
+        for (i, payload) in fixture_events().into_iter().enumerate() {
+            let time = t0 + chrono::Duration::milliseconds(i as i64 * 250);
+            let env = Envelope::seal_as(2, i as u64, time, "fixture-run-v2", payload, prev);
+            prev = env.hash;
+            let bytes = env.encode();
+            file.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            file.extend_from_slice(&bytes);
+        }
+        std::fs::write(fixture_v2_path(), file).unwrap();
     }
 
     #[test]

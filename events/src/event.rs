@@ -7,7 +7,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{digest, serde_digest, Digest, KeyHasher};
-use crate::sample::{Decision, SampleId};
+use crate::sample::{Decision, FinishReason, SampleId};
+use crate::settings::RunSettings;
 
 /// One fact about a run.
 ///
@@ -34,6 +35,9 @@ pub enum Event {
         /// Digest of the training data as loaded.
         #[serde(with = "serde_digest")]
         dataset_digest: Digest,
+        /// The settings replay needs (τ, cap, M-step start, separator,
+        /// reward); `None` only in records written before schema version 3.
+        settings: Option<RunSettings>,
     },
     /// Profile items retrieved for one input.
     RetrievalDone {
@@ -102,6 +106,9 @@ pub enum Event {
         temperature: f32,
         /// Nucleus sampling mass.
         top_p: f32,
+        /// Why generation ended; `None` only in records written before
+        /// schema version 3.
+        finish: Option<FinishReason>,
     },
     /// A reward was assigned to a sample.
     RewardAssigned {
@@ -195,6 +202,13 @@ pub enum Event {
         /// The error, as shown to the user.
         reason: String,
     },
+    /// An M-step trained nothing and θ_t carries over as θ_{t+1}.
+    MStepSkipped {
+        /// Iteration t.
+        iteration: u32,
+        /// Why (e.g. D_t is empty: no sample reached τ).
+        reason: String,
+    },
 }
 
 macro_rules! event_kinds {
@@ -254,6 +268,7 @@ event_kinds! {
     IterationFinished = 13, "iteration-finished";
     RunFinished = 14, "run-finished";
     RunFailed = 15, "run-failed";
+    MStepSkipped = 16, "m-step-skipped";
 }
 
 impl fmt::Display for EventKind {
@@ -303,7 +318,7 @@ impl Event {
     /// | stage started / finished | iteration, stage |
     /// | sample generated, filter decided | sample id |
     /// | reward assigned | sample id, reward name |
-    /// | data set sealed, iteration finished | iteration |
+    /// | data set sealed, iteration finished, M-step skipped | iteration |
     /// | training progress | iteration, step |
     /// | checkpoint saved | iteration, role, step |
     /// | evaluation done | iteration, split, system |
@@ -332,7 +347,9 @@ impl Event {
                 sample(&mut h, s);
                 h.str(reward_name);
             }
-            Event::DatasetSealed { iteration, .. } | Event::IterationFinished { iteration } => {
+            Event::DatasetSealed { iteration, .. }
+            | Event::IterationFinished { iteration }
+            | Event::MStepSkipped { iteration, .. } => {
                 h.u64(u64::from(*iteration));
             }
             Event::TrainingProgress { iteration, step, .. } => {
@@ -370,7 +387,8 @@ impl Event {
             | Event::TrainingProgress { iteration, .. }
             | Event::CheckpointSaved { iteration, .. }
             | Event::EvaluationDone { iteration, .. }
-            | Event::IterationFinished { iteration } => Some(*iteration),
+            | Event::IterationFinished { iteration }
+            | Event::MStepSkipped { iteration, .. } => Some(*iteration),
             _ => self.sample().map(|s| s.iteration),
         }
     }
@@ -409,6 +427,7 @@ mod tests {
             checkpoint: digest(b"c"),
             temperature: 0.7,
             top_p: 0.95,
+            finish: Some(FinishReason::StopToken),
         }
     }
 

@@ -51,9 +51,13 @@
 mod digest;
 mod envelope;
 mod event;
+pub mod filter;
+mod legacy;
+mod settings;
 mod sample;
 
 pub use digest::{digest, digest_hex, parse_digest_hex, Digest, DigestParseError};
 pub use envelope::{Envelope, RecordError, GENESIS_HASH, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 pub use event::{Event, EventKind, EventKindParseError};
-pub use sample::{dataset_digest, DatasetEntry, Decision, SampleId, SampleIdParseError};
+pub use settings::{InitMode, RunSettings};
+pub use sample::{dataset_digest, DatasetEntry, Decision, FinishReason, SampleId, SampleIdParseError};

@@ -83,20 +83,60 @@ pub enum Decision {
     /// Reward at or above τ, but the input already had its cap of kept
     /// samples with higher rank.
     OverCap,
+    /// A reasoning method's sample whose output has no separator line, so no
+    /// reasoning: training on it would teach the policy to skip reasoning
+    /// (dropped unless the run allows such samples).
+    NoReasoning,
+    /// Reward 0: a zero-weight term of −R·log p carries no gradient, so the
+    /// sample is no training data whatever τ is.
+    ZeroReward,
 }
 
 impl Decision {
-    /// Short name: `kept`, `below-threshold`, `over-cap`.
+    /// Short name: `kept`, `below-threshold`, `over-cap`, `no-reasoning`,
+    /// `zero-reward`.
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Kept => "kept",
             Decision::BelowThreshold => "below-threshold",
             Decision::OverCap => "over-cap",
+            Decision::NoReasoning => "no-reasoning",
+            Decision::ZeroReward => "zero-reward",
         }
     }
 }
 
 impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a generated sequence ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FinishReason {
+    /// The model generated a stop token (its end-of-turn or end-of-sequence
+    /// id, or a configured stop id).
+    StopToken,
+    /// The text reached a stop string or a repeated separator line and was
+    /// cut before it.
+    StopString,
+    /// `max_new_tokens` were generated without stopping.
+    Length,
+}
+
+impl FinishReason {
+    /// Short name: `stop-token`, `stop-string`, `length`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::StopToken => "stop-token",
+            FinishReason::StopString => "stop-string",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+impl fmt::Display for FinishReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

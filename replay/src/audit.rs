@@ -111,6 +111,8 @@ pub fn reason(decision: Option<Decision>) -> &'static str {
         Some(Decision::Kept) => "kept",
         Some(Decision::BelowThreshold) => "below τ",
         Some(Decision::OverCap) => "over the cap",
+        Some(Decision::NoReasoning) => "no reasoning",
+        Some(Decision::ZeroReward) => "zero reward",
         None => "undecided",
     }
 }
@@ -165,6 +167,8 @@ impl AuditRow {
                     Decision::OverCap => {
                         write!(line, "rejected (over the cap: {kept_for_input} kept for its input)")
                     }
+                    Decision::NoReasoning => write!(line, "rejected (no reasoning: the output has no separator line)"),
+                    Decision::ZeroReward => write!(line, "rejected (zero reward: no gradient)"),
                 };
             }
             (Some(r), None, _) => {

@@ -52,8 +52,9 @@ pub struct RetrainSpec {
     pub run_seed: u64,
     /// The run's resolved configuration (training settings live there).
     pub config_toml: String,
-    /// `em.init` of the configuration: `fresh` or `continue`, when present.
-    pub init: Option<String>,
+    /// Where the M-step starts, as the run logged it (`None`: an old log
+    /// that records it nowhere).
+    pub init: Option<events::InitMode>,
     /// The checkpoint the M-step starts from, chosen by the rule of
     /// [`RunState::retrain_spec`]; `None` when the log has no candidate.
     pub start: Option<CheckpointRecord>,
@@ -176,9 +177,9 @@ impl RunState {
     /// `completion` joins each sample's reasoning and response into the
     /// text trained on.
     ///
-    /// The starting checkpoint: with `em.init = "continue"` the last
-    /// checkpoint logged before the seal (the previous M-step's, or SFT's
-    /// for t = 1); otherwise (`fresh`, the default) the last checkpoint with
+    /// The starting checkpoint: with `init = continue` θ_t, the logged
+    /// checkpoint that sampled D_t (the previous M-step's, or SFT's for
+    /// t = 1); otherwise (`fresh`, the default) the last checkpoint with
     /// role `base` logged before the seal. Callers with another rule choose
     /// from `checkpoints_before`.
     ///
@@ -204,8 +205,13 @@ impl RunState {
         }
         let checkpoints_before: Vec<CheckpointRecord> =
             self.checkpoints.iter().filter(|c| c.seq < verified.seal_seq).cloned().collect();
-        let start = if run.init.as_deref() == Some("continue") {
-            checkpoints_before.last().cloned()
+        let start = if run.init == Some(events::InitMode::Continue) {
+            checkpoints_before
+                .iter()
+                .rev()
+                .find(|c| Some(c.hash) == sampled_from)
+                .or(checkpoints_before.last())
+                .cloned()
         } else {
             checkpoints_before.iter().rev().find(|c| c.role == "base").cloned()
         };
@@ -221,7 +227,7 @@ impl RunState {
             iteration: t,
             run_seed: run.seed,
             config_toml: run.config_toml.clone(),
-            init: run.init.clone(),
+            init: run.init,
             start,
             checkpoints_before,
             sampled_from,

@@ -27,12 +27,15 @@ pub struct RunRecord {
     pub seed: u64,
     /// Version of the code that wrote the run.
     pub code_version: String,
-    /// The filter threshold τ from `reward.tau`, when the configuration has it.
+    /// The filter threshold τ (from the logged settings; in logs older than
+    /// schema 3, from `reward.tau` of the configuration when it has it).
     pub tau: Option<f32>,
-    /// The per-input cap from `reward.max_kept_per_input`, when present.
+    /// The per-input cap (likewise, `reward.max_kept_per_input`).
     pub cap: Option<u32>,
-    /// Where each M-step starts (`em.init`: `fresh` or `continue`), when present.
-    pub init: Option<String>,
+    /// Where each M-step starts (likewise, `train.init`).
+    pub init: Option<events::InitMode>,
+    /// The typed settings `RunStarted` logged (schema 3 on).
+    pub settings: Option<events::RunSettings>,
 }
 
 /// The logged text of a sample.
@@ -69,6 +72,10 @@ pub struct Generated {
     pub temperature: f32,
     /// Nucleus mass.
     pub top_p: f32,
+    /// Why generation ended (`None` in logs older than schema 3).
+    pub finish: Option<events::FinishReason>,
+    /// Whether the output had a reasoning part.
+    pub has_reasoning: bool,
 }
 
 /// A `RewardAssigned` record.
@@ -359,19 +366,16 @@ impl RunState {
             self.run_id = Some(record.run_id);
         }
         match record.payload {
-            Event::RunStarted { method, config_toml, seed, code_version, .. } => {
+            Event::RunStarted { method, config_toml, seed, code_version, settings, .. } => {
                 if self.run.is_none() {
-                    let settings = FilterSettings::from_config(&config_toml);
-                    self.run = Some(RunRecord {
-                        seq,
-                        method,
-                        config_toml,
-                        seed,
-                        code_version,
-                        tau: settings.tau,
-                        cap: settings.cap,
-                        init: settings.init,
-                    });
+                    let (tau, cap, init) = match &settings {
+                        Some(s) => (Some(s.tau), Some(s.max_kept_per_input), Some(s.init)),
+                        None => {
+                            let legacy = FilterSettings::from_config(&config_toml);
+                            (legacy.tau, legacy.cap, legacy.init)
+                        }
+                    };
+                    self.run = Some(RunRecord { seq, method, config_toml, seed, code_version, tau, cap, init, settings });
                 }
             }
             Event::RetrievalDone { input_id, task, .. } => {
@@ -388,11 +392,13 @@ impl RunState {
                 checkpoint,
                 temperature,
                 top_p,
+                finish,
             } => {
                 if !self.in_scope(sample.iteration) {
                     return;
                 }
                 let response_digest = precomputed.unwrap_or_else(|| events::digest(response.as_bytes()));
+                let has_reasoning = reasoning.is_some();
                 let text = self.scope.keep_text.then_some(SampleText { reasoning, response });
                 let generated = Generated {
                     seq,
@@ -405,6 +411,8 @@ impl RunState {
                     checkpoint,
                     temperature,
                     top_p,
+                    finish,
+                    has_reasoning,
                 };
                 let rec = self.sample_mut(&sample);
                 match &rec.generated {
@@ -480,7 +488,8 @@ impl RunState {
             | Event::StageStarted { .. }
             | Event::StageFinished { .. }
             | Event::RunFinished { .. }
-            | Event::RunFailed { .. } => {}
+            | Event::RunFailed { .. }
+            | Event::MStepSkipped { .. } => {}
         }
     }
 
@@ -502,10 +511,13 @@ impl RunState {
 /// The filter settings a `RunStarted` configuration names. Keys that are
 /// missing or of another type read as `None`; the verifier then falls back
 /// on what the filter records themselves say.
+/// The settings of a log older than schema 3, read from its configuration
+/// text (the keys the run itself read: `reward.tau`,
+/// `reward.max_kept_per_input`, `train.init`).
 struct FilterSettings {
     tau: Option<f32>,
     cap: Option<u32>,
-    init: Option<String>,
+    init: Option<events::InitMode>,
 }
 
 impl FilterSettings {
@@ -516,7 +528,11 @@ impl FilterSettings {
         };
         let tau = get("reward", "tau").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)));
         let cap = get("reward", "max_kept_per_input").and_then(|v| v.as_integer()).and_then(|i| u32::try_from(i).ok());
-        let init = get("em", "init").and_then(|v| v.as_str().map(str::to_owned));
+        let init = get("train", "init").and_then(|v| match v.as_str()? {
+            "fresh" => Some(events::InitMode::Fresh),
+            "continue" => Some(events::InitMode::Continue),
+            _ => None,
+        });
         Self { tau: tau.map(|t| t as f32), cap, init }
     }
 }
@@ -527,10 +543,13 @@ mod tests {
 
     #[test]
     fn filter_settings_come_from_the_configuration() {
-        let s = FilterSettings::from_config("seed = 1\n[reward]\ntau = 0.8\nmax_kept_per_input = 4\n[em]\ninit = \"fresh\"\n");
+        let s = FilterSettings::from_config("seed = 1\n[reward]\ntau = 0.8\nmax_kept_per_input = 4\n[train]\ninit = \"continue\"\n");
         assert_eq!(s.tau, Some(0.8));
         assert_eq!(s.cap, Some(4));
-        assert_eq!(s.init.as_deref(), Some("fresh"));
+        assert_eq!(s.init, Some(events::InitMode::Continue));
+        // `[em]` has no `init` key (the run refuses it): it is not read.
+        let s = FilterSettings::from_config("[em]\ninit = \"continue\"\n");
+        assert_eq!(s.init, None);
         let s = FilterSettings::from_config("[reward]\ntau = 1\n");
         assert_eq!((s.tau, s.cap), (Some(1.0), None));
         let s = FilterSettings::from_config("not toml [");

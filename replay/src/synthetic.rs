@@ -102,7 +102,7 @@ impl SyntheticRun {
     /// The resolved configuration the run starts with.
     pub fn config_toml(&self) -> String {
         format!(
-            "method = \"rest-pg\"\nseed = {}\n\n[reward]\nname = \"judge\"\ntau = {:?}\nmax_kept_per_input = {}\n\n[em]\niterations = {}\ninit = \"fresh\"\n",
+            "method = \"rest-pg\"\nseed = {}\n\n[reward]\nname = \"judge\"\ntau = {:?}\nmax_kept_per_input = {}\n\n[em]\niterations = {}\n\n[train]\ninit = \"fresh\"\n",
             self.seed, self.tau, self.cap, self.iterations
         )
     }
@@ -117,6 +117,14 @@ impl SyntheticRun {
             code_version: "restpg synthetic".into(),
             seed: self.seed,
             dataset_digest: digest(b"synthetic data"),
+            settings: Some(events::RunSettings {
+                tau: self.tau,
+                max_kept_per_input: self.cap,
+                require_reasoning: false,
+                init: events::InitMode::Fresh,
+                separator: Some("### Response:".into()),
+                reward: "judge".into(),
+            }),
         });
         for i in 0..self.inputs {
             f(Event::RetrievalDone {
@@ -190,6 +198,7 @@ impl SyntheticRun {
                 checkpoint,
                 temperature: 0.7,
                 top_p: 0.95,
+                finish: Some(events::FinishReason::StopToken),
             });
             f(Event::RewardAssigned {
                 sample: sample.clone(),
@@ -199,21 +208,20 @@ impl SyntheticRun {
             });
             drawn.push((sample, reward, response_digest));
         }
-        // The filter: rank by reward (ties by index), keep R ≥ τ up to the cap.
-        let mut order: Vec<usize> = (0..drawn.len()).collect();
-        order.sort_by(|&a, &b| drawn[b].1.total_cmp(&drawn[a].1).then(a.cmp(&b)));
+        // The run's own filter rule (shared with the coordinator).
+        let scored: Vec<events::filter::Scored> = drawn
+            .iter()
+            .map(|(sample, reward, _)| events::filter::Scored { sample: sample.clone(), reward: *reward, has_reasoning: true })
+            .collect();
+        let rule = events::filter::FilterRule { tau: self.tau, cap: self.cap, require_reasoning: false };
+        let verdicts = events::filter::decide(&scored, &rule).expect("synthetic rewards are finite and distinct");
         let mut entries = Vec::new();
-        for (rank, &k) in order.iter().enumerate() {
-            let (sample, reward, response_digest) = &drawn[k];
-            let decision = if *reward < self.tau {
-                Decision::BelowThreshold
-            } else if entries.len() < self.cap as usize {
-                entries.push(DatasetEntry { sample: sample.clone(), reward: *reward, response_digest: *response_digest });
-                Decision::Kept
-            } else {
-                Decision::OverCap
-            };
-            f(Event::FilterDecided { sample: sample.clone(), decision, reward: *reward, tau: self.tau, rank: rank as u32 });
+        for v in verdicts {
+            if v.decision == Decision::Kept {
+                let (_, _, response_digest) = drawn.iter().find(|d| d.0 == v.sample).expect("a drawn sample");
+                entries.push(DatasetEntry { sample: v.sample.clone(), reward: v.reward, response_digest: *response_digest });
+            }
+            f(Event::FilterDecided { sample: v.sample, decision: v.decision, reward: v.reward, tau: self.tau, rank: v.rank });
         }
         entries
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use events::filter::{pre_cap_decision, FilterRule};
 use events::{dataset_digest, digest_hex, DatasetEntry, Decision, Digest, SampleId};
 use serde::Serialize;
 
@@ -247,7 +248,7 @@ impl fmt::Display for Violation {
                 write!(f, "{sample}: kept at seq {seq} with reward {reward} < τ {tau}")
             }
             Violation::ReasonContradicts { sample, seq, decision, reward, tau } => {
-                write!(f, "{sample}: decision {decision} at seq {seq} contradicts reward {reward} against τ {tau}")
+                write!(f, "{sample}: decision {decision} at seq {seq} contradicts the filter rule (reward {reward}, τ {tau})")
             }
             Violation::TauDiffers { sample, seq, tau, expected } => {
                 write!(f, "{sample}: decided at seq {seq} with τ {tau}, expected τ {expected}")
@@ -530,29 +531,34 @@ impl RunState {
                 }
                 Some(_) => {}
             }
-            let passes = f.reward >= f.tau;
-            match f.decision {
-                Decision::Kept if !passes => violations.push(Violation::KeptBelowTau {
+            // Logs of schema 3 on record the run's settings and use the
+            // shared rule (no reasoning, zero reward, R < τ, then the cap);
+            // older logs knew only R < τ.
+            let settings = self.run.as_ref().and_then(|r| r.settings.as_ref());
+            let expected = match settings {
+                Some(st) => {
+                    let rule = FilterRule { tau: f.tau, cap: st.max_kept_per_input, require_reasoning: st.require_reasoning };
+                    let has_reasoning = s.generated.as_ref().is_some_and(|g| g.has_reasoning);
+                    pre_cap_decision(&rule, f.reward, has_reasoning)
+                }
+                None => (f.reward < f.tau).then_some(Decision::BelowThreshold),
+            };
+            match (f.decision, expected) {
+                (Decision::Kept, Some(Decision::BelowThreshold)) => violations.push(Violation::KeptBelowTau {
                     sample: id.clone(),
                     seq: f.seq,
                     reward: f.reward,
                     tau: f.tau,
                 }),
-                Decision::BelowThreshold if passes => violations.push(Violation::ReasonContradicts {
+                (Decision::Kept | Decision::OverCap, None) => {}
+                (d, Some(e)) if d == e => {}
+                _ => violations.push(Violation::ReasonContradicts {
                     sample: id.clone(),
                     seq: f.seq,
                     decision: f.decision,
                     reward: f.reward,
                     tau: f.tau,
                 }),
-                Decision::OverCap if !passes => violations.push(Violation::ReasonContradicts {
-                    sample: id.clone(),
-                    seq: f.seq,
-                    decision: f.decision,
-                    reward: f.reward,
-                    tau: f.tau,
-                }),
-                _ => {}
             }
         }
         tau_expected

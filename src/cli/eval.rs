@@ -131,7 +131,7 @@ pub fn build_items(
         let ranked = retriever.retrieve(ex, k).with_context(|| format!("retrieving for example {:?}", ex.id))?;
         let retrieved = retrieved_items(ex, &ranked);
         let fitted = templates.fit(kind, ex, &retrieved, max_input_tokens, &count);
-        let prompt_ids = tk.encode(&tk.chat_prompt(None, &fitted.prompt))?;
+        let prompt_ids = tk.chat(None, &fitted.prompt)?.ids;
         items.push(EvalItem {
             id: ex.id.clone(),
             task: ex.task,
@@ -160,7 +160,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             top_p: args.top_p,
             top_k: None,
             max_new_tokens: args.max_new_tokens,
-            stop_tokens: vec![],
+            ..Default::default()
         },
         seed: args.seed,
         batch_size: args.batch_size,

@@ -58,7 +58,7 @@ impl GenerateArgs {
             top_p: self.top_p,
             top_k: self.top_k,
             max_new_tokens: self.max_new_tokens,
-            stop_tokens: vec![],
+            ..Default::default()
         };
         s.validate()?;
         Ok(s)
@@ -79,7 +79,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let model = LanguageModel::load(&args.model, tch::Device::cuda_if_available())
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let tk = model.tokenizer();
-    let prompt_ids = tk.encode(&tk.chat_prompt(args.system.as_deref(), &args.prompt))?;
+    let prompt_ids = tk.chat(args.system.as_deref(), &args.prompt)?.ids;
     let t1 = std::time::Instant::now();
     let g = model
         .generate(&[GenerationRequest {

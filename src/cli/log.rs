@@ -238,6 +238,7 @@ fn clip(text: &str, n: usize) -> String {
 
 fn summary(event: &Event) -> String {
     match event {
+        Event::MStepSkipped { iteration, reason } => format!("iteration {iteration}: {reason}"),
         Event::RunStarted { method, config_digest, code_version, seed, dataset_digest, .. } => format!(
             "{method} seed={seed} config={} data={} ({code_version})",
             short(config_digest),

@@ -62,7 +62,7 @@ impl Default for EvalSettings {
                 top_p: 0.95,
                 top_k: None,
                 max_new_tokens: 1536,
-                stop_tokens: vec![],
+                ..Default::default()
             },
             seed: 0,
             batch_size: 8,
@@ -184,15 +184,17 @@ pub fn score_generations(
     if metrics.contains(&Metric::Meteor) && meteor.is_none() {
         bail!("METEOR was requested but its data is not loaded");
     }
+    // The one place a raw generation is split: every metric sees this.
+    let responses: Vec<Option<String>> = generated.iter().map(|g| response_of(g)).collect();
     let judged = match (&mut judge, metrics.contains(&Metric::Judge)) {
         (Some(j), true) => {
             let inputs: Vec<RewardInput> = items
                 .iter()
-                .zip(generated)
-                .map(|(it, g)| RewardInput {
+                .zip(&responses)
+                .map(|(it, r)| RewardInput {
                     input: it.input.clone(),
                     expected: it.expected.clone(),
-                    generated: g.clone(),
+                    response: r.clone().unwrap_or_default(),
                 })
                 .collect();
             Some(j.score(&inputs)?)
@@ -201,7 +203,7 @@ pub fn score_generations(
     };
     let mut out = Vec::with_capacity(items.len());
     for (k, (it, g)) in items.iter().zip(generated).enumerate() {
-        let response = response_of(g);
+        let response = responses[k].clone();
         let mut scores = BTreeMap::new();
         let mut dist = None;
         for m in metrics {

@@ -17,13 +17,14 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::sampling::{sample_from_probs, SamplingSettings};
+use super::stop::stop_offset;
 use super::{pad_batch, LanguageModel};
 
 /// One sequence to continue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenerationRequest {
     /// The prompt's token ids (non-empty), e.g. from
-    /// `tokenizer.encode(&tokenizer.chat_prompt(..))`.
+    /// `tokenizer.chat(..)?.ids`.
     pub prompt_ids: Vec<u32>,
     /// Seed of this sequence's `ChaCha20Rng`.
     pub seed: u64,
@@ -31,21 +32,16 @@ pub struct GenerationRequest {
     pub settings: SamplingSettings,
 }
 
-/// Why a sequence ended.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FinishReason {
-    /// A stop token (eos or one of `stop_tokens`) was generated.
-    Stop,
-    /// `max_new_tokens` were generated without a stop token.
-    Length,
-}
+pub use events::FinishReason;
 
 /// A generated continuation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
-    /// Generated ids, without the stop token.
+    /// Generated ids, without the stop token (all generated ids when a stop
+    /// string ended the sequence: the string may end inside a token).
     pub token_ids: Vec<u32>,
-    /// `token_ids` decoded.
+    /// `token_ids` decoded, cut before the stop string or repeated separator
+    /// line when one ended the sequence.
     pub text: String,
     /// Why generation ended.
     pub finish: FinishReason,
@@ -57,7 +53,9 @@ impl LanguageModel {
     /// keep their slot until the longest row is done.
     ///
     /// # Errors
-    /// An empty prompt, invalid settings, ids outside the vocabulary.
+    /// An empty prompt, invalid settings, ids outside the vocabulary, or a
+    /// model that produces NaN or infinite logits (named with the request
+    /// and step).
     pub fn generate(&self, reqs: &[GenerationRequest]) -> Result<Vec<Generation>> {
         if reqs.is_empty() {
             return Ok(vec![]);
@@ -125,10 +123,10 @@ impl LanguageModel {
             let temps: Vec<f32> = reqs
                 .iter()
                 .map(|r| {
-                    if r.settings.temperature > 0.0 {
-                        r.settings.temperature as f32
-                    } else {
+                    if r.settings.is_greedy() {
                         1.0
+                    } else {
+                        r.settings.temperature as f32
                     }
                 })
                 .collect();
@@ -161,13 +159,26 @@ impl LanguageModel {
                         &probs[row],
                         &reqs[r].settings,
                         &mut rngs[r],
-                    );
+                    )
+                    .map_err(|e| {
+                        anyhow::anyhow!("generate: request {r}, step {}: {e}", out[r].len())
+                    })?;
                     next[r] = tok as i64;
                     if stops[r].contains(&tok) {
-                        finish[r] = Some(FinishReason::Stop);
+                        finish[r] = Some(FinishReason::StopToken);
                     } else {
                         out[r].push(tok);
-                        if out[r].len() >= reqs[r].settings.max_new_tokens {
+                        let st = &reqs[r].settings;
+                        if (!st.stop_strings.is_empty() || st.separator.is_some())
+                            && stop_offset(
+                                &self.tokenizer().decode(&out[r])?,
+                                &st.stop_strings,
+                                st.separator.as_deref(),
+                            )
+                            .is_some()
+                        {
+                            finish[r] = Some(FinishReason::StopString);
+                        } else if out[r].len() >= st.max_new_tokens {
                             finish[r] = Some(FinishReason::Length);
                         }
                     }
@@ -197,7 +208,13 @@ impl LanguageModel {
         }
         let mut gens = Vec::with_capacity(b);
         for (r, ids) in out.into_iter().enumerate() {
-            let text = self.tokenizer().decode(&ids)?;
+            let mut text = self.tokenizer().decode(&ids)?;
+            if finish[r] == Some(FinishReason::StopString) {
+                let st = &reqs[r].settings;
+                if let Some(cut) = stop_offset(&text, &st.stop_strings, st.separator.as_deref()) {
+                    text.truncate(cut);
+                }
+            }
             gens.push(Generation {
                 token_ids: ids,
                 text,

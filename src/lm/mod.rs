@@ -15,11 +15,13 @@
 //! (e.g. a `SyncArbiter` worker that builds its own copy), and is never
 //! shared behind a lock.
 
+pub mod chat_template;
 pub mod checkpoint;
 pub mod config;
 mod generate;
 pub mod gguf;
 pub mod sampling;
+pub mod stop;
 pub mod tokenizer;
 pub mod transformer;
 

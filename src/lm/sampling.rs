@@ -26,6 +26,16 @@ pub struct SamplingSettings {
     /// Extra token ids that end a sequence, in addition to the tokenizer's
     /// end-of-sequence ids.
     pub stop_tokens: Vec<u32>,
+    /// Texts that end a sequence at their first occurrence in the generated
+    /// text, which is cut just before it (OpenAI `stop` semantics).
+    #[serde(default)]
+    pub stop_strings: Vec<String>,
+    /// The reasoning/response separator of the method's template: a *second*
+    /// separator line ([`super::stop::separator_lines`]) ends the sequence,
+    /// cut at the start of that line. A model that has written its response
+    /// and starts another `### Response:` block is opening a turn of its own.
+    #[serde(default)]
+    pub separator: Option<String>,
 }
 
 impl Default for SamplingSettings {
@@ -37,6 +47,8 @@ impl Default for SamplingSettings {
             top_k: None,
             max_new_tokens: 256,
             stop_tokens: vec![],
+            stop_strings: vec![],
+            separator: None,
         }
     }
 }
@@ -60,7 +72,49 @@ impl SamplingSettings {
         if self.top_k == Some(0) {
             bail!("top_k must be >= 1");
         }
+        if self.stop_strings.iter().any(String::is_empty) {
+            bail!("stop_strings must not contain an empty string");
+        }
+        if self.separator.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            bail!("separator must not be blank");
+        }
         Ok(())
+    }
+}
+
+/// Temperatures below this behave as greedy decoding: softmax(l / T) tends
+/// to the argmax as T → 0, and already at T = 1e-5 a logit gap of 0.001 is
+/// a factor e^100, while smaller T makes `l / T` overflow f32 (at T = 1e-40
+/// every probability of a torch softmax is NaN).
+pub const GREEDY_BELOW_TEMPERATURE: f64 = 1e-5;
+
+impl SamplingSettings {
+    /// Whether these settings pick the argmax: temperature below
+    /// [`GREEDY_BELOW_TEMPERATURE`] (0 included) or `top_k = 1`.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature < GREEDY_BELOW_TEMPERATURE || self.top_k == Some(1)
+    }
+}
+
+/// Logits that are not finite numbers: a broken model or checkpoint, never a
+/// token choice.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the model produced a non-finite logit ({value}) for token id {token}")]
+pub struct NonFiniteLogits {
+    /// The first offending token id.
+    pub token: u32,
+    /// Its value (NaN or ±inf).
+    pub value: f32,
+}
+
+/// Checks that every logit of a row is finite.
+///
+/// # Errors
+/// [`NonFiniteLogits`] naming the first NaN or infinite entry.
+pub fn check_finite(logits: &[f32]) -> Result<(), NonFiniteLogits> {
+    match logits.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(NonFiniteLogits { token: i as u32, value: logits[i] }),
     }
 }
 
@@ -78,11 +132,16 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Picks a token id from one row of logits (`[V]`) per `s`, drawing at most
-/// one uniform number from `rng`. Computes the tempered softmax itself; the
-/// generator computes it batched in torch and calls [`sample_from_probs`].
-pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u32 {
-    if s.temperature == 0.0 || s.top_k == Some(1) {
-        return argmax(logits);
+/// one uniform number from `rng`. Computes the tempered softmax itself (in
+/// f64, max-subtracted); the generator computes it batched in torch and
+/// calls [`sample_from_probs`].
+///
+/// # Errors
+/// [`NonFiniteLogits`] when a logit is NaN or infinite.
+pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> Result<u32, NonFiniteLogits> {
+    check_finite(logits)?;
+    if s.is_greedy() {
+        return Ok(argmax(logits));
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let mut probs: Vec<f32> = logits
@@ -97,26 +156,41 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u3
 }
 
 /// Picks a token id given one row's logits and `probs = softmax(logits /
-/// temperature)` (both `[V]`). Greedy settings read only `logits`.
+/// temperature)` (both `[V]`). Greedy settings ([`SamplingSettings::is_greedy`])
+/// read only `logits`.
 ///
-/// Only tokens above a probability threshold are sorted (by probability
-/// descending, id ascending); the threshold is lowered until the candidates
-/// contain the top-k tokens or the top-p mass. This is exact, since every
-/// excluded token is less probable than every candidate, and keeps a step at
-/// a few dozen sorted entries instead of the whole vocabulary. Without top-k
-/// and top-p, the draw walks the distribution in id order (no sort).
+/// The support is top-k first (when set), then the nucleus (Holtzman et al.
+/// 2020, §3.1): the smallest set of most probable tokens whose mass reaches
+/// `top_p` of the distribution left after top-k, which is the *full*
+/// distribution when top-k is off or covers the vocabulary (HF
+/// `TopPLogitsWarper` after `TopKLogitsWarper`). Tokens are ordered by
+/// probability descending, id ascending.
+///
+/// Only tokens above a probability threshold are sorted; the threshold is
+/// lowered until the candidates hold the top-k tokens or `top_p` of the full
+/// mass. This is exact, since every excluded token is less probable than
+/// every candidate and the cut is measured against the full mass, not the
+/// candidates' (so `top_k = V` changes nothing). Without top-k and top-p,
+/// the draw walks the distribution in id order (no sort).
+///
+/// # Errors
+/// [`NonFiniteLogits`] when a logit is NaN or infinite.
 pub fn sample_from_probs(
     logits: &[f32],
     probs: &[f32],
     s: &SamplingSettings,
     rng: &mut ChaCha20Rng,
-) -> u32 {
-    if s.temperature == 0.0 || s.top_k == Some(1) {
-        return argmax(logits);
+) -> Result<u32, NonFiniteLogits> {
+    check_finite(logits)?;
+    if s.is_greedy() {
+        return Ok(argmax(logits));
     }
     let v = probs.len();
-    if s.top_p >= 1.0 && s.top_k.is_none() {
-        let total: f64 = probs.iter().map(|&p| p as f64).sum();
+    // The full mass, summed in id order (≈ 1; exact sums keep `top_k = V`
+    // and `top_k = None` bit-identical).
+    let total: f64 = probs.iter().map(|&p| p as f64).sum();
+    let top_k = s.top_k.filter(|&k| k < v);
+    if s.top_p >= 1.0 && top_k.is_none() {
         let u = rng.random::<f64>() * total;
         let mut acc = 0.0;
         let mut last = 0;
@@ -125,11 +199,11 @@ pub fn sample_from_probs(
                 acc += p as f64;
                 last = i;
                 if u < acc {
-                    return i as u32;
+                    return Ok(i as u32);
                 }
             }
         }
-        return last as u32;
+        return Ok(last as u32);
     }
     let mut thr = 1e-4f32;
     let mut cand: Vec<(u32, f32)>;
@@ -143,10 +217,10 @@ pub fn sample_from_probs(
         if thr == 0.0 {
             break;
         }
-        let enough = match s.top_k {
+        let enough = match top_k {
             // Top-k first, then top-p within it: the k best must all be candidates.
-            Some(k) => cand.len() >= k.min(v),
-            None => cand.iter().map(|c| c.1 as f64).sum::<f64>() >= s.top_p,
+            Some(k) => cand.len() >= k,
+            None => cand.iter().map(|c| c.1 as f64).sum::<f64>() >= s.top_p * total,
         };
         if enough {
             break;
@@ -154,17 +228,20 @@ pub fn sample_from_probs(
         thr = if thr < 1e-12 { 0.0 } else { thr * 0.01 };
     }
     cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if let Some(k) = s.top_k {
-        cand.truncate(k.max(1));
-    }
+    // The mass the nucleus is measured against: the top-k set's, or all of it.
+    let reference = match top_k {
+        Some(k) => {
+            cand.truncate(k.max(1));
+            cand.iter().map(|c| c.1 as f64).sum::<f64>()
+        }
+        None => total,
+    };
     if s.top_p < 1.0 {
-        // As in HF's TopPLogitsWarper: the nucleus of the (top-k renormalized) distribution.
-        let kept: f64 = cand.iter().map(|c| c.1 as f64).sum();
         let mut acc = 0.0;
         let mut keep = cand.len();
         for (i, c) in cand.iter().enumerate() {
             acc += c.1 as f64;
-            if acc >= s.top_p * kept {
+            if acc >= s.top_p * reference {
                 keep = i + 1;
                 break;
             }
@@ -177,10 +254,10 @@ pub fn sample_from_probs(
     for c in &cand {
         acc += c.1 as f64;
         if u < acc {
-            return c.0;
+            return Ok(c.0);
         }
     }
-    cand.last().map_or(0, |c| c.0)
+    Ok(cand.last().map_or(0, |c| c.0))
 }
 
 #[cfg(test)]
@@ -194,7 +271,7 @@ mod tests {
             top_p: p,
             top_k: k,
             max_new_tokens: 1,
-            stop_tokens: vec![],
+            ..Default::default()
         }
     }
 
@@ -202,7 +279,7 @@ mod tests {
     fn greedy_takes_argmax_lowest_on_ties() {
         let mut rng = ChaCha20Rng::seed_from_u64(0);
         assert_eq!(
-            sample(&[1.0, 3.0, 3.0, 0.0], &settings(0.0, 1.0, None), &mut rng),
+            sample(&[1.0, 3.0, 3.0, 0.0], &settings(0.0, 1.0, None), &mut rng).unwrap(),
             1
         );
     }
@@ -212,18 +289,18 @@ mod tests {
         let logits = [2.0f32, 1.9, 0.0, -1.0, -5.0];
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         for _ in 0..200 {
-            let t = sample(&logits, &settings(1.0, 1.0, Some(2)), &mut rng);
+            let t = sample(&logits, &settings(1.0, 1.0, Some(2)), &mut rng).unwrap();
             assert!(t < 2, "top-k 2 sampled {t}");
             // p(0) ≈ 0.46, p(1) ≈ 0.42: top-p 0.5 keeps two tokens.
-            let t = sample(&logits, &settings(1.0, 0.5, None), &mut rng);
+            let t = sample(&logits, &settings(1.0, 0.5, None), &mut rng).unwrap();
             assert!(t < 2, "top-p 0.5 sampled {t}");
-            let t = sample(&logits, &settings(1.0, 0.4, None), &mut rng);
+            let t = sample(&logits, &settings(1.0, 0.4, None), &mut rng).unwrap();
             assert_eq!(t, 0);
         }
         // Without restrictions every token shows up eventually.
         let mut seen = [false; 5];
         for _ in 0..5000 {
-            seen[sample(&logits, &settings(2.0, 1.0, None), &mut rng) as usize] = true;
+            seen[sample(&logits, &settings(2.0, 1.0, None), &mut rng).unwrap() as usize] = true;
         }
         assert!(seen.iter().all(|&s| s), "{seen:?}");
     }
@@ -234,11 +311,122 @@ mod tests {
         let s = settings(0.7, 0.9, Some(50));
         let a: Vec<u32> = {
             let mut r = ChaCha20Rng::seed_from_u64(42);
-            (0..20).map(|_| sample(&logits, &s, &mut r)).collect()
+            (0..20).map(|_| sample(&logits, &s, &mut r).unwrap()).collect()
         };
         let mut r = ChaCha20Rng::seed_from_u64(42);
-        let b: Vec<u32> = (0..20).map(|_| sample(&logits, &s, &mut r)).collect();
+        let b: Vec<u32> = (0..20).map(|_| sample(&logits, &s, &mut r).unwrap()).collect();
         assert_eq!(a, b);
         assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1);
+    }
+
+    /// A Zipf-like distribution over a SmolLM2-size vocabulary (49,152 ids),
+    /// ids shuffled so probability order is not id order.
+    fn real_size_logits(seed: u64) -> Vec<f32> {
+        let mut r = ChaCha20Rng::seed_from_u64(seed);
+        let v = 49_152usize;
+        let mut ids: Vec<usize> = (0..v).collect();
+        for i in (1..v).rev() {
+            ids.swap(i, r.random_range(0..=i));
+        }
+        let mut logits = vec![0f32; v];
+        for (rank, &id) in ids.iter().enumerate() {
+            // log p ∝ -1.1 log(rank + 1): a long flat tail of tokens under 1e-4.
+            logits[id] = -1.1 * ((rank + 1) as f32).ln() + r.random_range(-0.01..0.01);
+        }
+        logits
+    }
+
+    /// The nucleus by definition, from a full sort: the smallest prefix of
+    /// tokens by probability (desc, id asc) whose mass reaches `p`.
+    fn brute_force_nucleus(probs: &[f32], p: f64) -> std::collections::BTreeSet<u32> {
+        let mut all: Vec<(u32, f32)> = probs.iter().enumerate().map(|(i, &q)| (i as u32, q)).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let total: f64 = probs.iter().map(|&q| q as f64).sum();
+        let mut acc = 0.0;
+        let mut out = std::collections::BTreeSet::new();
+        for (id, q) in all {
+            out.insert(id);
+            acc += q as f64;
+            if acc >= p * total {
+                break;
+            }
+        }
+        out
+    }
+
+    fn softmax(logits: &[f32], t: f64) -> Vec<f32> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.iter().map(|x| (x / z) as f32).collect()
+    }
+
+    #[test]
+    fn nucleus_is_measured_against_the_full_distribution() {
+        // Given a real-size vocabulary whose top-0.9 mass lies partly below the
+        // 1e-4 candidate pre-filter
+        for seed in 0..4 {
+            let logits = real_size_logits(seed);
+            let probs = softmax(&logits, 1.0);
+            let nucleus = brute_force_nucleus(&probs, 0.9);
+            assert!(nucleus.len() > 100, "the test needs a wide nucleus, got {}", nucleus.len());
+            let s = settings(1.0, 0.9, None);
+            let mut whole = s.clone();
+            whole.top_k = Some(probs.len());
+            // when sampling with top-p alone and with top-k = V
+            for draw in 0..300u64 {
+                let mut a = ChaCha20Rng::seed_from_u64(draw);
+                let mut b = ChaCha20Rng::seed_from_u64(draw);
+                let x = sample_from_probs(&logits, &probs, &s, &mut a).unwrap();
+                let y = sample_from_probs(&logits, &probs, &whole, &mut b).unwrap();
+                // then top-k = V changes nothing and every draw is in the nucleus
+                assert_eq!(x, y, "seed {seed} draw {draw}");
+                assert!(nucleus.contains(&x), "seed {seed} draw {draw}: {x} outside the nucleus");
+            }
+        }
+    }
+
+    #[test]
+    fn nucleus_reaches_into_the_tail_when_it_must() {
+        // Given the same distribution, the least probable nucleus member is drawn
+        // with the right frequency only if the cut is at 0.9 of the full mass:
+        // with a cut at 0.9 of the candidates' mass the tail is never drawn.
+        let logits = real_size_logits(11);
+        let probs = softmax(&logits, 1.0);
+        let nucleus = brute_force_nucleus(&probs, 0.9);
+        let tail: std::collections::BTreeSet<u32> =
+            nucleus.iter().copied().filter(|&id| probs[id as usize] < 1e-4).collect();
+        assert!(!tail.is_empty());
+        let s = settings(1.0, 0.9, None);
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let hits = (0..4000)
+            .filter(|_| tail.contains(&sample_from_probs(&logits, &probs, &s, &mut rng).unwrap()))
+            .count();
+        assert!(hits > 0, "no draw from the nucleus's low-probability members");
+    }
+
+    #[test]
+    fn an_underflowing_temperature_is_greedy() {
+        let logits = real_size_logits(3);
+        let best = argmax(&logits);
+        for t in [1e-40, 1e-30, 1e-6] {
+            let s = settings(t, 0.9, None);
+            assert!(s.is_greedy());
+            let mut rng = ChaCha20Rng::seed_from_u64(1);
+            assert_eq!(sample(&logits, &s, &mut rng).unwrap(), best, "T = {t}");
+        }
+        assert!(!settings(0.1, 0.9, None).is_greedy());
+    }
+
+    #[test]
+    fn non_finite_logits_are_an_error() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let logits = [0.5f32, bad, 0.1];
+            for s in [settings(0.0, 1.0, None), settings(0.7, 0.9, None)] {
+                let e = sample(&logits, &s, &mut rng).unwrap_err();
+                assert_eq!(e.token, 1);
+            }
+        }
     }
 }

@@ -2,8 +2,12 @@
 //! vocabulary (byte-level BPE as in GPT-2, Radford et al. 2019: `Ġ`-encoded
 //! tokens, ranked merges, the pre-tokenizer regex named by
 //! `tokenizer.ggml.pre`) or loaded from a `tokenizer.json`, plus the model's
-//! special ids and its ChatML prompt format
-//! (`<|im_start|>role\n…<|im_end|>\n`).
+//! special ids and its chat template ([`super::chat_template`]).
+//!
+//! Control tokens come from the template only: user text (requests, profile
+//! items, expected outputs, responses being judged, training targets) is
+//! encoded as plain text, so a literal `<|im_end|>` in it is ten ordinary
+//! tokens, never the end-of-turn id.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -16,6 +20,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
+use super::chat_template::{ChatTemplate, Role, Segment, CHATML_TEMPLATE, PLAIN_TEMPLATE};
 use super::gguf::GgufFile;
 
 /// Qwen2's pre-tokenizer regex (from its `tokenizer.json`).
@@ -23,18 +28,36 @@ const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// Llama 3's pre-tokenizer regex (from its `tokenizer.json`).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// A tokenizer with the model's special tokens and chat format.
+/// A tokenizer with the model's special tokens and chat template.
 ///
-/// Encoding never adds special tokens by itself; special token strings that
-/// appear in the text (`<|im_start|>`) are encoded as their single ids.
+/// [`ChatTokenizer::encode`] never adds special tokens and never reads one
+/// out of the text; only [`ChatTokenizer::chat`] puts control tokens into a
+/// prompt, where the template wrote them.
 #[derive(Clone)]
 pub struct ChatTokenizer {
+    /// Recognizes special-token strings (for template text only).
     inner: Tokenizer,
+    /// Encodes special-token strings as plain text (for user text).
+    plain: Tokenizer,
     eos_ids: Vec<u32>,
     bos: Option<(u32, String)>,
     add_bos: bool,
-    default_system: Option<String>,
+    /// The template as shipped (`None`: a built-in one is used).
     chat_template: Option<String>,
+    /// The compiled template in use.
+    template: ChatTemplate,
+    /// The id that closes an assistant turn (the M-step's target terminator).
+    end_of_turn: u32,
+}
+
+/// A chat prompt: the text the model sees and its ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatPrompt {
+    /// The rendered prompt (for display and digests).
+    pub text: String,
+    /// Its ids: template segments with control tokens, contents as plain
+    /// text.
+    pub ids: Vec<u32>,
 }
 
 impl std::fmt::Debug for ChatTokenizer {
@@ -45,21 +68,6 @@ impl std::fmt::Debug for ChatTokenizer {
             .field("bos", &self.bos)
             .finish()
     }
-}
-
-/// Extracts the default system message from a ChatML Jinja template such
-/// as SmolLM2's (`'<|im_start|>system\nYou are … Hugging Face<|im_end|>\n'`).
-fn default_system_from_template(t: &str) -> Option<String> {
-    let start = "<|im_start|>system\\n";
-    let i = t.find(start)? + start.len();
-    let rest = &t[i..];
-    let j = rest.find("<|im_end|>")?;
-    let msg = &rest[..j];
-    // A template that splices in the caller's message has Jinja syntax here.
-    if msg.is_empty() || msg.contains('{') || msg.contains('\'') || msg.contains('+') {
-        return None;
-    }
-    Some(msg.replace("\\n", "\n"))
 }
 
 impl ChatTokenizer {
@@ -146,7 +154,8 @@ impl ChatTokenizer {
             .meta_usize_opt("tokenizer.ggml.eos_token_id")?
             .map(|v| v as u32);
         let template = g.meta_str("tokenizer.chat_template").ok();
-        Self::assemble(tk, bos_id, add_bos, eos.into_iter().collect(), template)
+        let origin = format!("{file}: tokenizer.chat_template");
+        Self::assemble(tk, bos_id, add_bos, eos.into_iter().collect(), template, &origin)
     }
 
     /// Loads `tokenizer.json` (and, when present next to it,
@@ -175,7 +184,8 @@ impl ChatTokenizer {
                 .and_then(|t| t.as_bool())
                 .unwrap_or(false);
         }
-        Self::assemble(tk, bos, add_bos, eos.to_vec(), template)
+        let origin = format!("{}: chat_template", cfg_path.display());
+        Self::assemble(tk, bos, add_bos, eos.to_vec(), template, &origin)
     }
 
     fn assemble(
@@ -184,15 +194,8 @@ impl ChatTokenizer {
         add_bos: bool,
         mut eos_ids: Vec<u32>,
         chat_template: Option<String>,
+        origin: &str,
     ) -> Result<Self> {
-        // Chat models end a turn with <|im_end|>; base models with <|endoftext|>.
-        for s in ["<|im_end|>", "<|endoftext|>"] {
-            if let Some(id) = inner.token_to_id(s) {
-                if !eos_ids.contains(&id) {
-                    eos_ids.push(id);
-                }
-            }
-        }
         let bos = match bos_id {
             Some(id) => Some((
                 id,
@@ -202,26 +205,70 @@ impl ChatTokenizer {
             )),
             None => None,
         };
-        let default_system = chat_template
-            .as_deref()
-            .and_then(default_system_from_template);
+        let template = match &chat_template {
+            Some(t) => ChatTemplate::new(t, origin)?,
+            None if inner.token_to_id("<|im_start|>").is_some() => {
+                ChatTemplate::new(CHATML_TEMPLATE, "built-in ChatML template")?
+            }
+            None => ChatTemplate::new(PLAIN_TEMPLATE, "built-in plain template")?,
+        };
+        let mut plain = inner.clone();
+        plain.set_encode_special_tokens(true);
+        let eos_text = eos_ids
+            .first()
+            .and_then(|&id| inner.id_to_token(id))
+            .unwrap_or_default();
+        let bos_text = bos.as_ref().map(|b| b.1.clone()).unwrap_or_default();
+        // The end of turn is the first special token the template writes
+        // after an assistant answer (`<|im_end|>`, `<end_of_turn>`), else eos.
+        let turn_end = template.assistant_turn_end(&bos_text, &eos_text)?;
+        let turn_end_ids = inner
+            .encode(turn_end.as_str(), false)
+            .map_err(|e| anyhow::anyhow!("{origin}: encoding the end of an assistant turn: {e}"))?;
+        let special: std::collections::HashSet<u32> = inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| id)
+            .collect();
+        let end_of_turn = turn_end_ids
+            .get_ids()
+            .iter()
+            .copied()
+            .find(|id| special.contains(id))
+            .or_else(|| eos_ids.first().copied())
+            .with_context(|| {
+                format!("{origin}: the template closes an assistant turn with {turn_end:?}, which holds no control token, and the model has no eos id")
+            })?;
+        if !eos_ids.contains(&end_of_turn) {
+            eos_ids.push(end_of_turn);
+        }
+        // A base model ends its text with <|endoftext|> even inside a turn.
+        if let Some(id) = inner.token_to_id("<|endoftext|>") {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
         Ok(ChatTokenizer {
             inner,
+            plain,
             eos_ids,
             bos,
             add_bos,
-            default_system,
             chat_template,
+            template,
+            end_of_turn,
         })
     }
 
-    /// Token ids of `text` (no special tokens added).
+    /// Token ids of `text` as plain text: no special tokens added, and
+    /// special-token strings in it (`<|im_end|>`) encoded as ordinary text.
     ///
     /// # Errors
     /// The tokenizer's error (e.g. a regex failure), as text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
-            .inner
+            .plain
             .encode(text, false)
             .map_err(|e| anyhow::anyhow!("encoding: {e}"))?;
         Ok(enc.get_ids().to_vec())
@@ -237,30 +284,67 @@ impl ChatTokenizer {
             .map_err(|e| anyhow::anyhow!("decoding: {e}"))
     }
 
-    /// The ChatML prompt for one user turn, ending in
-    /// `<|im_start|>assistant\n` so that the model writes the answer. Without
-    /// `system`, the model's default system message (from its chat template,
-    /// e.g. SmolLM2's) is used when it has one.
-    pub fn chat_prompt(&self, system: Option<&str>, user: &str) -> String {
-        let mut s = String::new();
-        if self.add_bos {
-            if let Some((_, b)) = &self.bos {
-                s.push_str(b);
+    /// The prompt for one user turn as the model's chat template renders
+    /// it (`add_generation_prompt`, so it ends where the assistant's answer
+    /// starts), with the template's default system turn when `system` is
+    /// `None` and the template has one. Contents are trimmed and encoded as
+    /// plain text; a bos token is prepended when the model asks for one and
+    /// the template did not write it.
+    ///
+    /// # Errors
+    /// A template error (naming the template's origin) or a tokenizer error.
+    pub fn chat(&self, system: Option<&str>, user: &str) -> Result<ChatPrompt> {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(sys) = system {
+            messages.push((Role::System, sys));
+        }
+        messages.push((Role::User, user));
+        let bos_text = self.bos.as_ref().map(|b| b.1.as_str()).unwrap_or("");
+        let eos_text = self
+            .eos_ids
+            .first()
+            .and_then(|&id| self.inner.id_to_token(id))
+            .unwrap_or_default();
+        let rendered = self.template.render(&messages, true, bos_text, &eos_text)?;
+        let mut text = String::new();
+        let mut ids = Vec::new();
+        for seg in &rendered.segments {
+            match seg {
+                Segment::Template(t) => {
+                    let enc = self
+                        .inner
+                        .encode(t.as_str(), false)
+                        .map_err(|e| anyhow::anyhow!("encoding the chat template's text: {e}"))?;
+                    ids.extend_from_slice(enc.get_ids());
+                    text.push_str(t);
+                }
+                Segment::Content(c) => {
+                    ids.extend(self.encode(c)?);
+                    text.push_str(c);
+                }
             }
         }
-        if let Some(sys) = system.or(self.default_system.as_deref()) {
-            s.push_str("<|im_start|>system\n");
-            s.push_str(sys);
-            s.push_str("<|im_end|>\n");
+        if self.add_bos {
+            if let Some((id, b)) = &self.bos {
+                if ids.first() != Some(id) {
+                    ids.insert(0, *id);
+                    text.insert_str(0, b);
+                }
+            }
         }
-        s.push_str("<|im_start|>user\n");
-        s.push_str(user);
-        s.push_str("<|im_end|>\n<|im_start|>assistant\n");
-        s
+        Ok(ChatPrompt { text, ids })
     }
 
-    /// Ids that end a generation (the model's eos plus `<|im_end|>` and
-    /// `<|endoftext|>` when in the vocabulary).
+    /// The id that closes an assistant turn in this model's template
+    /// (`<|im_end|>` for ChatML, `<end_of_turn>` for Gemma): the M-step
+    /// appends it to every target so the policy learns to stop.
+    pub fn end_of_turn_id(&self) -> u32 {
+        self.end_of_turn
+    }
+
+    /// Ids that end a generation: the model's eos, the template's end of
+    /// turn ([`ChatTokenizer::end_of_turn_id`]) and `<|endoftext|>` when in
+    /// the vocabulary.
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos_ids
     }

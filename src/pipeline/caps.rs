@@ -17,7 +17,7 @@ use super::context::RunContext;
 use super::LanguageModel;
 use crate::data::Split;
 use crate::lm::{GenerationRequest, SamplingSettings};
-use crate::prompt::parse_output;
+use crate::prompt::{parse_output, RESPONSE_SEPARATOR};
 
 /// Turns an `anyhow` error from the model side into a capability error that
 /// a rebuilt worker may not repeat.
@@ -92,6 +92,10 @@ impl Generate for TchPolicy {
                     top_k: None,
                     max_new_tokens: r.max_new_tokens as usize,
                     stop_tokens: tok.eos_ids().to_vec(),
+                    stop_strings: self.ctx.config.sampling.stop_strings.clone(),
+                    // A reasoning output that has written its response ends at
+                    // the next separator line: the model is opening a turn of its own.
+                    separator: (r.prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned()),
                 },
             });
             prompts.push((text, ids.len()));
@@ -118,6 +122,7 @@ impl Generate for TchPolicy {
                     raw: g.text.clone(),
                     prompt_tokens: prompt_tokens as u32,
                     output_tokens: g.token_ids.len() as u32,
+                    finish: g.finish,
                 }
             })
             .collect())
@@ -157,7 +162,7 @@ impl actors::capability::Judge for TchJudge {
             inputs.push(crate::reward::RewardInput {
                 input: ex.input.clone(),
                 expected: ex.output.clone(),
-                generated: r.response.clone(),
+                response: r.response.clone(),
             });
         }
         let outs = self.reward.score(&inputs).map_err(|e| retryable("judging", e))?;
@@ -210,7 +215,7 @@ impl Train for TchTrainer {
                 .map_err(|e| CapabilityError::fatal(format!("tokenizing the target of {}: {e:#}", item.input_id)))?;
             // The model must learn to stop: the chat template closes the
             // assistant turn with its end-of-turn token.
-            target_ids.extend(tok.eos_ids().first().copied());
+            target_ids.push(tok.end_of_turn_id());
             data.push(crate::train::TrainExample {
                 id: item.input_id.clone(),
                 prompt_ids,
@@ -293,6 +298,8 @@ impl Evaluate for TchEvaluator {
                 top_k: None,
                 max_new_tokens: cfg.max_new_tokens as usize,
                 stop_tokens: model.tokenizer().eos_ids().to_vec(),
+                stop_strings: self.ctx.config.sampling.stop_strings.clone(),
+                separator: self.ctx.config.method.uses_reasoning().then(|| RESPONSE_SEPARATOR.to_owned()),
             },
             seed: self.ctx.config.seed,
             batch_size: self.ctx.config.sampling.batch_size,
@@ -364,7 +371,7 @@ impl SpecReward {
         };
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let response = crate::reward::response_of(&item.generated);
+            let response = crate::reward::nonempty(&item.response);
             let mut reward = 0.0f64;
             let mut distribution = None;
             for (w, m) in &self.terms {

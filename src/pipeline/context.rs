@@ -147,7 +147,7 @@ impl RunContext {
             PromptKind::ReasoningGeneration => crate::prompt::PromptKind::ReasoningGeneration,
         };
         // Measure the chat-formatted prompt, which is what the model sees.
-        let count = |user: &str| tokenizer.encode(&tokenizer.chat_prompt(None, user)).map(|t| t.len()).unwrap_or(usize::MAX);
+        let count = |user: &str| tokenizer.chat(None, user).map(|c| c.ids.len()).unwrap_or(usize::MAX);
         let fitted = self.templates.fit(kind, ex, &items, budget, &count);
         if fitted.over_budget {
             return Err(CapabilityError::fatal(format!(
@@ -155,11 +155,10 @@ impl RunContext {
                 fitted.tokens
             )));
         }
-        let text = tokenizer.chat_prompt(None, &fitted.prompt);
-        let ids = tokenizer
-            .encode(&text)
+        let chat = tokenizer
+            .chat(None, &fitted.prompt)
             .map_err(|e| CapabilityError::fatal(format!("tokenizing the prompt of {input_id}: {e:#}")))?;
-        Ok((text, ids))
+        Ok((chat.text, chat.ids))
     }
 }
 

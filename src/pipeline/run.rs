@@ -88,7 +88,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         }
         RunConfig::load(&config_path)?
     } else {
-        let (config, text) = config.context("a new run needs a configuration")?;
+        let (config, _text) = config.context("a new run needs a configuration")?;
         if run_dir.join("log").exists() {
             bail!("{} already holds a run: use `--resume {}` to continue it", run_dir.display(), run_dir.display());
         }
@@ -98,7 +98,6 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         let mut resolved = config.clone();
         resolved.data = std::fs::canonicalize(&config.data)
             .with_context(|| format!("data set {}", config.data.display()))?;
-        let _ = text;
         let text = resolved.to_toml()?;
         store::write_private_file(&config_path, text.as_bytes())
             .with_context(|| format!("writing {}", config_path.display()))?;
@@ -143,6 +142,14 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         code_version: format!("restpg {}", env!("CARGO_PKG_VERSION")),
         seed: config.seed,
         dataset_digest: ctx.dataset.digest(),
+        settings: Some(events::RunSettings {
+            tau: config.reward.tau,
+            max_kept_per_input: config.reward.max_kept_per_input,
+            require_reasoning: config.method.uses_reasoning() && !config.em.allow_samples_without_reasoning,
+            init: config.train.init,
+            separator: config.method.uses_reasoning().then(|| crate::prompt::RESPONSE_SEPARATOR.to_owned()),
+            reward: config.reward.name.clone(),
+        }),
     })?;
     log.flush()?;
 
@@ -172,10 +179,9 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
     plan.iterations = config.em.iterations;
     plan.tau = config.reward.tau;
     plan.max_kept_per_input = config.reward.max_kept_per_input;
-    plan.init = match config.train.init {
-        crate::train::InitMode::Fresh => actors::InitMode::Fresh,
-        crate::train::InitMode::Continue => actors::InitMode::Continue,
-    };
+    plan.init = config.train.init;
+    plan.require_reasoning = config.method.uses_reasoning() && !config.em.allow_samples_without_reasoning;
+    plan.batch_timeout = std::time::Duration::from_secs(config.sampling.batch_timeout_secs);
     plan.e_step = actors::GenerationSettings {
         temperature: config.sampling.temperature,
         top_p: config.sampling.top_p,

@@ -487,39 +487,26 @@ pub struct ParsedOutput {
 
 /// Splits a generation of prompt 2 into reasoning and response.
 ///
-/// Rule: the separator is the first line whose text, trimmed and compared
-/// without regard to ASCII case, starts with `### Response` (with or without
-/// the colon). Everything before that line is the reasoning; the rest of the
+/// Rule: the separator is the first separator line
+/// ([`crate::lm::stop::separator_lines`]: trimmed, ASCII-case-insensitive,
+/// starts with `### Response`, with or without the colon). Everything before that line is the reasoning; the rest of the
 /// separator line after the marker and all later lines are the response,
 /// later separator lines included (so the response is never cut short). When
 /// no line matches, `had_separator` is false, `reasoning` is `None` and the
 /// response is the whole text, trimmed: the caller decides whether such a
 /// sample counts (the reward only ever sees `response`).
 pub fn parse_output(text: &str) -> ParsedOutput {
-    const MARKER: &str = "### response";
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        let lead = line.len() - trimmed.len();
-        let lower = trimmed.get(..MARKER.len()).map(str::to_ascii_lowercase);
-        if lower.as_deref() == Some(MARKER) {
-            let reasoning = text[..offset].trim().to_string();
-            let mut rest_start = offset + lead + MARKER.len();
-            if text[rest_start..].starts_with(':') {
-                rest_start += 1;
-            }
-            return ParsedOutput {
-                reasoning: Some(reasoning),
-                response: text[rest_start..].trim().to_string(),
-                had_separator: true,
-            };
-        }
-        offset += line.len();
-    }
-    ParsedOutput {
-        reasoning: None,
-        response: text.trim().to_string(),
-        had_separator: false,
+    match crate::lm::stop::separator_lines(text, RESPONSE_SEPARATOR).first() {
+        Some(line) => ParsedOutput {
+            reasoning: Some(text[..line.line_start].trim().to_string()),
+            response: text[line.marker_end..].trim().to_string(),
+            had_separator: true,
+        },
+        None => ParsedOutput {
+            reasoning: None,
+            response: text.trim().to_string(),
+            had_separator: false,
+        },
     }
 }
 

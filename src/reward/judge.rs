@@ -20,12 +20,12 @@
 //! score as a round-tripping token sequence is refused at construction.
 //!
 //! Only the response part of the generation is judged (see
-//! [`crate::reward::response_of`]); an empty response scores 0 without a
+//! [`crate::reward::nonempty`]); an empty response scores 0 without a
 //! model call. Batches are cut into chunks of `batch_size` prompts; results
 //! do not depend on chunking beyond the model's own numerical batch
 //! invariance (tested on the real SmolLM2).
 
-use super::{response_of, Reward, RewardInput, RewardOutput};
+use super::{nonempty, Reward, RewardInput, RewardOutput};
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 
@@ -48,9 +48,12 @@ pub trait ScoreModel {
     /// # Errors
     /// Tokenizer failures.
     fn decode(&self, ids: &[u32]) -> Result<String>;
-    /// The model's chat prompt for one user turn, ending where the
-    /// assistant's answer starts.
-    fn chat_prompt(&self, system: Option<&str>, user: &str) -> String;
+    /// The ids of the model's chat prompt for one user turn, ending where
+    /// the assistant's answer starts (user text encoded as plain text).
+    ///
+    /// # Errors
+    /// Template or tokenizer failures.
+    fn chat_prompt_ids(&self, system: Option<&str>, user: &str) -> Result<Vec<u32>>;
 }
 
 /// The tch language model as a judge (owned): the same as the borrowed
@@ -65,8 +68,8 @@ impl ScoreModel for crate::lm::LanguageModel {
     fn decode(&self, ids: &[u32]) -> Result<String> {
         ScoreModel::decode(&self, ids)
     }
-    fn chat_prompt(&self, system: Option<&str>, user: &str) -> String {
-        ScoreModel::chat_prompt(&self, system, user)
+    fn chat_prompt_ids(&self, system: Option<&str>, user: &str) -> Result<Vec<u32>> {
+        ScoreModel::chat_prompt_ids(&self, system, user)
     }
 }
 
@@ -82,8 +85,8 @@ impl ScoreModel for &crate::lm::LanguageModel {
     fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer().decode(ids)
     }
-    fn chat_prompt(&self, system: Option<&str>, user: &str) -> String {
-        self.tokenizer().chat_prompt(system, user)
+    fn chat_prompt_ids(&self, system: Option<&str>, user: &str) -> Result<Vec<u32>> {
+        Ok(self.tokenizer().chat(system, user)?.ids)
     }
 }
 
@@ -286,9 +289,12 @@ impl<M: ScoreModel> Judge<M> {
     /// Tokenizer failures.
     pub fn prompt_ids(&self, input: &str, expected: &str, response: &str) -> Result<Vec<u32>> {
         let user = (self.config.template)(input, expected, response);
-        let mut text = self.model.chat_prompt(self.config.system.as_deref(), &user);
-        text.push_str(&self.config.answer_prefix);
-        self.model.encode(&text).context("encoding the judge prompt")
+        let mut ids = self
+            .model
+            .chat_prompt_ids(self.config.system.as_deref(), &user)
+            .context("encoding the judge prompt")?;
+        ids.extend(self.model.encode(&self.config.answer_prefix).context("encoding the judge's answer prefix")?);
+        Ok(ids)
     }
 
     /// Score distributions (11 values each) for already built prompt ids.
@@ -330,7 +336,7 @@ impl<M: ScoreModel> Reward for Judge<M> {
         let mut todo = Vec::new();
         let mut prompts = Vec::new();
         for (i, it) in items.iter().enumerate() {
-            match response_of(&it.generated) {
+            match nonempty(&it.response) {
                 None => self.empty_responses += 1,
                 Some(resp) => {
                     prompts.push(self.prompt_ids(&it.input, &it.expected, &resp)?);
@@ -372,8 +378,8 @@ mod tests {
         fn decode(&self, ids: &[u32]) -> Result<String> {
             Ok(ids.iter().map(|i| char::from(*i as u8)).collect())
         }
-        fn chat_prompt(&self, _system: Option<&str>, user: &str) -> String {
-            format!("U:{user}\nA:")
+        fn chat_prompt_ids(&self, _system: Option<&str>, user: &str) -> Result<Vec<u32>> {
+            self.encode(&format!("U:{user}\nA:"))
         }
     }
 
@@ -428,8 +434,8 @@ mod tests {
         let toy = Toy { root: logp(&[(b'5', 1.0)]), after_one: logp(&[(b'0', 1.0)]), digits_ok: true };
         let mut j = Judge::new(toy, JudgeConfig::default()).unwrap();
         let items = vec![
-            RewardInput { input: "x".into(), expected: "y".into(), generated: "  \n".into() },
-            RewardInput { input: "x".into(), expected: "y".into(), generated: "a reply".into() },
+            RewardInput { input: "x".into(), expected: "y".into(), response: "  \n".into() },
+            RewardInput { input: "x".into(), expected: "y".into(), response: "a reply".into() },
         ];
         let out = j.score(&items).unwrap();
         assert!(out[0].empty_response && out[0].reward == 0.0 && out[0].distribution.is_none());

@@ -33,8 +33,10 @@ pub struct RewardInput {
     pub input: String,
     /// The expected output y.
     pub expected: String,
-    /// The raw generated text; only its response part is scored.
-    pub generated: String,
+    /// The final response only, already split from any reasoning (by
+    /// [`response_of`] at the one place a raw generation is parsed); scored
+    /// as it is.
+    pub response: String,
 }
 
 /// The reward of one item.
@@ -66,6 +68,17 @@ pub trait Reward {
 pub fn response_of(generated: &str) -> Option<String> {
     let parsed = crate::prompt::parse_output(generated);
     let r = parsed.response.trim();
+    if r.is_empty() {
+        None
+    } else {
+        Some(r.to_string())
+    }
+}
+
+/// `response` trimmed, or `None` when that is empty (an empty response is
+/// scored 0 without a model call).
+pub fn nonempty(response: &str) -> Option<String> {
+    let r = response.trim();
     if r.is_empty() {
         None
     } else {
@@ -124,7 +137,7 @@ impl Reward for LexicalReward {
     fn score(&mut self, items: &[RewardInput]) -> Result<Vec<RewardOutput>> {
         Ok(items
             .iter()
-            .map(|it| match response_of(&it.generated) {
+            .map(|it| match nonempty(&it.response) {
                 None => RewardOutput { reward: 0.0, distribution: None, empty_response: true },
                 Some(resp) => RewardOutput {
                     reward: self.value(&it.expected, &resp) as f32,

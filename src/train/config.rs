@@ -20,17 +20,7 @@ pub enum OptimizerKind {
 /// The trainer itself trains whatever model the caller passes; this setting
 /// tells the caller (the pipeline) which weights to load before calling
 /// [`crate::train::Trainer::train`], see [`crate::train::starting_weights`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum InitMode {
-    /// Every iteration starts again from the base weights (the paper's
-    /// default, as in ReST-EM: "fine-tune the base model" at each M-step).
-    #[default]
-    Fresh,
-    /// Each iteration continues from the previous iteration's selected
-    /// checkpoint.
-    Continue,
-}
+pub use events::InitMode;
 
 /// AdamW hyper-parameters (PyTorch's defaults).
 #[derive(Copy, Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -204,6 +204,7 @@ impl Generate for Policy {
                 raw,
                 prompt_tokens: 10,
                 output_tokens: 5,
+                finish: events::FinishReason::StopToken,
             });
         }
         Ok(out)

@@ -23,6 +23,7 @@ pub fn sample_event(n: u64) -> Event {
         checkpoint: digest(b"sft"),
         temperature: 0.7,
         top_p: 0.95,
+        finish: Some(events::FinishReason::StopToken),
     }
 }
 
