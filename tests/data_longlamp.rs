@@ -286,3 +286,15 @@ fn task_names_parse_and_print() {
     );
     assert!("poetry".parse::<Task>().is_err());
 }
+
+#[test]
+fn an_empty_or_blank_file_is_no_data_set() {
+    // Given a 0-byte file, a file of blank lines and an empty JSON array
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [("train.json", &b""[..]), ("train.jsonl", b"\n \n\r\n"), ("val.json", b" [ ] ")] {
+        let path = write(dir.path(), name, bytes);
+        // when it is loaded, then the error names the file and says why
+        let err = load_longlamp(&path, Task::EmailCompletion).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("no records"), "{name}: {err}");
+    }
+}

@@ -150,7 +150,8 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     let ckpts: Vec<PathBuf> = ev
         .iter()
         .filter_map(|e| match e {
-            Event::CheckpointSaved { path, .. } => Some(PathBuf::from(path)),
+            // Logged relative to the run directory.
+            Event::CheckpointSaved { path, .. } => Some(a.join(path)),
             _ => None,
         })
         .collect();
@@ -209,4 +210,36 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
             assert!(ids.insert(sample.to_string()), "sample {sample} logged twice after resume");
         }
     }
+}
+
+#[test]
+fn replay_retrains_a_continue_run_to_its_logged_checkpoint() {
+    // Given a run whose M-step continues from θ_1 (the SFT checkpoint), with
+    // every non-zero sample kept (12 tokens are too few for reasoning)
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    run_ok(bin().args(["data", "demo", "--users", "4", "--max-words", "40", "--out"]).arg(&data));
+    let cfg = tmp.path().join("run.toml");
+    let text = config(&data)
+        .replace("[em]\niterations = 1\n", "[em]\niterations = 1\nallow_samples_without_reasoning = true\n")
+        .replace("[train]\n", "[train]\ninit = \"continue\"\n");
+    assert!(text.contains("init = \"continue\"") && text.contains("allow_samples_without_reasoning"));
+    std::fs::write(&cfg, text).expect("config");
+    let c = tmp.path().join("c");
+    run_ok(bin().args(["train", "--quiet", "--config"]).arg(&cfg).arg("--run-dir").arg(&c));
+    let ev = events_of(&c);
+    let kept = ev
+        .iter()
+        .filter(|e| matches!(e, Event::FilterDecided { decision: events::Decision::Kept, .. }))
+        .count();
+    assert!(kept > 0, "D_1 is empty: nothing to retrain");
+    // and the log records where the M-step started, as a typed setting
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::RunStarted { settings: Some(s), .. } if s.init == events::InitMode::Continue
+    )));
+    // When replay re-runs the M-step from the log, then it starts from θ_1
+    // and rebuilds the logged checkpoint bit for bit
+    let out = run_ok(bin().args(["replay", "--iteration", "1", "--retrain"]).arg(&c));
+    assert!(out.contains("equals the logged one"), "{out}");
 }

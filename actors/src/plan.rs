@@ -107,6 +107,10 @@ pub struct FaultPlan {
     /// `true`: the worker panics inside its handler; `false`: it returns a
     /// retryable error.
     pub panic: bool,
+    /// When set, the planned batch neither fails nor panics: its worker
+    /// hangs this many milliseconds first (a stand-in for a libtorch
+    /// deadlock or a stuck request), so the batch timeout must re-issue it.
+    pub hang_ms: Option<u64>,
     /// When set, the coordinator stops the run abruptly (no `RunFailed`, no
     /// further events, [`RunError::InjectedCrash`](crate::RunError)) once
     /// this many `SampleGenerated` events were appended in this process:

@@ -76,6 +76,10 @@ impl FaultSwitch {
     fn on_batch(&self) -> Result<(), CapabilityError> {
         let n = self.batches.fetch_add(1, Ordering::SeqCst);
         if n == self.plan.sampler_fail_once_at_batch && !self.fired.swap(true, Ordering::SeqCst) {
+            if let Some(ms) = self.plan.hang_ms {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                return Ok(());
+            }
             if self.plan.panic {
                 panic!("injected sampler panic at batch {n} (test-only fault switch)");
             }

@@ -49,7 +49,7 @@ fn ties_are_broken_by_sample_index_whatever_the_input_order() {
 #[test]
 fn each_input_has_its_own_cap_and_ranks() {
     let mut samples = scored("a", &[1.0, 1.0]);
-    samples.extend(scored("b", &[0.0, 1.0]));
+    samples.extend(scored("b", &[0.5, 1.0]));
     let v = decide(&samples, &rule(1.0, 1)).unwrap();
     let by_input: Vec<(&str, u32, Decision, u32)> =
         v.iter().map(|x| (x.sample.input_id.as_str(), x.sample.index, x.decision, x.rank - FIRST_RANK)).collect();

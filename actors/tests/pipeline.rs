@@ -235,7 +235,7 @@ fn run_with_fault(fault: FaultPlan) -> (actors::RunOutcome, Vec<Event>, Doubles)
 #[test]
 fn a_sampler_that_panics_once_is_rebuilt_and_its_batch_reissued() {
     // Batch 3 is an E-step batch (batches 0–1 generate reasoning).
-    let (outcome, events, doubles) = run_with_fault(FaultPlan { sampler_fail_once_at_batch: 3, panic: true, crash_after_samples: None });
+    let (outcome, events, doubles) = run_with_fault(FaultPlan { sampler_fail_once_at_batch: 3, panic: true, crash_after_samples: None, hang_ms: None });
     assert_eq!(outcome.reissued_batches, 1);
     assert_every_sample_once(&events, 3, 4, 2);
     assert!(events.iter().all(|e| !matches!(e, Event::RunFailed { .. })));
@@ -245,10 +245,32 @@ fn a_sampler_that_panics_once_is_rebuilt_and_its_batch_reissued() {
 
 #[test]
 fn a_sampler_that_errors_once_is_rebuilt_and_its_batch_reissued() {
-    let (outcome, events, doubles) = run_with_fault(FaultPlan { sampler_fail_once_at_batch: 4, panic: false, crash_after_samples: None });
+    let (outcome, events, doubles) = run_with_fault(FaultPlan { sampler_fail_once_at_batch: 4, panic: false, crash_after_samples: None, hang_ms: None });
     assert_eq!(outcome.reissued_batches, 1);
     assert_every_sample_once(&events, 3, 4, 2);
     assert_eq!(doubles.rec.rebuilds(), (1, 1));
+}
+
+#[test]
+fn a_sampler_that_hangs_is_timed_out_and_its_batch_reissued() {
+    // Given two samplers, one of which hangs for 4 s on an E-step batch, and
+    // a batch timeout of 1 s
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan("run-hang", Method::RestPg, 3);
+    plan.sampler_workers = 2;
+    plan.batch_timeout = std::time::Duration::from_secs(1);
+    plan.fault =
+        Some(FaultPlan { sampler_fail_once_at_batch: 3, panic: false, crash_after_samples: None, hang_ms: Some(4000) });
+    let doubles = Doubles::new();
+    let started = std::time::Instant::now();
+    // when the run goes on
+    let outcome = run_pipeline(plan, open_log(dir.path(), "run-hang"), doubles.capabilities()).unwrap();
+    // then the hung batch was re-issued to the other worker and every sample
+    // is logged once
+    assert!(outcome.reissued_batches >= 1, "{outcome:?}");
+    let events: Vec<Event> = read_envelopes(dir.path()).into_iter().map(|e| e.payload).collect();
+    assert_every_sample_once(&events, 3, 4, 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
 #[test]
@@ -315,7 +337,7 @@ fn a_run_stopped_mid_e_step_resumes_to_the_same_d_t_without_regenerating_logged_
     // and the same run stopped after 6 samples of the first E-step
     let dir = tempfile::tempdir().unwrap();
     let mut crashing = plan("run-r", Method::RestPg, 3);
-    crashing.fault = Some(FaultPlan { sampler_fail_once_at_batch: usize::MAX, panic: false, crash_after_samples: Some(6) });
+    crashing.fault = Some(FaultPlan { sampler_fail_once_at_batch: usize::MAX, panic: false, crash_after_samples: Some(6), hang_ms: None });
     let err = run_pipeline(crashing, open_log(dir.path(), "run-r"), Doubles::new().capabilities()).unwrap_err();
     assert_eq!(err, RunError::InjectedCrash(6));
     let before = read_events(dir.path());

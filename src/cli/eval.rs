@@ -1,22 +1,19 @@
 //! `restpg eval` and `restpg compare`.
 //!
-//! `eval` loads a model and a data set, builds each example's prompt for the
-//! chosen system (plain, or the reasoning template; BM25 retrieval of k = 5
-//! profile items, fitted to the input budget), generates at temperature 0.1
-//! with nucleus sampling, scores with the LLM judge (by default the same
-//! model; `--judge` for another, `--no-judge` to skip) and LongLaMP's
-//! ROUGE-1/ROUGE-L/METEOR, and writes `report.json` and `report.md` into
+//! `eval` evaluates a checkpoint exactly as a run's evaluator does
+//! ([`crate::pipeline::evaluate_checkpoint`]: the run's retriever and prompt
+//! fitting, its decoding and judge), with the settings of `--run` (or the
+//! paper's defaults) and any flag given on top; it writes `report.json`
+//! (recording the checkpoint's hash and every setting) and `report.md` into
 //! `--out`. `compare` pairs two such reports by example id and writes the
 //! paired t-test table (`comparison.md`, `comparison.json`).
 
-use crate::data::{Dataset, Split};
-use crate::eval::{compare, evaluate, subset, EvalItem, EvalReport, EvalSettings};
-use crate::lm::{LanguageModel, SamplingSettings};
-use crate::prompt::{PromptKind, Templates};
-use crate::retrieve::{retrieved_items, Bm25, Bm25Params, Retriever, DEFAULT_K};
-use crate::reward::judge::{templates_judge, Judge, JudgeConfig, ScoreRule};
-use crate::reward::meteor::Meteor;
-use crate::reward::{Metric, Reward};
+use crate::config::RunConfig;
+use crate::data::Split;
+use crate::eval::{compare, EvalReport};
+use crate::lm::LanguageModel;
+use crate::pipeline::{evaluate_checkpoint, RunContext};
+use actors::capability::PromptKind;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -31,60 +28,65 @@ pub enum SystemKind {
     Reasoning,
 }
 
-/// Arguments of `restpg eval`.
+/// Arguments of `restpg eval`. Every setting left out is the run's (with
+/// `--run`) or the paper's default (Appendix B, as in `RunConfig`).
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// The policy: a `.gguf` file or a Hugging Face directory.
+    /// A run directory: its configuration (data, retriever, k, budgets,
+    /// judge and its rule, decoding, seed) is the default of every setting,
+    /// and its last logged checkpoint the default model.
     #[arg(long)]
-    pub model: PathBuf,
-    /// The data set folder (`restpg data` output).
+    pub run: Option<PathBuf>,
+    /// The policy: a `.gguf` file or a Hugging Face directory (a run's
+    /// `blobs/<hash>`); required without `--run`.
     #[arg(long)]
-    pub data: PathBuf,
+    pub model: Option<PathBuf>,
+    /// The data set folder (`restpg data` output); required without `--run`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Split to evaluate: val or test.
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// Prompt of the system.
-    #[arg(long, value_enum, default_value = "plain")]
-    pub system: SystemKind,
-    /// Label of the system in reports (default: the system kind).
+    /// Prompt of the system (default: the run's method's, else plain).
+    #[arg(long, value_enum)]
+    pub system: Option<SystemKind>,
+    /// Label of the system in reports (default: the run's method, else the
+    /// system kind).
     #[arg(long)]
     pub name: Option<String>,
-    /// Judge model (default: the policy model).
+    /// Judge model (default: the run's judge, else the policy model).
     #[arg(long)]
     pub judge: Option<PathBuf>,
-    /// Skip the LLM judge (lexical metrics only).
-    #[arg(long)]
-    pub no_judge: bool,
     /// Judge rule: argmax (paper) or expected (G-Eval).
-    #[arg(long, default_value = "argmax")]
-    pub judge_rule: String,
-    /// Prompt templates folder (default: the built-in templates).
     #[arg(long)]
-    pub prompts: Option<PathBuf>,
+    pub judge_rule: Option<String>,
+    /// Retriever: bm25 or dense.
+    #[arg(long)]
+    pub retriever: Option<String>,
     /// At most this many examples per task (seeded random subset).
-    #[arg(long, default_value_t = 1024)]
-    pub max_per_task: usize,
+    #[arg(long)]
+    pub max_per_task: Option<usize>,
     /// Run seed (subset and sampling).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Sampling temperature (paper: 0.1).
-    #[arg(long, default_value_t = 0.1)]
-    pub temperature: f64,
+    #[arg(long)]
+    pub temperature: Option<f32>,
     /// Nucleus mass.
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f64,
+    #[arg(long)]
+    pub top_p: Option<f32>,
     /// Maximum new tokens (paper: 1,536).
-    #[arg(long, default_value_t = 1536)]
-    pub max_new_tokens: usize,
+    #[arg(long)]
+    pub max_new_tokens: Option<u32>,
     /// Input token budget for prompt fitting (paper: 5,120).
-    #[arg(long, default_value_t = 5120)]
-    pub max_input_tokens: usize,
+    #[arg(long)]
+    pub max_input_tokens: Option<usize>,
     /// Retrieved profile items (paper: 5).
-    #[arg(long, default_value_t = DEFAULT_K)]
-    pub k: usize,
+    #[arg(long)]
+    pub k: Option<usize>,
     /// Prompts per generation batch.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Output folder for report.json and report.md.
     #[arg(long)]
     pub out: PathBuf,
@@ -103,104 +105,121 @@ pub struct CompareArgs {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    store::write_private_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Builds the evaluation items of `split` for `system`.
-///
-/// # Errors
-/// Tokenizer or retrieval failures.
-pub fn build_items(
-    data: &Dataset,
-    split: Split,
-    system: SystemKind,
-    templates: &Templates,
-    model: &LanguageModel,
-    k: usize,
-    max_input_tokens: usize,
-) -> Result<Vec<EvalItem>> {
-    let tk = model.tokenizer();
-    let mut retriever = Bm25::new(Bm25Params::default());
-    let count = |s: &str| tk.encode(s).map(|v| v.len()).unwrap_or(usize::MAX);
-    let kind = match system {
-        SystemKind::Plain => PromptKind::Plain,
-        SystemKind::Reasoning => PromptKind::ReasoningInput,
+/// The run configuration `restpg eval` evaluates with: the run's (or the
+/// defaults), then each flag given. Returns it with the run's id and the
+/// model to evaluate.
+fn resolve(args: &EvalArgs) -> Result<(RunConfig, Option<String>, PathBuf)> {
+    let (mut config, run_id, last) = match &args.run {
+        Some(dir) => {
+            let path = dir.join("config.toml");
+            let config = RunConfig::load(&path).map(|(c, _)| c).with_context(|| format!("reading the run's {}", path.display()))?;
+            let (run_id, last) = last_checkpoint(dir)?;
+            (config, Some(run_id), last.map(|p| dir.join(p)))
+        }
+        None => (RunConfig::default(), None, None),
     };
-    let mut items = Vec::new();
-    for ex in data.split(split) {
-        let ranked = retriever.retrieve(ex, k).with_context(|| format!("retrieving for example {:?}", ex.id))?;
-        let retrieved = retrieved_items(ex, &ranked);
-        let fitted = templates.fit(kind, ex, &retrieved, max_input_tokens, &count);
-        let prompt_ids = tk.chat(None, &fitted.prompt)?.ids;
-        items.push(EvalItem {
-            id: ex.id.clone(),
-            task: ex.task,
-            prompt_ids,
-            expected: ex.output.clone(),
-            input: ex.input.clone(),
-        });
+    match (&args.data, &args.run) {
+        (Some(d), _) => config.data = d.clone(),
+        (None, None) => anyhow::bail!("--data is required without --run"),
+        (None, Some(_)) => {}
     }
-    Ok(items)
+    if let Some(v) = &args.judge_rule {
+        config.reward.rule = v.clone();
+    }
+    if let Some(v) = &args.retriever {
+        config.retrieval.retriever = v.clone();
+    }
+    if let Some(v) = args.k {
+        config.retrieval.k = v;
+    }
+    if let Some(v) = args.max_per_task {
+        config.eval.max_per_task = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.temperature {
+        config.eval.temperature = v;
+    }
+    if let Some(v) = args.top_p {
+        config.eval.top_p = v;
+    }
+    if let Some(v) = args.max_new_tokens {
+        config.eval.max_new_tokens = v;
+    }
+    if let Some(v) = args.max_input_tokens {
+        config.train.max_input_tokens = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.sampling.batch_size = v;
+    }
+    if let Some(j) = &args.judge {
+        config.model.judge = Some(j.clone());
+    }
+    config.validate()?;
+    let model = match (&args.model, last) {
+        (Some(m), _) => m.clone(),
+        (None, Some(last)) => last,
+        (None, None) if args.run.is_some() => anyhow::bail!("the run logs no checkpoint yet: pass --model"),
+        (None, None) => anyhow::bail!("--model is required without --run"),
+    };
+    Ok((config, run_id, model))
 }
 
-/// Runs `restpg eval`.
+/// The run id and the path (relative to the run directory) of the last
+/// checkpoint a run's log holds.
+fn last_checkpoint(run_dir: &Path) -> Result<(String, Option<String>)> {
+    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)
+        .with_context(|| format!("opening the log of {}", run_dir.display()))?;
+    let mut run_id = String::new();
+    let mut last = None;
+    for record in reader.iter() {
+        let record = record.with_context(|| format!("reading the log of {}", run_dir.display()))?;
+        run_id = record.run_id.clone();
+        if let events::Event::CheckpointSaved { path, .. } = record.payload {
+            last = Some(path);
+        }
+    }
+    Ok((run_id, last))
+}
+
+/// Runs `restpg eval`: the run's own evaluation path
+/// ([`crate::pipeline::evaluate_checkpoint`]) on any checkpoint.
 ///
 /// # Errors
-/// Bad arguments, unreadable data or models, generation or judge failures.
+/// A bad flag or configuration, a missing data set or model, or an
+/// evaluation failure.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let split: Split = args.split.parse()?;
-    let rule = match args.judge_rule.as_str() {
-        "argmax" => ScoreRule::Argmax,
-        "expected" => ScoreRule::Expected,
-        other => anyhow::bail!("unknown judge rule {other:?}: expected argmax or expected"),
+    let (config, run_id, model_path) = resolve(&args)?;
+    let system = args.system.unwrap_or(match (&args.run, config.method.uses_reasoning()) {
+        (Some(_), true) => SystemKind::Reasoning,
+        _ => SystemKind::Plain,
+    });
+    let prompt = match system {
+        SystemKind::Plain => PromptKind::Plain,
+        SystemKind::Reasoning => PromptKind::Reasoning,
     };
-    let settings = EvalSettings {
-        sampling: SamplingSettings {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            top_k: None,
-            max_new_tokens: args.max_new_tokens,
-            ..Default::default()
-        },
-        seed: args.seed,
-        batch_size: args.batch_size,
-        metrics: vec![Metric::Judge, Metric::Rouge1, Metric::RougeL, Metric::Meteor],
+    let judge_path = match &config.model.judge {
+        Some(j) => j.clone(),
+        None if args.run.is_some() => crate::paths::require(crate::paths::smollm2_gguf())?,
+        None => model_path.clone(),
     };
-    settings.sampling.validate()?;
-    let data = Dataset::load(&args.data).with_context(|| format!("loading data set {}", args.data.display()))?;
-    let templates = match &args.prompts {
-        Some(d) => Templates::load(d).with_context(|| format!("loading prompt templates from {}", d.display()))?,
-        None => Templates::builtin(),
-    };
+    let name = args.name.clone().unwrap_or_else(|| match &args.run {
+        Some(_) => config.method.as_str().to_owned(),
+        None => format!("{system:?}").to_lowercase(),
+    });
     let device = tch::Device::cuda_if_available();
     let model =
-        LanguageModel::load(&args.model, device).with_context(|| format!("loading model {}", args.model.display()))?;
-    let items = build_items(&data, split, args.system, &templates, &model, args.k, args.max_input_tokens)?;
-    let items = subset(&items, args.max_per_task, args.seed);
-    anyhow::ensure!(!items.is_empty(), "split {} of {} has no examples", split.name(), args.data.display());
-    let meteor = Meteor::load_default()?;
-    let judge_model = match (&args.judge, args.no_judge) {
-        (Some(p), false) => {
-            Some(LanguageModel::load(p, device).with_context(|| format!("loading judge {}", p.display()))?)
-        }
-        _ => None,
-    };
-    let config = || JudgeConfig { rule, template: templates_judge(templates.clone()), ..JudgeConfig::default() };
-    let mut owned_judge;
-    let mut shared_judge;
-    let judge: Option<&mut dyn Reward> = if args.no_judge {
-        None
-    } else if let Some(m) = judge_model {
-        owned_judge = Judge::new(m, config())?;
-        Some(&mut owned_judge)
-    } else {
-        shared_judge = Judge::new(&model, config())?;
-        Some(&mut shared_judge)
-    };
-    let name = args.name.clone().unwrap_or_else(|| format!("{:?}", args.system).to_lowercase());
-    let mut gen = &model;
-    let report = evaluate(&mut gen, &items, &settings, &name, split.name(), judge, Some(&meteor))?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        LanguageModel::load(&model_path, device).with_context(|| format!("loading model {}", model_path.display()))?;
+    let hash = store::hash_path(&model_path).with_context(|| format!("hashing {}", model_path.display()))?;
+    store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let ctx_dir = args.run.clone().unwrap_or_else(|| args.out.clone());
+    let ctx = RunContext::build(config, &ctx_dir)?;
+    let report = evaluate_checkpoint(&ctx, &model, &hash, run_id.as_deref(), split, &name, prompt, &judge_path)?;
     write(&args.out.join("report.json"), &serde_json::to_string_pretty(&report)?)?;
     let md = report.to_markdown();
     write(&args.out.join("report.md"), &md)?;

@@ -64,7 +64,7 @@ pub struct StatusArgs {
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let fault = args
         .test_fault_sampler_once_at_batch
-        .map(|n| actors::FaultPlan { sampler_fail_once_at_batch: n, panic: true, crash_after_samples: None });
+        .map(|n| actors::FaultPlan { sampler_fail_once_at_batch: n, panic: true, crash_after_samples: None, hang_ms: None });
     let summary = if let Some(dir) = args.resume {
         pipeline::run(None, &RunOptions { run_dir: dir, resume: true, progress: !args.quiet, fault })?
     } else {

@@ -102,6 +102,9 @@ pub fn load_longlamp_with(
             .into())
         }
     };
+    if records.is_empty() {
+        return Err(DataError::NoRecords { path: path.to_path_buf() }.into());
+    }
     let stem = path
         .file_name()
         .and_then(|n| n.to_str())

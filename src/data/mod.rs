@@ -363,6 +363,12 @@ pub enum DataError {
         /// File.
         path: PathBuf,
     },
+    /// A data file that holds no record (empty, blank, or an empty array).
+    #[error("{path}: the file holds no records (empty, blank lines only, or `[]`): not a data set")]
+    NoRecords {
+        /// File.
+        path: PathBuf,
+    },
     /// A data set whose files do not match its manifest digest.
     #[error("{dir}: digest mismatch: manifest says {expected}, files give {actual}")]
     DigestMismatch {

@@ -162,6 +162,56 @@ pub struct EvalReport {
     pub macro_average: BTreeMap<Metric, f64>,
     /// Every example's scores, in evaluation order.
     pub examples: Vec<ExampleScore>,
+    /// The checkpoint and every setting besides `settings` that the numbers
+    /// depend on (absent in reports written before it was recorded).
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+}
+
+/// What an evaluation's numbers depend on besides its sampling settings:
+/// which weights, and how prompts were built and judged.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// blake3 of the evaluated checkpoint (its blob hash in a run, the
+    /// file's hash for a GGUF file), hex.
+    pub checkpoint: String,
+    /// The run the settings came from, when evaluated with `--run`.
+    pub run_id: Option<String>,
+    /// Which prompt: `plain` or `reasoning`.
+    pub prompt: String,
+    /// The retriever (`bm25`, a dense encoder's name).
+    pub retriever: String,
+    /// Profile items retrieved.
+    pub k: usize,
+    /// Prompt token budget.
+    pub max_input_tokens: usize,
+    /// The judge model's file name and its blake3 (hex, first 16).
+    pub judge: String,
+    /// The judge's scoring rule (`argmax`, `expected`).
+    pub judge_rule: String,
+    /// Examples per task.
+    pub max_per_task: usize,
+}
+
+impl Provenance {
+    /// The settings in which `self` and `other` differ, as
+    /// `field: a vs b` (the checkpoint and run are not settings).
+    pub fn differences(&self, other: &Provenance) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cmp = |name: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{name}: {a} vs {b}"));
+            }
+        };
+        cmp("prompt", self.prompt.clone(), other.prompt.clone());
+        cmp("retriever", self.retriever.clone(), other.retriever.clone());
+        cmp("k", self.k.to_string(), other.k.to_string());
+        cmp("max_input_tokens", self.max_input_tokens.to_string(), other.max_input_tokens.to_string());
+        cmp("judge", self.judge.clone(), other.judge.clone());
+        cmp("judge_rule", self.judge_rule.clone(), other.judge_rule.clone());
+        cmp("max_per_task", self.max_per_task.to_string(), other.max_per_task.to_string());
+        out
+    }
 }
 
 /// Scores already generated texts (the part of [`evaluate`] after
@@ -258,7 +308,15 @@ pub fn summarize(system: &str, split: &str, settings: EvalSettings, examples: Ve
             macro_average.insert(*m, vals.iter().sum::<f64>() / vals.len() as f64);
         }
     }
-    EvalReport { system: system.to_string(), split: split.to_string(), settings, per_task, macro_average, examples }
+    EvalReport {
+        system: system.to_string(),
+        split: split.to_string(),
+        settings,
+        per_task,
+        macro_average,
+        examples,
+        provenance: None,
+    }
 }
 
 /// Generates for every item and scores the results.
@@ -368,10 +426,43 @@ pub struct Comparison {
 /// Pairs the examples of `a` and `b` by id and runs a paired two-tailed
 /// t-test per task and metric.
 ///
+/// Columns are labelled by system and checkpoint (`rest-pg@1a2b3c4d`).
+///
 /// # Errors
-/// The two reports do not cover the same example ids (naming up to five
-/// missing on each side), or an id's task differs.
+/// Reports whose settings differ (naming every setting that differs:
+/// decoding, seed, prompt, retrieval, judge, subset size), the same check
+/// when only one report records its provenance, reports over different
+/// example ids (naming up to five missing on each side), or an id's task
+/// differs.
 pub fn compare(a: &EvalReport, b: &EvalReport) -> Result<Comparison> {
+    let mut differ = Vec::new();
+    let (sa, sb) = (&a.settings.sampling, &b.settings.sampling);
+    let mut cmp = |name: &str, x: String, y: String| {
+        if x != y {
+            differ.push(format!("{name}: {x} vs {y}"));
+        }
+    };
+    cmp("temperature", sa.temperature.to_string(), sb.temperature.to_string());
+    cmp("top_p", sa.top_p.to_string(), sb.top_p.to_string());
+    cmp("top_k", format!("{:?}", sa.top_k), format!("{:?}", sb.top_k));
+    cmp("max_new_tokens", sa.max_new_tokens.to_string(), sb.max_new_tokens.to_string());
+    cmp("stop_strings", format!("{:?}", sa.stop_strings), format!("{:?}", sb.stop_strings));
+    cmp("separator", format!("{:?}", sa.separator), format!("{:?}", sb.separator));
+    cmp("seed", a.settings.seed.to_string(), b.settings.seed.to_string());
+    match (&a.provenance, &b.provenance) {
+        (Some(pa), Some(pb)) => differ.extend(pa.differences(pb)),
+        (None, None) => {}
+        (pa, _) => differ.push(format!(
+            "provenance: only {} records its checkpoint and prompt settings",
+            if pa.is_some() { &a.system } else { &b.system }
+        )),
+    }
+    if !differ.is_empty() {
+        bail!(
+            "the reports were made with different settings, so their numbers are not comparable:\n  {}",
+            differ.join("\n  ")
+        );
+    }
     let ia: BTreeMap<&str, &ExampleScore> = a.examples.iter().map(|e| (e.id.as_str(), e)).collect();
     let ib: BTreeMap<&str, &ExampleScore> = b.examples.iter().map(|e| (e.id.as_str(), e)).collect();
     let only_a: Vec<&str> = ia.keys().filter(|k| !ib.contains_key(*k)).take(5).copied().collect();
@@ -418,7 +509,11 @@ pub fn compare(a: &EvalReport, b: &EvalReport) -> Result<Comparison> {
         let (ma, mb) = (cs.iter().map(|c| c.mean_a).sum::<f64>() / k, cs.iter().map(|c| c.mean_b).sum::<f64>() / k);
         cells.push(ComparisonCell { task: "macro".into(), metric: *m, mean_a: ma, mean_b: mb, test: None });
     }
-    Ok(Comparison { system_a: a.system.clone(), system_b: b.system.clone(), cells })
+    let label = |r: &EvalReport| match &r.provenance {
+        Some(p) => format!("{}@{}", r.system, &p.checkpoint[..p.checkpoint.len().min(8)]),
+        None => r.system.clone(),
+    };
+    Ok(Comparison { system_a: label(a), system_b: label(b), cells })
 }
 
 impl Comparison {

@@ -71,7 +71,7 @@ impl Generate for TchPolicy {
             return Ok(());
         }
         self.loaded = None;
-        let model = load_model(Path::new(&checkpoint.path))?;
+        let model = load_model(&self.ctx.checkpoint_path(checkpoint))?;
         self.loaded = Some((checkpoint.clone(), model));
         Ok(())
     }
@@ -198,7 +198,7 @@ impl Train for TchTrainer {
         job: &TrainJob,
         progress: &mut dyn FnMut(TrainProgressReport),
     ) -> Result<CheckpointRef, CapabilityError> {
-        let mut model = load_model(Path::new(&job.init.path))?;
+        let mut model = load_model(&self.ctx.checkpoint_path(&job.init))?;
         let tok = model.tokenizer().clone();
         let mut data = Vec::with_capacity(job.data.len());
         for item in &job.data {
@@ -245,7 +245,7 @@ impl Train for TchTrainer {
             .put(&out)
             .map_err(|e| CapabilityError::retryable(format!("storing checkpoint {}: {e}", out.display())))?;
         let _ = std::fs::remove_dir_all(&work);
-        Ok(CheckpointRef { hash, path: self.blobs.path_of(&hash).to_string_lossy().into_owned() })
+        Ok(CheckpointRef { hash, path: store::BlobStore::relative_path(&hash) })
     }
 }
 
@@ -277,40 +277,8 @@ impl Evaluate for TchEvaluator {
             "train" => Split::Train,
             other => return Err(CapabilityError::fatal(format!("unknown split {other:?}"))),
         };
-        let model = load_model(Path::new(&checkpoint.path))?;
-        let cfg = &self.ctx.config.eval;
-        let mut items = Vec::new();
-        for ex in self.ctx.dataset.split(split_v) {
-            let (_, prompt_ids) = self.ctx.prompt_ids(model.tokenizer(), &ex.id, prompt)?;
-            items.push(crate::eval::EvalItem {
-                id: ex.id.clone(),
-                task: ex.task,
-                input: ex.input.clone(),
-                expected: ex.output.clone(),
-                prompt_ids,
-            });
-        }
-        let items = crate::eval::subset(&items, cfg.max_per_task, self.ctx.config.seed);
-        let settings = crate::eval::EvalSettings {
-            sampling: SamplingSettings {
-                temperature: f64::from(cfg.temperature),
-                top_p: f64::from(cfg.top_p),
-                top_k: None,
-                max_new_tokens: cfg.max_new_tokens as usize,
-                stop_tokens: model.tokenizer().eos_ids().to_vec(),
-                stop_strings: self.ctx.config.sampling.stop_strings.clone(),
-                separator: self.ctx.config.method.uses_reasoning().then(|| RESPONSE_SEPARATOR.to_owned()),
-            },
-            seed: self.ctx.config.seed,
-            batch_size: self.ctx.config.sampling.batch_size,
-            ..Default::default()
-        };
-        // The evaluation judge is the LLM judge whatever the training reward
-        // is (the paper reports the judge score and the lexical metrics).
-        let mut judge = judge_model(&self.ctx, &self.judge_path).map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
-        let meteor = crate::reward::meteor::Meteor::load_default().map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
-        let mut generator: &LanguageModel = &model;
-        let report = crate::eval::evaluate(&mut generator, &items, &settings, system, split, Some(&mut judge), Some(&meteor))
+        let model = load_model(&self.ctx.checkpoint_path(checkpoint))?;
+        let report = evaluate_checkpoint(&self.ctx, &model, &checkpoint.hash, None, split_v, system, prompt, &self.judge_path)
             .map_err(|e| retryable("evaluation", e))?;
         let dir = self.ctx.run_dir.join("reports");
         // Named by the checkpoint too: the same system is evaluated on the
@@ -318,8 +286,97 @@ impl Evaluate for TchEvaluator {
         let stem = format!("{system}-{split}-{}", &events::digest_hex(&checkpoint.hash)[..12]);
         let path = write_report(&report, &dir, &stem)
             .map_err(|e| CapabilityError::retryable(format!("writing a report into {}: {e:#}", dir.display())))?;
-                Ok(EvalSummary { scores: flat_scores(&report), report_path: path.to_string_lossy().into_owned() })
+        Ok(EvalSummary { scores: flat_scores(&report), report_path: path.to_string_lossy().into_owned() })
     }
+}
+
+/// Evaluates `model` (whose weights hash to `checkpoint`) on `split` the way
+/// a run does: the run context's retrieval and prompt fitting
+/// ([`RunContext::prompt_ids`]), its evaluation decoding (`[eval]`, stop
+/// rules of `[sampling]`), a seeded subset of `eval.max_per_task` per task,
+/// the LLM judge at `judge_path` with the run's rule, and LongLaMP's lexical
+/// metrics. The one evaluation path of both the pipeline and `restpg eval`;
+/// the report records the checkpoint and every setting
+/// ([`crate::eval::Provenance`]).
+///
+/// # Errors
+/// Prompt building, judge or METEOR loading, generation or scoring
+/// failures.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_checkpoint(
+    ctx: &RunContext,
+    model: &LanguageModel,
+    checkpoint: &events::Digest,
+    run_id: Option<&str>,
+    split: Split,
+    system: &str,
+    prompt: PromptKind,
+    judge_path: &Path,
+) -> anyhow::Result<crate::eval::EvalReport> {
+    let cfg = &ctx.config.eval;
+    let mut items = Vec::new();
+    for ex in ctx.dataset.split(split) {
+        let (_, prompt_ids) = ctx.prompt_ids(model.tokenizer(), &ex.id, prompt).map_err(|e| anyhow::anyhow!("{e}"))?;
+        items.push(crate::eval::EvalItem {
+            id: ex.id.clone(),
+            task: ex.task,
+            input: ex.input.clone(),
+            expected: ex.output.clone(),
+            prompt_ids,
+        });
+    }
+    let items = crate::eval::subset(&items, cfg.max_per_task, ctx.config.seed);
+    anyhow::ensure!(!items.is_empty(), "split {} of {} has no examples", split.name(), ctx.config.data.display());
+    let settings = crate::eval::EvalSettings {
+        sampling: SamplingSettings {
+            temperature: f64::from(cfg.temperature),
+            top_p: f64::from(cfg.top_p),
+            top_k: None,
+            max_new_tokens: cfg.max_new_tokens as usize,
+            stop_tokens: model.tokenizer().eos_ids().to_vec(),
+            stop_strings: ctx.config.sampling.stop_strings.clone(),
+            separator: (prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned()),
+        },
+        seed: ctx.config.seed,
+        batch_size: ctx.config.sampling.batch_size,
+        ..Default::default()
+    };
+    // The evaluation judge is the LLM judge whatever the training reward
+    // is (the paper reports the judge score and the lexical metrics).
+    let mut judge = judge_model(ctx, judge_path)?;
+    let meteor = crate::reward::meteor::Meteor::load_default()?;
+    let mut generator: &LanguageModel = model;
+    let mut report = crate::eval::evaluate(
+        &mut generator,
+        &items,
+        &settings,
+        system,
+        split.name(),
+        Some(&mut judge),
+        Some(&meteor),
+    )?;
+    let judge_hash =
+        store::hash_path(judge_path).map_err(|e| anyhow::anyhow!("hashing the judge {}: {e}", judge_path.display()))?;
+    report.provenance = Some(crate::eval::Provenance {
+        checkpoint: events::digest_hex(checkpoint),
+        run_id: run_id.map(str::to_owned),
+        prompt: match prompt {
+            PromptKind::Plain => "plain".into(),
+            PromptKind::Reasoning => "reasoning".into(),
+            PromptKind::ReasoningGeneration => "reasoning-generation".into(),
+        },
+        retriever: ctx.retriever_name.clone(),
+        k: ctx.config.retrieval.k,
+        max_input_tokens: ctx.config.train.max_input_tokens,
+        judge: format!(
+            "{} ({})",
+            judge_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            &events::digest_hex(&judge_hash)[..16]
+        ),
+        judge_rule: ctx.config.reward.rule.clone(),
+        max_per_task: cfg.max_per_task,
+    });
+    Ok(report)
 }
 
 /// The LLM judge on the model at `path`, with the run's rule and templates.

@@ -79,6 +79,14 @@ impl RunContext {
         })
     }
 
+    /// Where a checkpoint lies: its logged path (`blobs/<hash>`, relative to
+    /// the run directory, so a run directory can be moved or read from
+    /// anywhere) resolved against the run directory; an absolute path is
+    /// kept.
+    pub fn checkpoint_path(&self, checkpoint: &actors::capability::CheckpointRef) -> PathBuf {
+        self.run_dir.join(&checkpoint.path)
+    }
+
     /// The example with this input id.
     ///
     /// # Errors
@@ -123,9 +131,14 @@ impl RunContext {
     /// reasoning generator, whose prompt also shows y). The user's own input
     /// is never cut.
     ///
+    /// An input whose request alone is over the budget is not an error: the
+    /// request's tail is trimmed (for the reasoning generator's prompt, then
+    /// y's tail) until it fits, with a warning naming the input; the same
+    /// rule in training, the E-step and evaluation.
+    ///
     /// # Errors
-    /// Unknown input id, a tokenizer failure, or an input that does not fit
-    /// even with no profile item (fatal, naming the id).
+    /// Unknown input id, a tokenizer failure, or a template that does not fit
+    /// the budget even with an empty request (fatal, naming the id).
     pub fn prompt_ids(
         &self,
         tokenizer: &ChatTokenizer,
@@ -148,10 +161,20 @@ impl RunContext {
         };
         // Measure the chat-formatted prompt, which is what the model sees.
         let count = |user: &str| tokenizer.chat(None, user).map(|c| c.ids.len()).unwrap_or(usize::MAX);
-        let fitted = self.templates.fit(kind, ex, &items, budget, &count);
+        let mut fitted = self.templates.fit(kind, ex, &items, budget, &count);
+        if fitted.over_budget {
+            // The one policy for every stage: an input whose fixed part alone
+            // is over the budget has its request's tail trimmed (then, for
+            // the generator's prompt, y's tail), with a logged note.
+            let (trimmed, note) = trim_to_budget(&self.templates, kind, ex, budget, &count);
+            if let Some(f) = trimmed {
+                tracing::warn!(input = input_id, "{note}");
+                fitted = f;
+            }
+        }
         if fitted.over_budget {
             return Err(CapabilityError::fatal(format!(
-                "input {input_id}: the prompt has {} tokens without any profile item, over train.max_input_tokens = {budget}",
+                "input {input_id}: the prompt template alone has {} tokens, over the budget of {budget} even with an empty request: raise train.max_input_tokens or shorten the template",
                 fitted.tokens
             )));
         }
@@ -168,5 +191,99 @@ impl Targets for RunContext {
             None => response.to_owned(),
             Some(r) => self.templates.reasoning_target(r, response),
         }
+    }
+}
+
+/// The longest prefixes (in characters) of the request, then of y for the
+/// reasoning generator, with which prompt `kind` fits `budget` without any
+/// profile item; `None` when even empty ones do not fit. The note says what
+/// was cut.
+fn trim_to_budget(
+    templates: &crate::prompt::Templates,
+    kind: crate::prompt::PromptKind,
+    ex: &Example,
+    budget: usize,
+    count: &dyn Fn(&str) -> usize,
+) -> (Option<crate::prompt::Fitted>, String) {
+    let cut = |text: &str, chars: usize| -> String {
+        let mut t: String = text.chars().take(chars).collect();
+        if chars < text.chars().count() {
+            t.push_str(" […]");
+        }
+        t
+    };
+    let fits = |e: &Example| {
+        let f = templates.fit(kind, e, &[], budget, count);
+        (!f.over_budget).then_some(f)
+    };
+    // Largest n in [0, len] with fits(prefix n), by bisection (fit is monotone in n).
+    let longest = |len: usize, make: &dyn Fn(usize) -> Example| -> Option<(usize, Example)> {
+        let e0 = make(0);
+        fits(&e0)?;
+        let (mut lo, mut hi) = (0usize, len);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(&make(mid)).is_some() {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some((lo, make(lo)))
+    };
+    let input_len = ex.input.chars().count();
+    let with_input = |n: usize| Example { input: cut(&ex.input, n), ..ex.clone() };
+    if let Some((n, e)) = longest(input_len, &with_input) {
+        let note = format!("the request is over the input budget of {budget} tokens: kept its first {n} of {input_len} characters");
+        return (fits(&e), note);
+    }
+    if kind == crate::prompt::PromptKind::ReasoningGeneration {
+        let output_len = ex.output.chars().count();
+        let with_output = |n: usize| Example { input: String::new(), output: cut(&ex.output, n), ..ex.clone() };
+        if let Some((n, e)) = longest(output_len, &with_output) {
+            let note = format!(
+                "the request and y are over the budget of {budget} tokens: dropped the request and kept y's first {n} of {output_len} characters"
+            );
+            return (fits(&e), note);
+        }
+    }
+    (None, String::new())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ProfileItem, Task};
+    use crate::prompt::PromptKind as Kind;
+
+    fn example(input: String, output: String) -> Example {
+        let item = ProfileItem {
+            id: "p0".into(),
+            fields: [("subject".to_string(), "s".to_string()), ("text".to_string(), "t".to_string())].into(),
+        };
+        Example { id: "e1".into(), task: Task::EmailCompletion, user_id: "u".into(), input, output, profile: vec![item] }
+    }
+
+    #[test]
+    fn an_over_long_request_is_trimmed_to_the_budget_not_fatal() {
+        // Given a request of 20,000 characters and a budget counted in characters
+        let templates = crate::prompt::Templates::builtin();
+        let count = |s: &str| s.chars().count();
+        let ex = example("word ".repeat(4000), "reply".into());
+        let budget = 2000;
+        assert!(templates.fit(Kind::Plain, &ex, &[], budget, &count).over_budget);
+        // when it is fitted, then the request keeps the longest prefix that fits
+        let (fitted, note) = trim_to_budget(&templates, Kind::Plain, &ex, budget, &count);
+        let fitted = fitted.expect("fits after trimming");
+        assert!(!fitted.over_budget && fitted.tokens <= budget && fitted.tokens > budget - 10, "{}", fitted.tokens);
+        assert!(fitted.prompt.contains(" […]") && note.contains("of 20000 characters"), "{note}");
+        // and the generator's prompt, which also shows y, trims y once the request is gone
+        let ex = example("short".into(), "y ".repeat(5000));
+        let (fitted, note) = trim_to_budget(&templates, Kind::ReasoningGeneration, &ex, budget, &count);
+        assert!(fitted.expect("fits").tokens <= budget);
+        assert!(note.contains("kept y's first"), "{note}");
+        // and a budget the template alone exceeds cannot be met
+        assert!(trim_to_budget(&templates, Kind::Plain, &ex, 10, &count).0.is_none());
     }
 }

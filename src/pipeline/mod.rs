@@ -24,7 +24,7 @@ mod progress;
 pub mod reproduce;
 mod run;
 
-pub use caps::{TchEvaluator, TchJudge, TchPolicy, TchTrainer};
+pub use caps::{evaluate_checkpoint, TchEvaluator, TchJudge, TchPolicy, TchTrainer};
 pub use context::RunContext;
 pub use run::{run, status, RunOptions, RunSummary};
 

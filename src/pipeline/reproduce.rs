@@ -20,8 +20,10 @@ fn context(run_dir: &Path, config_toml: &str) -> anyhow::Result<Arc<RunContext>>
 
 fn checkpoint(run_dir: &Path, hash: &events::Digest) -> anyhow::Result<CheckpointRef> {
     let blobs = store::RunDir::new(run_dir).blob_store()?;
-    let path = blobs.get(hash).with_context(|| format!("checkpoint {}", events::digest_hex(hash)))?;
-    Ok(CheckpointRef { hash: *hash, path: path.to_string_lossy().into_owned() })
+    // Checks that the blob is there and intact; the reference names it
+    // relative to the run directory, as the run logged it.
+    blobs.get(hash).with_context(|| format!("checkpoint {}", events::digest_hex(hash)))?;
+    Ok(CheckpointRef { hash: *hash, path: store::BlobStore::relative_path(hash) })
 }
 
 /// Regenerates the samples of `spec` from their logged seed, checkpoint and

@@ -65,7 +65,7 @@ fn import_base(policy: &Path, run_dir: &Path, blobs: &store::BlobStore) -> anyho
     model.save(&tmp).with_context(|| format!("saving the base policy to {}", tmp.display()))?;
     let hash = blobs.put(&tmp).with_context(|| format!("storing {}", tmp.display()))?;
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(CheckpointRef { hash, path: blobs.path_of(&hash).to_string_lossy().into_owned() })
+    Ok(CheckpointRef { hash, path: store::BlobStore::relative_path(&hash) })
 }
 
 /// Runs (or resumes) the configured method to the end.

@@ -443,4 +443,19 @@ mod tests {
         assert!((out[1].reward - 0.5).abs() < 1e-6);
         assert_eq!(j.empty_responses(), 1);
     }
+
+    #[test]
+    fn the_response_is_judged_as_given_never_parsed_again() {
+        // Given a final response that itself holds a separator line (the E-step
+        // already split reasoning from response once)
+        let toy = Toy { root: logp(&[(b'5', 1.0)]), after_one: logp(&[(b'0', 1.0)]), digits_ok: true };
+        let j = Judge::new(toy, JudgeConfig::default()).unwrap();
+        let response = "first part\n### Response:\nsecond part";
+        // when its judge prompt is built, then the whole response is in it
+        let ids = j.prompt_ids("x", "y", response).unwrap();
+        let text: String = ids.iter().map(|&i| char::from(i as u8)).collect();
+        assert!(text.contains("first part") && text.contains("second part"), "{text}");
+        // and an empty one is still recognized as empty
+        assert_eq!(super::super::nonempty("  \n"), None);
+    }
 }
