@@ -36,7 +36,7 @@ fn audit_counts_equal_the_filter_events() {
             }
         }
     }
-    assert!(logged.len() == 3, "the run has every kind of decision: {logged:?}");
+    assert!(logged.len() == 4, "the run has every kind of decision (reasoning is not required): {logged:?}");
     // When the iteration is audited
     let all = audit::audit_rows(&state, &query(Selection::All)).unwrap();
     let kept = audit::audit_rows(&state, &query(Selection::Kept)).unwrap();
@@ -46,8 +46,9 @@ fn audit_counts_equal_the_filter_events() {
     assert_eq!(count(Decision::Kept), logged["kept"]);
     assert_eq!(count(Decision::BelowThreshold), logged["below-threshold"]);
     assert_eq!(count(Decision::OverCap), logged["over-cap"]);
+    assert_eq!(count(Decision::ZeroReward), logged["zero-reward"]);
     assert_eq!(kept.len(), logged["kept"]);
-    assert_eq!(rejected.len(), logged["below-threshold"] + logged["over-cap"]);
+    assert_eq!(rejected.len(), logged["below-threshold"] + logged["over-cap"] + logged["zero-reward"]);
     assert_eq!(all.len(), (run.inputs * run.m) as usize);
     // and the summary adds up to the same
     let summary = audit::summarize(&state, 1, None).unwrap();
