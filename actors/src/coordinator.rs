@@ -336,8 +336,10 @@ impl Run {
             .await
             .map_err(|e| mailbox("load", "log writer", e))??;
         let resumed = self.state.events > 0;
-        if resumed {
+        if self.state.has_progress() {
             tracing::info!(events = self.state.events, "resuming from the log");
+        } else {
+            tracing::info!(run_id = %plan.run_id, "starting a new run");
         }
 
         self.retrieve().await?;
