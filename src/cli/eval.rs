@@ -102,8 +102,10 @@ pub struct CompareArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Reports hold users' text (inputs, expected and generated outputs):
+/// written `0600` into a `0700` folder, like a run directory's.
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    store::write_private_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Builds the evaluation items of `split` for `system`.
@@ -200,7 +202,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let name = args.name.clone().unwrap_or_else(|| format!("{:?}", args.system).to_lowercase());
     let mut gen = &model;
     let report = evaluate(&mut gen, &items, &settings, &name, split.name(), judge, Some(&meteor))?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     write(&args.out.join("report.json"), &serde_json::to_string_pretty(&report)?)?;
     let md = report.to_markdown();
     write(&args.out.join("report.md"), &md)?;
@@ -223,7 +225,7 @@ pub fn run_compare(args: CompareArgs) -> Result<()> {
     let c = compare(&a, &b)?;
     let md = c.to_markdown();
     if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        store::create_private_dir(out).with_context(|| format!("creating {}", out.display()))?;
         write(&out.join("comparison.json"), &serde_json::to_string_pretty(&c)?)?;
         write(&out.join("comparison.md"), &md)?;
     }
