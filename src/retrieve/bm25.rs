@@ -225,7 +225,7 @@ mod tests {
             if v < 0.0 { eps } else { v }
         };
         let tf = |t: &str| d0.iter().filter(|x| **x == t).count() as f64;
-        let expect: f64 = query.iter().map(|q| term(idf_of(*q), tf(*q))).sum();
+        let expect: f64 = query.iter().map(|&q| term(idf_of(q), tf(q))).sum();
         assert_eq!(first[0].to_bits(), expect.to_bits(), "{} vs {expect}", first[0]);
         for _ in 0..32 {
             let again = Bm25::default().scores(&query, &docs);
