@@ -214,6 +214,61 @@ fn cli_build_and_stats_round_trip() {
     );
 }
 
+#[test]
+fn cli_build_refuses_empty_splits_and_an_occupied_out() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_restpg");
+    let write_corpus = |users: usize| {
+        let path = tmp.path().join(format!("docs{users}.jsonl"));
+        let text: String = corpus(users, 4).iter().map(|d| serde_json::to_string(d).unwrap() + "\n").collect();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let build = |corpus: &Path, out: &Path, extra: &[&str]| {
+        Command::new(bin)
+            .args(["data", "build", "--corpus"])
+            .arg(corpus)
+            .args(["--task", "topic-writing", "--out"])
+            .arg(out)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    // Given a corpus of one author, when it is built, then it is refused,
+    // naming the empty splits, and nothing is written
+    let one = tmp.path().join("one");
+    let st = build(&write_corpus(1), &one, &[]);
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(!st.status.success(), "{err}");
+    assert!(err.contains("the val and test splits would be empty (train 1, val 0, test 0 users)"), "{err}");
+    assert!(!one.exists());
+    // but a split the user turned off may stay empty
+    let st = build(&write_corpus(1), &one, &["--val-frac", "0", "--test-frac", "0"]);
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    // Given a data set in --out, a second build is refused without --force
+    let out = tmp.path().join("ds");
+    let eight = write_corpus(8);
+    assert!(build(&eight, &out, &[]).status.success());
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let st = build(&eight, &out, &["--seed", "9"]);
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(!st.status.success());
+    assert!(err.contains("exists and is not empty: pass --force"), "{err}");
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    // and done with it
+    let st = build(&eight, &out, &["--seed", "9", "--force"]);
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert_ne!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    // The data set holds users' text: private to its owner
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o700);
+    for f in ["train.jsonl", "val.jsonl", "test.jsonl", "manifest.json"] {
+        assert_eq!(mode(&out.join(f)), 0o600, "{f}");
+    }
+}
+
 /// The real corpora from the set-up: the demo builder's output passes the
 /// loader, holds both tasks, keeps users disjoint and has no e-mail
 /// addresses left.
@@ -279,4 +334,31 @@ fn demo_builder_output_passes_the_loader() {
     build_demo_dataset(&out2, &opts).unwrap();
     assert_eq!(Dataset::load(&out2).unwrap().digest(), ds.digest());
     assert!(Path::new(&out.join("corpus/email.jsonl")).exists());
+}
+
+/// Logs on a piped stderr are plain text: no ANSI colour codes (the
+/// `data demo` command logs what it adapted from each corpus at info).
+#[test]
+fn cli_logs_on_a_pipe_have_no_colour_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let st = Command::new(env!("CARGO_BIN_EXE_restpg"))
+        .args(["data", "demo", "--users", "2", "--max-words", "40", "--out"])
+        .arg(&out)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&st.stderr);
+    assert!(st.status.success(), "{stderr}");
+    assert!(stderr.contains("SpamAssassin ham adapted"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "ANSI escapes on a pipe: {stderr:?}");
+    // and a second demo build into the same folder is refused without --force
+    let st = Command::new(env!("CARGO_BIN_EXE_restpg"))
+        .args(["data", "demo", "--users", "2", "--max-words", "40", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!st.status.success());
+    assert!(String::from_utf8_lossy(&st.stderr).contains("pass --force"));
 }

@@ -117,3 +117,23 @@ fn subset_is_seeded_capped_per_task_and_ordered() {
     assert!(pos.windows(2).all(|w| w[0] < w[1]), "original order kept");
     assert_eq!(subset(&many, 1000, 3).len(), 50);
 }
+
+#[test]
+fn decoding_settings_from_f32_configs_print_in_their_shortest_form() {
+    // Given a report whose settings came from a run configuration's f32
+    // temperature and top-p, widened to f64 (as the pipeline's evaluator does)
+    let items = items();
+    let mut settings = settings();
+    settings.sampling.temperature = f64::from(0.1f32);
+    settings.sampling.top_p = f64::from(0.95f32);
+    let mut gen = Canned { texts: items.iter().map(|i| i.expected.clone()).collect(), seeds: vec![] };
+    let report = evaluate(&mut gen, &items, &settings, "A", "test", None, None).unwrap();
+    // When it is written as Markdown
+    let md = report.to_markdown();
+    // Then they print as written in the configuration, not as 0.10000000149011612
+    assert!(md.contains("Decoding: temperature 0.1, top-p 0.95, "), "{md}");
+    assert!(!md.contains("0.1000000"), "{md}");
+    // and a value that is no f32 keeps its f64 digits
+    assert_eq!(restpg::eval::shortest(0.1), "0.1");
+    assert_eq!(restpg::eval::shortest(0.123456789012), "0.123456789012");
+}

@@ -149,6 +149,11 @@ fn tail_shows_the_last_records_one_line_each() {
     let stdout = text(&out).0;
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stdout.lines().all(|l| l.contains("filter-decided")), "{stdout}");
+    // Ranks count from 1 as in `restpg audit` (samples 6 and 7 were logged with ranks 2 and 3),
+    // decisions in their kebab-case form
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("t1/email/1/#2 kept (") && lines[0].ends_with("rank 3)"), "{stdout}");
+    assert!(lines[1].contains("below-threshold (") && lines[1].ends_with("rank 4)"), "{stdout}");
 }
 
 #[test]

@@ -9,7 +9,11 @@
 //!   the E-step and resumed with `--resume`: its D_1 digest equals the
 //!   uninterrupted run's;
 //! - `restpg replay` rebuilds D_1 from the log alone and verifies it, and
-//!   `--resample` regenerates logged samples to the identical text.
+//!   `--resample` regenerates logged samples to the identical text;
+//! - `restpg export` writes D_1 in TRL's prompt-completion shape, each
+//!   prompt rebuilt to the exact text the policy saw;
+//! - a new run says it is starting, a resumed one that it resumes, and
+//!   neither colours a piped stderr.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -27,6 +31,10 @@ fn bin() -> Command {
 }
 
 fn run_ok(cmd: &mut Command) -> String {
+    run_ok_with_stderr(cmd).0
+}
+
+fn run_ok_with_stderr(cmd: &mut Command) -> (String, String) {
     let out = cmd.output().expect("spawn restpg");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -34,7 +42,26 @@ fn run_ok(cmd: &mut Command) -> String {
         "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    stdout
+    (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Reads a JSON Lines file the way TRL reads a prompt-completion data set
+/// (`datasets.load_dataset("json", ...)`, then `prompt` and `completion`
+/// as strings): every line one JSON object with string fields `prompt`
+/// and `completion`; other fields are allowed.
+fn load_prompt_completion(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let body = std::fs::read_to_string(path).expect("read the export");
+    body.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+            let obj = value.as_object().unwrap_or_else(|| panic!("line {} is not an object", i + 1)).clone();
+            for field in ["prompt", "completion"] {
+                assert!(obj.get(field).is_some_and(serde_json::Value::is_string), "line {}: no string {field:?}: {line}", i + 1);
+            }
+            obj
+        })
+        .collect()
 }
 
 const M: u32 = 2;
@@ -105,8 +132,14 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
 
     // Given an uninterrupted run whose sampler fails once (re-issued).
     let a = tmp.path().join("a");
-    run_ok(bin().args(["train", "--quiet", "--test-fault-sampler-once-at-batch", "1", "--config"]).arg(&cfg).arg("--run-dir").arg(&a));
+    let (_, stderr) = run_ok_with_stderr(
+        bin().args(["train", "--quiet", "--test-fault-sampler-once-at-batch", "1", "--config"]).arg(&cfg).arg("--run-dir").arg(&a),
+    );
     let ev = events_of(&a);
+    // A new run says so (its log holds only RunStarted and the base
+    // checkpoint when the coordinator starts), in plain text on a pipe.
+    assert!(stderr.contains("starting a new run") && !stderr.contains("resuming from the log"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "ANSI escapes on a piped stderr: {stderr:?}");
 
     // Then every stage logged its events.
     let kinds: BTreeSet<String> = ev.iter().map(|e| format!("{:?}", e.kind())).collect();
@@ -167,6 +200,40 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     assert!(out.contains(&events::digest_hex(&digest_a)), "replay output lacks the sealed digest: {out}");
     assert!(out.contains("resampled 2 samples"), "replay did not resample: {out}");
 
+    // Export writes D_1 as TRL reads a prompt-completion data set, each
+    // prompt the exact text the policy saw (it hashes to the logged digest),
+    // into a file private to its owner.
+    let d1 = tmp.path().join("d1.jsonl");
+    run_ok(bin().args(["export", "--iteration", "1", "--out"]).arg(&d1).arg(&a));
+    let lines = load_prompt_completion(&d1);
+    let sealed_count = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::DatasetSealed { iteration: 1, count, .. } => Some(*count),
+            _ => None,
+        })
+        .expect("D_1 sealed");
+    assert_eq!(lines.len() as u64, sealed_count);
+    let logged_prompts: BTreeMap<String, String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::SampleGenerated { sample, prompt_digest, .. } if sample.iteration == 1 => {
+                Some((sample.to_string(), events::digest_hex(prompt_digest)))
+            }
+            _ => None,
+        })
+        .collect();
+    for l in &lines {
+        let prompt = l["prompt"].as_str().unwrap();
+        assert!(prompt.contains("<|im_start|>user\n") && prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
+        let id = l["sample_id"].as_str().unwrap();
+        assert_eq!(events::digest_hex(&events::digest(prompt.as_bytes())), logged_prompts[id], "{id}");
+        assert_eq!(l["prompt_digest"].as_str(), Some(logged_prompts[id].as_str()));
+        assert!(l["weight"].is_number());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&d1).unwrap().permissions().mode() & 0o777, 0o600);
+
     // When a second run is killed with SIGKILL during the E-step…
     let b = tmp.path().join("b");
     let mut child = bin()
@@ -197,7 +264,8 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     child.wait().expect("wait");
 
     // …then resuming finishes with the same D_1 as the uninterrupted run.
-    run_ok(bin().args(["train", "--quiet", "--resume"]).arg(&b));
+    let (_, stderr) = run_ok_with_stderr(bin().args(["train", "--quiet", "--resume"]).arg(&b));
+    assert!(stderr.contains("resuming from the log"), "{stderr}");
     let ev_b = events_of(&b);
     assert_eq!(
         events::digest_hex(&sealed_digest(&ev_b, 1)),

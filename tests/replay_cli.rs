@@ -109,7 +109,8 @@ fn audit_lists_decisions_in_three_formats_and_explains_one() {
     let out = restpg(&["audit", d, "--iteration", "1", "--rejected", "--format", "jsonl"]);
     let lines: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), decided(None) - decided(Some(Decision::Kept)));
-    assert!(lines.iter().all(|l| l["decision"] != "Kept"));
+    assert!(lines.iter().all(|l| ["below-threshold", "over-cap"].contains(&l["decision"].as_str().unwrap())), "{lines:?}");
+    assert!(lines.iter().all(|l| l["rank"].as_u64().unwrap() >= 1));
     // One input
     let input = run.input_id(4);
     let out = restpg(&["audit", d, "--iteration", "1", "--input", &input, "--format", "jsonl"]);
@@ -139,8 +140,16 @@ fn export_writes_d_t_as_jsonl() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), events.clone());
     let file = dir.path().join("d1.jsonl");
+    // A synthetic run has no data set to rebuild its prompts from: export
+    // refuses, saying why and how to export without them
     let out = restpg(&["export", dir.path().to_str().unwrap(), "--iteration", "1", "--out", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot rebuild the prompts of D_1") && text(&out.stderr).contains("--no-prompt"), "{}", text(&out.stderr));
+    let out = restpg(&["export", dir.path().to_str().unwrap(), "--iteration", "1", "--no-prompt", "--out", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The file holds users' text: private to its owner
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let body = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<serde_json::Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len() as u64, sealed(&events, 1).0);
@@ -150,5 +159,6 @@ fn export_writes_d_t_as_jsonl() {
         assert_eq!(l["prompt_digest"].as_str().unwrap().len(), 64);
         assert!(l["sample_id"].as_str().unwrap().starts_with("t1/"));
         assert!(l["input_id"].is_string());
+        assert!(l.get("prompt").is_none(), "{l}");
     }
 }

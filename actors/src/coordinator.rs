@@ -335,13 +335,11 @@ impl Run {
             .send(LoadRun { run_id: plan.run_id.clone() })
             .await
             .map_err(|e| mailbox("load", "log writer", e))??;
-        // The root opens a new run with `RunStarted` and the base checkpoint;
-        // anything past those means an earlier process did work.
-        let resumed = !self.state.retrieved.is_empty() || self.state.checkpoints.keys().any(|(_, role)| role != "base");
-        if resumed {
+        let resumed = self.state.events > 0;
+        if self.state.has_progress() {
             tracing::info!(events = self.state.events, "resuming from the log");
         } else {
-            tracing::info!(run = %plan.run_id, "starting a new run");
+            tracing::info!(run_id = %plan.run_id, "starting a new run");
         }
 
         self.retrieve().await?;

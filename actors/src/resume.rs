@@ -72,6 +72,10 @@ pub struct RunState {
     pub failures: Vec<String>,
     /// Number of events folded.
     pub events: u64,
+    /// How many of them open a run: `RunStarted` and the base checkpoint
+    /// (iteration 0, role `base`), which the pipeline logs before the
+    /// coordinator starts.
+    pub opening: u64,
 }
 
 impl RunState {
@@ -104,6 +108,9 @@ impl RunState {
                 self.sealed.entry(*iteration).or_insert((*count, *digest));
             }
             Event::CheckpointSaved { iteration, step, role, hash, path, .. } => {
+                if *iteration == 0 && role == "base" {
+                    self.opening += 1;
+                }
                 self.checkpoints.entry((*iteration, role.clone())).or_insert(LoggedCheckpoint {
                     checkpoint: CheckpointRef { hash: *hash, path: path.clone() },
                     step: *step,
@@ -119,16 +126,69 @@ impl RunState {
             }
             Event::RunFinished { .. } => self.run_finished = true,
             Event::RunFailed { reason } => self.failures.push(reason.clone()),
-            Event::RunStarted { .. }
-            | Event::StageStarted { .. }
+            Event::RunStarted { .. } => self.opening += 1,
+            Event::StageStarted { .. }
             | Event::StageFinished { .. }
             | Event::TrainingProgress { .. }
             | Event::MStepSkipped { .. } => {}
         }
     }
 
+    /// Whether the log holds work of the run beyond its opening records
+    /// ([`RunState::opening`]): then the coordinator resumes; otherwise a
+    /// new run is starting.
+    pub fn has_progress(&self) -> bool {
+        self.events > self.opening
+    }
+
     /// Samples of iteration `t`, in sample-id order.
     pub fn samples_of(&self, t: u32) -> impl Iterator<Item = (&SampleId, &LoggedSample)> {
         self.samples.iter().filter(move |(id, _)| id.iteration == t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started() -> Event {
+        Event::RunStarted {
+            method: "rest-pg".into(),
+            config_toml: String::new(),
+            config_digest: events::digest(b"config"),
+            code_version: "test".into(),
+            seed: 1,
+            dataset_digest: events::digest(b"data"),
+        }
+    }
+
+    fn checkpoint(iteration: u32, role: &str) -> Event {
+        Event::CheckpointSaved {
+            iteration,
+            step: 0,
+            role: role.into(),
+            hash: events::digest(role.as_bytes()),
+            path: format!("blobs/{role}"),
+            validation_score: None,
+        }
+    }
+
+    #[test]
+    fn a_log_with_only_the_opening_records_is_a_new_run() {
+        // Given the records a new run logs before its coordinator starts
+        let mut state = RunState::default();
+        state.apply(&started());
+        state.apply(&checkpoint(0, "base"));
+        // Then nothing is resumed (the log line says a new run is starting)
+        assert_eq!((state.events, state.opening), (2, 2));
+        assert!(!state.has_progress());
+        // When a stage has run, the run resumes
+        state.apply(&Event::StageStarted { iteration: 0, stage: "retrieve".into() });
+        assert!(state.has_progress());
+        // and a checkpoint past the base is progress too
+        let mut state = RunState::default();
+        state.apply(&started());
+        state.apply(&checkpoint(0, "sft"));
+        assert!(state.has_progress());
     }
 }

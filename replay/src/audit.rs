@@ -85,13 +85,18 @@ pub struct AuditRow {
     pub reward_name: Option<String>,
     /// The judge's probabilities over scores 0..=10 (empty for non-judges).
     pub judge_distribution: Vec<f32>,
-    /// The filter's decision, when logged.
+    /// The filter's decision, when logged; written in its kebab-case
+    /// `Display` form (`kept`, `below-threshold`, `over-cap`) in JSON and
+    /// CSV alike.
+    #[serde(serialize_with = "display_opt")]
     pub decision: Option<Decision>,
     /// The decision in words: `kept`, `below τ`, `over the cap`, `undecided`.
     pub reason: &'static str,
     /// The threshold the decision used.
     pub tau: Option<f32>,
-    /// Rank among the input's samples by reward, from 0.
+    /// Rank among the input's samples by reward, **from 1** (the best is 1)
+    /// in every output of the audit; the `FilterDecided` record itself
+    /// stores it from 0.
     pub rank: Option<u32>,
     /// Number of decided samples of the input in this iteration.
     pub of: u32,
@@ -103,6 +108,13 @@ pub struct AuditRow {
 
 fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
+}
+
+fn display_opt<S: serde::Serializer, T: std::fmt::Display>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 /// A decision in words.
@@ -130,7 +142,7 @@ impl AuditRow {
             decision: f.map(|f| f.decision),
             reason: reason(f.map(|f| f.decision)),
             tau: f.map(|f| f.tau),
-            rank: f.map(|f| f.rank),
+            rank: f.map(|f| f.rank + 1),
             of,
             filter_seq: f.map(|f| f.seq),
             reward_seq: reward.map(|r| r.seq),
@@ -177,7 +189,7 @@ impl AuditRow {
             _ => line.push_str("no reward and no filter decision logged"),
         }
         if let Some(rank) = self.rank {
-            let _ = write!(line, "; rank {} of {} for its input", rank + 1, self.of);
+            let _ = write!(line, "; rank {rank} of {} for its input", self.of);
         }
         if !self.judge_distribution.is_empty() {
             let _ = write!(line, "; judge {}", self.judge_compact());
@@ -361,9 +373,10 @@ pub fn write_rows(rows: &[AuditRow], format: Format, out: &mut dyn Write) -> Res
                     r.task.clone().unwrap_or_else(|| "-".to_owned()),
                     r.reward.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
                     r.judge_compact(),
-                    r.reason.to_owned(),
+                    // The decision's one spelling, as in JSONL and CSV.
+                    r.decision.map_or_else(|| "undecided".to_owned(), |d| d.to_string()),
                     r.tau.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
-                    r.rank.map_or_else(|| "-".to_owned(), |k| format!("{} of {}", k + 1, r.of)),
+                    r.rank.map_or_else(|| "-".to_owned(), |k| format!("{k} of {}", r.of)),
                 ]);
             }
             writeln!(out, "{table}")?;
@@ -389,7 +402,7 @@ pub fn write_rows(rows: &[AuditRow], format: Format, out: &mut dyn Write) -> Res
                     opt(r.reward.map(|v| v.to_string())),
                     opt(r.reward_name.clone()),
                     r.judge_compact(),
-                    opt(r.decision.map(|d| d.as_str().to_owned())),
+                    opt(r.decision.map(|d| d.to_string())),
                     r.reason.to_owned(),
                     opt(r.tau.map(|v| v.to_string())),
                     opt(r.rank.map(|v| v.to_string())),

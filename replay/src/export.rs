@@ -15,8 +15,10 @@
 //! judge reward loses nothing (every kept weight is 1). `completion` is the
 //! text the M-step trained on ([`Completion`](crate::Completion)). The log
 //! holds only the prompt's digest: `prompt` is present when the caller
-//! supplies a prompt builder, and each built prompt must hash to the logged
-//! digest.
+//! supplies a prompt builder (`restpg export` supplies one that rebuilds the
+//! run's prompts from its data set, configuration and tokenizer), and each
+//! built prompt must hash to the logged digest
+//! ([`ExportError::PromptDiffers`] otherwise).
 
 use std::io::Write;
 

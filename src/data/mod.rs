@@ -511,13 +511,14 @@ impl Dataset {
     }
 
     /// Writes `train.jsonl`, `val.jsonl`, `test.jsonl` and `manifest.json`
-    /// into `dir` (created if missing). Validates first.
+    /// into `dir` (created if missing). Validates first. The files hold
+    /// users' text: `dir` is made `0700` and every file `0600`.
     ///
     /// # Errors
     /// Invalid examples, or I/O errors naming the file.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         self.validate()?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        store::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut counts = BTreeMap::new();
         for s in Split::ALL {
             let path = dir.join(format!("{}.jsonl", s.name()));
@@ -528,7 +529,7 @@ impl Dataset {
                 );
                 text.push('\n');
             }
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            store::write_private_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
             counts.insert(s.name().to_string(), self.split(s).len());
         }
         let manifest = Manifest {
@@ -540,7 +541,7 @@ impl Dataset {
         };
         let path = dir.join(MANIFEST_FILE);
         let text = serde_json::to_string_pretty(&manifest)?;
-        std::fs::write(&path, text + "\n")
+        store::write_private_file(&path, (text + "\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }

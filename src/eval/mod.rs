@@ -388,12 +388,25 @@ impl EvalReport {
         let empty: usize = self.per_task.values().map(|t| t.empty_responses).sum();
         s.push_str(&format!(
             "\nEmpty responses (scored 0): {empty}. Decoding: temperature {}, top-p {}, ≤ {} new tokens, seed {}.\n",
-            self.settings.sampling.temperature,
-            self.settings.sampling.top_p,
+            shortest(self.settings.sampling.temperature),
+            shortest(self.settings.sampling.top_p),
             self.settings.sampling.max_new_tokens,
             self.settings.seed
         ));
         s
+    }
+}
+
+/// A setting in its shortest form. Run configurations hold temperatures and
+/// nucleus masses as `f32`; widened to `f64` they print as
+/// `0.10000000149011612`. A value that is exactly an `f32` prints as that
+/// `f32` (`0.1`); any other prints as the `f64` it is.
+pub fn shortest(v: f64) -> String {
+    let narrow = v as f32;
+    if f64::from(narrow) == v {
+        narrow.to_string()
+    } else {
+        v.to_string()
     }
 }
 

@@ -25,6 +25,12 @@ fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("drawing {}: {e:?}", path.display())
 }
 
+/// Plots show users' results: drawn into memory, then written `0600` like
+/// every file of a run directory.
+fn write_svg(path: &Path, svg: &str) -> Result<()> {
+    store::write_private_file(path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
 /// One line of [`plot_metric_per_iteration`]: a label (task) and
 /// (iteration, value) points.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,30 +54,33 @@ pub fn plot_metric_per_iteration(path: &Path, metric: &str, series: &[Series]) -
     let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, v)| (a.min(*v), b.max(*v)));
     let pad = ((hi - lo) * 0.1).max(0.01);
     let e = err(path);
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(&e)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{metric} per iteration"), ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0u32..max_it, (lo - pad)..(hi + pad))
-        .map_err(&e)?;
-    chart.configure_mesh().x_desc("iteration").y_desc(metric).draw().map_err(&e)?;
-    for (k, s) in series.iter().enumerate() {
-        let mut pts = s.points.clone();
-        pts.sort_by_key(|p| p.0);
-        let color = COLORS[k % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(&e)?
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(&e)?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(&e)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{metric} per iteration"), ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0u32..max_it, (lo - pad)..(hi + pad))
+            .map_err(&e)?;
+        chart.configure_mesh().x_desc("iteration").y_desc(metric).draw().map_err(&e)?;
+        for (k, s) in series.iter().enumerate() {
+            let mut pts = s.points.clone();
+            pts.sort_by_key(|p| p.0);
+            let color = COLORS[k % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(&e)?
+                .label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(&e)?;
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(&e)?;
+        root.present().map_err(&e)?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(&e)?;
-    root.present().map_err(&e).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    write_svg(path, &svg)
 }
 
 /// Draws one reward histogram per iteration (rewards in [0, 1], `bins`
@@ -91,41 +100,44 @@ pub fn plot_reward_histograms(path: &Path, iterations: &[(u32, Vec<f32>)], tau: 
     }
     let e = err(path);
     let height = 220 * iterations.len() as u32 + 40;
-    let root = SVGBackend::new(path, (800, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(&e)?;
-    let panels = root.split_evenly((iterations.len(), 1));
-    for ((it, rewards), area) in iterations.iter().zip(panels.iter()) {
-        let mut counts = vec![0u32; bins];
-        for r in rewards {
-            let b = ((*r * bins as f32) as usize).min(bins - 1);
-            counts[b] += 1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(&e)?;
+        let panels = root.split_evenly((iterations.len(), 1));
+        for ((it, rewards), area) in iterations.iter().zip(panels.iter()) {
+            let mut counts = vec![0u32; bins];
+            for r in rewards {
+                let b = ((*r * bins as f32) as usize).min(bins - 1);
+                counts[b] += 1;
+            }
+            let kept = rewards.iter().filter(|r| **r >= tau).count();
+            let top = counts.iter().copied().max().unwrap_or(0).max(1);
+            let mut chart = ChartBuilder::on(area)
+                .caption(
+                    format!("iteration {it}: {} samples, {kept} with reward ≥ τ = {tau}", rewards.len()),
+                    ("sans-serif", 18),
+                )
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0f32..1f32, 0u32..top + top / 10 + 1)
+                .map_err(&e)?;
+            chart.configure_mesh().x_desc("reward").y_desc("samples").draw().map_err(&e)?;
+            let w = 1.0 / bins as f32;
+            chart
+                .draw_series(counts.iter().enumerate().map(|(b, c)| {
+                    let x0 = b as f32 * w;
+                    Rectangle::new([(x0, 0), (x0 + w * 0.95, *c)], COLORS[0].filled())
+                }))
+                .map_err(&e)?;
+            chart
+                .draw_series(LineSeries::new(vec![(tau, 0), (tau, top + top / 10 + 1)], RED.stroke_width(2)))
+                .map_err(&e)?;
         }
-        let kept = rewards.iter().filter(|r| **r >= tau).count();
-        let top = counts.iter().copied().max().unwrap_or(0).max(1);
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("iteration {it}: {} samples, {kept} with reward ≥ τ = {tau}", rewards.len()),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f32..1f32, 0u32..top + top / 10 + 1)
-            .map_err(&e)?;
-        chart.configure_mesh().x_desc("reward").y_desc("samples").draw().map_err(&e)?;
-        let w = 1.0 / bins as f32;
-        chart
-            .draw_series(counts.iter().enumerate().map(|(b, c)| {
-                let x0 = b as f32 * w;
-                Rectangle::new([(x0, 0), (x0 + w * 0.95, *c)], COLORS[0].filled())
-            }))
-            .map_err(&e)?;
-        chart
-            .draw_series(LineSeries::new(vec![(tau, 0), (tau, top + top / 10 + 1)], RED.stroke_width(2)))
-            .map_err(&e)?;
+        root.present().map_err(&e)?;
     }
-    root.present().map_err(&e).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    write_svg(path, &svg)
 }
 
 #[cfg(test)]
@@ -151,6 +163,11 @@ mod tests {
         plot_reward_histograms(&h, &[(1, vec![0.0, 0.5, 1.0, 1.0]), (2, vec![0.9, 1.0])], 1.0, 10).unwrap();
         let svg = std::fs::read_to_string(&h).unwrap();
         assert!(svg.contains("iteration 2: 2 samples, 1 with reward"), "{}", &svg[..svg.len().min(2000)]);
+        // Both are private to their owner, like every file of a run directory.
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&p, &h] {
+            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+        }
         assert!(plot_reward_histograms(&h, &[(1, vec![1.5])], 1.0, 10).is_err());
         assert!(plot_metric_per_iteration(&p, "x", &[]).is_err());
     }

@@ -1,17 +1,21 @@
 //! Reproducing logged work with the real model: `restpg replay --resample`
-//! and `--retrain`. The `replay` crate rebuilds what to redo from the log
-//! alone (`ResampleSpec`, `RetrainSpec`); this module redoes it with the tch
-//! capabilities and compares the results with the log.
+//! and `--retrain`, and the exact prompts of `restpg export`. The `replay`
+//! crate rebuilds what to redo from the log alone (`ResampleSpec`,
+//! `RetrainSpec`); this module redoes it with the tch capabilities and
+//! compares the results with the log.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use actors::capability::{CheckpointRef, Generate, SampleRequest, Train, TrainItem, TrainJob, TrainTarget};
+use actors::capability::{
+    CapabilityError, CheckpointRef, Generate, PromptKind, SampleRequest, Train, TrainItem, TrainJob, TrainTarget,
+};
 use anyhow::{bail, Context as _};
 
 use super::caps::{TchPolicy, TchTrainer};
 use super::context::RunContext;
 use crate::config::RunConfig;
+use crate::lm::ChatTokenizer;
 
 fn context(run_dir: &Path, config_toml: &str) -> anyhow::Result<Arc<RunContext>> {
     let config = RunConfig::from_toml(config_toml, &run_dir.join("config.toml"))?;
@@ -61,6 +65,54 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
         item.check(out.reasoning.as_deref(), &out.response)?;
     }
     Ok(spec.items.len())
+}
+
+/// Rebuilds the exact prompt text a run's policy was given for an input, the
+/// way the sampler built it ([`RunContext::prompt_ids`] with the run's
+/// policy template, retrieval and token budget, chat-formatted by the
+/// checkpoint's tokenizer). Only the tokenizer is loaded, not the weights.
+pub struct PromptRebuilder {
+    ctx: Arc<RunContext>,
+    tokenizer: ChatTokenizer,
+    kind: PromptKind,
+}
+
+impl PromptRebuilder {
+    /// A rebuilder for the run in `run_dir` with its logged configuration
+    /// (`config_toml`) and the tokenizer of `checkpoint`, the checkpoint
+    /// that sampled the prompts to rebuild.
+    ///
+    /// # Errors
+    /// A configuration that no longer parses, a data set that does not load,
+    /// or a missing checkpoint or tokenizer.
+    pub fn new(run_dir: &Path, config_toml: &str, checkpoint_hash: &events::Digest) -> anyhow::Result<Self> {
+        let ctx = context(run_dir, config_toml)?;
+        let ckpt = checkpoint(run_dir, checkpoint_hash)?;
+        let tokenizer = load_tokenizer(Path::new(&ckpt.path))?;
+        let kind = ctx.config.method.policy_prompt();
+        Ok(Self { ctx, tokenizer, kind })
+    }
+
+    /// The chat-formatted prompt of `input_id`, byte for byte what the
+    /// sampler hashed into `prompt_digest`.
+    ///
+    /// # Errors
+    /// An unknown input id, or a prompt that does not fit its budget.
+    pub fn prompt(&self, input_id: &str) -> Result<String, CapabilityError> {
+        self.ctx.prompt_ids(&self.tokenizer, input_id, self.kind).map(|(text, _)| text)
+    }
+}
+
+/// The tokenizer of a checkpoint: a Hugging Face directory (`config.json`
+/// for the special tokens, `tokenizer.json`) or a GGUF file.
+fn load_tokenizer(path: &Path) -> anyhow::Result<ChatTokenizer> {
+    if path.is_dir() {
+        let cfg = crate::lm::ModelConfig::from_hf_file(&path.join("config.json"))?;
+        ChatTokenizer::from_hf_dir(path, cfg.bos_token_id, &cfg.eos_token_ids)
+    } else {
+        let g = crate::lm::gguf::GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
+        ChatTokenizer::from_gguf(&g)
+    }
 }
 
 /// What `--retrain` found.

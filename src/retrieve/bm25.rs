@@ -1,7 +1,7 @@
 //! Okapi BM25 as `rank_bm25.BM25Okapi` computes it (github.com/dorianbrown/
 //! rank_bm25, `rank_bm25.py`), the implementation LongLaMP's baseline calls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{document_text, query_text, top_k, Retriever};
 use crate::data::Example;
@@ -65,10 +65,26 @@ impl Bm25 {
                 m
             })
             .collect();
-        let mut df: HashMap<&str, usize> = HashMap::new();
-        for m in &doc_freqs {
-            for t in m.keys() {
-                *df.entry(*t).or_insert(0) += 1;
+        // Document frequencies in the order terms first appear in the corpus
+        // (documents in order, tokens in order): the order of rank_bm25's
+        // `nd` dict. The idf sum below adds in this order, never in a
+        // HashMap's, so the ε floor (and every logged score) is the same
+        // bits in every process.
+        let mut df: Vec<(&str, usize)> = Vec::new();
+        let mut position: HashMap<&str, usize> = HashMap::new();
+        for d in docs {
+            let mut counted: HashSet<&str> = HashSet::new();
+            for t in d {
+                if !counted.insert(*t) {
+                    continue;
+                }
+                match position.get(t) {
+                    Some(&i) => df[i].1 += 1,
+                    None => {
+                        position.insert(*t, df.len());
+                        df.push((*t, 1));
+                    }
+                }
             }
         }
         let total_len: usize = docs.iter().map(Vec::len).sum();
@@ -77,12 +93,12 @@ impl Bm25 {
         let mut idf: HashMap<&str, f64> = HashMap::with_capacity(df.len());
         let mut idf_sum = 0.0;
         let mut negative = Vec::new();
-        for (t, f) in &df {
-            let v = (n - *f as f64 + 0.5).ln() - (*f as f64 + 0.5).ln();
-            idf.insert(*t, v);
+        for &(t, f) in &df {
+            let v = (n - f as f64 + 0.5).ln() - (f as f64 + 0.5).ln();
+            idf.insert(t, v);
             idf_sum += v;
             if v < 0.0 {
-                negative.push(*t);
+                negative.push(t);
             }
         }
         let eps = if idf.is_empty() {
@@ -161,6 +177,63 @@ mod tests {
         assert_eq!(s[0], 0.0);
         assert!((s[1] - expect).abs() < 1e-12, "{} vs {expect}", s[1]);
         assert_eq!(s[2], 0.0);
+    }
+
+    /// The ε floor depends on the sum of every corpus term's idf. Summed in
+    /// a HashMap's order it differed in the last bits between indexes (each
+    /// `HashMap` draws its own hash seed, as each process does); summed in
+    /// first-appearance order it is the same bits every time, and equal to
+    /// the sum rank_bm25 computes in its dict's insertion order.
+    #[test]
+    fn scores_are_bit_identical_across_separately_built_indexes() {
+        // Many terms with idfs of varied magnitude (so the order of the sum
+        // matters in floating point), and a query term with a negative idf
+        // (so the sum reaches the score through ε).
+        let words: Vec<String> = (0..400).map(|i| format!("w{i}")).collect();
+        let docs: Vec<Vec<&str>> = (0..23)
+            .map(|d| {
+                let mut doc = vec!["common"];
+                doc.extend(words.iter().enumerate().filter(|(i, _)| (i * 7 + d) % (2 + i % 11) == 0).map(|(_, w)| w.as_str()));
+                doc
+            })
+            .collect();
+        let query = ["common", "w3", "w10", "common"];
+        // The sum in rank_bm25's order: terms by first appearance.
+        let mut order: Vec<&str> = Vec::new();
+        for d in &docs {
+            for t in d {
+                if !order.contains(t) {
+                    order.push(*t);
+                }
+            }
+        }
+        let n = docs.len() as f64;
+        let mut idf_sum = 0.0;
+        for t in &order {
+            let f = docs.iter().filter(|d| d.contains(t)).count() as f64;
+            idf_sum += (n - f + 0.5).ln() - (f + 0.5).ln();
+        }
+        let eps = 0.25 * idf_sum / order.len() as f64;
+        let first = Bm25::default().scores(&query, &docs);
+        let d0 = &docs[0];
+        let avgdl = docs.iter().map(Vec::len).sum::<usize>() as f64 / n;
+        let len_norm = 1.0 - 0.75 + 0.75 * d0.len() as f64 / avgdl;
+        let term = |w: f64, tf: f64| w * (tf * 2.5) / (tf + 1.5 * len_norm);
+        let idf_of = |t: &str| {
+            let f = docs.iter().filter(|d| d.contains(&t)).count() as f64;
+            let v = (n - f + 0.5).ln() - (f + 0.5).ln();
+            if v < 0.0 { eps } else { v }
+        };
+        let tf = |t: &str| d0.iter().filter(|x| **x == t).count() as f64;
+        let expect: f64 = query.iter().map(|&q| term(idf_of(q), tf(q))).sum();
+        assert_eq!(first[0].to_bits(), expect.to_bits(), "{} vs {expect}", first[0]);
+        for _ in 0..32 {
+            let again = Bm25::default().scores(&query, &docs);
+            assert_eq!(
+                again.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                first.iter().map(|s| s.to_bits()).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub fn write_dir_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) 
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
     }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    store::create_private_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     fill(&tmp)?;
     for entry in std::fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))? {
         let path = entry.with_context(|| format!("listing {}", tmp.display()))?.path();

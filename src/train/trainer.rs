@@ -134,7 +134,7 @@ impl Trainer {
     pub fn new(config: TrainConfig, work_dir: impl Into<PathBuf>) -> Result<Self> {
         config.validate()?;
         let work_dir = work_dir.into();
-        std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+        store::create_private_dir(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
         Ok(Self { config, work_dir, stop_after: None })
     }
 
@@ -331,7 +331,7 @@ impl Trainer {
             let path = d.join("optimizer.safetensors");
             tch::Tensor::write_safetensors(&opt.state_tensors(), &path)
                 .with_context(|| format!("writing {}", path.display()))?;
-            std::fs::write(d.join("trainer_state.json"), json).context("writing trainer_state.json")?;
+            store::write_private_file(d.join("trainer_state.json"), json.as_bytes()).context("writing trainer_state.json")?;
             Ok(())
         })
     }

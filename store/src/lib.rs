@@ -66,6 +66,6 @@ pub use error::StoreError;
 pub use follow::{follow, Follow};
 pub use lock::LockHolder;
 pub use reader::{LogReader, Records};
-pub use rundir::{create_private_dir, write_private_file, RunDir};
+pub use rundir::{create_private_dir, create_private_file, write_private_file, RunDir};
 pub use verify::{Problem, ProblemReason, VerifyReport};
 pub use writer::{AppendOutcome, EventLog, FlushPolicy};

@@ -92,8 +92,6 @@ pub(crate) fn existing_log_dir(dir: &Path) -> Result<PathBuf, StoreError> {
 pub fn write_private_file(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
     let path = path.as_ref();
     let mut f = create_private_file(path)?;
-    // An existing file keeps its mode through `open`: set it.
-    f.set_permissions(fs::Permissions::from_mode(0o600))?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -113,20 +111,35 @@ pub fn create_private_dir(path: impl AsRef<Path>) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens `path` for writing (created `0600`, truncated).
-pub(crate) fn create_private_file(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+/// Opens `path` for writing, created `0600` and truncated; an existing file
+/// is set to `0600` too (`open` keeps an existing file's mode). The one way
+/// restpg opens a file it streams users' text into (exports, reports).
+///
+/// # Errors
+/// The I/O error.
+pub fn create_private_file(path: impl AsRef<Path>) -> io::Result<fs::File> {
+    let f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path.as_ref())?;
+    if f.metadata()?.permissions().mode() & 0o777 != 0o600 {
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
-/// Sets every regular file directly in `dir` to `0600` (sled creates its
-/// files with the process umask; the `0700` directory already keeps others
-/// out, this keeps a copied directory private too).
+/// Sets every regular file under `dir` to `0600` and every directory under
+/// it to `0700`, recursively (sled creates its files and its `blobs/`
+/// directory with the process umask; the `0700` log directory already
+/// keeps others out, this keeps a copied directory private too).
 pub(crate) fn tighten_files(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
         if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
             fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))?;
+        } else if meta.is_dir() {
+            if meta.permissions().mode() & 0o777 != 0o700 {
+                fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700))?;
+            }
+            tighten_files(&entry.path())?;
         }
     }
     Ok(())
