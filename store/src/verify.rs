@@ -159,15 +159,22 @@ pub(crate) fn walk(
     flushed: Option<Flushed>,
     recovery: Option<Recovery>,
 ) -> Result<VerifyReport, StoreError> {
-    let mut report =
-        VerifyReport { run_id: run_id.to_owned(), valid: 0, last_hash: GENESIS_HASH, problem: None, flushed, notes: Vec::new() };
+    let mut report = VerifyReport {
+        run_id: run_id.to_owned(),
+        valid: 0,
+        last_hash: GENESIS_HASH,
+        problem: None,
+        flushed,
+        notes: Vec::new(),
+    };
     let flushed_last = report.flushed.as_ref().and_then(|f| f.records.checked_sub(1));
     let mut flushed_hash = None;
     for item in records {
         let (seq, bytes) = match item {
             Ok(pair) => pair,
             Err(StoreError::Corrupt { file, offset, detail, .. }) => {
-                report.problem = Some(Problem { seq: report.valid, reason: ProblemReason::Unreadable { file, offset, detail } });
+                report.problem =
+                    Some(Problem { seq: report.valid, reason: ProblemReason::Unreadable { file, offset, detail } });
                 break;
             }
             Err(e) => return Err(e),
@@ -225,17 +232,19 @@ fn check_end(
         format!("{}{}: {}", r.file.display(), r.offset.map_or(String::new(), |o| format!(" at offset {o}")), r.detail)
     });
     match (&report.flushed, recovery) {
-        (Some(f), _) if f.records > report.valid => at_end(ProblemReason::Truncated {
-            flushed: flushed::path(log_dir),
-            written: f.records,
-            damage,
-        }),
+        (Some(f), _) if f.records > report.valid => {
+            at_end(ProblemReason::Truncated { flushed: flushed::path(log_dir), written: f.records, damage })
+        }
         (_, Some(r)) if r.fell_back => at_end(unreadable(r)),
         (None, Some(r)) => at_end(unreadable(r)),
         (Some(f), _) => match flushed_hash {
             Some(found) if found != f.last_hash => Some(Problem {
                 seq: f.records - 1,
-                reason: ProblemReason::FlushedHashMismatch { flushed: flushed::path(log_dir), expected: f.last_hash, found },
+                reason: ProblemReason::FlushedHashMismatch {
+                    flushed: flushed::path(log_dir),
+                    expected: f.last_hash,
+                    found,
+                },
             }),
             _ => None,
         },

@@ -194,7 +194,10 @@ impl EventLog {
             });
         }
         let last_boundary = flushed.and_then(|f| f.last_boundary);
-        crate::flushed::write(&log_dir, &Flushed { records: next_seq, last_hash: prev_hash, last_boundary: last_boundary.clone() })?;
+        crate::flushed::write(
+            &log_dir,
+            &Flushed { records: next_seq, last_hash: prev_hash, last_boundary: last_boundary.clone() },
+        )?;
         core.feed.open_writer(last);
         // Other processes read through this socket while the log is open;
         // a log that cannot serve them still records, so a failure here is
@@ -203,7 +206,13 @@ impl EventLog {
         Ok(EventLog {
             reader: LogReader::local(Arc::clone(&core), server, log_dir),
             core,
-            state: Mutex::new(WriterState { next_seq, prev_hash, unflushed: 0, policy: FlushPolicy::default(), last_boundary }),
+            state: Mutex::new(WriterState {
+                next_seq,
+                prev_hash,
+                unflushed: 0,
+                policy: FlushPolicy::default(),
+                last_boundary,
+            }),
         })
     }
 
