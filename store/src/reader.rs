@@ -238,8 +238,7 @@ impl Core {
 /// Runs a sled call, turning a panic (sled 0.34 panics on some damaged
 /// databases) into its message.
 fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|p| format!("sled panicked: {}", snapshot::panic_message(&*p)))
+    snapshot::quietly(f).map_err(|p| format!("sled panicked: {}", snapshot::panic_message(&*p)))
 }
 
 /// Decodes the record stored under `seq`.

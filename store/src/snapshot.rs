@@ -46,14 +46,39 @@ pub(crate) struct Opened {
     pub recovery: Option<Recovery>,
 }
 
+thread_local! {
+    /// Whether a panic on this thread is one [`quietly`] catches and reports.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic (sled 0.34 panics on some damaged
+/// databases) without the panic hook printing it: it becomes an error
+/// that names the file instead. The hook in place the first time stays in
+/// charge of every other panic.
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let out = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    out
+}
+
 /// Opens sled in `dir` the way a log is opened, turning a panic into an
 /// error.
 pub(crate) fn open_sled(dir: &Path) -> Result<(sled::Db, sled::Tree), String> {
-    let attempt = catch_unwind(AssertUnwindSafe(|| -> sled::Result<(sled::Db, sled::Tree)> {
+    let attempt = quietly(|| -> sled::Result<(sled::Db, sled::Tree)> {
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
         let tree = db.open_tree("events")?;
         Ok((db, tree))
-    }));
+    });
     match attempt {
         Ok(Ok(pair)) => Ok(pair),
         Ok(Err(e)) => Err(describe(&e)),
@@ -182,10 +207,8 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Whether an opened copy holds a log whose records all read.
 fn usable(db: &sled::Db, tree: &sled::Tree) -> bool {
-    catch_unwind(AssertUnwindSafe(|| {
-        matches!(db.get(crate::reader::META_RUN_ID), Ok(Some(_))) && tree.iter().all(|r| r.is_ok())
-    }))
-    .unwrap_or(false)
+    quietly(|| matches!(db.get(crate::reader::META_RUN_ID), Ok(Some(_))) && tree.iter().all(|r| r.is_ok()))
+        .unwrap_or(false)
 }
 
 /// Copies the log in `log_dir` and opens the copy, falling back as the
