@@ -195,3 +195,133 @@ fn a_directory_without_a_log_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(stderr.contains("no event log in"), "{stderr}");
 }
+
+/// Every file under `dir` with the blake3 of its bytes.
+fn hashes(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.clone(), blake3::hash(&std::fs::read(&path).unwrap()).to_hex().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Flips a byte of every copy of record text `needle` in the run's `log/db`.
+fn flip_text(run: &Path, needle: &str) {
+    let path = RunDir::new(run).log().join("db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at: Vec<usize> =
+        bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle.as_bytes()).map(|(i, _)| i).collect();
+    assert!(!at.is_empty(), "{needle:?} is in db");
+    for i in at {
+        bytes[i + 2] ^= 0x01;
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn no_read_only_command_changes_a_byte_of_a_run_directory() {
+    // Given a healthy run, one with a record's bytes flipped in log/db, and
+    // one whose last records are gone
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = run_dir(&dir.path().join("healthy"));
+    let flipped = run_dir(&dir.path().join("flipped"));
+    flip_text(&flipped, "Draft 5: see you");
+    let cut = run_dir(&dir.path().join("cut"));
+    store::testing::cut_records(RunDir::new(&cut).log(), 12).unwrap();
+    for run in [healthy, flipped, cut] {
+        let r = run.to_str().unwrap();
+        let before = hashes(&run);
+        // When every read-only command reads it
+        for args in [
+            vec!["log", "verify", r],
+            vec!["log", "export", r],
+            vec!["log", "tail", r, "-n", "3"],
+            vec!["status", r],
+            vec!["replay", r, "--iteration", "1"],
+            vec!["audit", r, "--iteration", "1"],
+        ] {
+            restpg(&args);
+        }
+        // Then not one byte of it changed
+        assert_eq!(hashes(&run), before, "{r}");
+    }
+}
+
+#[test]
+fn verify_fails_on_a_cut_off_log_naming_the_last_intact_record() {
+    // Given a run whose records 12 to 17 were lost after they were flushed
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    store::testing::cut_records(RunDir::new(&run).log(), 12).unwrap();
+    // When it is verified
+    let out = restpg(&["log", "verify", run.to_str().unwrap()]);
+    // Then it fails: the chain that is left is valid, but the log says 18 were written
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("the last intact record is seq 11"), "{stdout}");
+    assert!(stdout.contains("seq 12: missing: the log ends here, but"), "{stdout}");
+    assert!(stdout.contains("flushed says 18 records were written"), "{stdout}");
+    // and status refuses to present it as a run that stopped early
+    let out = restpg(&["status", run.to_str().unwrap()]);
+    let stderr = text(&out).1;
+    assert!(!out.status.success());
+    assert!(stderr.contains("cut off") && stderr.contains("the last intact record is seq 11"), "{stderr}");
+}
+
+#[test]
+fn salvage_copies_the_intact_records_into_a_new_run_that_verifies_and_resumes() {
+    // Given a damaged run with a configuration and a checkpoint beside its log
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    std::fs::write(run.join("config.toml"), "seed = 7\n").unwrap();
+    std::fs::write(run.join("blobs").join("ckpt"), b"weights").unwrap();
+    store::testing::cut_records(RunDir::new(&run).log(), 12).unwrap();
+    let before = hashes(&run);
+    // When it is salvaged
+    let new = dir.path().join("new");
+    let out = restpg(&["log", "salvage", run.to_str().unwrap(), "--out", new.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("copied records 0 to 11 (12 records)"), "{stdout}");
+    assert!(stdout.contains("6 records of the 18 written are lost"), "{stdout}");
+    // Then the original is unchanged, the new run verifies and has the rest of the run
+    assert_eq!(hashes(&run), before);
+    let out = restpg(&["log", "verify", new.to_str().unwrap()]);
+    assert!(text(&out).0.contains("run cli-run: 12 records, hash chain intact"), "{}", text(&out).0);
+    assert_eq!(std::fs::read(new.join("config.toml")).unwrap(), b"seed = 7\n");
+    assert_eq!(std::fs::read(new.join("blobs/ckpt")).unwrap(), b"weights");
+    // and a writer continues its chain, as `train --resume` does
+    let log = EventLog::open(RunDir::new(&new).log(), Some("cli-run")).unwrap();
+    assert_eq!(log.append_batch(events()).unwrap().iter().filter(|o| !o.is_duplicate()).count(), 6);
+    drop(log);
+    let out = restpg(&["log", "verify", new.to_str().unwrap()]);
+    assert!(text(&out).0.contains("18 records, hash chain intact"), "{}", text(&out).0);
+    // and salvaging into a directory that is not empty is refused
+    let out = restpg(&["log", "salvage", run.to_str().unwrap(), "--out", new.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).1.contains("is not empty"), "{}", text(&out).1);
+}
+
+#[test]
+fn verify_names_the_database_file_when_its_bytes_are_damaged() {
+    // Given a run with one record's bytes flipped inside log/db
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_dir(dir.path());
+    flip_text(&run, "Draft 5: see you");
+    // When it is verified
+    let out = restpg(&["log", "verify", run.to_str().unwrap()]);
+    // Then it fails, naming the record (a hash mismatch) or the db file and the last intact record
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    let named_record = stdout.contains("hash mismatch");
+    let named_file = stdout.contains("log/db") && stdout.contains("the last intact record is seq");
+    let cut_off = stdout.contains("flushed says 18 records were written");
+    assert!(named_record || named_file || cut_off, "{stdout}");
+}

@@ -1,8 +1,9 @@
-//! `restpg log …`: verify, export and tail a run's event log.
+//! `restpg log …`: verify, export, tail and salvage a run's event log.
 //!
 //! Each takes a run directory (its log is `RUN_DIR/log`) or the log
 //! directory itself. They read while the run is writing: the store then
-//! reads through the writing process (see `store`'s `remote.rs`).
+//! reads through the writing process (see `store`'s `remote.rs`). None of
+//! them changes a byte of the run directory it reads.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,18 @@ pub enum LogCommand {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Copy the intact records of a damaged log (every record up to the
+    /// first one `verify` rejects), byte for byte, into a new run
+    /// directory with the rest of the run (configuration, checkpoints,
+    /// reports), which `restpg train --resume NEW` continues. The original
+    /// is left as it is.
+    Salvage {
+        /// The damaged run directory.
+        run_dir: PathBuf,
+        /// The new run directory (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Formats of `restpg log export`.
@@ -82,6 +95,7 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
             export(&log_dir(&run_dir)?, output.as_deref(), parse_kind(kind)?)
         }
         LogCommand::Tail { run_dir, lines, follow, kind } => tail(&log_dir(&run_dir)?, lines, follow, parse_kind(kind)?),
+        LogCommand::Salvage { run_dir, out } => salvage(&run_dir, &out),
     }
 }
 
@@ -107,8 +121,20 @@ fn open(dir: &Path) -> anyhow::Result<LogReader> {
 }
 
 fn verify(dir: &Path) -> anyhow::Result<()> {
-    let reader = open(dir)?;
+    // A damaged log opens as what is left of it, and the report says what
+    // is wrong; only a database of which nothing opens is an error here.
+    let reader = match LogReader::open_damaged(dir, None) {
+        Ok(r) => r,
+        Err(e @ store::StoreError::Corrupt { .. }) => {
+            println!("{e}");
+            bail!("the event log in {} does not verify: {e}", dir.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening the event log in {}", dir.display())),
+    };
     let report = reader.verify()?;
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     match report.problem {
         None => {
             println!(
@@ -120,7 +146,13 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
             Ok(())
         }
         Some(problem) => {
-            println!("run {}: records 0 to {} verify; then", report.run_id, report.valid as i128 - 1);
+            match report.valid.checked_sub(1) {
+                Some(last) => println!(
+                    "run {}: records 0 to {last} verify (the last intact record is seq {last}); then",
+                    report.run_id
+                ),
+                None => println!("run {}: no record verifies; then", report.run_id),
+            }
             println!("{problem}");
             bail!("the event log in {} does not verify: {problem}", dir.display())
         }
@@ -190,6 +222,58 @@ fn tail(dir: &Path, lines: u64, follow: bool, kind: Option<EventKind>) -> anyhow
     for env in store::follow(dir, Some(&expected), upto)? {
         if let Err(e) = show(&env?) {
             return quiet_broken_pipe(e);
+        }
+    }
+    Ok(())
+}
+
+/// `restpg log salvage RUN --out NEW`: everything of RUN but its log is
+/// copied as it is; the log gets the intact records.
+fn salvage(run_dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let from_log = log_dir(run_dir)?;
+    let from_root = if from_log == RunDir::new(run_dir).log() { run_dir.to_path_buf() } else { from_log.join("..") };
+    if out.exists() && std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?.next().is_some() {
+        bail!("{} is not empty: salvage writes a new run directory", out.display());
+    }
+    let new = RunDir::create(out).with_context(|| format!("creating {}", out.display()))?;
+    copy_run_files(&from_root, new.path(), true)?;
+    let done = store::salvage(&from_log, new.log())
+        .with_context(|| format!("salvaging the event log of {} into {}", run_dir.display(), out.display()))?;
+    println!(
+        "run {}: copied records 0 to {} ({} records) into {}",
+        done.run_id,
+        done.copied as i128 - 1,
+        done.copied,
+        out.display()
+    );
+    if let Some(problem) = &done.stopped_at {
+        println!("stopped at {problem}");
+    }
+    if let Some(written) = done.written.filter(|&w| w > done.copied) {
+        println!("{} records of the {written} written are lost", written - done.copied);
+    }
+    println!("{} is unchanged; continue with `restpg train --resume {}`", run_dir.display(), out.display());
+    Ok(())
+}
+
+/// Copies the files and directories of a run directory `from` into `to`
+/// (private modes), but not its log (`log/` at the top).
+fn copy_run_files(from: &Path, to: &Path, top: bool) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if top && entry.file_name() == "log" {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&src).with_context(|| format!("reading {}", src.display()))?;
+        if meta.is_dir() {
+            store::create_private_dir(&dst).with_context(|| format!("creating {}", dst.display()))?;
+            copy_run_files(&src, &dst, false)?;
+        } else if meta.is_file() {
+            std::fs::copy(&src, &dst).with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        } else if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&src).with_context(|| format!("reading the link {}", src.display()))?;
+            std::os::unix::fs::symlink(&target, &dst).with_context(|| format!("linking {}", dst.display()))?;
         }
     }
     Ok(())

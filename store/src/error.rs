@@ -120,6 +120,85 @@ pub enum StoreError {
         /// Its size in bytes (of the file, or of the directory entry).
         size: u64,
     },
+    /// sled cannot read the log's database: the file is damaged. The
+    /// run directory was not changed (readers work on a private copy).
+    #[error(
+        "the event log in {} is damaged: {}{}: {detail}; {}; `restpg log salvage` copies the intact records into a new run directory",
+        dir.display(),
+        file.display(),
+        offset.map_or(String::new(), |o| format!(" at offset {o}")),
+        last_intact.map_or("no record could be read".to_owned(), |s| format!("the last intact record is seq {s}"))
+    )]
+    Corrupt {
+        /// The log directory.
+        dir: PathBuf,
+        /// The damaged file (`log/db`).
+        file: PathBuf,
+        /// Where in it, as far as sled says.
+        offset: Option<u64>,
+        /// The last record that still reads, if any.
+        last_intact: Option<u64>,
+        /// What sled said.
+        detail: String,
+    },
+    /// Records are missing at the end of the log: the writer's
+    /// `log/flushed` says more were made durable than the database holds.
+    #[error(
+        "the event log in {} is cut off: {} says {written} records were written, the database holds {present}{}; {}`restpg log salvage` copies the intact records into a new run directory",
+        dir.display(),
+        flushed.display(),
+        present.checked_sub(1).map_or(String::new(), |s| format!(" (the last intact record is seq {s})")),
+        damage.as_ref().map_or(String::new(), |d| format!("{d}; "))
+    )]
+    Truncated {
+        /// The log directory.
+        dir: PathBuf,
+        /// The `flushed` file.
+        flushed: PathBuf,
+        /// How many records it says were written.
+        written: u64,
+        /// How many the database holds.
+        present: u64,
+        /// What sled did to the database, when it said (file, offset).
+        damage: Option<String>,
+    },
+    /// The `log/flushed` file does not parse.
+    #[error("{}: {message}", path.display())]
+    BadFlushed {
+        /// The file.
+        path: PathBuf,
+        /// Which line or field is wrong, and how.
+        message: String,
+    },
+    /// A key or value in the database has the wrong length for its kind.
+    #[error("event log {}: tree {tree:?}: {what} is {len} bytes, expected {expected}{}", dir.display(), seq.map_or(String::new(), |s| format!(" (seq {s})")))]
+    BadEntry {
+        /// The log directory.
+        dir: PathBuf,
+        /// The sled tree.
+        tree: &'static str,
+        /// Which key or value (`record key`, `event-id index value`, …).
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The length it must have.
+        expected: usize,
+        /// The sequence number involved, when known.
+        seq: Option<u64>,
+    },
+    /// The process serving the log announced a frame larger than any a
+    /// log server sends.
+    #[error("reading the event log through {}: the serving process announced a {what} of {len} bytes, over the {cap}-byte limit: not a restpg log server, or a broken one", socket.display())]
+    FrameTooLarge {
+        /// The socket.
+        socket: PathBuf,
+        /// What the frame holds (`record`, `error message`).
+        what: &'static str,
+        /// The announced length.
+        len: u64,
+        /// The limit.
+        cap: u64,
+    },
     /// The process serving the log to other readers broke the protocol or
     /// went away.
     #[error("reading the event log through {}: {message}", socket.display())]

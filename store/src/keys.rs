@@ -26,9 +26,17 @@ pub(crate) fn record(seq: u64) -> [u8; 9] {
     k
 }
 
-/// The sequence number in a record key or at the end of an index key.
-pub(crate) fn trailing_seq(key: &[u8]) -> u64 {
-    u64::from_be_bytes(key[key.len() - 8..].try_into().expect("keys end with a u64"))
+/// The sequence number in a record key or at the end of an index key;
+/// `None` for a key too short to end with one.
+pub(crate) fn trailing_seq(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.len().checked_sub(8).and_then(|start| key[start..].try_into().ok())?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// A sequence number stored as an index value; `None` when it is not 8
+/// bytes.
+pub(crate) fn seq_value(value: &[u8]) -> Option<u64> {
+    value.try_into().ok().map(u64::from_be_bytes)
 }
 
 pub(crate) fn event_id(id: &Digest) -> [u8; 33] {

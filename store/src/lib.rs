@@ -21,6 +21,15 @@
 //!   [`LogReader::verify`] walks the hash chain, stopping at the first bad
 //!   record with its sequence number and reason ([`VerifyReport`]).
 //!   [`follow`] keeps following across writer restarts.
+//! - Reading never changes a byte of the run directory: with no writer
+//!   running, a reader copies the database into a private temporary
+//!   directory and opens that, because sled's recovery writes (it zeroes a
+//!   damaged `db` after the damage). A damaged or cut-off log is an error
+//!   naming the file and the last intact record
+//!   ([`StoreError::Corrupt`], [`StoreError::Truncated`]: the writer keeps
+//!   the count of flushed records in `log/flushed`, beside the database,
+//!   where sled's recovery cannot shorten it), and [`salvage`] copies the
+//!   intact records into a new log that can be appended to.
 //! - [`BlobStore`] stores a safetensors file or a model directory under its
 //!   blake3 and re-hashes it on every [`BlobStore::get`].
 //!
@@ -49,12 +58,15 @@
 
 mod blob;
 mod error;
+mod flushed;
 mod follow;
 mod keys;
 mod lock;
 mod reader;
 mod remote;
 mod rundir;
+mod salvage;
+mod snapshot;
 mod verify;
 mod writer;
 
@@ -63,9 +75,11 @@ pub mod testing;
 
 pub use blob::{hash_path, BlobStore};
 pub use error::StoreError;
+pub use flushed::Flushed;
 pub use follow::{follow, Follow};
 pub use lock::LockHolder;
 pub use reader::{LogReader, Records};
 pub use rundir::{create_private_dir, create_private_file, write_private_file, RunDir};
+pub use salvage::{salvage, Salvaged};
 pub use verify::{Problem, ProblemReason, VerifyReport};
 pub use writer::{AppendOutcome, EventLog, FlushPolicy};

@@ -1,5 +1,8 @@
 //! Who has a log open: an exclusive `flock` on `log/owner.lock`, with the
 //! holder's pid, role and start time written inside for error messages.
+//! Readers never open the database itself: they hold the lock *shared*
+//! while they copy the database into a private directory, and write
+//! nothing, so that reading never changes a byte of a run directory.
 //!
 //! sled 0.34 already locks its database file, but its error says only
 //! "could not acquire lock"; this lock comes first and names the holder. A
@@ -19,7 +22,8 @@ use fs2::FileExt;
 pub(crate) enum Role {
     /// An [`EventLog`](crate::EventLog): appends.
     Writer,
-    /// A [`LogReader`](crate::LogReader) that opened the database itself.
+    /// A [`LogReader`](crate::LogReader) taking a private copy of the
+    /// database (it holds the lock shared, and only while it copies).
     Reader,
 }
 
@@ -57,6 +61,9 @@ impl LockHolder {
 
 impl fmt::Display for LockHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pid == 0 && self.role == Role::Reader.as_str() {
+            return f.write_str("readers taking a copy of the log");
+        }
         if self.pid == 0 {
             return f.write_str("another process (its lock file says nothing more)");
         }
@@ -81,12 +88,26 @@ pub(crate) fn lock_path(log_dir: &Path) -> PathBuf {
     log_dir.join("owner.lock")
 }
 
+/// Who holds the lock when only readers do: they take it shared, write
+/// nothing into the file, and say nothing more about themselves.
+fn readers() -> LockHolder {
+    LockHolder { pid: 0, role: Role::Reader.as_str().to_owned(), since: String::new() }
+}
+
 impl OwnerLock {
-    /// Takes the lock, or says who holds it.
+    /// Takes the lock exclusively as a writer (creating the file `0600`
+    /// and writing this process's pid, role and time into it), or says
+    /// who holds it: a writer as its file says, or readers taking a copy.
     pub fn try_acquire(log_dir: &Path, role: Role) -> std::io::Result<Result<OwnerLock, LockHolder>> {
         let path = lock_path(log_dir);
         let mut file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
         if file.try_lock_exclusive().is_err() {
+            // Shared holders are readers: a second look tells them apart
+            // from a writer, whose exclusive lock refuses a shared one too.
+            let probe = fs::File::open(&path)?;
+            if probe.try_lock_shared().is_ok() {
+                return Ok(Err(readers()));
+            }
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
             return Ok(Err(parse_holder(&text)));
@@ -96,6 +117,24 @@ impl OwnerLock {
         writeln!(file, "pid={} role={} since={}", std::process::id(), role.as_str(), since)?;
         file.flush()?;
         Ok(Ok(OwnerLock { _file: file }))
+    }
+
+    /// Takes the lock shared, as a reader copying the log, without writing
+    /// anything: `Ok(None)` when the log has no lock file (no writer ever
+    /// opened it), or the writer that holds it exclusively.
+    pub fn try_shared(log_dir: &Path) -> std::io::Result<Result<Option<OwnerLock>, LockHolder>> {
+        let path = lock_path(log_dir);
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(None)),
+            Err(e) => return Err(e),
+        };
+        if file.try_lock_shared().is_err() {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Ok(Err(parse_holder(&text)));
+        }
+        Ok(Ok(Some(OwnerLock { _file: file })))
     }
 }
 

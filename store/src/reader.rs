@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use events::{Digest, Envelope, EventKind, SampleId};
 
+use crate::flushed::Flushed;
 use crate::keys;
-use crate::lock::{LockHolder, OwnerLock, Role};
+use crate::lock::{LockHolder, OwnerLock};
 use crate::remote::{self, Remote, Server};
 use crate::rundir::{existing_log_dir, tighten_files};
+use crate::snapshot::{self, Recovery};
 use crate::verify::{self, VerifyReport};
 use crate::StoreError;
 
@@ -21,15 +23,23 @@ use crate::StoreError;
 pub(crate) const META_RUN_ID: &[u8] = b"run_id";
 
 /// The open database of one log, shared by its writer, its in-process
-/// readers and its socket server. Dropping the last handle closes sled and
-/// releases the owner lock.
+/// readers and its socket server; or a reader's private copy of it
+/// (`snapshot.rs`). Dropping the last handle closes sled, releases the
+/// owner lock and removes a private copy.
 pub(crate) struct Core {
+    /// The run's log directory (the copy's origin, for a private copy).
     pub log_dir: PathBuf,
     pub run_id: String,
     pub db: sled::Db,
     pub tree: sled::Tree,
     pub feed: Feed,
-    _lock: OwnerLock,
+    /// For a private copy: what `log/flushed` said when it was taken.
+    pub flushed: Option<Flushed>,
+    /// For a private copy: what sled did with a damaged database.
+    pub recovery: Option<Recovery>,
+    _lock: Option<OwnerLock>,
+    /// Declared last so that sled has closed before its files go.
+    _copy: Option<tempfile::TempDir>,
 }
 
 impl Core {
@@ -53,7 +63,36 @@ impl Core {
         };
         let tree = db.open_tree("events").map_err(|e| StoreError::sled(&log_dir, e))?;
         tighten_files(&log_dir).map_err(|e| StoreError::io(&log_dir, e))?;
-        Ok(Core { log_dir, run_id: String::new(), db, tree, feed: Feed::default(), _lock: lock })
+        Ok(Core {
+            log_dir,
+            run_id: String::new(),
+            db,
+            tree,
+            feed: Feed::default(),
+            flushed: None,
+            recovery: None,
+            _lock: Some(lock),
+            _copy: None,
+        })
+    }
+
+    /// Copies the log in `log_dir` into a private directory and opens the
+    /// copy (`snapshot.rs`); the caller holds the owner lock shared, which
+    /// can go once this returns.
+    pub fn open_copy(log_dir: PathBuf) -> Result<Core, StoreError> {
+        let flushed = crate::flushed::read(&log_dir)?;
+        let opened = snapshot::open(&log_dir)?;
+        Ok(Core {
+            log_dir,
+            run_id: String::new(),
+            db: opened.db,
+            tree: opened.tree,
+            feed: Feed::default(),
+            flushed,
+            recovery: opened.recovery,
+            _lock: None,
+            _copy: Some(opened.dir),
+        })
     }
 
     pub fn with_run_id(self, run_id: String) -> Core {
@@ -64,33 +103,87 @@ impl Core {
         StoreError::sled(&self.log_dir, e)
     }
 
+    /// A sled error met while reading, after record `last_ok`: damage of
+    /// the database file is [`StoreError::Corrupt`].
+    fn read_err(&self, e: sled::Error, last_ok: Option<u64>) -> StoreError {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt {
+                dir: self.log_dir.clone(),
+                file: self.log_dir.join("db"),
+                offset: snapshot::offset_of(&e),
+                last_intact: last_ok,
+                detail: snapshot::describe(&e),
+            },
+            e => self.sled_err(e),
+        }
+    }
+
+    fn bad_key(&self, what: &'static str, len: usize, seq: Option<u64>) -> StoreError {
+        StoreError::BadEntry { dir: self.log_dir.clone(), tree: "events", what, len, expected: 8, seq }
+    }
+
+    /// The sequence number ending `key` (a record or index key).
+    fn key_seq(&self, key: &[u8], what: &'static str) -> Result<u64, StoreError> {
+        keys::trailing_seq(key).ok_or_else(|| self.bad_key(what, key.len(), None))
+    }
+
     /// The run id stored in the database, if it has one.
     pub fn stored_run_id(db: &sled::Db) -> Result<Option<String>, sled::Error> {
         Ok(db.get(META_RUN_ID)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     pub fn last_seq(&self) -> Result<Option<u64>, StoreError> {
-        let last = self.tree.range(keys::record(0)..=keys::record(u64::MAX)).next_back();
+        let last = guard(|| self.tree.range(keys::record(0)..=keys::record(u64::MAX)).next_back())
+            .map_err(|detail| self.panicked(detail, None))?;
         match last {
             None => Ok(None),
-            Some(r) => Ok(Some(keys::trailing_seq(&r.map_err(|e| self.sled_err(e))?.0))),
+            Some(r) => Ok(Some(self.key_seq(&r.map_err(|e| self.read_err(e, None))?.0, "record key")?)),
+        }
+    }
+
+    /// A panic inside sled while reading, as [`StoreError::Corrupt`].
+    fn panicked(&self, detail: String, last_ok: Option<u64>) -> StoreError {
+        StoreError::Corrupt {
+            dir: self.log_dir.clone(),
+            file: self.log_dir.join("db"),
+            offset: None,
+            last_intact: last_ok,
+            detail,
         }
     }
 
     pub fn raw(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
-        self.tree.get(keys::record(seq)).map_err(|e| self.sled_err(e))
+        guard(|| self.tree.get(keys::record(seq)))
+            .map_err(|d| self.panicked(d, seq.checked_sub(1)))?
+            .map_err(|e| self.read_err(e, seq.checked_sub(1)))
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<Envelope>, StoreError> {
         self.raw(seq)?.map(|bytes| decode(seq, &bytes)).transpose()
     }
 
-    /// Raw records with keys in `[from, to]`, in order.
+    /// Raw records with keys in `[from, to]`, in order. A read that fails
+    /// ends the iteration with an error naming the last record read.
     pub fn raw_range(self: &Arc<Self>, from: u64, to: u64) -> RawRecords {
         let core = Arc::clone(self);
-        Box::new(self.tree.range(keys::record(from)..=keys::record(to)).map(move |r| {
-            let (k, v) = r.map_err(|e| core.sled_err(e))?;
-            Ok((keys::trailing_seq(&k), v))
+        let mut iter = self.tree.range(keys::record(from)..=keys::record(to));
+        let mut last_ok = from.checked_sub(1);
+        let mut done = false;
+        Box::new(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let item = match guard(|| iter.next()) {
+                Err(detail) => Some(Err(core.panicked(detail, last_ok))),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some(Err(core.read_err(e, last_ok))),
+                Ok(Some(Ok((k, v)))) => Some(core.key_seq(&k, "record key").map(|seq| (seq, v))),
+            };
+            match &item {
+                Some(Ok((seq, _))) => last_ok = Some(*seq),
+                _ => done = true,
+            }
+            item
         }))
     }
 
@@ -98,18 +191,54 @@ impl Core {
     pub fn indexed(self: &Arc<Self>, prefix: Vec<u8>) -> Records {
         let core = Arc::clone(self);
         Records(Box::new(self.tree.scan_prefix(prefix).map(move |r| {
-            let seq = keys::trailing_seq(&r.map_err(|e| core.sled_err(e))?.0);
+            let seq = core.key_seq(&r.map_err(|e| core.read_err(e, None))?.0, "index key")?;
             core.get(seq)?.ok_or(StoreError::MissingRecord { seq })
         })))
     }
 
     pub fn seq_of(&self, event_id: &Digest) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .tree
-            .get(keys::event_id(event_id))
-            .map_err(|e| self.sled_err(e))?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().expect("8-byte seq"))))
+        match self.tree.get(keys::event_id(event_id)).map_err(|e| self.read_err(e, None))? {
+            None => Ok(None),
+            Some(v) => keys::seq_value(&v).map(Some).ok_or_else(|| self.bad_key("event-id index value", v.len(), None)),
+        }
     }
+
+    /// What is wrong with a private copy as a whole, beyond its records:
+    /// sled could open it only after falling back, it lost records that
+    /// `log/flushed` says were written, or (with no `flushed` to tell) sled
+    /// changed it while recovering.
+    pub fn damage(&self) -> Result<(), StoreError> {
+        let present = self.last_seq()?.map_or(0, |s| s + 1);
+        let corrupt = |r: &Recovery| StoreError::Corrupt {
+            dir: self.log_dir.clone(),
+            file: r.file.clone(),
+            offset: r.offset,
+            last_intact: present.checked_sub(1),
+            detail: r.detail.clone(),
+        };
+        if let Some(r) = self.recovery.as_ref().filter(|r| r.fell_back) {
+            return Err(corrupt(r));
+        }
+        match (&self.flushed, &self.recovery) {
+            (Some(f), r) if f.records > present => Err(StoreError::Truncated {
+                dir: self.log_dir.clone(),
+                flushed: crate::flushed::path(&self.log_dir),
+                written: f.records,
+                present,
+                damage: r.as_ref().map(|r| {
+                    format!("{}{}: {}", r.file.display(), r.offset.map_or(String::new(), |o| format!(" at offset {o}")), r.detail)
+                }),
+            }),
+            (None, Some(r)) => Err(corrupt(r)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs a sled call, turning a panic (sled 0.34 panics on some damaged
+/// databases) into its message.
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    snapshot::quietly(f).map_err(|p| format!("sled panicked: {}", snapshot::panic_message(&*p)))
 }
 
 /// Decodes the record stored under `seq`.
@@ -137,18 +266,18 @@ struct FeedState {
 
 impl Feed {
     pub fn open_writer(&self, last: Option<u64>) {
-        let mut s = self.state.lock().expect("feed lock");
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.last = last;
         s.writing = true;
     }
 
     pub fn published(&self, last: u64) {
-        self.state.lock().expect("feed lock").last = Some(last);
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).last = Some(last);
         self.changed.notify_all();
     }
 
     pub fn close_writer(&self) {
-        self.state.lock().expect("feed lock").writing = false;
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).writing = false;
         self.changed.notify_all();
     }
 
@@ -157,7 +286,7 @@ impl Feed {
     /// `seq` was never published; `true` means "look again".
     pub fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut s = self.state.lock().expect("feed lock");
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if s.last.is_some_and(|l| l >= seq) {
                 return true;
@@ -169,7 +298,7 @@ impl Feed {
             if now >= deadline {
                 return true;
             }
-            s = self.changed.wait_timeout(s, deadline - now).expect("feed lock").0;
+            s = self.changed.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 }
@@ -200,8 +329,8 @@ pub(crate) enum Backend {
 /// Reads a run's log. Any number of readers may exist at once.
 ///
 /// A reader either shares an open database (one made by
-/// [`EventLog::reader`](crate::EventLog::reader), or one it opened itself
-/// because no process had the log open) or, when another process holds the
+/// [`EventLog::reader`](crate::EventLog::reader)), or a private copy it
+/// made because no process had the log open, or, when another process holds the
 /// log, reads through that process's socket `log/reader.sock`. Both give
 /// the same records; index queries through a socket scan the log.
 #[derive(Clone)]
@@ -231,23 +360,51 @@ impl LogReader {
     }
 
     /// Opens the log in `dir` (a run's [`RunDir::log`](crate::RunDir::log))
-    /// for reading. With
-    /// `expected_run_id`, a log of another run is an error naming both.
+    /// for reading. With `expected_run_id`, a log of another run is an
+    /// error naming both.
     ///
-    /// When no process has the log open, this reader opens the database
-    /// itself (and, while it lives, a writer waits for it, see
-    /// [`EventLog::open`](crate::EventLog::open)); otherwise it reads through
-    /// the holder's socket.
+    /// Reading never changes a byte of the run directory. When no process
+    /// has the log open, this reader copies the database into a private
+    /// temporary directory (holding the owner lock shared while it copies,
+    /// so a writer starting then waits for it) and reads the copy, which is
+    /// removed when the reader goes; otherwise it reads through the
+    /// holder's socket. A damaged or cut-off log is an error here (see
+    /// [`LogReader::open_damaged`] to read what is left of it).
     ///
     /// # Errors
     /// [`StoreError::NoLog`], [`StoreError::OtherRun`],
-    /// [`StoreError::Unreachable`], or an I/O or sled error.
+    /// [`StoreError::Unreachable`]; [`StoreError::Corrupt`] when sled cannot
+    /// read the database as it is, [`StoreError::Truncated`] when it holds
+    /// fewer records than the writer's `log/flushed` says were written,
+    /// both naming the file and the last intact record;
+    /// [`StoreError::BadFlushed`]; or an I/O or sled error.
     pub fn open(dir: impl AsRef<Path>, expected_run_id: Option<&str>) -> Result<LogReader, StoreError> {
+        let reader = Self::open_damaged(dir, expected_run_id)?;
+        if let Backend::Local { core, .. } = &reader.backend {
+            core.damage()?;
+        }
+        Ok(reader)
+    }
+
+    /// [`LogReader::open`], but a damaged or cut-off log opens too, as
+    /// what sled can still read of it: for `verify`, which reports the
+    /// damage ([`LogReader::verify`]), and for salvaging the intact
+    /// records ([`salvage`](crate::salvage)).
+    ///
+    /// # Errors
+    /// As [`LogReader::open`], except that [`StoreError::Truncated`] is not
+    /// one and [`StoreError::Corrupt`] only when no part of the database
+    /// opens.
+    pub fn open_damaged(dir: impl AsRef<Path>, expected_run_id: Option<&str>) -> Result<LogReader, StoreError> {
         let log_dir = existing_log_dir(dir.as_ref())?;
         let deadline = Instant::now() + CONNECT_PATIENCE;
         loop {
-            let holder = match OwnerLock::try_acquire(&log_dir, Role::Reader).map_err(|e| StoreError::io(&log_dir, e))? {
-                Ok(lock) => return Self::open_local(log_dir, lock, expected_run_id),
+            let holder = match OwnerLock::try_shared(&log_dir).map_err(|e| StoreError::io(&log_dir, e))? {
+                Ok(lock) => {
+                    let core = Core::open_copy(log_dir.clone());
+                    drop(lock);
+                    return Self::from_copy(log_dir, core?, expected_run_id);
+                }
                 Err(holder) => holder,
             };
             match Remote::connect(&log_dir) {
@@ -270,15 +427,15 @@ impl LogReader {
         }
     }
 
-    fn open_local(log_dir: PathBuf, lock: OwnerLock, expected: Option<&str>) -> Result<LogReader, StoreError> {
-        let core = Core::open(log_dir.clone(), lock)?;
-        let found = Core::stored_run_id(&core.db)
-            .map_err(|e| core.sled_err(e))?
+    fn from_copy(log_dir: PathBuf, core: Core, expected: Option<&str>) -> Result<LogReader, StoreError> {
+        let found = guard(|| Core::stored_run_id(&core.db))
+            .map_err(|d| core.panicked(d, None))?
+            .map_err(|e| core.read_err(e, None))?
             .ok_or_else(|| StoreError::NoLog { dir: log_dir.clone() })?;
         check_run(&log_dir, expected, &found)?;
-        let core = Arc::new(core.with_run_id(found));
-        let server = Server::start(Arc::clone(&core)).ok().map(Arc::new);
-        Ok(LogReader::local(core, server, log_dir))
+        // A private copy serves nobody: its socket would be a change to
+        // the run directory, and other readers make their own copies.
+        Ok(LogReader::local(Arc::new(core.with_run_id(found)), None, log_dir))
     }
 
     /// The run this log belongs to.
@@ -472,16 +629,24 @@ impl LogReader {
     /// Walks the whole chain: every record decodes, hashes to its stored
     /// hash, belongs to this run, follows the one before without a gap and
     /// links to its hash. Stops at the first bad record and says which and
-    /// why.
+    /// why. Then checks the end: the log must hold every record the
+    /// writer's `log/flushed` says was written, the record it names last
+    /// must hash as it says, and sled must have read the database as it
+    /// was (a private copy that opened only after falling back, or that
+    /// sled changed with no `flushed` to say nothing was lost, is damage).
     ///
     /// # Errors
-    /// Only failures to read at all (sled, socket); a bad record is a
-    /// [`VerifyReport::problem`], not an error.
+    /// Only failures to read at all (socket, I/O, a `log/flushed` that does
+    /// not parse); a bad record, a database sled cannot read past some
+    /// record, or missing records are a [`VerifyReport::problem`].
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
-        verify::walk(&self.run_id, self.raw_range(..)?)
+        let (flushed, recovery) = match &self.backend {
+            Backend::Local { core, .. } if core._copy.is_some() => (core.flushed.clone(), core.recovery.clone()),
+            _ => (crate::flushed::read(&self.dir)?, None),
+        };
+        verify::walk(&self.run_id, &self.dir, self.raw_range(..)?, flushed, recovery)
     }
 }
-
 pub(crate) fn check_run(dir: &Path, expected: Option<&str>, found: &str) -> Result<(), StoreError> {
     match expected {
         Some(exp) if exp != found => {
@@ -491,10 +656,10 @@ pub(crate) fn check_run(dir: &Path, expected: Option<&str>, found: &str) -> Resu
     }
 }
 
-/// Who holds the log in `dir` right now, if anyone (takes and drops the
-/// lock when it is free).
+/// The writer that holds the log in `dir` right now, if any (takes and
+/// drops the lock shared when it is free; writes nothing).
 pub(crate) fn holder(log_dir: &Path) -> Result<Option<LockHolder>, StoreError> {
-    match OwnerLock::try_acquire(log_dir, Role::Reader).map_err(|e| StoreError::io(log_dir, e))? {
+    match OwnerLock::try_shared(log_dir).map_err(|e| StoreError::io(log_dir, e))? {
         Ok(_) => Ok(None),
         Err(h) => Ok(Some(h)),
     }

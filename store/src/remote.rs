@@ -15,7 +15,10 @@
 //!     2 len:u32 message            the server could not read its log
 //! ```
 //! Records travel as stored, so the reader checks their hashes and the
-//! chain itself; the server is trusted with nothing but the bytes.
+//! chain itself; the server is trusted with nothing but the bytes. Nor with
+//! lengths: a record frame may announce at most [`MAX_RECORD_FRAME`] bytes
+//! and an error message at most [`MAX_MESSAGE_FRAME`]; a larger length is
+//! [`StoreError::FrameTooLarge`] before anything is allocated.
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -39,6 +42,14 @@ const REQ_INFO: u8 = 2;
 const TAG_END: u8 = 0;
 const TAG_RECORD: u8 = 1;
 const TAG_ERROR: u8 = 2;
+
+/// The largest record a reader accepts through the socket: 256 MiB, far
+/// above any record restpg writes (a sample's text and metadata are
+/// kilobytes; weights never go into the log), far below an allocation that
+/// could take a machine down.
+pub(crate) const MAX_RECORD_FRAME: u64 = 256 << 20;
+/// The largest error message a reader accepts through the socket: 1 MiB.
+pub(crate) const MAX_MESSAGE_FRAME: u64 = 1 << 20;
 
 /// The socket of the log in `log_dir`.
 pub(crate) fn socket_path(log_dir: &Path) -> PathBuf {
@@ -142,7 +153,9 @@ fn serve(core: &Arc<Core>, stream: UnixStream, stop: &AtomicBool) -> io::Result<
         return Ok(());
     }
     let request = req[5];
-    let mut next = u64::from_be_bytes(req[6..14].try_into().expect("8 bytes"));
+    let mut from = [0u8; 8];
+    from.copy_from_slice(&req[6..14]);
+    let mut next = u64::from_be_bytes(from);
     let mut w = BufWriter::with_capacity(1 << 16, &stream);
     w.write_all(MAGIC)?;
     w.write_all(&[PROTO])?;
@@ -269,12 +282,20 @@ impl Remote {
         Ok((tag[0] == 1).then(|| u64::from_be_bytes(last)))
     }
 
+    fn too_large(&self, what: &'static str, len: u64, cap: u64) -> StoreError {
+        StoreError::FrameTooLarge { socket: self.socket(), what, len, cap }
+    }
+
     fn read_error(&self, r: &mut impl Read) -> StoreError {
         let mut len = [0u8; 4];
         if let Err(e) = r.read_exact(&mut len) {
             return self.protocol_error(e.to_string());
         }
-        let mut msg = vec![0; u32::from_be_bytes(len) as usize];
+        let len = u64::from(u32::from_be_bytes(len));
+        if len > MAX_MESSAGE_FRAME {
+            return self.too_large("error message", len, MAX_MESSAGE_FRAME);
+        }
+        let mut msg = vec![0; len as usize];
         match r.read_exact(&mut msg) {
             Ok(()) => self.protocol_error(format!("the serving process reports: {}", String::from_utf8_lossy(&msg))),
             Err(e) => self.protocol_error(e.to_string()),
@@ -314,8 +335,14 @@ impl Remote {
     fn read_record(&self, r: &mut impl Read) -> Result<(u64, sled::IVec), StoreError> {
         let mut head = [0u8; 12];
         r.read_exact(&mut head).map_err(|e| self.protocol_error(e.to_string()))?;
-        let seq = u64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
-        let mut bytes = vec![0; u32::from_be_bytes(head[8..].try_into().expect("4 bytes")) as usize];
+        let (mut seq, mut len) = ([0u8; 8], [0u8; 4]);
+        seq.copy_from_slice(&head[..8]);
+        len.copy_from_slice(&head[8..]);
+        let (seq, len) = (u64::from_be_bytes(seq), u64::from(u32::from_be_bytes(len)));
+        if len > MAX_RECORD_FRAME {
+            return Err(self.too_large("record", len, MAX_RECORD_FRAME));
+        }
+        let mut bytes = vec![0; len as usize];
         r.read_exact(&mut bytes).map_err(|e| self.protocol_error(e.to_string()))?;
         Ok((seq, bytes.into()))
     }

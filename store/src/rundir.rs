@@ -6,6 +6,7 @@
 //!   log/            0700   the sled database of the event log
 //!     owner.lock    0600   who has the log open (pid, role, since)
 //!     reader.sock          where other processes read while it is open
+//!     flushed       0600   records the writer had made durable at its last flush
 //!   blobs/          0700   checkpoints named by content hash
 //! ```
 //!

@@ -30,3 +30,32 @@ pub fn tamper_record(dir: impl AsRef<Path>, seq: u64, f: impl FnOnce(&mut Vec<u8
     core.db.flush().map_err(|e| core.sled_err(e))?;
     Ok(())
 }
+
+/// Removes records `from_seq` and later (with their index entries) from
+/// the log in `dir`, as sled's recovery does after damage, leaving
+/// `log/flushed` as the writer left it. The log must not be open elsewhere.
+///
+/// # Errors
+/// [`StoreError::Locked`] when it is open; sled errors.
+pub fn cut_records(dir: impl AsRef<Path>, from_seq: u64) -> Result<(), StoreError> {
+    let log_dir = existing_log_dir(dir.as_ref())?;
+    let lock = OwnerLock::try_acquire(&log_dir, Role::Writer)
+        .map_err(|e| StoreError::io(&log_dir, e))?
+        .map_err(|holder| StoreError::Locked { dir: log_dir.clone(), holder })?;
+    let core = Core::open(log_dir, lock)?;
+    let mut batch = sled::Batch::default();
+    for item in core.tree.iter() {
+        let (key, value) = item.map_err(|e| core.sled_err(e))?;
+        let seq = match key.first() {
+            Some(b'r' | b'k' | b's') => keys::trailing_seq(&key),
+            Some(b'i') => keys::seq_value(&value),
+            _ => None,
+        };
+        if seq.is_some_and(|s| s >= from_seq) {
+            batch.remove(key);
+        }
+    }
+    core.tree.apply_batch(batch).map_err(|e| core.sled_err(e))?;
+    core.db.flush().map_err(|e| core.sled_err(e))?;
+    Ok(())
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use events::{Digest, Envelope, Event, GENESIS_HASH};
 
+use crate::flushed::Flushed;
 use crate::keys;
 use crate::lock::{OwnerLock, Role};
 use crate::reader::{check_run, Core, LogReader, META_RUN_ID};
@@ -72,6 +73,8 @@ struct WriterState {
     prev_hash: Digest,
     unflushed: u64,
     policy: FlushPolicy,
+    /// The last step boundary appended (seq, kind), for `log/flushed`.
+    last_boundary: Option<(u64, String)>,
 }
 
 /// The writer of one run's log. At most one exists per run, across
@@ -178,6 +181,23 @@ impl EventLog {
                 (seq + 1, env.hash)
             }
         };
+        // A log that lost records at its end must not grow a new end: the
+        // chain would continue as if nothing were missing.
+        let flushed = crate::flushed::read(&log_dir)?;
+        if let Some(f) = flushed.as_ref().filter(|f| f.records > next_seq) {
+            return Err(StoreError::Truncated {
+                dir: log_dir.clone(),
+                flushed: crate::flushed::path(&log_dir),
+                written: f.records,
+                present: next_seq,
+                damage: None,
+            });
+        }
+        let last_boundary = flushed.and_then(|f| f.last_boundary);
+        crate::flushed::write(
+            &log_dir,
+            &Flushed { records: next_seq, last_hash: prev_hash, last_boundary: last_boundary.clone() },
+        )?;
         core.feed.open_writer(last);
         // Other processes read through this socket while the log is open;
         // a log that cannot serve them still records, so a failure here is
@@ -186,7 +206,13 @@ impl EventLog {
         Ok(EventLog {
             reader: LogReader::local(Arc::clone(&core), server, log_dir),
             core,
-            state: Mutex::new(WriterState { next_seq, prev_hash, unflushed: 0, policy: FlushPolicy::default() }),
+            state: Mutex::new(WriterState {
+                next_seq,
+                prev_hash,
+                unflushed: 0,
+                policy: FlushPolicy::default(),
+                last_boundary,
+            }),
         })
     }
 
@@ -235,6 +261,7 @@ impl EventLog {
         let mut outcomes = Vec::new();
         let (mut seq, mut prev) = (st.next_seq, st.prev_hash);
         let mut boundary = false;
+        let mut last_boundary = None;
         for event in events {
             let event_id = event.event_id(run_id);
             if let Some(&s) = in_batch.get(&event_id) {
@@ -245,8 +272,11 @@ impl EventLog {
                 outcomes.push(AppendOutcome::Duplicate(s));
                 continue;
             }
-            boundary |= event.is_step_boundary();
             let kind = event.kind();
+            if event.is_step_boundary() {
+                boundary = true;
+                last_boundary = Some((seq, kind.as_str().to_owned()));
+            }
             let sample_key = event.sample().map(|s| keys::sample(s, seq));
             let env = Envelope::seal(seq, now, run_id, event, prev);
             batch.insert(&keys::record(seq)[..], env.encode());
@@ -268,6 +298,9 @@ impl EventLog {
         st.next_seq = seq;
         st.prev_hash = prev;
         st.unflushed += appended;
+        if last_boundary.is_some() {
+            st.last_boundary = last_boundary;
+        }
         self.core.feed.published(seq - 1);
         let due = (boundary && st.policy.at_step_boundaries) || st.policy.every_events.is_some_and(|n| st.unflushed >= n);
         if due {
@@ -276,11 +309,13 @@ impl EventLog {
         Ok(outcomes)
     }
 
-    /// Makes every append so far durable (sled flush, which fsyncs).
-    /// Returns the bytes written.
+    /// Makes every append so far durable (sled flush, which fsyncs), then
+    /// records in `log/flushed` how many records that makes, so that a
+    /// reader can tell when records went missing. Returns the bytes sled
+    /// wrote.
     ///
     /// # Errors
-    /// sled errors.
+    /// sled errors; [`StoreError::Io`] naming `log/flushed`.
     pub fn flush(&self) -> Result<usize, StoreError> {
         self.flush_locked(&mut self.state())
     }
@@ -288,7 +323,54 @@ impl EventLog {
     fn flush_locked(&self, st: &mut WriterState) -> Result<usize, StoreError> {
         let n = self.core.db.flush().map_err(|e| self.core.sled_err(e))?;
         st.unflushed = 0;
+        let f = Flushed { records: st.next_seq, last_hash: st.prev_hash, last_boundary: st.last_boundary.clone() };
+        crate::flushed::write(&self.core.log_dir, &f)?;
         Ok(n)
+    }
+
+    /// Stores records exactly as `records` holds them (bytes already
+    /// verified to continue this log's chain, as [`crate::salvage`] does),
+    /// with their index entries, in batches, then flushes.
+    pub(crate) fn import(&self, records: impl IntoIterator<Item = (sled::IVec, Envelope)>) -> Result<u64, StoreError> {
+        let mut st = self.state();
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        let mut imported = 0;
+        for (bytes, env) in records {
+            if env.seq != st.next_seq || env.prev_hash != st.prev_hash {
+                return Err(StoreError::Record {
+                    seq: env.seq,
+                    source: events::RecordError::Decode {
+                        version: env.schema_version,
+                        message: "does not continue the chain it is imported into".to_owned(),
+                    },
+                });
+            }
+            let seq = env.seq;
+            batch.insert(&keys::record(seq)[..], bytes);
+            batch.insert(&keys::event_id(&env.event_id)[..], &seq.to_be_bytes()[..]);
+            batch.insert(&keys::kind(env.payload.kind(), seq)[..], &[][..]);
+            if let Some(s) = env.payload.sample() {
+                batch.insert(keys::sample(s, seq), &[][..]);
+            }
+            if env.payload.is_step_boundary() {
+                st.last_boundary = Some((seq, env.payload.kind().as_str().to_owned()));
+            }
+            st.next_seq = seq + 1;
+            st.prev_hash = env.hash;
+            pending += 1;
+            imported += 1;
+            if pending == 512 {
+                self.core.tree.apply_batch(std::mem::take(&mut batch)).map_err(|e| self.core.sled_err(e))?;
+                pending = 0;
+            }
+        }
+        self.core.tree.apply_batch(batch).map_err(|e| self.core.sled_err(e))?;
+        if let Some(last) = st.next_seq.checked_sub(1) {
+            self.core.feed.published(last);
+        }
+        self.flush_locked(&mut st)?;
+        Ok(imported)
     }
 
     /// Bytes the database takes on disk (sled's estimate).
