@@ -98,10 +98,31 @@ where
         }
     }
     eprintln!(
-        "fuzz {name}: {} inputs in {:.1} s ({batches} batches, last seed {seed}), no failure",
+        "fuzz {name}: {} inputs in {:.1} s ({batches} batches, last seed {seed}), no failure; reached: {}",
         execs.get(),
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        reached_summary(name)
     );
+}
+
+/// How many inputs of each target reached each stage (`target/stage`),
+/// printed after a run to show how deep the inputs get.
+static REACHED: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn reached(stage: &'static str) {
+    *REACHED.lock().unwrap().entry(stage).or_default() += 1;
+}
+
+/// `stage: count` of the stages of `target`.
+fn reached_summary(target: &str) -> String {
+    let prefix = format!("{target}/");
+    let map = REACHED.lock().unwrap();
+    let parts: Vec<String> = map
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| format!("{k} {v}")))
+        .collect();
+    parts.join(", ")
 }
 
 /// An input's bytes, to save a failing one.
@@ -460,6 +481,10 @@ fn check_gguf(bytes: &[u8]) -> Result<(), TestCaseError> {
                 return Ok(());
             }
         };
+        reached("gguf/parsed");
+        if !g.tensors.is_empty() {
+            reached("gguf/with tensors");
+        }
         for t in g.tensors.iter().take(32) {
             if let Err(e) = g.tensor_f32(&t.name) {
                 let msg = e.to_string();
@@ -480,15 +505,22 @@ fn check_gguf(bytes: &[u8]) -> Result<(), TestCaseError> {
             let _ = (g.meta_strings(key), g.meta_ints_opt(key));
         }
         if let Ok(cfg) = restpg::lm::ModelConfig::from_gguf(&g) {
+            reached("gguf/model config");
             for hf in HF_NAMES {
-                let _ = restpg::lm::checkpoint::gguf_tensor(&g, &cfg, hf);
+                if restpg::lm::checkpoint::gguf_tensor(&g, &cfg, hf).is_ok()
+                    && hf.contains("q_proj.weight")
+                {
+                    reached("gguf/q un-permuted");
+                }
             }
         }
         // Building a BPE is slow for a large vocabulary; the seeds' vocabularies are small.
         if g.meta_array_len("tokenizer.ggml.tokens")
             .is_ok_and(|n| n <= 512)
         {
-            let _ = restpg::lm::ChatTokenizer::from_gguf(&g);
+            if restpg::lm::ChatTokenizer::from_gguf(&g).is_ok() {
+                reached("gguf/tokenizer");
+            }
         }
         Ok(())
     })?
@@ -635,6 +667,13 @@ fn check_longlamp(
     bounded(bytes.len(), || {
         match parse_longlamp_with(Path::new(name), bytes, task, &opts) {
             Ok((examples, report)) => {
+                reached("longlamp/file read");
+                if !examples.is_empty() {
+                    reached("longlamp/examples loaded");
+                }
+                if !report.skipped.is_empty() {
+                    reached("longlamp/records skipped");
+                }
                 prop_assert_eq!(report.loaded, examples.len());
                 prop_assert!(report.loaded + report.skipped.len() <= report.records);
                 if skip {
@@ -801,6 +840,10 @@ fn check_config(bytes: &[u8]) -> Result<(), TestCaseError> {
     bounded(bytes.len(), || {
         match RunConfig::from_toml(text, path) {
             Ok(cfg) => {
+                reached("config/parsed");
+                if cfg.validate().is_ok() {
+                    reached("config/valid");
+                }
                 if let Err(e) = cfg.validate() {
                     let msg = e.to_string();
                     prop_assert!(msg.contains('`'), "validation error names no key: {}", msg);
@@ -884,7 +927,13 @@ fn check_event(bytes: &[u8], rehash: bool) -> Result<(), TestCaseError> {
         record.extend_from_slice(&h);
     }
     bounded(record.len(), || {
+        match events::Envelope::decode(&record) {
+            Err(events::RecordError::Decode { .. }) => reached("events/hash ok, body refused"),
+            Ok(_) => {}
+            Err(_) => reached("events/refused before the body"),
+        }
         if let Ok(env) = events::Envelope::decode(&record) {
+            reached("events/decoded");
             prop_assert_eq!(&env.hash[..], &record[record.len() - 32..]);
             let again = env.encode();
             // A canonical encoding decodes and encodes back to itself
