@@ -124,6 +124,7 @@ pub fn parse_longlamp_with(
     build_examples(path, records, task, opts)
 }
 
+/// Each record's location with its parsed value or why it did not parse.
 type Records = Vec<(Location, Result<Value, DataError>)>;
 
 /// The records of a `.json` (array, or JSON Lines when it does not start
@@ -216,7 +217,7 @@ pub(crate) fn utf8_or_error<'a>(
 
 /// One record per non-blank line; each line is decoded and parsed on its
 /// own so that `skip_invalid` can skip exactly the bad line.
-fn jsonl_records_from(path: &Path, bytes: &[u8]) -> Vec<(Location, Result<Value, DataError>)> {
+fn jsonl_records_from(path: &Path, bytes: &[u8]) -> Records {
     let mut out = Vec::new();
     let mut offset = 0usize;
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -244,10 +245,7 @@ fn jsonl_records_from(path: &Path, bytes: &[u8]) -> Vec<(Location, Result<Value,
     out
 }
 
-fn json_array_records(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<Vec<(Location, Result<Value, DataError>)>, DataError> {
+fn json_array_records(path: &Path, bytes: &[u8]) -> Result<Records, DataError> {
     let text = utf8_or_error(path, bytes, true)?;
     let value: Value = serde_json::from_str(text).map_err(|e| DataError::NotJson {
         path: path.to_path_buf(),
@@ -270,7 +268,7 @@ fn json_array_records(
     }
 }
 
-fn parquet_records(path: &Path) -> Result<Vec<(Location, Result<Value, DataError>)>, DataError> {
+fn parquet_records(path: &Path) -> Result<Records, DataError> {
     let file = File::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,

@@ -130,7 +130,7 @@ impl ModelConfig {
                 bail!("config field {name} is 0");
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             bail!(
                 "num_heads {} is not a multiple of num_kv_heads {}",
                 self.num_heads,
@@ -156,7 +156,7 @@ impl ModelConfig {
                 bail!("config fields {name} = {a} * {b} overflow");
             }
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             bail!("head_dim {} must be even for RoPE", self.head_dim);
         }
         Ok(())

@@ -440,7 +440,7 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
             .ok_or_else(|| terr(format!("shape {dims:?}: element count overflows")))?;
         let (bv, bb) = ty.block();
         let row = dims.first().copied().unwrap_or(1);
-        if row % bv != 0 {
+        if !row.is_multiple_of(bv) {
             return Err(terr(format!(
                 "row length {row} is not a multiple of the {ty:?} block size {bv}"
             )));
@@ -704,7 +704,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
 /// A message when the byte length does not match `numel`.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Result<Vec<f32>, String> {
     let (bv, bb) = ty.block();
-    if numel % bv != 0 || (numel / bv).checked_mul(bb) != Some(bytes.len()) {
+    if !numel.is_multiple_of(bv) || (numel / bv).checked_mul(bb) != Some(bytes.len()) {
         return Err(format!(
             "{ty:?}: {} bytes do not hold {numel} values",
             bytes.len()
@@ -849,8 +849,8 @@ pub fn unpermute_qk(
     heads: usize,
 ) -> Result<Vec<f32>, String> {
     if heads == 0
-        || rows % heads != 0
-        || (rows / heads) % 2 != 0
+        || !rows.is_multiple_of(heads)
+        || !(rows / heads).is_multiple_of(2)
         || rows.checked_mul(cols) != Some(data.len())
     {
         return Err(format!(
