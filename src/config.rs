@@ -256,9 +256,49 @@ impl RunConfig {
     /// Parses TOML text; `path` only names the source in errors.
     ///
     /// # Errors
-    /// [`ConfigError::Parse`] for bad syntax, unknown keys or wrong types.
+    /// [`ConfigError::Parse`] for bad syntax, unknown keys or wrong types,
+    /// and, naming the key, for an integer above 2^63 − 1, which the parser
+    /// accepts for unsigned fields but TOML cannot write back (so the
+    /// canonical TOML of [`RunConfig::to_toml`] would fail).
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        cfg.check_integers_fit_toml().map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        Ok(cfg)
+    }
+
+    /// Every unsigned field wider than 32 bits, checked against TOML's
+    /// largest integer (found by `tests/fuzz.rs`: `eval.max_per_task =
+    /// 9223372036854775808` parsed, then failed to serialise).
+    fn check_integers_fit_toml(&self) -> Result<(), String> {
+        let t = &self.train;
+        let fields: [(&str, u64); 20] = [
+            ("seed", self.seed),
+            ("model.threads", self.model.threads as u64),
+            ("retrieval.k", self.retrieval.k as u64),
+            ("sampling.batch_size", self.sampling.batch_size as u64),
+            ("sampling.workers", self.sampling.workers as u64),
+            ("sampling.max_in_flight", self.sampling.max_in_flight as u64),
+            ("reward.batch_size", self.reward.batch_size as u64),
+            ("eval.max_per_task", self.eval.max_per_task as u64),
+            ("train.warmup_steps", t.warmup_steps),
+            ("train.max_steps", t.max_steps),
+            ("train.batch_size", t.batch_size as u64),
+            ("train.micro_batch_size", t.micro_batch_size as u64),
+            ("train.eval_every", t.eval_every),
+            ("train.checkpoint_every", t.checkpoint_every),
+            ("train.max_input_tokens", t.max_input_tokens as u64),
+            ("train.max_output_tokens", t.max_output_tokens as u64),
+            ("train.seed", t.seed),
+            ("sampling.m", self.sampling.m as u64),
+            ("em.iterations", self.em.iterations as u64),
+            ("reward.max_kept_per_input", self.reward.max_kept_per_input as u64),
+        ];
+        for (key, v) in fields {
+            if v > i64::MAX as u64 {
+                return Err(format!("`{key}` is {v}, above the largest TOML integer {}", i64::MAX));
+            }
+        }
+        Ok(())
     }
 
     /// Reads and parses a config file, then resolves relative paths against
@@ -376,5 +416,22 @@ impl RunConfig {
         }
         self.train.validate().map_err(|e| invalid("train", e.to_string()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_integer_toml_cannot_write_back_is_refused_by_key() {
+        // The fuzzer's input: it parsed, and `to_toml` then failed.
+        let err = RunConfig::from_toml("[eval]\nmax_per_task = 9223372036854775808\n", Path::new("run.toml")).unwrap_err();
+        assert!(matches!(&err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("run.toml") && err.to_string().contains("`eval.max_per_task`"), "{err}");
+        let err = RunConfig::from_toml("seed = 18446744073709551615\n", Path::new("run.toml")).unwrap_err();
+        assert!(err.to_string().contains("`seed`"), "{err}");
+        let cfg = RunConfig::from_toml("seed = 9223372036854775807\n", Path::new("run.toml")).unwrap();
+        RunConfig::from_toml(&cfg.to_toml().unwrap(), Path::new("run.toml")).unwrap();
     }
 }

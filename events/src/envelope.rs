@@ -243,9 +243,39 @@ impl Envelope {
     }
 }
 
+/// The most bytes bincode claims per byte of a body: a varint `u64` takes
+/// one byte and claims eight (no field of a body is a 128-bit integer).
+const CLAIM_PER_BYTE: usize = 8;
+
 /// Decodes `T` and insists that it spans all of `body`.
+///
+/// bincode reserves a string's length before it reads the string, so an
+/// unchecked length prefix (`0xfd` and a `u64`) would size an allocation on
+/// its own word. Decoding runs under a limit on the bytes bincode may claim
+/// (a type-level constant, hence the tiers): the smallest tier that covers
+/// [`CLAIM_PER_BYTE`] × the body, so a valid body always fits and no
+/// allocation exceeds 64 × the body (or 4 KiB).
 fn decode_exact<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, usize), String> {
-    let (value, read) = bincode::serde::decode_from_slice(body, bincode_config()).map_err(|e| e.to_string())?;
+    let need = body.len().saturating_mul(CLAIM_PER_BYTE);
+    macro_rules! tiers {
+        ($($limit:literal),*) => {
+            $(
+                if need <= $limit {
+                    return finish(bincode::serde::decode_from_slice(body, bincode_config().with_limit::<$limit>()), body);
+                }
+            )*
+        };
+    }
+    tiers!(0x1000, 0x8000, 0x4_0000, 0x20_0000, 0x100_0000, 0x800_0000, 0x4000_0000, 0x2_0000_0000, 0x10_0000_0000);
+    finish(bincode::serde::decode_from_slice(body, bincode_config()), body)
+}
+
+/// Maps a bincode result to [`decode_exact`]'s, refusing trailing bytes.
+fn finish<T>(decoded: Result<(T, usize), bincode::error::DecodeError>, body: &[u8]) -> Result<(T, usize), String> {
+    let (value, read) = decoded.map_err(|e| match e {
+        bincode::error::DecodeError::LimitExceeded => "a length prefix claims more bytes than the record holds".to_string(),
+        e => e.to_string(),
+    })?;
     if read != body.len() {
         return Err(format!("{} trailing bytes after the body", body.len() - read));
     }
@@ -381,6 +411,39 @@ pub(crate) mod tests {
             b[i] ^= 0x01;
             assert!(Envelope::decode(&b).is_err(), "flip at byte {i} went unnoticed");
         }
+    }
+
+    /// A version-2 record whose run id claims `len` bytes but holds none.
+    fn record_with_run_id_length(len: u64) -> Vec<u8> {
+        let mut b = SCHEMA_VERSION.to_le_bytes().to_vec();
+        b.extend([0, 0, 0]); // seq 0, time (0 s, 0 ns)
+        b.push(0xfd); // bincode varint: a u64 follows
+        b.extend(len.to_le_bytes());
+        let h = digest(&b);
+        b.extend(h);
+        b
+    }
+
+    #[test]
+    fn a_length_prefix_beyond_the_record_is_refused_before_allocating() {
+        // Before the limit, bincode reserved the claimed 1 TiB (and 2^62
+        // bytes) for the string and the process aborted.
+        for len in [1u64 << 40, 1 << 62, u64::MAX] {
+            let err = Envelope::decode(&record_with_run_id_length(len)).unwrap_err();
+            assert!(matches!(err, RecordError::Decode { version: 2, .. }), "{err}");
+            assert!(err.to_string().contains("claims more bytes than the record holds"), "{err}");
+        }
+        // The fuzzer's find (FUZZING.md): a version-1 time text claiming 16 MiB.
+        let mut b = vec![1, 0, 0, 0xfc, 0, 0, 0, 1];
+        b.extend([0; 8]);
+        let h = digest(&b);
+        b.extend(h);
+        let err = Envelope::decode(&b).unwrap_err();
+        assert!(matches!(err, RecordError::Decode { version: 1, .. }), "{err}");
+        // A long but honest run id still decodes.
+        let run_id = "r".repeat(100_000);
+        let env = Envelope::seal(0, Utc::now(), &run_id, Event::RunFinished { wall_ms: 1 }, GENESIS_HASH);
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
     }
 
     #[test]

@@ -83,18 +83,9 @@ pub fn load_longlamp_with(
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let records: Vec<(Location, Result<Value, DataError>)> = match ext.as_str() {
+    let records = match ext.as_str() {
         "parquet" => parquet_records(path)?,
-        "jsonl" | "ndjson" => jsonl_records(path)?,
-        "json" => {
-            let bytes = read(path)?;
-            let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
-            if first == Some(b'[') {
-                json_array_records(path, &bytes)?
-            } else {
-                jsonl_records_from(path, &bytes)
-            }
-        }
+        "jsonl" | "ndjson" | "json" => text_records(path, &ext, &read(path)?)?,
         _ => {
             return Err(DataError::UnknownFormat {
                 path: path.to_path_buf(),
@@ -102,6 +93,59 @@ pub fn load_longlamp_with(
             .into())
         }
     };
+    build_examples(path, records, task, opts)
+}
+
+/// [`load_longlamp_with`] for the text of a JSON or JSON Lines file held in
+/// memory: `path` only names the source in errors and gives the record ids'
+/// stem, and its extension picks the format (`.json`, `.jsonl`, `.ndjson`).
+///
+/// # Errors
+/// As [`load_longlamp_with`]; [`DataError::UnknownFormat`] for any other
+/// extension (Parquet is read from a file).
+pub fn parse_longlamp_with(
+    path: &Path,
+    bytes: &[u8],
+    task: Task,
+    opts: &LoadOptions,
+) -> anyhow::Result<(Vec<Example>, LoadReport)> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !matches!(ext.as_str(), "jsonl" | "ndjson" | "json") {
+        return Err(DataError::UnknownFormat {
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
+    let records = text_records(path, &ext, bytes)?;
+    build_examples(path, records, task, opts)
+}
+
+/// Each record's location with its parsed value or why it did not parse.
+type Records = Vec<(Location, Result<Value, DataError>)>;
+
+/// The records of a `.json` (array, or JSON Lines when it does not start
+/// with `[`) or `.jsonl`/`.ndjson` file's bytes.
+fn text_records(path: &Path, ext: &str, bytes: &[u8]) -> Result<Records, DataError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if ext == "json" && first == Some(b'[') {
+        json_array_records(path, bytes)
+    } else {
+        Ok(jsonl_records_from(path, bytes))
+    }
+}
+
+/// Validates `records` into examples, refusing (or, with `skip_invalid`,
+/// skipping) invalid records and duplicate ids.
+fn build_examples(
+    path: &Path,
+    records: Records,
+    task: Task,
+    opts: &LoadOptions,
+) -> anyhow::Result<(Vec<Example>, LoadReport)> {
     if records.is_empty() {
         return Err(DataError::NoRecords { path: path.to_path_buf() }.into());
     }
@@ -174,14 +218,9 @@ pub(crate) fn utf8_or_error<'a>(
     })
 }
 
-fn jsonl_records(path: &Path) -> Result<Vec<(Location, Result<Value, DataError>)>, DataError> {
-    let bytes = read(path)?;
-    Ok(jsonl_records_from(path, &bytes))
-}
-
 /// One record per non-blank line; each line is decoded and parsed on its
 /// own so that `skip_invalid` can skip exactly the bad line.
-fn jsonl_records_from(path: &Path, bytes: &[u8]) -> Vec<(Location, Result<Value, DataError>)> {
+fn jsonl_records_from(path: &Path, bytes: &[u8]) -> Records {
     let mut out = Vec::new();
     let mut offset = 0usize;
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -209,10 +248,7 @@ fn jsonl_records_from(path: &Path, bytes: &[u8]) -> Vec<(Location, Result<Value,
     out
 }
 
-fn json_array_records(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<Vec<(Location, Result<Value, DataError>)>, DataError> {
+fn json_array_records(path: &Path, bytes: &[u8]) -> Result<Records, DataError> {
     let text = utf8_or_error(path, bytes, true)?;
     let value: Value = serde_json::from_str(text).map_err(|e| DataError::NotJson {
         path: path.to_path_buf(),
@@ -235,7 +271,7 @@ fn json_array_records(
     }
 }
 
-fn parquet_records(path: &Path) -> Result<Vec<(Location, Result<Value, DataError>)>, DataError> {
+fn parquet_records(path: &Path) -> Result<Records, DataError> {
     let file = File::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,

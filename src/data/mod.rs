@@ -58,7 +58,9 @@ pub use build::{
     build_from_docs, cut_words, read_docs, split_for_user, split_users, AuthorDoc, BuildOptions,
 };
 pub use demo::{build_demo, build_demo_dataset, DemoOptions};
-pub use longlamp::{load_longlamp, load_longlamp_with, LoadOptions, LoadReport, SkippedRecord};
+pub use longlamp::{
+    load_longlamp, load_longlamp_with, parse_longlamp_with, LoadOptions, LoadReport, SkippedRecord,
+};
 pub use stats::{dataset_stats, DatasetStats, LengthStats, TaskStats};
 
 /// The four LongLaMP tasks. Serialised in kebab case (`"email-completion"`,

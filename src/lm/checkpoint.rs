@@ -61,7 +61,9 @@ pub fn hf_to_gguf(name: &str) -> Result<String> {
 /// weights get back their `- 1` (llama.cpp's converter stores `1 + w`).
 ///
 /// # Errors
-/// Missing tensor or corrupt data, naming the file and the GGUF tensor.
+/// Missing tensor or corrupt data, naming the file and the GGUF tensor; a
+/// q/k tensor that is not 1- or 2-dimensional, or whose rows do not split
+/// into the configured heads, also names its shape.
 pub fn gguf_tensor(g: &GgufFile, cfg: &ModelConfig, hf: &str) -> Result<Tensor> {
     let gname = hf_to_gguf(hf)?;
     let (shape, mut data) = g.tensor_f32(&gname)?;
@@ -73,10 +75,17 @@ pub fn gguf_tensor(g: &GgufFile, cfg: &ModelConfig, hf: &str) -> Result<Tensor> 
         None
     };
     if let (Some(heads), true) = (heads, gguf_qk_permuted(cfg.arch)) {
-        let rows = shape[0];
-        let cols = if shape.len() > 1 { shape[1] } else { 1 };
+        // A weight is [rows, cols], a bias [rows]; anything else is corrupt.
+        let (rows, cols) = match shape.as_slice() {
+            [rows] => (*rows, 1),
+            [rows, cols] => (*rows, *cols),
+            _ => bail!(
+                "{}: tensor {gname}: shape {shape:?} is neither [rows] nor [rows, cols], so its q/k rows cannot be un-permuted",
+                g.path.display()
+            ),
+        };
         data = unpermute_qk(&data, rows, cols, heads)
-            .map_err(|e| anyhow!("{}: tensor {gname}: {e}", g.path.display()))?;
+            .map_err(|e| anyhow!("{}: tensor {gname}: shape {shape:?}: {e}", g.path.display()))?;
     }
     if cfg.arch == Arch::Gemma && gname.ends_with("norm.weight") {
         data.iter_mut().for_each(|x| *x -= 1.0);

@@ -130,14 +130,33 @@ impl ModelConfig {
                 bail!("config field {name} is 0");
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             bail!(
                 "num_heads {} is not a multiple of num_kv_heads {}",
                 self.num_heads,
                 self.num_kv_heads
             );
         }
-        if self.head_dim % 2 != 0 {
+        // Every weight's shape must be expressible for tch (i64 dimensions).
+        for (name, a, b) in [
+            ("num_heads * head_dim", self.num_heads, self.head_dim),
+            ("num_kv_heads * head_dim", self.num_kv_heads, self.head_dim),
+            (
+                "vocab_size * hidden_size",
+                self.vocab_size,
+                self.hidden_size,
+            ),
+            (
+                "hidden_size * intermediate_size",
+                self.hidden_size,
+                self.intermediate_size,
+            ),
+        ] {
+            if a.checked_mul(b).is_none_or(|n| n > i64::MAX as usize) {
+                bail!("config fields {name} = {a} * {b} overflow");
+            }
+        }
+        if !self.head_dim.is_multiple_of(2) {
             bail!("head_dim {} must be even for RoPE", self.head_dim);
         }
         Ok(())
@@ -161,7 +180,13 @@ impl ModelConfig {
             .unwrap_or(num_heads);
         let head_dim = match g.meta_usize_opt(&k("attention.key_length"))? {
             Some(d) => d,
-            None => hidden_size / num_heads,
+            None => hidden_size.checked_div(num_heads).with_context(|| {
+                format!(
+                    "{}: metadata key {}: 0 heads",
+                    g.path.display(),
+                    k("attention.head_count")
+                )
+            })?,
         };
         let vocab_size = match g.meta_usize_opt(&k("vocab_size"))? {
             Some(v) => v,
@@ -195,6 +220,17 @@ impl ModelConfig {
         };
         cfg.validate()
             .with_context(|| format!("config from {}", g.path.display()))?;
+        // Every layer has its own tensors, so a block count above the number
+        // of tensors is corrupt (and would size the model's layer list).
+        if cfg.num_layers > g.tensors.len() {
+            bail!(
+                "{}: metadata key {}: {} layers, but the file has only {} tensors",
+                g.path.display(),
+                k("block_count"),
+                cfg.num_layers,
+                g.tensors.len()
+            );
+        }
         Ok(cfg)
     }
 

@@ -14,11 +14,31 @@
 //! formulas. The file is memory-mapped and every read is bounds-checked, so a
 //! truncated or corrupt file gives a [`GgufError`] naming the file (and the
 //! tensor), never a panic.
+//!
+//! Nothing is allocated on the word of a header alone: every count and length
+//! (tensors, metadata pairs, array elements, string bytes) is checked against
+//! the bytes left in the file, at the smallest size one item can take, before
+//! anything is reserved for it; arrays nest at most [`MAX_ARRAY_NESTING`]
+//! levels; tensor shapes are checked for overflow and must fit `i64` (ggml's
+//! `ne`); and tensor data must lie inside the file.
 
 use half::{bf16, f16};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// How deeply GGUF metadata arrays may nest (an array of arrays is depth 2).
+/// The spec allows nesting; llama.cpp writes none, so this is generous while
+/// keeping the recursive reader's stack bounded.
+pub const MAX_ARRAY_NESTING: usize = 8;
+
+/// The fewest bytes one tensor-table entry can take: name length (8), dims
+/// count (4), type (4), offset (8).
+const MIN_TENSOR_INFO_BYTES: usize = 24;
+
+/// The fewest bytes one metadata pair can take: key length (8), value type
+/// (4), a one-byte value.
+const MIN_KV_BYTES: usize = 13;
 
 /// Errors from reading a GGUF file; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +194,7 @@ pub struct GgufFile {
     pub meta: HashMap<String, GgufValue>,
     /// Tensor table in file order.
     pub tensors: Vec<TensorInfo>,
-    mmap: Mmap,
+    data: Backing,
 }
 
 struct Cursor<'a> {
@@ -223,20 +243,37 @@ impl<'a> Cursor<'a> {
             what,
         }
     }
-    fn len(&mut self, what: &str) -> Result<usize, GgufError> {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// A count of items that take at least `min_item` bytes each, refused
+    /// when that many could not fit in the rest of the file (so a corrupt
+    /// count never sizes an allocation).
+    fn count(&mut self, min_item: usize, what: &str) -> Result<usize, GgufError> {
+        let at = self.pos;
         let n = self.u64(what)?;
-        // Any length larger than the file is corrupt; this also bounds allocations.
-        if n > self.buf.len() as u64 {
-            return Err(self.err(format!("{what}: length {n} exceeds file size")));
+        let left = self.remaining();
+        if n > (left / min_item.max(1)) as u64 {
+            return Err(GgufError::Header {
+                path: self.path.to_path_buf(),
+                offset: at,
+                what: format!(
+                    "{what}: {n} items of at least {min_item} bytes each cannot fit in the {left} bytes left"
+                ),
+            });
         }
         Ok(n as usize)
     }
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
-        let n = self.len(what)?;
+        let n = self.count(1, what)?;
         let b = self.take(n, what)?;
         String::from_utf8(b.to_vec()).map_err(|e| self.err(format!("{what}: invalid UTF-8: {e}")))
     }
     fn value(&mut self, ty: u32, what: &str) -> Result<GgufValue, GgufError> {
+        self.value_at(ty, what, 0)
+    }
+    /// A value of type `ty`; `depth` counts the arrays around it.
+    fn value_at(&mut self, ty: u32, what: &str, depth: usize) -> Result<GgufValue, GgufError> {
         Ok(match ty {
             0 => GgufValue::U64(self.u8(what)? as u64),
             1 => GgufValue::I64(self.u8(what)? as i8 as i64),
@@ -248,11 +285,19 @@ impl<'a> Cursor<'a> {
             7 => GgufValue::Bool(self.u8(what)? != 0),
             8 => GgufValue::Str(self.string(what)?),
             9 => {
+                if depth >= MAX_ARRAY_NESTING {
+                    return Err(self.err(format!(
+                        "{what}: arrays nested deeper than {MAX_ARRAY_NESTING} levels"
+                    )));
+                }
                 let item_ty = self.u32(what)?;
-                let n = self.len(what)?;
-                let mut v = Vec::with_capacity(n.min(1 << 20));
+                let min_item = min_value_bytes(item_ty).ok_or_else(|| {
+                    self.err(format!("{what}: unknown array element type {item_ty}"))
+                })?;
+                let n = self.count(min_item, &format!("{what}: array length"))?;
+                let mut v = Vec::with_capacity(n.min(1 << 12));
                 for _ in 0..n {
-                    v.push(self.value(item_ty, what)?);
+                    v.push(self.value_at(item_ty, what, depth + 1)?);
                 }
                 GgufValue::Array(v)
             }
@@ -264,13 +309,184 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The fewest bytes a value of GGUF type `ty` takes, or `None` for an
+/// unknown type: a string is at least its 8-byte length, an array its 4-byte
+/// element type and 8-byte length.
+fn min_value_bytes(ty: u32) -> Option<usize> {
+    Some(match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        8 | 10..=12 => 8,
+        9 => 12,
+        _ => return None,
+    })
+}
+
+/// The bytes behind a [`GgufFile`]: a memory map of the file, or a buffer
+/// handed to [`GgufFile::from_bytes`].
+enum Backing {
+    Map(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+}
+
+/// What [`GgufFile::parse`] reads from the bytes.
+struct Parsed {
+    version: u32,
+    meta: HashMap<String, GgufValue>,
+    tensors: Vec<TensorInfo>,
+}
+
+/// Reads the header, metadata and tensor table from `buf` and checks every
+/// tensor's shape, type and data range against it.
+fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
+    let mut c = Cursor { buf, pos: 0, path };
+    let magic = c.take(4, "magic")?;
+    if magic != b"GGUF" {
+        return Err(GgufError::Header {
+            path: path.to_path_buf(),
+            offset: 0,
+            what: format!("bad magic {magic:?}, expected GGUF"),
+        });
+    }
+    let version = c.u32("version")?;
+    if !(2..=3).contains(&version) {
+        return Err(c.err(format!("unsupported GGUF version {version}")));
+    }
+    let n_tensors = c.count(MIN_TENSOR_INFO_BYTES, "tensor count")?;
+    let n_kv = c.count(MIN_KV_BYTES, "metadata count")?;
+    let mut meta = HashMap::new();
+    for i in 0..n_kv {
+        let key = c.string(&format!("metadata key #{i}"))?;
+        let ty = c.u32(&format!("type of {key}"))?;
+        let v = c.value(ty, &format!("value of {key}"))?;
+        meta.insert(key, v);
+    }
+    // The count was checked before the metadata was read; check it again
+    // against what is left now that the metadata is behind us.
+    if n_tensors > c.remaining() / MIN_TENSOR_INFO_BYTES {
+        return Err(c.err(format!(
+            "tensor count {n_tensors}: cannot fit in the {} bytes left after the metadata",
+            c.remaining()
+        )));
+    }
+    let mut raw = Vec::with_capacity(n_tensors);
+    for i in 0..n_tensors {
+        let name = c.string(&format!("tensor name #{i}"))?;
+        let nd = c.u32(&format!("dims of {name}"))? as usize;
+        if nd > 8 {
+            return Err(c.err(format!("tensor {name}: {nd} dimensions")));
+        }
+        let mut dims = Vec::with_capacity(nd);
+        for _ in 0..nd {
+            dims.push(c.u64(&format!("dims of {name}"))?);
+        }
+        let ty_id = c.u32(&format!("type of {name}"))?;
+        let off = c.u64(&format!("offset of {name}"))?;
+        raw.push((name, dims, ty_id, off));
+    }
+    let align = match meta.get("general.alignment") {
+        Some(GgufValue::U64(a)) if *a > 0 && *a <= u32::MAX as u64 => *a as usize,
+        Some(v) if !matches!(v, GgufValue::U64(_)) => {
+            return Err(GgufError::Meta {
+                path: path.to_path_buf(),
+                key: "general.alignment".into(),
+                what: format!("{v:?} is not an unsigned integer"),
+            })
+        }
+        Some(v) => {
+            return Err(GgufError::Meta {
+                path: path.to_path_buf(),
+                key: "general.alignment".into(),
+                what: format!("{v:?} is not in 1..=2^32-1"),
+            })
+        }
+        None => 32,
+    };
+    let data_start = c
+        .pos
+        .div_ceil(align)
+        .checked_mul(align)
+        .ok_or_else(|| c.err(format!("alignment {align} overflows")))?;
+    let mut tensors = Vec::with_capacity(raw.len());
+    for (name, dims, ty_id, off) in raw {
+        let terr = |what: String| GgufError::Tensor {
+            path: path.to_path_buf(),
+            tensor: name.clone(),
+            what,
+        };
+        let ty = GgmlType::from_id(ty_id)
+            .ok_or_else(|| terr(format!("unsupported ggml type id {ty_id}")))?;
+        // ggml keeps dimensions as int64_t, and so does tch.
+        if let Some(d) = dims.iter().find(|&&d| d > i64::MAX as u64) {
+            return Err(terr(format!(
+                "dimension {d} of shape {dims:?} does not fit in i64"
+            )));
+        }
+        let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+        let numel = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= i64::MAX as usize)
+            .ok_or_else(|| terr(format!("shape {dims:?}: element count overflows")))?;
+        let (bv, bb) = ty.block();
+        let row = dims.first().copied().unwrap_or(1);
+        if !row.is_multiple_of(bv) {
+            return Err(terr(format!(
+                "row length {row} is not a multiple of the {ty:?} block size {bv}"
+            )));
+        }
+        let len = (numel / bv).checked_mul(bb).ok_or_else(|| {
+            terr(format!(
+                "shape {dims:?}: {numel} {ty:?} values overflow a byte length"
+            ))
+        })?;
+        let start = usize::try_from(off)
+            .ok()
+            .and_then(|o| data_start.checked_add(o))
+            .ok_or_else(|| terr(format!("offset {off} overflows")))?;
+        if start.checked_add(len).is_none_or(|e| e > buf.len()) {
+            return Err(terr(format!(
+                "data [{start}, {}) lies past the end of the file ({} bytes): truncated?",
+                start.saturating_add(len),
+                buf.len()
+            )));
+        }
+        let shape: Vec<usize> = dims.iter().rev().copied().collect();
+        tensors.push(TensorInfo {
+            name,
+            shape,
+            ty,
+            start,
+            len,
+        });
+    }
+    Ok(Parsed {
+        version,
+        meta,
+        tensors,
+    })
+}
+
 impl GgufFile {
     /// Maps and parses the header, metadata and tensor table of `path`.
     /// Tensor data is read lazily by [`GgufFile::tensor_f32`].
     ///
     /// # Errors
     /// [`GgufError`] naming the file for I/O errors, a bad magic, truncated
-    /// headers and tensors whose data would lie past the end of the file.
+    /// headers, counts or lengths that cannot fit in the file, arrays nested
+    /// deeper than [`MAX_ARRAY_NESTING`], unknown value or ggml type codes
+    /// (naming the key or tensor), shapes whose element count overflows, and
+    /// tensors whose data would lie past the end of the file.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
         let io = |source| GgufError::Io {
             path: path.to_path_buf(),
@@ -280,98 +496,31 @@ impl GgufFile {
         // SAFETY: the map is read-only and the file is not modified by us while mapped;
         // every read below is bounds-checked against the map's length.
         let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let mut c = Cursor {
-            buf: &mmap,
-            pos: 0,
-            path,
-        };
-        let magic = c.take(4, "magic")?;
-        if magic != b"GGUF" {
-            return Err(GgufError::Header {
-                path: path.to_path_buf(),
-                offset: 0,
-                what: format!("bad magic {magic:?}, expected GGUF"),
-            });
-        }
-        let version = c.u32("version")?;
-        if !(2..=3).contains(&version) {
-            return Err(c.err(format!("unsupported GGUF version {version}")));
-        }
-        let n_tensors = c.len("tensor count")?;
-        let n_kv = c.len("metadata count")?;
-        let mut meta = HashMap::new();
-        for i in 0..n_kv {
-            let key = c.string(&format!("metadata key #{i}"))?;
-            let ty = c.u32(&format!("type of {key}"))?;
-            let v = c.value(ty, &format!("value of {key}"))?;
-            meta.insert(key, v);
-        }
-        let mut raw = Vec::with_capacity(n_tensors);
-        for i in 0..n_tensors {
-            let name = c.string(&format!("tensor name #{i}"))?;
-            let nd = c.u32(&format!("dims of {name}"))? as usize;
-            if nd > 8 {
-                return Err(c.err(format!("tensor {name}: {nd} dimensions")));
-            }
-            let mut dims = Vec::with_capacity(nd);
-            for _ in 0..nd {
-                dims.push(c.u64(&format!("dims of {name}"))? as usize);
-            }
-            let ty_id = c.u32(&format!("type of {name}"))?;
-            let off = c.u64(&format!("offset of {name}"))? as usize;
-            raw.push((name, dims, ty_id, off));
-        }
-        let align = match meta.get("general.alignment") {
-            Some(GgufValue::U64(a)) if *a > 0 => *a as usize,
-            _ => 32,
-        };
-        let data_start = c.pos.div_ceil(align) * align;
-        let mut tensors = Vec::with_capacity(raw.len());
-        for (name, dims, ty_id, off) in raw {
-            let terr = |what: String| GgufError::Tensor {
-                path: path.to_path_buf(),
-                tensor: name.clone(),
-                what,
-            };
-            let ty = GgmlType::from_id(ty_id)
-                .ok_or_else(|| terr(format!("unsupported ggml type id {ty_id}")))?;
-            let numel = dims
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .ok_or_else(|| terr(format!("shape {dims:?} overflows")))?;
-            let (bv, bb) = ty.block();
-            let row = dims.first().copied().unwrap_or(1);
-            if row % bv != 0 {
-                return Err(terr(format!(
-                    "row length {row} is not a multiple of the {ty:?} block size {bv}"
-                )));
-            }
-            let len = numel / bv * bb;
-            let start = data_start
-                .checked_add(off)
-                .ok_or_else(|| terr("offset overflows".into()))?;
-            if start.checked_add(len).is_none_or(|e| e > mmap.len()) {
-                return Err(terr(format!(
-                    "data [{start}, {}) lies past the end of the file ({} bytes): truncated?",
-                    start.saturating_add(len),
-                    mmap.len()
-                )));
-            }
-            let shape: Vec<usize> = dims.iter().rev().copied().collect();
-            tensors.push(TensorInfo {
-                name,
-                shape,
-                ty,
-                start,
-                len,
-            });
-        }
+        Self::parse(path, Backing::Map(mmap))
+    }
+
+    /// Parses a GGUF held in memory, as [`GgufFile::open`] parses a file;
+    /// `path` only names the source in errors.
+    ///
+    /// # Errors
+    /// [`GgufError::Header`], [`GgufError::Tensor`] as for
+    /// [`GgufFile::open`], naming `path`.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, GgufError> {
+        Self::parse(path, Backing::Owned(bytes))
+    }
+
+    fn parse(path: &Path, backing: Backing) -> Result<Self, GgufError> {
+        let Parsed {
+            version,
+            meta,
+            tensors,
+        } = parse_header(path, backing.bytes())?;
         Ok(GgufFile {
             path: path.to_path_buf(),
             version,
             meta,
             tensors,
-            mmap,
+            data: backing,
         })
     }
 
@@ -401,12 +550,28 @@ impl GgufFile {
     /// [`GgufError::Tensor`] if absent or its data is inconsistent.
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
         let info = self.info(name)?;
-        let bytes = &self.mmap[info.start..info.start + info.len];
-        let data = dequantize(info.ty, bytes, info.numel()).map_err(|what| GgufError::Tensor {
+        let terr = |what: String| GgufError::Tensor {
             path: self.path.clone(),
             tensor: name.to_string(),
             what,
-        })?;
+        };
+        // `tensors` is public and may have been edited since `open` checked it.
+        let bytes = info
+            .start
+            .checked_add(info.len)
+            .and_then(|end| self.data.bytes().get(info.start..end))
+            .ok_or_else(|| {
+                terr(format!(
+                    "data at {}+{} lies outside the file",
+                    info.start, info.len
+                ))
+            })?;
+        let numel = info
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| terr(format!("shape {:?}: element count overflows", info.shape)))?;
+        let data = dequantize(info.ty, bytes, numel).map_err(terr)?;
         Ok((info.shape.clone(), data))
     }
 
@@ -539,7 +704,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
 /// A message when the byte length does not match `numel`.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Result<Vec<f32>, String> {
     let (bv, bb) = ty.block();
-    if numel % bv != 0 || bytes.len() != numel / bv * bb {
+    if !numel.is_multiple_of(bv) || (numel / bv).checked_mul(bb) != Some(bytes.len()) {
         return Err(format!(
             "{ty:?}: {} bytes do not hold {numel} values",
             bytes.len()
@@ -683,7 +848,11 @@ pub fn unpermute_qk(
     cols: usize,
     heads: usize,
 ) -> Result<Vec<f32>, String> {
-    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || data.len() != rows * cols {
+    if heads == 0
+        || !rows.is_multiple_of(heads)
+        || !(rows / heads).is_multiple_of(2)
+        || rows.checked_mul(cols) != Some(data.len())
+    {
         return Err(format!(
             "cannot un-permute a [{rows}, {cols}] tensor into {heads} heads"
         ));
@@ -796,6 +965,65 @@ mod tests {
             }
         }
         assert_eq!(unpermute_qk(&gguf, 8, 1, 2).unwrap(), hf);
+    }
+
+    /// A v3 header with `n_tensors` tensors and `n_kv` metadata pairs.
+    fn header(n_tensors: u64, n_kv: u64) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(n_tensors.to_le_bytes());
+        b.extend(n_kv.to_le_bytes());
+        b
+    }
+
+    fn parse_err(bytes: Vec<u8>) -> String {
+        match GgufFile::from_bytes(Path::new("t.gguf"), bytes) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn array_nesting_is_bounded() {
+        let nested = |levels: usize| {
+            let mut b = header(0, 1);
+            b.extend(1u64.to_le_bytes());
+            b.push(b'k');
+            b.extend(9u32.to_le_bytes());
+            for _ in 0..levels - 1 {
+                b.extend(9u32.to_le_bytes());
+                b.extend(1u64.to_le_bytes());
+            }
+            b.extend(0u32.to_le_bytes());
+            b.extend(1u64.to_le_bytes());
+            b.push(5);
+            b
+        };
+        let g = GgufFile::from_bytes(Path::new("t.gguf"), nested(MAX_ARRAY_NESTING)).unwrap();
+        assert!(matches!(g.meta["k"], GgufValue::Array(_)));
+        let err = parse_err(nested(MAX_ARRAY_NESTING + 1));
+        assert!(
+            err.contains("value of k") && err.contains("nested deeper"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn counts_are_checked_against_the_bytes_left() {
+        // 100 bytes left hold at most 4 tensor infos of 24 bytes.
+        let mut b = header(5, 0);
+        b.resize(b.len() + 100, 0);
+        let err = parse_err(b);
+        assert!(err.contains("tensor count: 5 items"), "{err}");
+        let mut b = header(0, 1);
+        b.extend(1u64.to_le_bytes());
+        b.push(b'k');
+        b.extend(9u32.to_le_bytes());
+        b.extend(10u32.to_le_bytes()); // u64 elements, 8 bytes each
+        b.extend(3u64.to_le_bytes());
+        b.resize(b.len() + 23, 0);
+        let err = parse_err(b);
+        assert!(err.contains("value of k: array length: 3 items"), "{err}");
     }
 
     #[test]
