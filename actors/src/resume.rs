@@ -159,6 +159,7 @@ mod tests {
             code_version: "test".into(),
             seed: 1,
             dataset_digest: events::digest(b"data"),
+            settings: None,
         }
     }
 
