@@ -92,6 +92,35 @@ fn report_means_markdown_json_and_comparison() {
     short.examples.pop();
     let e = compare(&ra, &short).unwrap_err().to_string();
     assert!(e.contains("ex5"), "{e}");
+    // Reports made with other settings are refused, naming each difference.
+    let mut hot = rb.clone();
+    hot.settings.sampling.temperature = 0.7;
+    hot.settings.seed = 9;
+    let e = compare(&ra, &hot).unwrap_err().to_string();
+    assert!(e.contains("temperature: 0.1 vs 0.7") && e.contains("seed: 0 vs 9"), "{e}");
+    // and so are reports of which only one records its checkpoint and prompt settings
+    let provenance = restpg::eval::Provenance {
+        checkpoint: "ab".repeat(32),
+        run_id: None,
+        prompt: "plain".into(),
+        retriever: "bm25".into(),
+        k: 5,
+        max_input_tokens: 5120,
+        judge: "judge.gguf".into(),
+        judge_rule: "argmax".into(),
+        max_per_task: 1024,
+    };
+    let mut with = rb.clone();
+    with.provenance = Some(provenance.clone());
+    assert!(compare(&ra, &with).unwrap_err().to_string().contains("provenance"));
+    // while equal settings compare, labelled by system and checkpoint
+    let mut a2 = ra.clone();
+    a2.provenance = Some(provenance.clone());
+    let c = compare(&a2, &with).unwrap();
+    assert_eq!((c.system_a.as_str(), c.system_b.as_str()), ("A@abababab", "B@abababab"));
+    let mut other_k = with.clone();
+    other_k.provenance = Some(restpg::eval::Provenance { k: 2, ..provenance });
+    assert!(compare(&a2, &other_k).unwrap_err().to_string().contains("k: 5 vs 2"));
 }
 
 #[test]

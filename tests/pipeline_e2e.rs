@@ -310,4 +310,22 @@ fn replay_retrains_a_continue_run_to_its_logged_checkpoint() {
     // and rebuilds the logged checkpoint bit for bit
     let out = run_ok(bin().args(["replay", "--iteration", "1", "--retrain"]).arg(&c));
     assert!(out.contains("equals the logged one"), "{out}");
+
+    // And `restpg eval --run` of the run's last checkpoint takes the run's
+    // own evaluation path and settings: its report equals the run's test
+    // report, and `compare` accepts the two.
+    let eval_dir = tmp.path().join("eval");
+    run_ok(bin().args(["eval", "--run"]).arg(&c).args(["--split", "test", "--out"]).arg(&eval_dir));
+    let reports = c.join("reports");
+    let own = std::fs::read_dir(&reports)
+        .expect("reports")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rest-pg-test-")) && p.extension().is_some_and(|x| x == "json"))
+        .expect("the run's test report");
+    let read = |p: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(p).expect("report")).expect("json") };
+    let (a, b) = (read(&own), read(&eval_dir.join("report.json")));
+    assert_eq!(a["macro_average"], b["macro_average"], "eval --run differs from the run's own evaluation");
+    assert_eq!(a["provenance"]["checkpoint"], b["provenance"]["checkpoint"]);
+    let out = run_ok(bin().arg("compare").arg(&own).arg(eval_dir.join("report.json")));
+    assert!(out.contains("rest-pg@"), "{out}");
 }

@@ -236,7 +236,11 @@ impl Train for TchTrainer {
                 tokens: p.target_tokens as u64,
             })
         };
-        trainer.train(&mut model, &data, None, &mut report).map_err(|e| retryable("training", e))?;
+        // Training is deterministic: a failure would fail again, so it is fatal
+        // (never retried as if the worker were at fault).
+        trainer
+            .train(&mut model, &data, None, &mut report)
+            .map_err(|e| CapabilityError::fatal(format!("training iteration {}: {e:#}", job.iteration)))?;
         let out = work.join("final");
         let _ = std::fs::remove_dir_all(&out);
         model.save(&out).map_err(|e| retryable("saving the checkpoint", e))?;
