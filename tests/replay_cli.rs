@@ -109,7 +109,7 @@ fn audit_lists_decisions_in_three_formats_and_explains_one() {
     let out = restpg(&["audit", d, "--iteration", "1", "--rejected", "--format", "jsonl"]);
     let lines: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), decided(None) - decided(Some(Decision::Kept)));
-    assert!(lines.iter().all(|l| ["below-threshold", "over-cap"].contains(&l["decision"].as_str().unwrap())), "{lines:?}");
+    assert!(lines.iter().all(|l| ["below-threshold", "over-cap", "zero-reward"].contains(&l["decision"].as_str().unwrap())), "{lines:?}");
     assert!(lines.iter().all(|l| l["rank"].as_u64().unwrap() >= 1));
     // One input
     let input = run.input_id(4);

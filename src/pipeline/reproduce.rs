@@ -88,7 +88,7 @@ impl PromptRebuilder {
     pub fn new(run_dir: &Path, config_toml: &str, checkpoint_hash: &events::Digest) -> anyhow::Result<Self> {
         let ctx = context(run_dir, config_toml)?;
         let ckpt = checkpoint(run_dir, checkpoint_hash)?;
-        let tokenizer = load_tokenizer(Path::new(&ckpt.path))?;
+        let tokenizer = load_tokenizer(&ctx.checkpoint_path(&ckpt))?;
         let kind = ctx.config.method.policy_prompt();
         Ok(Self { ctx, tokenizer, kind })
     }
