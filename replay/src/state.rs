@@ -248,6 +248,8 @@ impl Anomaly {
 pub(crate) struct Prepared {
     pub(crate) record: Envelope,
     pub(crate) response_digest: Option<Digest>,
+    /// Whether the sample had reasoning, when its text was dropped.
+    pub(crate) has_reasoning: Option<bool>,
 }
 
 /// Which part of a log a fold keeps. Folding everything is the default; the
@@ -351,7 +353,7 @@ impl RunState {
     /// [`Anomaly`] entries, never errors. Records must come in sequence
     /// order; the fold checks that, this does not.
     pub fn apply(&mut self, record: Envelope) {
-        self.apply_prepared(Prepared { record, response_digest: None });
+        self.apply_prepared(Prepared { record, response_digest: None, has_reasoning: None });
     }
 
     /// Strips what this state will not keep from a record (a sample's text
@@ -360,19 +362,21 @@ impl RunState {
     /// queues small records.
     pub(crate) fn prepare(scope: &Scope, mut record: Envelope) -> Prepared {
         let mut response_digest = None;
+        let mut has_reasoning = None;
         if let Event::SampleGenerated { sample, reasoning, response, .. } = &mut record.payload {
             let in_scope = scope.iteration.is_none_or(|t| t == sample.iteration);
             if !scope.keep_text || !in_scope {
                 response_digest = Some(events::digest(response.as_bytes()));
+                has_reasoning = Some(reasoning.is_some());
                 *response = String::new();
                 *reasoning = None;
             }
         }
-        Prepared { record, response_digest }
+        Prepared { record, response_digest, has_reasoning }
     }
 
     pub(crate) fn apply_prepared(&mut self, prepared: Prepared) {
-        let Prepared { record, response_digest: precomputed } = prepared;
+        let Prepared { record, response_digest: precomputed, has_reasoning: had } = prepared;
         let seq = record.seq;
         self.records += 1;
         self.last = Some((seq, record.hash));
@@ -412,7 +416,7 @@ impl RunState {
                     return;
                 }
                 let response_digest = precomputed.unwrap_or_else(|| events::digest(response.as_bytes()));
-                let has_reasoning = reasoning.is_some();
+                let has_reasoning = had.unwrap_or(reasoning.is_some());
                 let text = self.scope.keep_text.then_some(SampleText { reasoning, response });
                 let generated = Generated {
                     seq,
