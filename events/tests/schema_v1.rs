@@ -5,18 +5,10 @@
 use chrono::{TimeZone, Utc};
 use restpg_events::{Decision, Envelope, Event, EventKind, SampleId, GENESIS_HASH, SCHEMA_VERSION};
 
+mod common;
+
 fn fixture() -> Vec<Vec<u8>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1_records.bin");
-    let bytes = std::fs::read(path).expect("the committed fixture");
-    let mut records = Vec::new();
-    let mut rest = &bytes[..];
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_at(4);
-        let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
-        records.push(tail[..len].to_vec());
-        rest = &tail[len..];
-    }
-    records
+    common::fixture_records("v1_records.bin")
 }
 
 #[test]

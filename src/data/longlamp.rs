@@ -78,11 +78,7 @@ pub fn load_longlamp_with(
     task: Task,
     opts: &LoadOptions,
 ) -> anyhow::Result<(Vec<Example>, LoadReport)> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = extension(path);
     let records = match ext.as_str() {
         "parquet" => parquet_records(path)?,
         "jsonl" | "ndjson" | "json" => text_records(path, &ext, &read(path)?)?,
@@ -94,6 +90,15 @@ pub fn load_longlamp_with(
         }
     };
     build_examples(path, records, task, opts)
+}
+
+/// The file's extension in lower case (`""` when it has none): it picks the
+/// format.
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// [`load_longlamp_with`] for the text of a JSON or JSON Lines file held in
@@ -109,11 +114,7 @@ pub fn parse_longlamp_with(
     task: Task,
     opts: &LoadOptions,
 ) -> anyhow::Result<(Vec<Example>, LoadReport)> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = extension(path);
     if !matches!(ext.as_str(), "jsonl" | "ndjson" | "json") {
         return Err(DataError::UnknownFormat {
             path: path.to_path_buf(),

@@ -93,9 +93,7 @@ impl Generate for TchPolicy {
                     max_new_tokens: r.max_new_tokens as usize,
                     stop_tokens: tok.eos_ids().to_vec(),
                     stop_strings: self.ctx.config.sampling.stop_strings.clone(),
-                    // A reasoning output that has written its response ends at
-                    // the next separator line: the model is opening a turn of its own.
-                    separator: (r.prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned()),
+                    separator: separator_stop(r.prompt),
                 },
             });
             prompts.push((text, ids.len()));
@@ -127,6 +125,14 @@ impl Generate for TchPolicy {
             })
             .collect())
     }
+}
+
+/// The separator whose second line ends a sample of `prompt`: for the
+/// reasoning prompt, an output that has written its response ends at the
+/// next separator line (the model is opening a turn of its own); other
+/// prompts have no separator.
+fn separator_stop(prompt: PromptKind) -> Option<String> {
+    (prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned())
 }
 
 /// The reward R(x, y, ŷ): the configured reward spec (LLM judge, lexical
@@ -339,7 +345,7 @@ pub fn evaluate_checkpoint(
             max_new_tokens: cfg.max_new_tokens as usize,
             stop_tokens: model.tokenizer().eos_ids().to_vec(),
             stop_strings: ctx.config.sampling.stop_strings.clone(),
-            separator: (prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned()),
+            separator: separator_stop(prompt),
         },
         seed: ctx.config.seed,
         batch_size: ctx.config.sampling.batch_size,

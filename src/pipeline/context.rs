@@ -216,35 +216,34 @@ fn trim_to_budget(
         let f = templates.fit(kind, e, &[], budget, count);
         (!f.over_budget).then_some(f)
     };
-    // Largest n in [0, len] with fits(prefix n), by bisection (fit is monotone in n).
-    let longest = |len: usize, make: &dyn Fn(usize) -> Example| -> Option<(usize, Example)> {
-        let e0 = make(0);
-        fits(&e0)?;
-        let (mut lo, mut hi) = (0usize, len);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if fits(&make(mid)).is_some() {
-                lo = mid;
-            } else {
-                hi = mid - 1;
+    // Largest n in [0, len] with fits(prefix n), by bisection (fit is
+    // monotone in n), with the prompt fitted at that n.
+    let longest = |len: usize, make: &dyn Fn(usize) -> Example| -> Option<(usize, crate::prompt::Fitted)> {
+        let mut best = (0, fits(&make(0))?);
+        let mut hi = len;
+        while best.0 < hi {
+            let mid = (best.0 + hi).div_ceil(2);
+            match fits(&make(mid)) {
+                Some(f) => best = (mid, f),
+                None => hi = mid - 1,
             }
         }
-        Some((lo, make(lo)))
+        Some(best)
     };
     let input_len = ex.input.chars().count();
     let with_input = |n: usize| Example { input: cut(&ex.input, n), ..ex.clone() };
-    if let Some((n, e)) = longest(input_len, &with_input) {
+    if let Some((n, fitted)) = longest(input_len, &with_input) {
         let note = format!("the request is over the input budget of {budget} tokens: kept its first {n} of {input_len} characters");
-        return (fits(&e), note);
+        return (Some(fitted), note);
     }
     if kind == crate::prompt::PromptKind::ReasoningGeneration {
         let output_len = ex.output.chars().count();
         let with_output = |n: usize| Example { input: String::new(), output: cut(&ex.output, n), ..ex.clone() };
-        if let Some((n, e)) = longest(output_len, &with_output) {
+        if let Some((n, fitted)) = longest(output_len, &with_output) {
             let note = format!(
                 "the request and y are over the budget of {budget} tokens: dropped the request and kept y's first {n} of {output_len} characters"
             );
-            return (fits(&e), note);
+            return (Some(fitted), note);
         }
     }
     (None, String::new())
