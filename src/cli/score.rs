@@ -92,6 +92,9 @@ pub fn read_outputs(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// One pair's id and its score per metric.
+pub type PairScores = (String, BTreeMap<Metric, f64>);
+
 /// Scores every reference's prediction; returns per-example rows (in the
 /// references' order) and the means.
 ///
@@ -102,7 +105,7 @@ pub fn score_pairs(
     references: &[(String, String)],
     metrics: &[Metric],
     meteor: Option<&Meteor>,
-) -> Result<(Vec<(String, BTreeMap<Metric, f64>)>, BTreeMap<Metric, f64>)> {
+) -> Result<(Vec<PairScores>, BTreeMap<Metric, f64>)> {
     let preds: HashMap<&str, &str> = predictions.iter().map(|(i, o)| (i.as_str(), o.as_str())).collect();
     let refs: HashMap<&str, &str> = references.iter().map(|(i, o)| (i.as_str(), o.as_str())).collect();
     let missing: Vec<&str> =

@@ -275,9 +275,12 @@ pub enum PromptKind {
     ReasoningGeneration,
 }
 
+/// Reads one template `(file name, built-in text)` as `(text, origin)`.
+type TemplateSource<'a> = dyn Fn(&str, &str) -> Result<(String, String), TemplateError> + 'a;
+
 impl Templates {
     fn from_sources(
-        get: &dyn Fn(&str, &str) -> Result<(String, String), TemplateError>,
+        get: &TemplateSource<'_>,
         origin: String,
     ) -> Result<Self, TemplateError> {
         let t = |(name, default): (&str, &str),

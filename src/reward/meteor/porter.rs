@@ -260,7 +260,7 @@ fn step5a(w: W) -> W {
 }
 
 fn step5b(w: W) -> W {
-    let ok = w.len() >= 1 && measure(&w[..w.len() - 1]) > 1;
+    let ok = !w.is_empty() && measure(&w[..w.len() - 1]) > 1;
     let cond = move |_: &[char]| ok;
     apply_rules(w, &[("ll", "l", &cond)])
 }

@@ -172,7 +172,7 @@ impl WordNet {
 
     /// NLTK's `_morphy(form, pos)`: candidate base forms present in the
     /// index under `pos`, first-seen order, without duplicates.
-    fn morphy<'a>(&self, d: &'a PosData, pos: char, form: &str) -> Vec<String> {
+    fn morphy(&self, d: &PosData, pos: char, form: &str) -> Vec<String> {
         let forms: Vec<String> = match d.exceptions.get(form) {
             Some(exc) => exc.clone(),
             None => substitutions(pos)
