@@ -37,20 +37,8 @@ fn main() -> anyhow::Result<()> {
         peak_rss_mib(),
         tch::get_num_threads()
     );
-    let new_tokens: usize = std::env::var("LM_BENCH_NEW")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    let topics = [
-        "the sea",
-        "a mountain village",
-        "bread",
-        "trains",
-        "the moon",
-        "a library",
-        "winter",
-        "bees",
-    ];
+    let new_tokens: usize = std::env::var("LM_BENCH_NEW").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let topics = ["the sea", "a mountain village", "bread", "trains", "the moon", "a library", "winter", "bees"];
     let reqs = |b: usize, max_new: usize| -> anyhow::Result<Vec<GenerationRequest>> {
         (0..b)
             .map(|i| {
@@ -68,9 +56,7 @@ fn main() -> anyhow::Result<()> {
             })
             .collect()
     };
-    println!(
-        "| batch | prompt tokens | prefill tok/s | decode tok/s | decode ms/step | peak RSS MiB |"
-    );
+    println!("| batch | prompt tokens | prefill tok/s | decode tok/s | decode ms/step | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
     for b in [1usize, 8, 32] {
         let r1 = reqs(b, 1)?;
@@ -91,12 +77,7 @@ fn main() -> anyhow::Result<()> {
             let g = m.generate(&rn)?;
             let total = t.elapsed().as_secs_f64();
             let generated: usize = g.iter().map(|g| g.token_ids.len()).sum();
-            let steps = g
-                .iter()
-                .map(|g| g.token_ids.len())
-                .max()
-                .unwrap_or(1)
-                .max(1);
+            let steps = g.iter().map(|g| g.token_ids.len()).max().unwrap_or(1).max(1);
             decode_rates.push(generated as f64 / (total - prefill));
             step_ms.push((total - prefill) * 1000.0 / steps as f64);
         }

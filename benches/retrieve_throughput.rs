@@ -38,22 +38,12 @@ fn main() -> anyhow::Result<()> {
         }
         rates.push(n as f64 / t.elapsed().as_secs_f64());
     }
-    println!(
-        "bm25: median {:.0} queries/s over {} queries (5 runs)",
-        median(rates),
-        examples.len()
-    );
+    println!("bm25: median {:.0} queries/s over {} queries (5 runs)", median(rates), examples.len());
 
     // Dense: encode profile documents, no cache (fresh encoder calls).
-    let n_docs: usize = std::env::var("RESTPG_BENCH_DOCS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let docs: Vec<String> = examples
-        .iter()
-        .flat_map(|e| e.profile.iter().map(move |p| document_text(e.task, p)))
-        .take(n_docs)
-        .collect();
+    let n_docs: usize = std::env::var("RESTPG_BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let docs: Vec<String> =
+        examples.iter().flat_map(|e| e.profile.iter().map(move |p| document_text(e.task, p))).take(n_docs).collect();
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let r = DenseRetriever::minilm()?;
     r.encoder().encode(&refs[..8.min(refs.len())])?; // warm-up
@@ -83,6 +73,9 @@ fn main() -> anyhow::Result<()> {
         r.retrieve(e, DEFAULT_K)?;
     }
     let warm = subset.len() as f64 / t.elapsed().as_secs_f64();
-    println!("dense retrieve: {cold:.1} queries/s cold cache, {warm:.1} queries/s warm cache ({} queries)", subset.len());
+    println!(
+        "dense retrieve: {cold:.1} queries/s cold cache, {warm:.1} queries/s warm cache ({} queries)",
+        subset.len()
+    );
     Ok(())
 }

@@ -261,7 +261,8 @@ impl RunConfig {
     /// accepts for unsigned fields but TOML cannot write back (so the
     /// canonical TOML of [`RunConfig::to_toml`] would fail).
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let cfg: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         cfg.check_integers_fit_toml().map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
         Ok(cfg)
     }
@@ -307,7 +308,8 @@ impl RunConfig {
     /// # Errors
     /// [`ConfigError::Read`] or [`ConfigError::Parse`].
     pub fn load(path: &Path) -> Result<(Self, String), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut cfg = Self::from_toml(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut PathBuf| {
@@ -316,9 +318,14 @@ impl RunConfig {
             }
         };
         fix(&mut cfg.data);
-        for p in [&mut cfg.model.policy, &mut cfg.model.judge, &mut cfg.model.reasoning_generator, &mut cfg.retrieval.encoder]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut cfg.model.policy,
+            &mut cfg.model.judge,
+            &mut cfg.model.reasoning_generator,
+            &mut cfg.retrieval.encoder,
+        ]
+        .into_iter()
+        .flatten()
         {
             fix(p);
         }
@@ -391,12 +398,18 @@ impl RunConfig {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
-        let spec: crate::reward::RewardSpec =
-            self.reward.name.parse().map_err(|e: crate::reward::spec::SpecError| invalid("reward.name", e.to_string()))?;
+        let spec: crate::reward::RewardSpec = self
+            .reward
+            .name
+            .parse()
+            .map_err(|e: crate::reward::spec::SpecError| invalid("reward.name", e.to_string()))?;
         // Every metric lies in [0, 1], so a weighted mix lies in [0, Σ weights].
         let (lo, hi) = (0.0f64, spec.terms.iter().map(|(w, _)| w).sum::<f64>());
         if !(self.reward.tau >= lo as f32 && self.reward.tau <= hi as f32) {
-            return Err(invalid("reward.tau", format!("{} is outside the reward's range [{lo}, {hi}]", self.reward.tau)));
+            return Err(invalid(
+                "reward.tau",
+                format!("{} is outside the reward's range [{lo}, {hi}]", self.reward.tau),
+            ));
         }
         match self.reward.rule.as_str() {
             "argmax" | "expected" => {}
@@ -426,7 +439,8 @@ mod tests {
     #[test]
     fn an_integer_toml_cannot_write_back_is_refused_by_key() {
         // The fuzzer's input: it parsed, and `to_toml` then failed.
-        let err = RunConfig::from_toml("[eval]\nmax_per_task = 9223372036854775808\n", Path::new("run.toml")).unwrap_err();
+        let err =
+            RunConfig::from_toml("[eval]\nmax_per_task = 9223372036854775808\n", Path::new("run.toml")).unwrap_err();
         assert!(matches!(&err, ConfigError::Parse { .. }), "{err}");
         assert!(err.to_string().contains("run.toml") && err.to_string().contains("`eval.max_per_task`"), "{err}");
         let err = RunConfig::from_toml("seed = 18446744073709551615\n", Path::new("run.toml")).unwrap_err();

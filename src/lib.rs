@@ -15,12 +15,12 @@
 
 pub mod cli;
 pub mod config;
-pub mod pipeline;
 pub mod data;
+pub mod eval;
 pub mod lm;
 pub mod paths;
+pub mod pipeline;
 pub mod prompt;
 pub mod retrieve;
-pub mod train;
 pub mod reward;
-pub mod eval;
+pub mod train;

@@ -37,11 +37,7 @@ fn expect_error(bytes: &[u8], needles: &[&str]) -> String {
         assert!(err.contains(n), "{err:?} lacks {n:?}");
     }
     let bound = 16 * bytes.len() + (1 << 20);
-    assert!(
-        largest <= bound,
-        "allocated {largest} bytes for a {}-byte file: {err}",
-        bytes.len()
-    );
+    assert!(largest <= bound, "allocated {largest} bytes for a {}-byte file: {err}", bytes.len());
     err
 }
 
@@ -91,10 +87,7 @@ fn moderately_nested_arrays_are_still_read() {
     for _ in 0..6 {
         v = Value::Array(ty::ARRAY, vec![v]);
     }
-    let spec = GgufSpec {
-        meta: vec![("nested".into(), v)],
-        ..GgufSpec::default()
-    };
+    let spec = GgufSpec { meta: vec![("nested".into(), v)], ..GgufSpec::default() };
     let (g, _dir) = open(&spec.to_bytes());
     assert!(g.unwrap().meta.contains_key("nested"));
 }
@@ -158,16 +151,10 @@ fn an_absurd_string_length_is_refused() {
 #[test]
 fn unknown_type_codes_are_named() {
     let spec = GgufSpec {
-        tensors: vec![TensorSpec {
-            ggml_type: 99,
-            ..TensorSpec::f32("blk.0.attn_q.weight", &[4], &[0.0; 4])
-        }],
+        tensors: vec![TensorSpec { ggml_type: 99, ..TensorSpec::f32("blk.0.attn_q.weight", &[4], &[0.0; 4]) }],
         ..GgufSpec::default()
     };
-    expect_error(
-        &spec.to_bytes(),
-        &["blk.0.attn_q.weight", "ggml type id 99"],
-    );
+    expect_error(&spec.to_bytes(), &["blk.0.attn_q.weight", "ggml type id 99"]);
     let mut b = header(0, 1);
     put_str(&mut b, "general.odd");
     b.extend(42u32.to_le_bytes());
@@ -183,19 +170,15 @@ fn unknown_type_codes_are_named() {
 
 #[test]
 fn tensor_data_past_the_end_is_refused_by_name() {
-    let mut spec = GgufSpec {
-        tensors: vec![TensorSpec::f32("output.weight", &[4, 2], &[0.5; 8])],
-        ..GgufSpec::default()
-    };
+    let mut spec =
+        GgufSpec { tensors: vec![TensorSpec::f32("output.weight", &[4, 2], &[0.5; 8])], ..GgufSpec::default() };
     spec.tensors[0].offset = Some(1 << 20);
     expect_error(&spec.to_bytes(), &["output.weight", "past the end"]);
     spec.tensors[0].offset = Some(u64::MAX - 3);
     expect_error(&spec.to_bytes(), &["output.weight", "offset"]);
-    let mut cut = GgufSpec {
-        tensors: vec![TensorSpec::f32("output.weight", &[4, 2], &[0.5; 8])],
-        ..GgufSpec::default()
-    }
-    .to_bytes();
+    let mut cut =
+        GgufSpec { tensors: vec![TensorSpec::f32("output.weight", &[4, 2], &[0.5; 8])], ..GgufSpec::default() }
+            .to_bytes();
     cut.truncate(cut.len() - 4);
     expect_error(&cut, &["output.weight", "truncated"]);
 }
@@ -205,26 +188,14 @@ fn shapes_whose_size_overflows_are_refused_by_name() {
     // 2^62 f32 values: the element count fits in usize but the byte length
     // (×4) does not; today's reader overflows computing it.
     let t = |dims: &[u64]| GgufSpec {
-        tensors: vec![TensorSpec {
-            dims: dims.to_vec(),
-            ..TensorSpec::f32("token_embd.weight", &[1], &[0.0])
-        }],
+        tensors: vec![TensorSpec { dims: dims.to_vec(), ..TensorSpec::f32("token_embd.weight", &[1], &[0.0]) }],
         ..GgufSpec::default()
     };
-    expect_error(
-        &t(&[1 << 62, 1]).to_bytes(),
-        &["token_embd.weight", "overflow"],
-    );
-    expect_error(
-        &t(&[1 << 40, 1 << 40]).to_bytes(),
-        &["token_embd.weight", "overflow"],
-    );
+    expect_error(&t(&[1 << 62, 1]).to_bytes(), &["token_embd.weight", "overflow"]);
+    expect_error(&t(&[1 << 40, 1 << 40]).to_bytes(), &["token_embd.weight", "overflow"]);
     // A zero dimension makes the product 0, but the other dimension still
     // has to fit ggml's (and tch's) i64.
-    expect_error(
-        &t(&[0, u64::MAX]).to_bytes(),
-        &["token_embd.weight", "does not fit in i64"],
-    );
+    expect_error(&t(&[0, u64::MAX]).to_bytes(), &["token_embd.weight", "does not fit in i64"]);
     // Q8_0: 32 values per 34-byte block.
     let q = GgufSpec {
         tensors: vec![TensorSpec {
@@ -242,11 +213,7 @@ fn shapes_whose_size_overflows_are_refused_by_name() {
 /// The tiny Llama with `blk.0.attn_q.weight` replaced by `q`.
 fn with_q(q: TensorSpec) -> Vec<u8> {
     let mut spec = tiny_llama(1);
-    let i = spec
-        .tensors
-        .iter()
-        .position(|t| t.name == "blk.0.attn_q.weight")
-        .unwrap();
+    let i = spec.tensors.iter().position(|t| t.name == "blk.0.attn_q.weight").unwrap();
     spec.tensors[i] = q;
     spec.to_bytes()
 }
@@ -258,59 +225,33 @@ fn a_zero_dimensional_q_tensor_is_a_named_error() {
     let (g, _dir) = open(&bytes);
     let g = g.unwrap();
     let cfg = ModelConfig::from_gguf(&g).unwrap();
-    let err = gguf_tensor(&g, &cfg, "model.layers.0.self_attn.q_proj.weight")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("crafted.gguf")
-            && err.contains("blk.0.attn_q.weight")
-            && err.contains("shape []"),
-        "{err}"
-    );
+    let err = gguf_tensor(&g, &cfg, "model.layers.0.self_attn.q_proj.weight").unwrap_err().to_string();
+    assert!(err.contains("crafted.gguf") && err.contains("blk.0.attn_q.weight") && err.contains("shape []"), "{err}");
 }
 
 #[test]
 fn wrongly_shaped_q_and_k_tensors_are_named_errors() {
     // Three dimensions, one of them 0: today rows * cols overflows.
-    let bytes = with_q(TensorSpec::f32(
-        "blk.0.attn_q.weight",
-        &[0, 1 << 62, 2],
-        &[],
-    ));
+    let bytes = with_q(TensorSpec::f32("blk.0.attn_q.weight", &[0, 1 << 62, 2], &[]));
     let (g, _dir) = open(&bytes);
     let g = g.unwrap();
     let cfg = ModelConfig::from_gguf(&g).unwrap();
-    let err = gguf_tensor(&g, &cfg, "model.layers.0.self_attn.q_proj.weight")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("blk.0.attn_q.weight") && err.contains("shape [2, 4611686018427387904, 0]"),
-        "{err}"
-    );
+    let err = gguf_tensor(&g, &cfg, "model.layers.0.self_attn.q_proj.weight").unwrap_err().to_string();
+    assert!(err.contains("blk.0.attn_q.weight") && err.contains("shape [2, 4611686018427387904, 0]"), "{err}");
     // Rows that do not split into the two heads.
     let bytes = with_q(TensorSpec::f32("blk.0.attn_q.weight", &[8, 3], &[0.0; 24]));
     let (g, _dir) = open(&bytes);
     let g = g.unwrap();
-    let err = gguf_tensor(&g, &cfg, "model.layers.0.self_attn.q_proj.weight")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("blk.0.attn_q.weight") && err.contains("[3, 8]") && err.contains("2 heads"),
-        "{err}"
-    );
+    let err = gguf_tensor(&g, &cfg, "model.layers.0.self_attn.q_proj.weight").unwrap_err().to_string();
+    assert!(err.contains("blk.0.attn_q.weight") && err.contains("[3, 8]") && err.contains("2 heads"), "{err}");
     // Whole-model load reports it with the file, not a panic.
     let bytes = with_q(TensorSpec::f32("blk.0.attn_q.weight", &[], &[1.0]));
     let (_, dir) = open(&bytes);
     let err = format!(
         "{:#}",
-        restpg::lm::LanguageModel::load(&dir.path().join("crafted.gguf"), tch::Device::Cpu)
-            .err()
-            .unwrap()
+        restpg::lm::LanguageModel::load(&dir.path().join("crafted.gguf"), tch::Device::Cpu).err().unwrap()
     );
-    assert!(
-        err.contains("crafted.gguf") && err.contains("blk.0.attn_q.weight"),
-        "{err}"
-    );
+    assert!(err.contains("crafted.gguf") && err.contains("blk.0.attn_q.weight"), "{err}");
 }
 
 /// The tiny Llama with metadata `key` set to `v`, and its directory.
@@ -327,32 +268,17 @@ fn with_meta(key: &str, v: Value) -> (GgufFile, tempfile::TempDir) {
 #[test]
 fn model_metadata_that_would_panic_or_overallocate_is_refused_by_key() {
     // 0 heads and no key_length: today `hidden_size / num_heads` divides by 0.
-    let err = format!(
-        "{:#}",
-        ModelConfig::from_gguf(&with_meta("llama.attention.head_count", Value::U32(0)).0)
-            .unwrap_err()
-    );
-    assert!(
-        err.contains("crafted.gguf") && err.contains("llama.attention.head_count"),
-        "{err}"
-    );
+    let err =
+        format!("{:#}", ModelConfig::from_gguf(&with_meta("llama.attention.head_count", Value::U32(0)).0).unwrap_err());
+    assert!(err.contains("crafted.gguf") && err.contains("llama.attention.head_count"), "{err}");
     // 2^60 layers: today the loader reserves a block per layer up front.
-    let err = format!(
-        "{:#}",
-        ModelConfig::from_gguf(&with_meta("llama.block_count", Value::U64(1 << 60)).0).unwrap_err()
-    );
-    assert!(
-        err.contains("llama.block_count") && err.contains("tensors"),
-        "{err}"
-    );
+    let err =
+        format!("{:#}", ModelConfig::from_gguf(&with_meta("llama.block_count", Value::U64(1 << 60)).0).unwrap_err());
+    assert!(err.contains("llama.block_count") && err.contains("tensors"), "{err}");
     // heads × head_dim overflows: today the loader's shape arithmetic does.
     let err = format!(
         "{:#}",
-        ModelConfig::from_gguf(&with_meta("llama.attention.key_length", Value::U64(1 << 62)).0)
-            .unwrap_err()
+        ModelConfig::from_gguf(&with_meta("llama.attention.key_length", Value::U64(1 << 62)).0).unwrap_err()
     );
-    assert!(
-        err.contains("num_heads * head_dim") && err.contains("overflow"),
-        "{err}"
-    );
+    assert!(err.contains("num_heads * head_dim") && err.contains("overflow"), "{err}");
 }

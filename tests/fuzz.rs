@@ -42,35 +42,22 @@ where
     S: Strategy,
     S::Value: Bytes,
 {
-    let secs: Option<u64> = std::env::var("RESTPG_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok());
-    let fixed: Option<u64> = std::env::var("RESTPG_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok());
+    let secs: Option<u64> = std::env::var("RESTPG_FUZZ_SECS").ok().and_then(|s| s.parse().ok());
+    let fixed: Option<u64> = std::env::var("RESTPG_FUZZ_SEED").ok().and_then(|s| s.parse().ok());
     let start = Instant::now();
     let deadline = secs.map(|s| start + Duration::from_secs(s));
     let mut seed = fixed.unwrap_or_else(|| match secs {
         None => 12,
-        Some(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
+        Some(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
     });
     let execs = Cell::new(0u64);
     let mut batches = 0u64;
     loop {
         let cases = if deadline.is_some() { 2000 } else { 200 };
-        let config = Config {
-            cases,
-            failure_persistence: None,
-            max_shrink_iters: 4096,
-            ..Config::default()
-        };
+        let config = Config { cases, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
-        let mut runner =
-            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
+        let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
         let result = runner.run(&strategy, |input| {
             execs.set(execs.get() + 1);
             check(&input)
@@ -118,10 +105,8 @@ fn reached(stage: &'static str) {
 fn reached_summary(target: &str) -> String {
     let prefix = format!("{target}/");
     let map = REACHED.lock().unwrap();
-    let parts: Vec<String> = map
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| format!("{k} {v}")))
-        .collect();
+    let parts: Vec<String> =
+        map.iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| format!("{k} {v}"))).collect();
     parts.join(", ")
 }
 
@@ -252,8 +237,7 @@ fn apply(seed: &[u8], muts: &[Mutation]) -> Vec<u8> {
 
 /// A seed from `seeds` under 1–8 mutations (sometimes none).
 fn mutated(seeds: &'static [Vec<u8>]) -> impl Strategy<Value = Vec<u8>> {
-    (0..seeds.len(), prop::collection::vec(mutation(), 0..8))
-        .prop_map(move |(i, m)| apply(&seeds[i], &m))
+    (0..seeds.len(), prop::collection::vec(mutation(), 0..8)).prop_map(move |(i, m)| apply(&seeds[i], &m))
 }
 
 // ------------------------------------------------------------------ GGUF
@@ -335,21 +319,12 @@ fn real_structure_seed(g: &restpg::lm::gguf::GgufFile, path: &Path) -> Vec<u8> {
                 name: t.name.clone(),
                 dims: vec![bv as u64, 1],
                 ggml_type: code,
-                data: raw
-                    .get(t.start..t.start + bb)
-                    .map(<[u8]>::to_vec)
-                    .unwrap_or_else(|| vec![0; bb]),
+                data: raw.get(t.start..t.start + bb).map(<[u8]>::to_vec).unwrap_or_else(|| vec![0; bb]),
                 offset: None,
             }
         })
         .collect();
-    GgufSpec {
-        version: g.version,
-        meta,
-        tensors,
-        ..GgufSpec::default()
-    }
-    .to_bytes()
+    GgufSpec { version: g.version, meta, tensors, ..GgufSpec::default() }.to_bytes()
 }
 
 /// Metadata keys the loaders look up, to make generated files reach them.
@@ -408,19 +383,11 @@ fn gguf_value() -> impl Strategy<Value = GVal> {
         any::<f64>().prop_map(GVal::F64),
     ];
     leaf.prop_recursive(10, 64, 8, |inner| {
-        (
-            prop::collection::vec(inner, 0..8),
-            prop_oneof![4 => 0u32..13, 1 => any::<u32>()],
-        )
-            .prop_map(|(items, t)| {
-                // Mostly honest element types, so that the reader gets past them.
-                let t = items
-                    .first()
-                    .map(|v: &GVal| v.type_code())
-                    .filter(|_| t < 13)
-                    .unwrap_or(t);
-                GVal::Array(t, items)
-            })
+        (prop::collection::vec(inner, 0..8), prop_oneof![4 => 0u32..13, 1 => any::<u32>()]).prop_map(|(items, t)| {
+            // Mostly honest element types, so that the reader gets past them.
+            let t = items.first().map(|v: &GVal| v.type_code()).filter(|_| t < 13).unwrap_or(t);
+            GVal::Array(t, items)
+        })
     })
 }
 
@@ -441,7 +408,10 @@ fn gguf_generated() -> impl Strategy<Value = Vec<u8>> {
     (
         prop_oneof![6 => Just(3u32), 1 => Just(2u32), 1 => any::<u32>()],
         prop::collection::vec(
-            (prop_oneof![3 => prop::sample::select(&GGUF_KEYS[..]).prop_map(str::to_string), 1 => "[a-z.]{0,10}"], gguf_value()),
+            (
+                prop_oneof![3 => prop::sample::select(&GGUF_KEYS[..]).prop_map(str::to_string), 1 => "[a-z.]{0,10}"],
+                gguf_value(),
+            ),
             0..10,
         ),
         prop::collection::vec(gguf_tensor_spec(), 0..6),
@@ -473,11 +443,7 @@ fn check_gguf(bytes: &[u8]) -> Result<(), TestCaseError> {
             Ok(g) => g,
             Err(e) => {
                 let msg = e.to_string();
-                prop_assert!(
-                    msg.contains("fuzz.gguf"),
-                    "error does not name the file: {}",
-                    msg
-                );
+                prop_assert!(msg.contains("fuzz.gguf"), "error does not name the file: {}", msg);
                 return Ok(());
             }
         };
@@ -488,35 +454,23 @@ fn check_gguf(bytes: &[u8]) -> Result<(), TestCaseError> {
         for t in g.tensors.iter().take(32) {
             if let Err(e) = g.tensor_f32(&t.name) {
                 let msg = e.to_string();
-                prop_assert!(
-                    msg.contains(&t.name),
-                    "error does not name the tensor: {}",
-                    msg
-                );
+                prop_assert!(msg.contains(&t.name), "error does not name the tensor: {}", msg);
             }
         }
         for key in GGUF_KEYS {
-            let _ = (
-                g.meta_str(key),
-                g.meta_usize_opt(key),
-                g.meta_f64_opt(key),
-                g.meta_array_len(key),
-            );
+            let _ = (g.meta_str(key), g.meta_usize_opt(key), g.meta_f64_opt(key), g.meta_array_len(key));
             let _ = (g.meta_strings(key), g.meta_ints_opt(key));
         }
         if let Ok(cfg) = restpg::lm::ModelConfig::from_gguf(&g) {
             reached("gguf/model config");
             for hf in HF_NAMES {
-                if restpg::lm::checkpoint::gguf_tensor(&g, &cfg, hf).is_ok()
-                    && hf.contains("q_proj.weight")
-                {
+                if restpg::lm::checkpoint::gguf_tensor(&g, &cfg, hf).is_ok() && hf.contains("q_proj.weight") {
                     reached("gguf/q un-permuted");
                 }
             }
         }
         // Building a BPE is slow for a large vocabulary; the seeds' vocabularies are small.
-        if g.meta_array_len("tokenizer.ggml.tokens")
-            .is_ok_and(|n| n <= 512)
+        if g.meta_array_len("tokenizer.ggml.tokens").is_ok_and(|n| n <= 512)
             && restpg::lm::ChatTokenizer::from_gguf(&g).is_ok()
         {
             reached("gguf/tokenizer");
@@ -574,22 +528,14 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         Just(J::Null),
         any::<bool>().prop_map(J::Bool),
         any::<i64>().prop_map(J::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
-            .map(J::Number)
-            .unwrap_or(J::Null)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(J::Number).unwrap_or(J::Null)),
         "[a-zé \\n\"\\\\]{0,12}".prop_map(J::String),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(J::Array),
-            prop::collection::vec(
-                (
-                    prop::sample::select(&RECORD_KEYS[..]).prop_map(str::to_string),
-                    inner
-                ),
-                0..8
-            )
-            .prop_map(|kv| J::Object(kv.into_iter().collect())),
+            prop::collection::vec((prop::sample::select(&RECORD_KEYS[..]).prop_map(str::to_string), inner), 0..8)
+                .prop_map(|kv| J::Object(kv.into_iter().collect())),
         ]
     })
 }
@@ -597,22 +543,11 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 /// A record that is often nearly valid: input, output, a profile of
 /// objects with task fields, and random extras.
 fn json_record() -> impl Strategy<Value = serde_json::Value> {
-    let item = prop::collection::vec(
-        (
-            prop::sample::select(&RECORD_KEYS[..]).prop_map(str::to_string),
-            json_value(),
-        ),
-        0..5,
-    )
-    .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect()));
+    let item =
+        prop::collection::vec((prop::sample::select(&RECORD_KEYS[..]).prop_map(str::to_string), json_value()), 0..5)
+            .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect()));
     (
-        prop::collection::vec(
-            (
-                prop::sample::select(&RECORD_KEYS[..]).prop_map(str::to_string),
-                json_value(),
-            ),
-            0..4,
-        ),
+        prop::collection::vec((prop::sample::select(&RECORD_KEYS[..]).prop_map(str::to_string), json_value()), 0..4),
         prop::collection::vec(item, 0..4),
         "[a-z ]{0,8}",
         "[a-z ]{0,8}",
@@ -632,11 +567,7 @@ fn json_record() -> impl Strategy<Value = serde_json::Value> {
 /// A file of generated records: an array, or one per line with blank and
 /// CRLF lines mixed in.
 fn longlamp_generated() -> impl Strategy<Value = Vec<u8>> {
-    (
-        prop::collection::vec(prop_oneof![3 => json_record(), 1 => json_value()], 0..6),
-        any::<bool>(),
-        any::<u8>(),
-    )
+    (prop::collection::vec(prop_oneof![3 => json_record(), 1 => json_value()], 0..6), any::<bool>(), any::<u8>())
         .prop_map(|(records, array, seps)| {
             if array {
                 serde_json::to_vec(&records).unwrap()
@@ -644,21 +575,14 @@ fn longlamp_generated() -> impl Strategy<Value = Vec<u8>> {
                 let mut out = Vec::new();
                 for (i, r) in records.iter().enumerate() {
                     out.extend(serde_json::to_vec(r).unwrap());
-                    out.extend(if (seps >> (i % 8)) & 1 == 1 {
-                        &b"\r\n\n"[..]
-                    } else {
-                        &b"\n"[..]
-                    });
+                    out.extend(if (seps >> (i % 8)) & 1 == 1 { &b"\r\n\n"[..] } else { &b"\n"[..] });
                 }
                 out
             }
         })
 }
 
-fn check_longlamp(
-    bytes: &[u8],
-    (task, ext, skip): (usize, usize, bool),
-) -> Result<(), TestCaseError> {
+fn check_longlamp(bytes: &[u8], (task, ext, skip): (usize, usize, bool)) -> Result<(), TestCaseError> {
     use restpg::data::{parse_longlamp_with, LoadOptions, Task};
     let task = Task::ALL[task];
     let name = ["fuzz.json", "fuzz.jsonl", "fuzz.ndjson"][ext];
@@ -681,18 +605,10 @@ fn check_longlamp(
                     prop_assert!(report.skipped.is_empty());
                 }
                 for e in &examples {
-                    prop_assert!(
-                        !e.profile.is_empty(),
-                        "example {} has an empty profile",
-                        e.id
-                    );
+                    prop_assert!(!e.profile.is_empty(), "example {} has an empty profile", e.id);
                 }
                 for s in &report.skipped {
-                    prop_assert!(
-                        s.reason.contains(name),
-                        "skip reason does not name the file: {}",
-                        s.reason
-                    );
+                    prop_assert!(s.reason.contains(name), "skip reason does not name the file: {}", s.reason);
                 }
             }
             Err(e) => {
@@ -717,12 +633,8 @@ fn longlamp() {
 fn config_seeds() -> &'static [Vec<u8>] {
     static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let demo =
-            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.toml")).unwrap();
-        let defaults = restpg::config::RunConfig::default()
-            .to_toml()
-            .unwrap()
-            .into_bytes();
+        let demo = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.toml")).unwrap();
+        let defaults = restpg::config::RunConfig::default().to_toml().unwrap().into_bytes();
         vec![demo, defaults]
     })
 }
@@ -800,21 +712,14 @@ fn toml_scalar() -> impl Strategy<Value = String> {
 /// A TOML document of known (and some unknown) keys with values of any type.
 fn config_generated() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
-        (
-            prop::sample::select(&CONFIG_KEYS[..]),
-            prop::option::weighted(0.1, "[a-z_]{1,6}"),
-            toml_scalar(),
-        ),
+        (prop::sample::select(&CONFIG_KEYS[..]), prop::option::weighted(0.1, "[a-z_]{1,6}"), toml_scalar()),
         0..16,
     )
     .prop_map(|entries| {
         let mut by_section: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
         for ((section, key), odd, value) in entries {
             let key = odd.unwrap_or_else(|| key.to_string());
-            by_section
-                .entry(section)
-                .or_default()
-                .push(format!("{key} = {value}"));
+            by_section.entry(section).or_default().push(format!("{key} = {value}"));
         }
         let mut out = String::new();
         for (section, lines) in by_section {
@@ -848,21 +753,14 @@ fn check_config(bytes: &[u8]) -> Result<(), TestCaseError> {
                     prop_assert!(msg.contains('`'), "validation error names no key: {}", msg);
                 }
                 // Canonical TOML reads back to the same canonical TOML.
-                let canon = cfg
-                    .to_toml()
-                    .map_err(|e| TestCaseError::fail(format!("to_toml: {e}")))?;
-                let back = RunConfig::from_toml(&canon, path).map_err(|e| {
-                    TestCaseError::fail(format!("canonical TOML does not parse: {e}\n{canon}"))
-                })?;
+                let canon = cfg.to_toml().map_err(|e| TestCaseError::fail(format!("to_toml: {e}")))?;
+                let back = RunConfig::from_toml(&canon, path)
+                    .map_err(|e| TestCaseError::fail(format!("canonical TOML does not parse: {e}\n{canon}")))?;
                 prop_assert_eq!(back.to_toml().unwrap(), canon);
             }
             Err(e) => {
                 let msg = e.to_string();
-                prop_assert!(
-                    msg.contains("fuzz.toml"),
-                    "error does not name the file: {}",
-                    msg
-                );
+                prop_assert!(msg.contains("fuzz.toml"), "error does not name the file: {}", msg);
             }
         }
         Ok(())
@@ -882,10 +780,8 @@ fn config() {
 fn event_seeds() -> &'static [Vec<u8>] {
     static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let file = std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("events/tests/fixtures/v1_records.bin"),
-        )
-        .unwrap();
+        let file =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("events/tests/fixtures/v1_records.bin")).unwrap();
         let mut seeds = Vec::new();
         let mut rest = &file[..];
         while rest.len() >= 4 {
@@ -893,8 +789,7 @@ fn event_seeds() -> &'static [Vec<u8>] {
             let record = rest[4..4 + n].to_vec();
             rest = &rest[4 + n..];
             let env = events::Envelope::decode(&record).unwrap();
-            let v2 =
-                events::Envelope::seal(env.seq, env.time, &env.run_id, env.payload, env.prev_hash);
+            let v2 = events::Envelope::seal(env.seq, env.time, &env.run_id, env.payload, env.prev_hash);
             seeds.push(record);
             seeds.push(v2.encode());
         }
@@ -904,15 +799,13 @@ fn event_seeds() -> &'static [Vec<u8>] {
 
 /// A record body: a seed under mutations, or random bytes after a version.
 fn event_generated() -> impl Strategy<Value = Vec<u8>> {
-    (
-        prop_oneof![Just(1u16), Just(2u16), any::<u16>()],
-        prop::collection::vec(any::<u8>(), 0..200),
-    )
-        .prop_map(|(v, body)| {
+    (prop_oneof![Just(1u16), Just(2u16), any::<u16>()], prop::collection::vec(any::<u8>(), 0..200)).prop_map(
+        |(v, body)| {
             let mut b = v.to_le_bytes().to_vec();
             b.extend(body);
             b
-        })
+        },
+    )
 }
 
 /// Most inputs get a correct hash appended, so the decoder goes past the
@@ -949,9 +842,6 @@ fn check_event(bytes: &[u8], rehash: bool) -> Result<(), TestCaseError> {
 
 #[test]
 fn events() {
-    let strategy = (
-        prop_oneof![2 => mutated(event_seeds()), 1 => event_generated()],
-        prop::bool::weighted(0.9),
-    );
+    let strategy = (prop_oneof![2 => mutated(event_seeds()), 1 => event_generated()], prop::bool::weighted(0.9));
     fuzz("events", strategy, |(b, rehash)| check_event(b, *rehash));
 }

@@ -4,15 +4,8 @@
 use std::process::Command;
 
 fn restpg(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_restpg"))
-        .args(args)
-        .output()
-        .expect("run restpg");
-    assert!(
-        out.status.success(),
-        "restpg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_restpg")).args(args).output().expect("run restpg");
+    assert!(out.status.success(), "restpg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -20,14 +13,7 @@ fn restpg(args: &[&str]) -> String {
 fn generate_and_import_agree() {
     let gguf = restpg::paths::require(restpg::paths::smollm2_gguf()).unwrap();
     let gguf = gguf.to_str().unwrap();
-    let q = [
-        "--prompt",
-        "What is the capital of France?",
-        "--max-new-tokens",
-        "12",
-        "--threads",
-        "1",
-    ];
+    let q = ["--prompt", "What is the capital of France?", "--max-new-tokens", "12", "--threads", "1"];
     let from_gguf = restpg(&[&["generate", "--model", gguf][..], &q[..]].concat());
     assert!(from_gguf.contains("Paris"), "{from_gguf}");
     let dir = tempfile::tempdir().unwrap();

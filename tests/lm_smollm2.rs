@@ -20,13 +20,7 @@ fn model() -> MutexGuard<'static, LanguageModel> {
 }
 
 fn greedy(max: usize) -> SamplingSettings {
-    SamplingSettings {
-        temperature: 0.0,
-        top_p: 1.0,
-        top_k: None,
-        max_new_tokens: max,
-        ..Default::default()
-    }
+    SamplingSettings { temperature: 0.0, top_p: 1.0, top_k: None, max_new_tokens: max, ..Default::default() }
 }
 
 fn chat_ids(m: &LanguageModel, user: &str) -> Vec<u32> {
@@ -48,16 +42,7 @@ fn model_is_send() {
 fn config_matches_smollm2() {
     let m = model();
     let c = m.config();
-    assert_eq!(
-        (
-            c.num_layers,
-            c.hidden_size,
-            c.num_heads,
-            c.num_kv_heads,
-            c.intermediate_size
-        ),
-        (30, 576, 9, 3, 1536)
-    );
+    assert_eq!((c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.intermediate_size), (30, 576, 9, 3, 1536));
     assert_eq!(c.vocab_size, 49152);
     assert_eq!(c.rope_theta, 100000.0);
     assert!(c.tie_word_embeddings);
@@ -132,9 +117,7 @@ fn kv_cache_matches_full_forward() {
     let ids = chat_ids(&m, "Write one sentence about the sea.");
     let n = ids.len() as i64;
     let t_ids = Tensor::from_slice(&ids.iter().map(|&x| x as i64).collect::<Vec<_>>()).view([1, n]);
-    let full =
-        tch::no_grad(|| m.forward(&t_ids, &Tensor::ones([1, n], (Kind::Int64, Device::Cpu))))
-            .unwrap();
+    let full = tch::no_grad(|| m.forward(&t_ids, &Tensor::ones([1, n], (Kind::Int64, Device::Cpu)))).unwrap();
     let tr = m.transformer();
     let mut cache = tr.new_cache(1, n).unwrap();
     let prefix = 7;
@@ -149,16 +132,11 @@ fn kv_cache_matches_full_forward() {
                 Some(&mut cache),
             )
             .unwrap();
-        worst = worst.max(max_abs_diff(
-            &tr.logits(&h).unwrap(),
-            &full.narrow(1, 0, prefix),
-        ));
+        worst = worst.max(max_abs_diff(&tr.logits(&h).unwrap(), &full.narrow(1, 0, prefix)));
         for t in prefix..n {
             let pos = Tensor::from_slice(&[t]).view([1, 1]);
             let mask = Tensor::ones([1, t + 1], (Kind::Int64, Device::Cpu));
-            let h = tr
-                .hidden(&t_ids.narrow(1, t, 1), &pos, &mask, Some(&mut cache))
-                .unwrap();
+            let h = tr.hidden(&t_ids.narrow(1, t, 1), &pos, &mask, Some(&mut cache)).unwrap();
             worst = worst.max(max_abs_diff(&tr.logits(&h).unwrap(), &full.narrow(1, t, 1)));
         }
     });
@@ -167,16 +145,7 @@ fn kv_cache_matches_full_forward() {
     // (a uniform shift would not: RoPE scores depend on offsets only).
     let h_bad = tch::no_grad(|| {
         let pos = Tensor::arange(n, (Kind::Int64, Device::Cpu)).view([1, n]) * 2;
-        tr.logits(
-            &tr.hidden(
-                &t_ids,
-                &pos,
-                &Tensor::ones([1, n], (Kind::Int64, Device::Cpu)),
-                None,
-            )
-            .unwrap(),
-        )
-        .unwrap()
+        tr.logits(&tr.hidden(&t_ids, &pos, &Tensor::ones([1, n], (Kind::Int64, Device::Cpu)), None).unwrap()).unwrap()
     });
     assert!(max_abs_diff(&h_bad, &full) > 1e-2);
 }
@@ -184,28 +153,16 @@ fn kv_cache_matches_full_forward() {
 #[test]
 fn batch_of_different_lengths_matches_each_alone() {
     let m = model();
-    let prompts = [
-        "Name three colors.",
-        "What is two plus two? Answer with a number only, please.",
-        "Say hello.",
-    ];
+    let prompts = ["Name three colors.", "What is two plus two? Answer with a number only, please.", "Say hello."];
     let reqs: Vec<GenerationRequest> = prompts
         .iter()
-        .map(|p| GenerationRequest {
-            prompt_ids: chat_ids(&m, p),
-            seed: 1,
-            settings: greedy(12),
-        })
+        .map(|p| GenerationRequest { prompt_ids: chat_ids(&m, p), seed: 1, settings: greedy(12) })
         .collect();
     assert!(reqs[0].prompt_ids.len() != reqs[1].prompt_ids.len());
     let batch = m.generate(&reqs).unwrap();
     for (r, g) in reqs.iter().zip(&batch) {
         let alone = m.generate(std::slice::from_ref(r)).unwrap().remove(0);
-        assert_eq!(
-            alone.token_ids, g.token_ids,
-            "batched {:?} vs alone {:?}",
-            g.text, alone.text
-        );
+        assert_eq!(alone.token_ids, g.token_ids, "batched {:?} vs alone {:?}", g.text, alone.text);
         assert!(!g.token_ids.is_empty());
     }
     // Right-padded forward gives each row's own logits too.
@@ -228,41 +185,22 @@ fn batch_of_different_lengths_matches_each_alone() {
 #[test]
 fn seeded_sampling_is_independent_of_the_batch() {
     let m = model();
-    let s = SamplingSettings {
-        temperature: 0.7,
-        top_p: 0.9,
-        top_k: Some(50),
-        max_new_tokens: 16,
-        ..Default::default()
-    };
-    let target = GenerationRequest {
-        prompt_ids: chat_ids(&m, "Tell me a story about a cat."),
-        seed: 1234,
-        settings: s.clone(),
-    };
+    let s =
+        SamplingSettings { temperature: 0.7, top_p: 0.9, top_k: Some(50), max_new_tokens: 16, ..Default::default() };
+    let target =
+        GenerationRequest { prompt_ids: chat_ids(&m, "Tell me a story about a cat."), seed: 1234, settings: s.clone() };
     let alone = m.generate(std::slice::from_ref(&target)).unwrap().remove(0);
     let other = GenerationRequest {
         prompt_ids: chat_ids(&m, "Hi"),
         seed: 9,
-        settings: SamplingSettings {
-            max_new_tokens: 3,
-            ..s.clone()
-        },
+        settings: SamplingSettings { max_new_tokens: 3, ..s.clone() },
     };
     let batch = m.generate(&[other, target.clone()]).unwrap();
     assert_eq!(batch[1].token_ids, alone.token_ids);
     assert!(batch[0].token_ids.len() <= 3);
     // Other seeds give other samples (16 tokens at temperature 0.7).
     let texts: std::collections::HashSet<Vec<u32>> = (0..4)
-        .map(|seed| {
-            m.generate(&[GenerationRequest {
-                seed,
-                ..target.clone()
-            }])
-            .unwrap()
-            .remove(0)
-            .token_ids
-        })
+        .map(|seed| m.generate(&[GenerationRequest { seed, ..target.clone() }]).unwrap().remove(0).token_ids)
         .collect();
     assert!(texts.len() > 1);
 }
@@ -291,10 +229,7 @@ fn perplexity_of_english_prose_is_low() {
         while their parents looked for novels and newspapers. When the town decided to build a new \
         library, many people were sad, because the old building was full of memories.";
     let ids = m.tokenizer().encode(text).unwrap();
-    let lp = m
-        .token_logprobs(&[(ids[..1].to_vec(), ids[1..].to_vec())])
-        .unwrap()
-        .remove(0);
+    let lp = m.token_logprobs(&[(ids[..1].to_vec(), ids[1..].to_vec())]).unwrap().remove(0);
     assert_eq!(lp.len(), ids.len() - 1);
     let ppl = (-lp.iter().map(|&x| x as f64).sum::<f64>() / lp.len() as f64).exp();
     assert!(ppl < 40.0, "perplexity {ppl}");
@@ -302,10 +237,7 @@ fn perplexity_of_english_prose_is_low() {
     let mut words: Vec<&str> = text.split(' ').collect();
     words.reverse();
     let ids2 = m.tokenizer().encode(&words.join(" ")).unwrap();
-    let lp2 = m
-        .token_logprobs(&[(ids2[..1].to_vec(), ids2[1..].to_vec())])
-        .unwrap()
-        .remove(0);
+    let lp2 = m.token_logprobs(&[(ids2[..1].to_vec(), ids2[1..].to_vec())]).unwrap().remove(0);
     let ppl2 = (-lp2.iter().map(|&x| x as f64).sum::<f64>() / lp2.len() as f64).exp();
     assert!(ppl2 > 2.0 * ppl, "{ppl2} vs {ppl}");
 }
@@ -315,20 +247,13 @@ fn scoring_agrees_with_forward() {
     let m = model();
     let x = chat_ids(&m, "Rate this answer from 0 to 9.");
     let y = m.tokenizer().encode("7").unwrap();
-    let next = m
-        .next_token_logprobs(&[x.clone(), chat_ids(&m, "Hi")])
-        .unwrap();
+    let next = m.next_token_logprobs(&[x.clone(), chat_ids(&m, "Hi")]).unwrap();
     assert_eq!(next.len(), 2);
     assert_eq!(next[0].len(), m.config().vocab_size);
     let total: f64 = next[0].iter().map(|&l| (l as f64).exp()).sum();
     assert!((total - 1.0).abs() < 1e-3);
     let lp = m.token_logprobs(&[(x, y.clone())]).unwrap();
-    assert!(
-        (lp[0][0] - next[0][y[0] as usize]).abs() < 1e-3,
-        "{} vs {}",
-        lp[0][0],
-        next[0][y[0] as usize]
-    );
+    assert!((lp[0][0] - next[0][y[0] as usize]).abs() < 1e-3, "{} vs {}", lp[0][0], next[0][y[0] as usize]);
 }
 
 #[test]
@@ -337,13 +262,7 @@ fn save_then_load_gives_identical_logits_and_corrupt_files_fail() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ckpt");
     m.save(&out).unwrap();
-    for f in [
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "generation_config.json",
-    ] {
+    for f in ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let ids = chat_ids(&m, "What is the capital of France?");
@@ -374,16 +293,9 @@ fn save_then_load_gives_identical_logits_and_corrupt_files_fail() {
     let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
     std::fs::write(bad.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let err = format!("{:#}", LanguageModel::load(&bad, Device::Cpu).unwrap_err());
-    assert!(
-        err.contains("model.safetensors") && err.contains("tensor model."),
-        "{err}"
-    );
+    assert!(err.contains("model.safetensors") && err.contains("tensor model."), "{err}");
     // Garbage header.
-    std::fs::write(
-        bad.join("model.safetensors"),
-        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......",
-    )
-    .unwrap();
+    std::fs::write(bad.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......").unwrap();
     let err = format!("{:#}", LanguageModel::load(&bad, Device::Cpu).unwrap_err());
     assert!(err.contains("model.safetensors"), "{err}");
 }
@@ -396,16 +308,10 @@ fn truncated_or_corrupt_gguf_fails_with_file_and_tensor() {
     let p = dir.path().join("cut.gguf");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     let err = format!("{:#}", LanguageModel::load(&p, Device::Cpu).unwrap_err());
-    assert!(
-        err.contains("cut.gguf") && err.contains("tensor blk."),
-        "{err}"
-    );
+    assert!(err.contains("cut.gguf") && err.contains("tensor blk."), "{err}");
     std::fs::write(&p, &bytes[..100_000]).unwrap();
     let err = format!("{:#}", LanguageModel::load(&p, Device::Cpu).unwrap_err());
-    assert!(
-        err.contains("cut.gguf") && err.contains("truncated"),
-        "{err}"
-    );
+    assert!(err.contains("cut.gguf") && err.contains("truncated"), "{err}");
     let mut bad = bytes[..1000].to_vec();
     bad[0] = b'X';
     std::fs::write(&p, &bad).unwrap();

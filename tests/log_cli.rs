@@ -128,7 +128,8 @@ fn export_writes_one_json_envelope_per_line() {
     assert_eq!(env, store::LogReader::open(RunDir::new(&run).log(), None).unwrap().get(3).unwrap().unwrap());
     // and a kind filter keeps only that kind, also when written to a file
     let file = dir.path().join("kept.jsonl");
-    let out = restpg(&["log", "export", run.to_str().unwrap(), "--kind", "filter-decided", "-o", file.to_str().unwrap()]);
+    let out =
+        restpg(&["log", "export", run.to_str().unwrap(), "--kind", "filter-decided", "-o", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 8);
 }

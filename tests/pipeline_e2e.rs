@@ -57,7 +57,11 @@ fn load_prompt_completion(path: &Path) -> Vec<serde_json::Map<String, serde_json
             let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
             let obj = value.as_object().unwrap_or_else(|| panic!("line {} is not an object", i + 1)).clone();
             for field in ["prompt", "completion"] {
-                assert!(obj.get(field).is_some_and(serde_json::Value::is_string), "line {}: no string {field:?}: {line}", i + 1);
+                assert!(
+                    obj.get(field).is_some_and(serde_json::Value::is_string),
+                    "line {}: no string {field:?}: {line}",
+                    i + 1
+                );
             }
             obj
         })
@@ -133,7 +137,11 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     // Given an uninterrupted run whose sampler fails once (re-issued).
     let a = tmp.path().join("a");
     let (_, stderr) = run_ok_with_stderr(
-        bin().args(["train", "--quiet", "--test-fault-sampler-once-at-batch", "1", "--config"]).arg(&cfg).arg("--run-dir").arg(&a),
+        bin()
+            .args(["train", "--quiet", "--test-fault-sampler-once-at-batch", "1", "--config"])
+            .arg(&cfg)
+            .arg("--run-dir")
+            .arg(&a),
     );
     let ev = events_of(&a);
     // A new run says so (its log holds only RunStarted and the base
@@ -166,7 +174,10 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
         match e {
             Event::SampleGenerated { sample, .. } if sample.iteration == 1 => {
                 samples += 1;
-                assert!(per_input.entry(sample.input_id.clone()).or_default().insert(sample.index), "duplicate {sample}");
+                assert!(
+                    per_input.entry(sample.input_id.clone()).or_default().insert(sample.index),
+                    "duplicate {sample}"
+                );
             }
             Event::RewardAssigned { sample, .. } if sample.iteration == 1 => rewards += 1,
             Event::FilterDecided { sample, .. } if sample.iteration == 1 => decisions += 1,
@@ -296,10 +307,7 @@ fn replay_retrains_a_continue_run_to_its_logged_checkpoint() {
     let c = tmp.path().join("c");
     run_ok(bin().args(["train", "--quiet", "--config"]).arg(&cfg).arg("--run-dir").arg(&c));
     let ev = events_of(&c);
-    let kept = ev
-        .iter()
-        .filter(|e| matches!(e, Event::FilterDecided { decision: events::Decision::Kept, .. }))
-        .count();
+    let kept = ev.iter().filter(|e| matches!(e, Event::FilterDecided { decision: events::Decision::Kept, .. })).count();
     assert!(kept > 0, "D_1 is empty: nothing to retrain");
     // and the log records where the M-step started, as a typed setting
     assert!(ev.iter().any(|e| matches!(
@@ -320,9 +328,14 @@ fn replay_retrains_a_continue_run_to_its_logged_checkpoint() {
     let own = std::fs::read_dir(&reports)
         .expect("reports")
         .map(|e| e.expect("entry").path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rest-pg-test-")) && p.extension().is_some_and(|x| x == "json"))
+        .find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rest-pg-test-"))
+                && p.extension().is_some_and(|x| x == "json")
+        })
         .expect("the run's test report");
-    let read = |p: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(p).expect("report")).expect("json") };
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).expect("report")).expect("json")
+    };
     let (a, b) = (read(&own), read(&eval_dir.join("report.json")));
     assert_eq!(a["macro_average"], b["macro_average"], "eval --run differs from the run's own evaluation");
     assert_eq!(a["provenance"]["checkpoint"], b["provenance"]["checkpoint"]);

@@ -5,17 +5,12 @@
 use std::collections::BTreeMap;
 
 use restpg::data::{Example, ProfileItem, Task};
-use restpg::prompt::{
-    parse_output, PromptKind, TemplateError, Templates, EMPTY_PROFILE, RESPONSE_SEPARATOR,
-};
+use restpg::prompt::{parse_output, PromptKind, TemplateError, Templates, EMPTY_PROFILE, RESPONSE_SEPARATOR};
 
 fn example() -> Example {
     let item = |id: &str, s: &str, c: &str| ProfileItem {
         id: id.into(),
-        fields: BTreeMap::from([
-            ("summary".to_string(), s.to_string()),
-            ("content".to_string(), c.to_string()),
-        ]),
+        fields: BTreeMap::from([("summary".to_string(), s.to_string()), ("content".to_string(), c.to_string())]),
     };
     Example {
         id: "topic-1".into(),
@@ -24,21 +19,9 @@ fn example() -> Example {
         input: "Write the full post for the following summary: \"Moving to a new city\"".into(),
         output: "I moved for a job and joined a climbing gym.".into(),
         profile: vec![
-            item(
-                "p0",
-                "Learning to climb",
-                &"Bouldering scared me at first but people were kind. ".repeat(20),
-            ),
-            item(
-                "p1",
-                "Cooking for one",
-                "Meal prepping on Sundays saves time.",
-            ),
-            item(
-                "p2",
-                "Night trains",
-                "Sleeping on a train is better than flying.",
-            ),
+            item("p0", "Learning to climb", &"Bouldering scared me at first but people were kind. ".repeat(20)),
+            item("p1", "Cooking for one", "Meal prepping on Sundays saves time."),
+            item("p2", "Night trains", "Sleeping on a train is better than flying."),
         ],
     }
 }
@@ -50,50 +33,27 @@ fn four_prompts_render_their_parts() {
     let items: Vec<&ProfileItem> = ex.profile.iter().collect();
     let plain = t.plain(&ex, &items[..2]);
     assert!(plain.contains(&ex.input));
-    assert!(
-        plain.contains("[1] Summary: Learning to climb")
-            && plain.contains("[2] Summary: Cooking for one")
-    );
+    assert!(plain.contains("[1] Summary: Learning to climb") && plain.contains("[2] Summary: Cooking for one"));
     assert!(!plain.contains("Night trains"));
-    assert!(
-        !plain.contains(&ex.output),
-        "the plain prompt must not leak y"
-    );
+    assert!(!plain.contains(&ex.output), "the plain prompt must not leak y");
 
     let ri = t.reasoning_input(&ex, &items);
-    assert!(
-        ri.contains(RESPONSE_SEPARATOR) && ri.contains("writing style") && ri.contains(&ex.input)
-    );
+    assert!(ri.contains(RESPONSE_SEPARATOR) && ri.contains("writing style") && ri.contains(&ex.input));
     assert!(!ri.contains(&ex.output));
 
     let rg = t.reasoning_generation(&ex, &items);
-    for part in [
-        ex.input.as_str(),
-        ex.output.as_str(),
-        "Night trains",
-        "bullet points",
-        "preferences",
-        "background knowledge",
-    ] {
+    for part in
+        [ex.input.as_str(), ex.output.as_str(), "Night trains", "bullet points", "preferences", "background knowledge"]
+    {
         assert!(rg.contains(part), "missing {part:?}");
     }
 
     let j = t.judge("the request", "the reference", "the candidate");
-    for part in [
-        "the request",
-        "the reference",
-        "the candidate",
-        "10 -",
-        "0 -",
-        "single integer",
-    ] {
+    for part in ["the request", "the reference", "the candidate", "10 -", "0 -", "single integer"] {
         assert!(j.contains(part), "missing {part:?}");
     }
     for score in 0..=10 {
-        assert!(
-            j.contains(&format!("\n{score} - ")),
-            "no criterion for {score}"
-        );
+        assert!(j.contains(&format!("\n{score} - ")), "no criterion for {score}");
     }
 
     assert!(t.plain(&ex, &[]).contains(EMPTY_PROFILE));
@@ -105,10 +65,7 @@ fn reasoning_target_round_trips_through_the_parser() {
     let target = t.reasoning_target("- likes climbing\n- short sentences", "I moved for a job.");
     let p = parse_output(&target);
     assert!(p.had_separator);
-    assert_eq!(
-        p.reasoning.as_deref(),
-        Some("- likes climbing\n- short sentences")
-    );
+    assert_eq!(p.reasoning.as_deref(), Some("- likes climbing\n- short sentences"));
     assert_eq!(p.response, "I moved for a job.");
 }
 
@@ -153,59 +110,28 @@ fn edited_templates_are_checked_at_load() {
     let loaded = Templates::load(dir).unwrap();
     let ex = example();
     let items: Vec<&ProfileItem> = ex.profile.iter().collect();
-    assert_eq!(
-        loaded.plain(&ex, &items),
-        Templates::builtin().plain(&ex, &items)
-    );
+    assert_eq!(loaded.plain(&ex, &items), Templates::builtin().plain(&ex, &items));
 
-    std::fs::write(
-        dir.join("plain.txt"),
-        "Profile: {profile}\nAsk: {input}\nAlso {user_name}",
-    )
-    .unwrap();
+    std::fs::write(dir.join("plain.txt"), "Profile: {profile}\nAsk: {input}\nAlso {user_name}").unwrap();
     let err = Templates::load(dir).unwrap_err();
-    assert!(
-        matches!(&err, TemplateError::Unknown { name, .. } if name == "user_name"),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .contains("plain.txt: unknown placeholder {user_name}"),
-        "{err}"
-    );
+    assert!(matches!(&err, TemplateError::Unknown { name, .. } if name == "user_name"), "{err}");
+    assert!(err.to_string().contains("plain.txt: unknown placeholder {user_name}"), "{err}");
 
     std::fs::write(dir.join("plain.txt"), "Profile: {profile}\nno request here").unwrap();
     let err = Templates::load(dir).unwrap_err().to_string();
-    assert!(
-        err.contains("plain.txt: missing placeholder {input}"),
-        "{err}"
-    );
+    assert!(err.contains("plain.txt: missing placeholder {input}"), "{err}");
 
-    std::fs::write(
-        dir.join("plain.txt"),
-        "{profile} {input} {{literal}} and a stray }",
-    )
-    .unwrap();
+    std::fs::write(dir.join("plain.txt"), "{profile} {input} {{literal}} and a stray }").unwrap();
     let err = Templates::load(dir).unwrap_err().to_string();
-    assert!(
-        err.contains("plain.txt: byte") && err.contains("`}` without an opening `{`"),
-        "{err}"
-    );
+    assert!(err.contains("plain.txt: byte") && err.contains("`}` without an opening `{`"), "{err}");
 
     std::fs::write(dir.join("plain.txt"), "{profile} {{literal}} {input}").unwrap();
     let t = Templates::load(dir).unwrap();
     assert!(t.plain(&ex, &[]).contains("{literal}"));
 
-    std::fs::write(
-        dir.join("profile-review-writing.txt"),
-        "{overall} {summary} {reviewText}",
-    )
-    .unwrap();
+    std::fs::write(dir.join("profile-review-writing.txt"), "{overall} {summary} {reviewText}").unwrap();
     let err = Templates::load(dir).unwrap_err().to_string();
-    assert!(
-        err.contains("profile-review-writing.txt: missing placeholder {description}"),
-        "{err}"
-    );
+    assert!(err.contains("profile-review-writing.txt: missing placeholder {description}"), "{err}");
 
     std::fs::remove_file(dir.join("judge.txt")).unwrap();
     let err = Templates::load(dir).unwrap_err().to_string();
@@ -219,10 +145,7 @@ fn budget_trims_profile_never_the_request() {
     let items: Vec<&ProfileItem> = ex.profile.iter().collect();
     let words = |s: &str| s.split_whitespace().count();
     let full = t.fit(PromptKind::Plain, &ex, &items, 100_000, &words);
-    assert_eq!(
-        (full.dropped, full.trimmed, full.over_budget),
-        (0, false, false)
-    );
+    assert_eq!((full.dropped, full.trimmed, full.over_budget), (0, false, false));
     assert_eq!(full.prompt, t.plain(&ex, &items));
 
     // Room for the request and part of the first (long) item only.
@@ -236,11 +159,7 @@ fn budget_trims_profile_never_the_request() {
     assert!(fit.prompt.contains(&ex.input));
     assert!(fit.items[0].field("content").ends_with('…'));
     // The trimmed item uses the budget well (within one item header of it).
-    assert!(
-        fit.tokens + 12 >= budget,
-        "{} tokens of {budget}",
-        fit.tokens
-    );
+    assert!(fit.tokens + 12 >= budget, "{} tokens of {budget}", fit.tokens);
 
     // A budget below the fixed part: the request is returned whole.
     let over = t.fit(PromptKind::ReasoningGeneration, &ex, &items, 5, &words);

@@ -66,6 +66,9 @@ fn the_readmes_commands_parse() {
 
 #[test]
 fn shell_words_split_like_a_shell() {
-    assert_eq!(shell_words(r#"restpg generate --prompt "a b" x  # note"#), ["restpg", "generate", "--prompt", "a b", "x"]);
+    assert_eq!(
+        shell_words(r#"restpg generate --prompt "a b" x  # note"#),
+        ["restpg", "generate", "--prompt", "a b", "x"]
+    );
     assert_eq!(shell_words("restpg data build --out data/   # or: x"), ["restpg", "data", "build", "--out", "data/"]);
 }

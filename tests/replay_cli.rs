@@ -91,15 +91,20 @@ fn audit_lists_decisions_in_three_formats_and_explains_one() {
     let decided = |want: Option<Decision>| {
         events
             .iter()
-            .filter(|e| matches!(e, Event::FilterDecided { sample, decision, .. }
-                if sample.iteration == 1 && want.is_none_or(|w| w == *decision)))
+            .filter(|e| {
+                matches!(e, Event::FilterDecided { sample, decision, .. }
+                if sample.iteration == 1 && want.is_none_or(|w| w == *decision))
+            })
             .count()
     };
     // Table with the summary per task
     let out = restpg(&["audit", d, "--iteration", "1"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(stdout.contains("judge (top 3)") && stdout.contains("task email:") && stdout.contains("task topic:"), "{stdout}");
+    assert!(
+        stdout.contains("judge (top 3)") && stdout.contains("task email:") && stdout.contains("task topic:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("pass rate"), "{stdout}");
     // CSV of the kept samples: one line per kept decision, plus the header
     let out = restpg(&["audit", d, "--iteration", "1", "--kept", "--format", "csv"]);
@@ -109,7 +114,10 @@ fn audit_lists_decisions_in_three_formats_and_explains_one() {
     let out = restpg(&["audit", d, "--iteration", "1", "--rejected", "--format", "jsonl"]);
     let lines: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), decided(None) - decided(Some(Decision::Kept)));
-    assert!(lines.iter().all(|l| ["below-threshold", "over-cap", "zero-reward"].contains(&l["decision"].as_str().unwrap())), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| ["below-threshold", "over-cap", "zero-reward"].contains(&l["decision"].as_str().unwrap())),
+        "{lines:?}"
+    );
     assert!(lines.iter().all(|l| l["rank"].as_u64().unwrap() >= 1));
     // One input
     let input = run.input_id(4);
@@ -127,7 +135,10 @@ fn audit_lists_decisions_in_three_formats_and_explains_one() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.starts_with(&format!("{below}: reward ")) && stdout.contains("→ rejected (below τ); rank "), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{below}: reward ")) && stdout.contains("→ rejected (below τ); rank "),
+        "{stdout}"
+    );
     // Bad arguments are refused
     assert!(!restpg(&["audit", d, "--iteration", "1", "--kept", "--rejected"]).status.success());
     assert!(!restpg(&["audit", d, "--sample", "email-u01/#3"]).status.success());
@@ -144,8 +155,20 @@ fn export_writes_d_t_as_jsonl() {
     // refuses, saying why and how to export without them
     let out = restpg(&["export", dir.path().to_str().unwrap(), "--iteration", "1", "--out", file.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cannot rebuild the prompts of D_1") && text(&out.stderr).contains("--no-prompt"), "{}", text(&out.stderr));
-    let out = restpg(&["export", dir.path().to_str().unwrap(), "--iteration", "1", "--no-prompt", "--out", file.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("cannot rebuild the prompts of D_1") && text(&out.stderr).contains("--no-prompt"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = restpg(&[
+        "export",
+        dir.path().to_str().unwrap(),
+        "--iteration",
+        "1",
+        "--no-prompt",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The file holds users' text: private to its owner
     use std::os::unix::fs::PermissionsExt;

@@ -10,10 +10,7 @@ use restpg::retrieve::{document_text, query_text, Bm25, DenseRetriever, Retrieve
 fn item(id: &str, fields: &[(&str, &str)]) -> ProfileItem {
     ProfileItem {
         id: id.into(),
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+        fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
     }
 }
 
@@ -48,10 +45,7 @@ fn bm25_ranks_planted_document_first() {
     ];
     for planted_at in [0, 3, 6] {
         let mut docs: Vec<&str> = filler.to_vec();
-        docs.insert(
-            planted_at,
-            "Tuning sourdough starter feeding ratios and hydration levels.",
-        );
+        docs.insert(planted_at, "Tuning sourdough starter feeding ratios and hydration levels.");
         let ex = topic_example(
             "Write the full post for the following summary: \"Feeding my sourdough starter every day\"",
             &docs,
@@ -69,10 +63,7 @@ fn bm25_ranks_planted_document_first() {
 fn bm25_k_larger_than_profile_and_ties_keep_profile_order() {
     let ex = topic_example("nothing matches", &["alpha", "beta", "gamma"]);
     let ranked = Bm25::default().retrieve(&ex, 10).unwrap();
-    assert_eq!(
-        ranked.iter().map(|r| r.0).collect::<Vec<_>>(),
-        vec![0, 1, 2]
-    );
+    assert_eq!(ranked.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert!(ranked.iter().all(|r| r.1 == 0.0));
 }
 
@@ -81,21 +72,12 @@ fn query_and_document_texts_follow_longlamp() {
     let mut ex = topic_example("Write about \"x\"", &["c"]);
     assert_eq!(query_text(&ex), "Write about \"x\"");
     ex.task = Task::AbstractGeneration;
-    ex.input =
-        "Generate an abstract for the title \"T\" using the following items: 1. a 2. b".into();
+    ex.input = "Generate an abstract for the title \"T\" using the following items: 1. a 2. b".into();
     assert_eq!(query_text(&ex), "1. a 2. b");
     ex.task = Task::EmailCompletion;
     ex.input = "Complete the email. Subject: \"Re: lunch\". The email begins: \"Hi\"".into();
     assert_eq!(query_text(&ex), "\"Re: lunch\". The email begins: \"Hi\"");
-    let r = item(
-        "r",
-        &[
-            ("overall", "5.0"),
-            ("summary", "S"),
-            ("description", "D"),
-            ("reviewText", "R"),
-        ],
-    );
+    let r = item("r", &[("overall", "5.0"), ("summary", "S"), ("description", "D"), ("reviewText", "R")]);
     assert_eq!(document_text(Task::ReviewWriting, &r), "5.0 S D R");
     let a = item("a", &[("title", "T"), ("abstract", "A")]);
     assert_eq!(document_text(Task::AbstractGeneration, &a), "T A");
@@ -108,13 +90,8 @@ fn query_and_document_texts_follow_longlamp() {
 fn dense_minilm_ranks_paraphrase_above_unrelated_and_caches() {
     let mut r = DenseRetriever::minilm().expect("MiniLM from scripts/setup.sh");
     // Unit-norm embeddings of width 384.
-    let embs = r
-        .encoder()
-        .encode(&[
-            "A short sentence.",
-            "Another, rather longer, sentence about cooking pasta.",
-        ])
-        .unwrap();
+    let embs =
+        r.encoder().encode(&["A short sentence.", "Another, rather longer, sentence about cooking pasta."]).unwrap();
     assert_eq!(embs[0].len(), 384);
     for e in &embs {
         let norm: f32 = e.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -130,10 +107,7 @@ fn dense_minilm_ranks_paraphrase_above_unrelated_and_caches() {
     );
     let ranked = r.retrieve(&ex, 3).unwrap();
     assert_eq!(ranked[0].0, 1, "{ranked:?}");
-    assert!(
-        ranked[0].1 > ranked[1].1 + 0.1,
-        "paraphrase not clearly ahead: {ranked:?}"
-    );
+    assert!(ranked[0].1 > ranked[1].1 + 0.1, "paraphrase not clearly ahead: {ranked:?}");
     assert_eq!(r.cache_stats(), (0, 3));
     // The second query over the same profile reuses all three embeddings.
     let again = r.retrieve(&ex, 3).unwrap();
@@ -142,11 +116,7 @@ fn dense_minilm_ranks_paraphrase_above_unrelated_and_caches() {
     // Padding does not change an embedding: a text alone and in a batch
     // with a longer one encode the same.
     let alone = r.encoder().encode(&["A short sentence."]).unwrap();
-    let diff: f32 = alone[0]
-        .iter()
-        .zip(&embs[0])
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let diff: f32 = alone[0].iter().zip(&embs[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(diff < 1e-4, "padding changed the embedding by {diff}");
     assert!(r.name().starts_with("dense(minilm"), "{}", r.name());
 }

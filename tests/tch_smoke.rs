@@ -7,10 +7,12 @@ fn mlp_forward_backward_lowers_loss() {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
-    let net = nn::seq()
-        .add(nn::linear(&root / "l1", 4, 16, Default::default()))
-        .add_fn(|x| x.relu())
-        .add(nn::linear(&root / "l2", 16, 1, Default::default()));
+    let net = nn::seq().add(nn::linear(&root / "l1", 4, 16, Default::default())).add_fn(|x| x.relu()).add(nn::linear(
+        &root / "l2",
+        16,
+        1,
+        Default::default(),
+    ));
     let x = Tensor::randn([64, 4], (Kind::Float, Device::Cpu));
     let y = x.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
     let mut opt = nn::Adam::default().build(&vs, 1e-2).expect("optimizer");

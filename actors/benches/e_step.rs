@@ -117,7 +117,10 @@ fn main() {
     let direct: Vec<f64> = (0..RUNS).map(|_| direct()).collect();
     let actors: Vec<f64> = (0..RUNS).map(|_| through_actors()).collect();
     let (d, a) = (median(direct), median(actors));
-    println!("E-step, {} samples ({INPUTS} inputs × m = {M}), batches of {BATCH}, 2 sampler workers, ≤ 4 in flight", n as usize);
+    println!(
+        "E-step, {} samples ({INPUTS} inputs × m = {M}), batches of {BATCH}, 2 sampler workers, ≤ 4 in flight",
+        n as usize
+    );
     println!("direct calls:     median {:.4} s  ({:.0} samples/s)", d, n / d);
     println!("through actors:   median {:.4} s  ({:.0} samples/s)", a, n / a);
     println!("actor + log overhead per sample: {:.1} µs", (a - d) / n * 1e6);

@@ -413,7 +413,13 @@ impl Run {
             .collect();
         if !missing.is_empty() {
             let addr = start_pool::<dyn Retrieve>("retriever", 1, Arc::clone(&self.caps.retriever), None, None);
-            let mut pool = Bounded::new("retrieve", addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
+            let mut pool = Bounded::new(
+                "retrieve",
+                addr.recipient(),
+                plan.max_in_flight,
+                plan.max_attempts,
+                Some(plan.batch_timeout),
+            );
             for chunk in missing.chunks(plan.batch_size) {
                 pool.push(chunk[0].clone(), RetrieveBatch { input_ids: chunk.to_vec(), k: plan.k });
             }
@@ -466,7 +472,13 @@ impl Run {
                 self.fault.clone(),
                 None,
             );
-            let mut pool = Bounded::new("reasoning", addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
+            let mut pool = Bounded::new(
+                "reasoning",
+                addr.recipient(),
+                plan.max_in_flight,
+                plan.max_attempts,
+                Some(plan.batch_timeout),
+            );
             for chunk in requests.chunks(plan.batch_size) {
                 pool.push(
                     chunk[0].sample.input_id.clone(),
@@ -524,9 +536,10 @@ impl Run {
         let mut data = Vec::with_capacity(plan.train_ids.len());
         for id in &plan.train_ids {
             let target = if plan.method.uses_reasoning() {
-                let reasoning = self.state.reasoning.get(&(id.clone(), plan.generator_name.clone())).ok_or_else(|| {
-                    RunError::Inconsistent(format!("no reasoning logged for train input {id:?} before SFT"))
-                })?;
+                let reasoning =
+                    self.state.reasoning.get(&(id.clone(), plan.generator_name.clone())).ok_or_else(|| {
+                        RunError::Inconsistent(format!("no reasoning logged for train input {id:?} before SFT"))
+                    })?;
                 TrainTarget::ReasoningThenReference { reasoning: reasoning.clone() }
             } else {
                 TrainTarget::Reference
@@ -543,7 +556,12 @@ impl Run {
 
     /// Evaluates `checkpoint` on `split` (skipped when the split is empty;
     /// reused when already logged).
-    async fn evaluate(&mut self, t: u32, split: &str, checkpoint: &CheckpointRef) -> Result<Option<Evaluation>, RunError> {
+    async fn evaluate(
+        &mut self,
+        t: u32,
+        split: &str,
+        checkpoint: &CheckpointRef,
+    ) -> Result<Option<Evaluation>, RunError> {
         let plan = Arc::clone(&self.plan);
         let ids = if split == "test" { &plan.test_ids } else { &plan.val_ids };
         if ids.is_empty() {
@@ -627,9 +645,18 @@ impl Run {
                 self.fault.clone(),
                 None,
             );
-            let mut pool = Bounded::new(format!("e-step {t}"), addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
+            let mut pool = Bounded::new(
+                format!("e-step {t}"),
+                addr.recipient(),
+                plan.max_in_flight,
+                plan.max_attempts,
+                Some(plan.batch_timeout),
+            );
             for chunk in requests.chunks(plan.batch_size) {
-                pool.push(chunk[0].sample.to_string(), GenerateBatch { checkpoint: theta.clone(), requests: chunk.to_vec() });
+                pool.push(
+                    chunk[0].sample.to_string(),
+                    GenerateBatch { checkpoint: theta.clone(), requests: chunk.to_vec() },
+                );
             }
             while let Some(done) = pool.next().await {
                 let (msg, outputs) = done?;
@@ -675,7 +702,13 @@ impl Run {
         let since = self.stage_started(t, "judge").await?;
         let addr = start_pool::<dyn Judge>("judge", plan.judge_workers, Arc::clone(&self.caps.judge), None, None);
         let name = {
-            let mut pool = Bounded::new(format!("judge {t}"), addr.clone().recipient(), 1, plan.max_attempts, Some(plan.batch_timeout));
+            let mut pool = Bounded::new(
+                format!("judge {t}"),
+                addr.clone().recipient(),
+                1,
+                plan.max_attempts,
+                Some(plan.batch_timeout),
+            );
             pool.push("name".into(), JudgeName);
             match pool.next().await {
                 Some(r) => r?.1,
@@ -689,7 +722,13 @@ impl Run {
             .map(|(id, s)| JudgeRequest { sample: id.clone(), response: s.response.clone() })
             .collect();
         if !requests.is_empty() {
-            let mut pool = Bounded::new(format!("judge {t}"), addr.recipient(), plan.max_in_flight, plan.max_attempts, Some(plan.batch_timeout));
+            let mut pool = Bounded::new(
+                format!("judge {t}"),
+                addr.recipient(),
+                plan.max_in_flight,
+                plan.max_attempts,
+                Some(plan.batch_timeout),
+            );
             for chunk in requests.chunks(plan.batch_size) {
                 pool.push(chunk[0].sample.to_string(), JudgeBatch { requests: chunk.to_vec() });
             }
@@ -724,13 +763,17 @@ impl Run {
             })?;
             scored.push(Scored { sample: id.clone(), reward: *reward, has_reasoning: sample.reasoning.is_some() });
         }
-        let rule = FilterRule { tau: plan.tau, cap: plan.max_kept_per_input, require_reasoning: plan.require_reasoning };
+        let rule =
+            FilterRule { tau: plan.tau, cap: plan.max_kept_per_input, require_reasoning: plan.require_reasoning };
         let verdicts = decide(&scored, &rule)?;
         let mut events = Vec::with_capacity(verdicts.len() + 1);
         let mut entries = Vec::new();
         for v in verdicts {
             if let Some(logged) = self.state.decisions.get(&v.sample) {
-                if logged.decision != v.decision || logged.rank != v.rank || logged.reward.to_bits() != v.reward.to_bits() {
+                if logged.decision != v.decision
+                    || logged.rank != v.rank
+                    || logged.reward.to_bits() != v.reward.to_bits()
+                {
                     return Err(RunError::Inconsistent(format!(
                         "sample {}: logged decision {} (rank {}, reward {}) differs from {} (rank {}, reward {})",
                         v.sample, logged.decision, logged.rank, logged.reward, v.decision, v.rank, v.reward
@@ -764,11 +807,8 @@ impl Run {
     /// D_t as the log holds it, checked against its sealed digest; and the
     /// number of samples of the iteration.
     fn sealed_set(&self, t: u32) -> Result<(Vec<Kept>, u64), RunError> {
-        let (count, sealed) = *self
-            .state
-            .sealed
-            .get(&t)
-            .ok_or_else(|| RunError::Inconsistent(format!("iteration {t} is not sealed")))?;
+        let (count, sealed) =
+            *self.state.sealed.get(&t).ok_or_else(|| RunError::Inconsistent(format!("iteration {t} is not sealed")))?;
         let mut kept = Vec::new();
         let mut entries = Vec::new();
         for (id, d) in self.state.decisions.iter().filter(|(id, d)| id.iteration == t && d.decision == Decision::Kept) {
@@ -777,8 +817,17 @@ impl Run {
                 .samples
                 .get(id)
                 .ok_or_else(|| RunError::Inconsistent(format!("kept sample {id} has no SampleGenerated")))?;
-            entries.push(DatasetEntry { sample: id.clone(), reward: d.reward, response_digest: response_digest(&s.response) });
-            kept.push(Kept { sample: id.clone(), reward: d.reward, reasoning: s.reasoning.clone(), response: s.response.clone() });
+            entries.push(DatasetEntry {
+                sample: id.clone(),
+                reward: d.reward,
+                response_digest: response_digest(&s.response),
+            });
+            kept.push(Kept {
+                sample: id.clone(),
+                reward: d.reward,
+                reasoning: s.reasoning.clone(),
+                response: s.response.clone(),
+            });
         }
         let digest = dataset_digest(&entries);
         if digest != sealed || entries.len() as u64 != count {

@@ -178,7 +178,8 @@ fn append_all(w: &mut LogWriter, events: Vec<Event>) -> Result<AppendReport, Log
     let observer = w.observer.clone();
     let log = w.log()?;
     let mut report = AppendReport::default();
-    let flags = log.append_events(events.clone()).map_err(|e| LogError::Store { op: "append", message: e.to_string() })?;
+    let flags =
+        log.append_events(events.clone()).map_err(|e| LogError::Store { op: "append", message: e.to_string() })?;
     for (event, new) in events.iter().zip(flags) {
         if !new {
             report.duplicates += 1;

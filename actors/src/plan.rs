@@ -76,10 +76,7 @@ impl FromStr for Method {
     type Err = MethodParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| MethodParseError { got: s.to_owned() })
+        Method::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| MethodParseError { got: s.to_owned() })
     }
 }
 
@@ -185,7 +182,13 @@ pub struct Plan {
 impl Plan {
     /// A plan with the paper's defaults (Appendix B) for the numbers, one
     /// worker of each kind, and the given identity and data.
-    pub fn new(run_id: impl Into<String>, method: Method, seed: u64, base: CheckpointRef, train_ids: Vec<String>) -> Plan {
+    pub fn new(
+        run_id: impl Into<String>,
+        method: Method,
+        seed: u64,
+        base: CheckpointRef,
+        train_ids: Vec<String>,
+    ) -> Plan {
         Plan {
             run_id: run_id.into(),
             method,

@@ -100,9 +100,11 @@ impl RunState {
                 self.rewards.entry((sample.clone(), reward_name.clone())).or_insert(*reward);
             }
             Event::FilterDecided { sample, decision, reward, rank, .. } => {
-                self.decisions
-                    .entry(sample.clone())
-                    .or_insert(LoggedDecision { decision: *decision, reward: *reward, rank: *rank });
+                self.decisions.entry(sample.clone()).or_insert(LoggedDecision {
+                    decision: *decision,
+                    reward: *reward,
+                    rank: *rank,
+                });
             }
             Event::DatasetSealed { iteration, count, digest } => {
                 self.sealed.entry(*iteration).or_insert((*count, *digest));

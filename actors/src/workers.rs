@@ -18,7 +18,7 @@ use actix::prelude::*;
 use events::Event;
 
 use crate::capability::{
-    CapabilityError, CheckpointRef, EvalSummary, Evaluate, Factory, Generate, JudgeRequest, Judge, Judgement,
+    CapabilityError, CheckpointRef, EvalSummary, Evaluate, Factory, Generate, Judge, JudgeRequest, Judgement,
     PromptKind, Retrieval, Retrieve, SampleOutput, SampleRequest, Train, TrainJob,
 };
 use crate::log::Append;
@@ -83,7 +83,9 @@ impl FaultSwitch {
             if self.plan.panic {
                 panic!("injected sampler panic at batch {n} (test-only fault switch)");
             }
-            return Err(CapabilityError::retryable(format!("injected sampler failure at batch {n} (test-only fault switch)")));
+            return Err(CapabilityError::retryable(format!(
+                "injected sampler failure at batch {n} (test-only fault switch)"
+            )));
         }
         Ok(())
     }
@@ -120,7 +122,10 @@ impl<T: ?Sized + 'static> Worker<T> {
                     Ok(Ok(inner)) => inner,
                     Ok(Err(e)) => {
                         tracing::warn!(role, error = %e.what, "building the worker's capability failed");
-                        return Err(WorkerError::capability(role, CapabilityError { what: format!("building: {}", e.what), ..e }));
+                        return Err(WorkerError::capability(
+                            role,
+                            CapabilityError { what: format!("building: {}", e.what), ..e },
+                        ));
                     }
                     Err(p) => {
                         ctx.stop();
@@ -215,7 +220,12 @@ impl Handler<RetrieveBatch> for Worker<dyn Retrieve> {
         if ids != msg.input_ids.iter().collect::<Vec<_>>() {
             return Err(WorkerError::contract(
                 self.role,
-                format!("asked for {} inputs {:?}…, got {} results for other ids", msg.input_ids.len(), msg.input_ids.first(), out.len()),
+                format!(
+                    "asked for {} inputs {:?}…, got {} results for other ids",
+                    msg.input_ids.len(),
+                    msg.input_ids.first(),
+                    out.len()
+                ),
             ));
         }
         Ok(out)
@@ -271,11 +281,18 @@ impl Handler<JudgeBatch> for Worker<dyn Judge> {
         if !same {
             return Err(WorkerError::contract(
                 self.role,
-                format!("asked to judge {} samples, got {} (or other sample ids / order)", msg.requests.len(), out.len()),
+                format!(
+                    "asked to judge {} samples, got {} (or other sample ids / order)",
+                    msg.requests.len(),
+                    out.len()
+                ),
             ));
         }
         if let Some(bad) = out.iter().find(|j| !j.reward.is_finite()) {
-            return Err(WorkerError::contract(self.role, format!("sample {}: reward {} is not finite", bad.sample, bad.reward)));
+            return Err(WorkerError::contract(
+                self.role,
+                format!("sample {}: reward {} is not finite", bad.sample, bad.reward),
+            ));
         }
         Ok(out)
     }

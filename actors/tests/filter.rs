@@ -10,7 +10,11 @@ fn scored(input: &str, rewards: &[f32]) -> Vec<Scored> {
     rewards
         .iter()
         .enumerate()
-        .map(|(i, &reward)| Scored { sample: SampleId { iteration: 1, input_id: input.into(), index: i as u32 }, reward, has_reasoning: true })
+        .map(|(i, &reward)| Scored {
+            sample: SampleId { iteration: 1, input_id: input.into(), index: i as u32 },
+            reward,
+            has_reasoning: true,
+        })
         .collect()
 }
 

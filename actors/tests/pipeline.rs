@@ -45,11 +45,13 @@ fn rebuilt_digest(events: &[Event], t: u32) -> ([u8; 32], usize) {
     let entries: Vec<DatasetEntry> = events
         .iter()
         .filter_map(|e| match e {
-            Event::FilterDecided { sample, decision: Decision::Kept, reward, .. } if sample.iteration == t => Some(DatasetEntry {
-                sample: sample.clone(),
-                reward: *reward,
-                response_digest: events::digest(responses[sample].as_bytes()),
-            }),
+            Event::FilterDecided { sample, decision: Decision::Kept, reward, .. } if sample.iteration == t => {
+                Some(DatasetEntry {
+                    sample: sample.clone(),
+                    reward: *reward,
+                    response_digest: events::digest(responses[sample].as_bytes()),
+                })
+            }
             _ => None,
         })
         .collect();
@@ -123,9 +125,14 @@ fn a_rest_pg_run_with_two_iterations_logs_every_stage_in_order() {
     assert_eq!(count(events::EventKind::TrainingProgress), 6);
     let position = |pred: &dyn Fn(&Event) -> bool| events.iter().position(pred).unwrap();
     for t in 1..=2u32 {
-        let e_end = position(&|e| matches!(e, Event::StageFinished { iteration, stage, .. } if *iteration == t && stage == "e-step"));
-        let j_start = position(&|e| matches!(e, Event::StageStarted { iteration, stage } if *iteration == t && stage == "judge"));
-        let j_end = position(&|e| matches!(e, Event::StageFinished { iteration, stage, .. } if *iteration == t && stage == "judge"));
+        let e_end = position(
+            &|e| matches!(e, Event::StageFinished { iteration, stage, .. } if *iteration == t && stage == "e-step"),
+        );
+        let j_start =
+            position(&|e| matches!(e, Event::StageStarted { iteration, stage } if *iteration == t && stage == "judge"));
+        let j_end = position(
+            &|e| matches!(e, Event::StageFinished { iteration, stage, .. } if *iteration == t && stage == "judge"),
+        );
         for (i, e) in events.iter().enumerate() {
             match e {
                 Event::SampleGenerated { sample, .. } if sample.iteration == t => assert!(i < e_end),
@@ -171,7 +178,9 @@ fn a_rest_pg_run_with_two_iterations_logs_every_stage_in_order() {
         assert_eq!(job.data.len() as u64, outcome.iterations[job.iteration as usize - 1].kept);
         for item in &job.data {
             assert!(item.weight >= 0.5);
-            assert!(matches!(&item.target, actors::capability::TrainTarget::Generated { raw } if raw.contains("<sep>")));
+            assert!(
+                matches!(&item.target, actors::capability::TrainTarget::Generated { raw } if raw.contains("<sep>"))
+            );
         }
     }
     assert_eq!(outcome.final_checkpoint.hash, theta(2));
@@ -216,7 +225,9 @@ fn assert_every_sample_once(events: &[Event], inputs: usize, m: u32, iterations:
     let counts = sample_counts(events);
     let expected: BTreeSet<SampleId> = (1..=iterations)
         .flat_map(|t| {
-            (0..inputs).flat_map(move |i| (0..m).map(move |index| SampleId { iteration: t, input_id: format!("train-{i}"), index }))
+            (0..inputs).flat_map(move |i| {
+                (0..m).map(move |index| SampleId { iteration: t, input_id: format!("train-{i}"), index })
+            })
         })
         .collect();
     assert_eq!(counts.keys().cloned().collect::<BTreeSet<_>>(), expected);
@@ -235,7 +246,12 @@ fn run_with_fault(fault: FaultPlan) -> (actors::RunOutcome, Vec<Event>, Doubles)
 #[test]
 fn a_sampler_that_panics_once_is_rebuilt_and_its_batch_reissued() {
     // Batch 3 is an E-step batch (batches 0–1 generate reasoning).
-    let (outcome, events, doubles) = run_with_fault(FaultPlan { sampler_fail_once_at_batch: 3, panic: true, crash_after_samples: None, hang_ms: None });
+    let (outcome, events, doubles) = run_with_fault(FaultPlan {
+        sampler_fail_once_at_batch: 3,
+        panic: true,
+        crash_after_samples: None,
+        hang_ms: None,
+    });
     assert_eq!(outcome.reissued_batches, 1);
     assert_every_sample_once(&events, 3, 4, 2);
     assert!(events.iter().all(|e| !matches!(e, Event::RunFailed { .. })));
@@ -245,7 +261,12 @@ fn a_sampler_that_panics_once_is_rebuilt_and_its_batch_reissued() {
 
 #[test]
 fn a_sampler_that_errors_once_is_rebuilt_and_its_batch_reissued() {
-    let (outcome, events, doubles) = run_with_fault(FaultPlan { sampler_fail_once_at_batch: 4, panic: false, crash_after_samples: None, hang_ms: None });
+    let (outcome, events, doubles) = run_with_fault(FaultPlan {
+        sampler_fail_once_at_batch: 4,
+        panic: false,
+        crash_after_samples: None,
+        hang_ms: None,
+    });
     assert_eq!(outcome.reissued_batches, 1);
     assert_every_sample_once(&events, 3, 4, 2);
     assert_eq!(doubles.rec.rebuilds(), (1, 1));
@@ -280,7 +301,8 @@ fn a_capability_that_panics_or_fails_retryably_is_survived() {
     let mut doubles = Doubles::new();
     doubles.policy_fail = Fail::PanicAt(1);
     doubles.judge_fail = Fail::RetryableAt(2);
-    let outcome = run_pipeline(plan("run-b", Method::RestEm, 3), open_log(dir.path(), "run-b"), doubles.capabilities()).unwrap();
+    let outcome =
+        run_pipeline(plan("run-b", Method::RestEm, 3), open_log(dir.path(), "run-b"), doubles.capabilities()).unwrap();
     // then the run completes with every sample exactly once
     assert_eq!(outcome.reissued_batches, 2);
     assert_eq!(doubles.rec.rebuilds(), (1, 1));
@@ -294,8 +316,12 @@ fn a_fatal_error_stops_the_run_with_run_failed_naming_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     let mut doubles = Doubles::new();
     doubles.judge_fail = Fail::FatalAt(1);
-    let err = run_pipeline(plan("run-c", Method::RestPg, 3), open_log(dir.path(), "run-c"), doubles.capabilities()).unwrap_err();
-    assert!(matches!(&err, RunError::Worker { stage, source, .. } if stage == "judge 1" && !source.retryable), "{err:?}");
+    let err = run_pipeline(plan("run-c", Method::RestPg, 3), open_log(dir.path(), "run-c"), doubles.capabilities())
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::Worker { stage, source, .. } if stage == "judge 1" && !source.retryable),
+        "{err:?}"
+    );
     let events = read_events(dir.path());
     let last = skeleton(&events).pop().unwrap();
     assert!(last.starts_with("failed judge 1: batch t1/") && last.contains("bad input at call 1"), "{last}");
@@ -332,12 +358,19 @@ fn in_flight_batches_never_exceed_the_bound() {
 fn a_run_stopped_mid_e_step_resumes_to_the_same_d_t_without_regenerating_logged_samples() {
     // Given an uninterrupted run
     let clean = tempfile::tempdir().unwrap();
-    let reference = run_pipeline(plan("run-r", Method::RestPg, 3), open_log(clean.path(), "run-r"), Doubles::new().capabilities()).unwrap();
+    let reference =
+        run_pipeline(plan("run-r", Method::RestPg, 3), open_log(clean.path(), "run-r"), Doubles::new().capabilities())
+            .unwrap();
 
     // and the same run stopped after 6 samples of the first E-step
     let dir = tempfile::tempdir().unwrap();
     let mut crashing = plan("run-r", Method::RestPg, 3);
-    crashing.fault = Some(FaultPlan { sampler_fail_once_at_batch: usize::MAX, panic: false, crash_after_samples: Some(6), hang_ms: None });
+    crashing.fault = Some(FaultPlan {
+        sampler_fail_once_at_batch: usize::MAX,
+        panic: false,
+        crash_after_samples: Some(6),
+        hang_ms: None,
+    });
     let err = run_pipeline(crashing, open_log(dir.path(), "run-r"), Doubles::new().capabilities()).unwrap_err();
     assert_eq!(err, RunError::InjectedCrash(6));
     let before = read_events(dir.path());
@@ -347,7 +380,8 @@ fn a_run_stopped_mid_e_step_resumes_to_the_same_d_t_without_regenerating_logged_
 
     // When it is resumed on the same log
     let doubles = Doubles::new();
-    let resumed = run_pipeline(plan("run-r", Method::RestPg, 3), open_log(dir.path(), "run-r"), doubles.capabilities()).unwrap();
+    let resumed =
+        run_pipeline(plan("run-r", Method::RestPg, 3), open_log(dir.path(), "run-r"), doubles.capabilities()).unwrap();
 
     // then no logged sample was generated again, nor was reasoning or SFT redone
     let regenerated: Vec<SampleId> = doubles.rec.generated.lock().unwrap().clone();
@@ -363,7 +397,8 @@ fn a_run_stopped_mid_e_step_resumes_to_the_same_d_t_without_regenerating_logged_
 
     // and resuming a finished run does nothing new
     let again = Doubles::new();
-    let third = run_pipeline(plan("run-r", Method::RestPg, 3), open_log(dir.path(), "run-r"), again.capabilities()).unwrap();
+    let third =
+        run_pipeline(plan("run-r", Method::RestPg, 3), open_log(dir.path(), "run-r"), again.capabilities()).unwrap();
     assert_eq!(third.iterations, reference.iterations);
     assert_eq!(third.generated_samples, 0);
     assert!(again.rec.judged.lock().unwrap().is_empty());

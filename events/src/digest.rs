@@ -111,7 +111,6 @@ impl KeyHasher {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

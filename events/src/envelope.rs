@@ -273,7 +273,9 @@ fn decode_exact<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, usize
 /// Maps a bincode result to [`decode_exact`]'s, refusing trailing bytes.
 fn finish<T>(decoded: Result<(T, usize), bincode::error::DecodeError>, body: &[u8]) -> Result<(T, usize), String> {
     let (value, read) = decoded.map_err(|e| match e {
-        bincode::error::DecodeError::LimitExceeded => "a length prefix claims more bytes than the record holds".to_string(),
+        bincode::error::DecodeError::LimitExceeded => {
+            "a length prefix claims more bytes than the record holds".to_string()
+        }
         e => e.to_string(),
     })?;
     if read != body.len() {

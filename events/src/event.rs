@@ -293,14 +293,12 @@ impl FromStr for EventKind {
     /// Accepts the kebab-case name (`sample-generated`) or the variant name
     /// (`SampleGenerated`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == s || format!("{k:?}") == s)
-            .ok_or_else(|| EventKindParseError {
+        EventKind::ALL.iter().copied().find(|k| k.as_str() == s || format!("{k:?}") == s).ok_or_else(|| {
+            EventKindParseError {
                 got: s.to_owned(),
                 known: EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
-            })
+            }
+        })
     }
 }
 

@@ -167,8 +167,8 @@ mod tests {
     #[test]
     fn cap_counts_only_passing_samples_best_first() {
         let rule = FilterRule { tau: 0.5, cap: 1, require_reasoning: false };
-        let v = decide(&[scored("a", 0, 0.6, true), scored("a", 1, 0.7, true), scored("a", 2, 0.1, true)], &rule)
-            .unwrap();
+        let v =
+            decide(&[scored("a", 0, 0.6, true), scored("a", 1, 0.7, true), scored("a", 2, 0.1, true)], &rule).unwrap();
         let d: Vec<_> = v.iter().map(|v| v.decision).collect();
         assert_eq!(d, vec![Decision::OverCap, Decision::Kept, Decision::BelowThreshold]);
     }

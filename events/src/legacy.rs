@@ -119,7 +119,15 @@ impl From<EventV2> for Event {
     fn from(e: EventV2) -> Event {
         match e {
             EventV2::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest } => {
-                Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings: None }
+                Event::RunStarted {
+                    method,
+                    config_toml,
+                    config_digest,
+                    code_version,
+                    seed,
+                    dataset_digest,
+                    settings: None,
+                }
             }
             EventV2::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
                 Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
@@ -182,9 +190,15 @@ impl EventV2 {
     /// (a finish reason, run settings, or a variant added in version 3).
     pub(crate) fn downcast(e: &Event) -> Option<EventV2> {
         Some(match e.clone() {
-            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings: None } => {
-                EventV2::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest }
-            }
+            Event::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings: None,
+            } => EventV2::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest },
             Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
                 EventV2::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }

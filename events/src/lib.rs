@@ -53,11 +53,11 @@ mod envelope;
 mod event;
 pub mod filter;
 mod legacy;
-mod settings;
 mod sample;
+mod settings;
 
 pub use digest::{digest, digest_hex, parse_digest_hex, Digest, DigestParseError};
 pub use envelope::{Envelope, RecordError, GENESIS_HASH, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 pub use event::{Event, EventKind, EventKindParseError};
-pub use settings::{InitMode, RunSettings};
 pub use sample::{dataset_digest, DatasetEntry, Decision, FinishReason, SampleId, SampleIdParseError};
+pub use settings::{InitMode, RunSettings};

@@ -31,14 +31,26 @@ fn version_1_records_decode_into_the_current_envelope() {
         prev = env.hash;
     }
     // and the time text became a UTC instant, nanoseconds included
-    assert_eq!(envs[0].time, Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::nanoseconds(123_456_789));
+    assert_eq!(
+        envs[0].time,
+        Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::nanoseconds(123_456_789)
+    );
     assert_eq!(envs[1].time - envs[0].time, chrono::Duration::milliseconds(250));
     // and the payloads are the facts that were written
     let kinds: Vec<EventKind> = envs.iter().map(|e| e.payload.kind()).collect();
     use EventKind::*;
     assert_eq!(
         kinds,
-        [RunStarted, RetrievalDone, SampleGenerated, RewardAssigned, FilterDecided, DatasetSealed, CheckpointSaved, RunFinished]
+        [
+            RunStarted,
+            RetrievalDone,
+            SampleGenerated,
+            RewardAssigned,
+            FilterDecided,
+            DatasetSealed,
+            CheckpointSaved,
+            RunFinished
+        ]
     );
     let sample = SampleId { iteration: 1, input_id: "email/17".into(), index: 0 };
     match &envs[2].payload {

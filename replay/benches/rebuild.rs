@@ -25,7 +25,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let target: u64 = std::env::var("REPLAY_BENCH_SAMPLE_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let target: u64 =
+        std::env::var("REPLAY_BENCH_SAMPLE_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let m = 32u32;
     // Three sample events per sample, m samples per input, one iteration.
     let inputs = target.div_ceil(3 * u64::from(m)) as u32;
@@ -111,7 +112,11 @@ fn replay(dir: &std::path::Path, samples: u64) {
         let state = Replay::new().fold_log(&reader).expect("fold");
         let (entries, _) = state.rebuild_dataset(1).expect("rebuild");
         let took = t.elapsed();
-        println!("round {round}: full fold with texts + rebuild D_1 ({} entries) in {:.2} s", entries.len(), took.as_secs_f64());
+        println!(
+            "round {round}: full fold with texts + rebuild D_1 ({} entries) in {:.2} s",
+            entries.len(),
+            took.as_secs_f64()
+        );
         full_times.push(took);
     }
     let ms = median(scan_times);

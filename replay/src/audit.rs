@@ -390,7 +390,17 @@ pub fn write_rows(rows: &[AuditRow], format: Format, out: &mut dyn Write) -> Res
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
-                "sample", "input_id", "task", "reward", "reward_name", "judge", "decision", "reason", "tau", "rank", "of",
+                "sample",
+                "input_id",
+                "task",
+                "reward",
+                "reward_name",
+                "judge",
+                "decision",
+                "reason",
+                "tau",
+                "rank",
+                "of",
                 "filter_seq",
             ])?;
             let opt = |v: Option<String>| v.unwrap_or_default();

@@ -165,15 +165,16 @@ impl Replay {
             }
             match state.last {
                 Some((seq, _)) if seq == last => Ok(state),
-                other => Err(ReplayError::SequenceGap {
-                    expected: other.map_or(0, |(s, _)| s + 1),
-                    found: last,
-                }),
+                other => Err(ReplayError::SequenceGap { expected: other.map_or(0, |(s, _)| s + 1), found: last }),
             }
         })
     }
 
-    fn fold_with<I, E>(&self, records: I, read_error: impl Fn(E, Option<u64>) -> ReplayError) -> Result<RunState, ReplayError>
+    fn fold_with<I, E>(
+        &self,
+        records: I,
+        read_error: impl Fn(E, Option<u64>) -> ReplayError,
+    ) -> Result<RunState, ReplayError>
     where
         I: IntoIterator<Item = Result<Envelope, E>>,
     {
@@ -234,7 +235,6 @@ fn check_link(state: &RunState, record: &Envelope) -> Result<(), ReplayError> {
     }
     Ok(())
 }
-
 
 /// Folds a whole store log, keeping everything.
 ///

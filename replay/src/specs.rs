@@ -99,7 +99,9 @@ pub struct ResampleItem {
 
 /// Where a regenerated text first differs from the logged one.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{sample}: the regenerated {part} differs from the logged one at byte {offset}: logged {logged:?}…, new {new:?}…")]
+#[error(
+    "{sample}: the regenerated {part} differs from the logged one at byte {offset}: logged {logged:?}…, new {new:?}…"
+)]
 pub struct TextMismatch {
     /// The sample.
     pub sample: SampleId,
@@ -131,7 +133,9 @@ impl ResampleItem {
 
     fn mismatch(&self, part: &'static str, logged: &str, new: &str) -> TextMismatch {
         let offset = logged.bytes().zip(new.bytes()).take_while(|(a, b)| a == b).count();
-        let cut = |s: &str| String::from_utf8_lossy(&s.as_bytes()[offset.min(s.len())..(offset + 40).min(s.len())]).into_owned();
+        let cut = |s: &str| {
+            String::from_utf8_lossy(&s.as_bytes()[offset.min(s.len())..(offset + 40).min(s.len())]).into_owned()
+        };
         TextMismatch { sample: self.sample.clone(), part, offset, logged: cut(logged), new: cut(new) }
     }
 }

@@ -393,7 +393,8 @@ impl RunState {
                             (legacy.tau, legacy.cap, legacy.init)
                         }
                     };
-                    self.run = Some(RunRecord { seq, method, config_toml, seed, code_version, tau, cap, init, settings });
+                    self.run =
+                        Some(RunRecord { seq, method, config_toml, seed, code_version, tau, cap, init, settings });
                 }
             }
             Event::RetrievalDone { input_id, task, .. } => {
@@ -561,7 +562,9 @@ mod tests {
 
     #[test]
     fn filter_settings_come_from_the_configuration() {
-        let s = FilterSettings::from_config("seed = 1\n[reward]\ntau = 0.8\nmax_kept_per_input = 4\n[train]\ninit = \"continue\"\n");
+        let s = FilterSettings::from_config(
+            "seed = 1\n[reward]\ntau = 0.8\nmax_kept_per_input = 4\n[train]\ninit = \"continue\"\n",
+        );
         assert_eq!(s.tau, Some(0.8));
         assert_eq!(s.cap, Some(4));
         assert_eq!(s.init, Some(events::InitMode::Continue));

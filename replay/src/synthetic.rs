@@ -211,7 +211,11 @@ impl SyntheticRun {
         // The run's own filter rule (shared with the coordinator).
         let scored: Vec<events::filter::Scored> = drawn
             .iter()
-            .map(|(sample, reward, _)| events::filter::Scored { sample: sample.clone(), reward: *reward, has_reasoning: true })
+            .map(|(sample, reward, _)| events::filter::Scored {
+                sample: sample.clone(),
+                reward: *reward,
+                has_reasoning: true,
+            })
             .collect();
         let rule = events::filter::FilterRule { tau: self.tau, cap: self.cap, require_reasoning: false };
         let verdicts = events::filter::decide(&scored, &rule).expect("synthetic rewards are finite and distinct");
@@ -219,9 +223,19 @@ impl SyntheticRun {
         for v in verdicts {
             if v.decision == Decision::Kept {
                 let (_, _, response_digest) = drawn.iter().find(|d| d.0 == v.sample).expect("a drawn sample");
-                entries.push(DatasetEntry { sample: v.sample.clone(), reward: v.reward, response_digest: *response_digest });
+                entries.push(DatasetEntry {
+                    sample: v.sample.clone(),
+                    reward: v.reward,
+                    response_digest: *response_digest,
+                });
             }
-            f(Event::FilterDecided { sample: v.sample, decision: v.decision, reward: v.reward, tau: self.tau, rank: v.rank });
+            f(Event::FilterDecided {
+                sample: v.sample,
+                decision: v.decision,
+                reward: v.reward,
+                tau: self.tau,
+                rank: v.rank,
+            });
         }
         entries
     }

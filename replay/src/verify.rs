@@ -382,11 +382,7 @@ impl RunState {
     /// As [`RunState::rebuild_dataset`].
     pub fn kept(&self, t: u32) -> Result<Vec<&SampleRecord>, RebuildError> {
         let it = self.iteration(t)?;
-        Ok(it
-            .samples
-            .values()
-            .filter(|s| s.filter.as_ref().is_some_and(|f| f.decision == Decision::Kept))
-            .collect())
+        Ok(it.samples.values().filter(|s| s.filter.as_ref().is_some_and(|f| f.decision == Decision::Kept)).collect())
     }
 
     /// D_t rebuilt from the log alone: every sample the filter kept, with the
@@ -399,7 +395,10 @@ impl RunState {
         let mut entries = Vec::new();
         for s in self.kept(t)? {
             let f = s.filter.as_ref().expect("kept() returns decided samples");
-            let g = s.generated.as_ref().ok_or_else(|| RebuildError::KeptNotGenerated { sample: s.id.clone(), seq: f.seq })?;
+            let g = s
+                .generated
+                .as_ref()
+                .ok_or_else(|| RebuildError::KeptNotGenerated { sample: s.id.clone(), seq: f.seq })?;
             entries.push(DatasetEntry { sample: s.id.clone(), reward: f.reward, response_digest: g.response_digest });
         }
         let digest = dataset_digest(&entries);
@@ -455,15 +454,17 @@ impl RunState {
                         actual_count: count,
                     });
                 } else if count != seal.count {
-                    violations.push(Violation::CountMismatch { seal_seq: seal.seq, expected: seal.count, actual: count });
+                    violations.push(Violation::CountMismatch {
+                        seal_seq: seal.seq,
+                        expected: seal.count,
+                        actual: count,
+                    });
                 }
             }
             (_, None) => violations.push(Violation::NotSealed { iteration: t }),
             (Err(_), Some(_)) => {} // the kept sample without a generation is named below
         }
-        violations.extend(
-            self.anomalies.iter().filter(|a| a.iteration() == t).cloned().map(Violation::Duplicate),
-        );
+        violations.extend(self.anomalies.iter().filter(|a| a.iteration() == t).cloned().map(Violation::Duplicate));
         let tau = self.check_samples(it, &mut violations);
         let cap = self.cap(t);
         check_cap_and_ranks(it, cap, &mut violations);
@@ -495,7 +496,12 @@ impl RunState {
                     if let Some(seed) = run_seed {
                         let derived = id.seed(seed);
                         if derived != g.seed {
-                            violations.push(Violation::SeedMismatch { sample: id.clone(), seq: g.seq, logged: g.seed, derived });
+                            violations.push(Violation::SeedMismatch {
+                                sample: id.clone(),
+                                seq: g.seq,
+                                logged: g.seed,
+                                derived,
+                            });
                         }
                     }
                     if sealed && s.filter.is_none() {
@@ -541,7 +547,8 @@ impl RunState {
             let settings = self.run.as_ref().and_then(|r| r.settings.as_ref());
             let expected = match settings {
                 Some(st) => {
-                    let rule = FilterRule { tau: f.tau, cap: st.max_kept_per_input, require_reasoning: st.require_reasoning };
+                    let rule =
+                        FilterRule { tau: f.tau, cap: st.max_kept_per_input, require_reasoning: st.require_reasoning };
                     let has_reasoning = s.generated.as_ref().is_some_and(|g| g.has_reasoning);
                     pre_cap_decision(&rule, f.reward, has_reasoning)
                 }
@@ -594,7 +601,12 @@ fn check_cap_and_ranks(it: &IterationState, cap: CapSource, violations: &mut Vec
         if let Some(c) = cap.cap() {
             if kept.len() > c as usize {
                 let seq = f(kept[c as usize]).seq;
-                violations.push(Violation::OverCap { input_id: input.to_owned(), kept: kept.len() as u32, cap: c, seq });
+                violations.push(Violation::OverCap {
+                    input_id: input.to_owned(),
+                    kept: kept.len() as u32,
+                    cap: c,
+                    seq,
+                });
             }
         }
         let worst_kept_rank = kept.iter().map(|s| f(s).rank).max();
@@ -628,7 +640,13 @@ fn check_cap_and_ranks(it: &IterationState, cap: CapSource, violations: &mut Vec
                     sample: pair[1].id.clone(),
                     seq: b.seq,
                     rank: b.rank,
-                    detail: format!("reward {} is higher than {}'s {} at rank {}", b.reward, pair[0].id, a.reward, a.rank + 1),
+                    detail: format!(
+                        "reward {} is higher than {}'s {} at rank {}",
+                        b.reward,
+                        pair[0].id,
+                        a.reward,
+                        a.rank + 1
+                    ),
                 });
             }
         }

@@ -84,7 +84,12 @@ fn one_sample_is_explained_in_one_line() {
     // When it is explained
     let line = audit::explain(&state, &below.sample).unwrap();
     // Then the line gives reward, τ, decision, reason and rank
-    let expected_start = format!("{}: reward {:.2} < τ 1.00 → rejected (below τ); rank {} of 8 for its input", below.sample, below.reward.unwrap(), below.rank.unwrap());
+    let expected_start = format!(
+        "{}: reward {:.2} < τ 1.00 → rejected (below τ); rank {} of 8 for its input",
+        below.sample,
+        below.reward.unwrap(),
+        below.rank.unwrap()
+    );
     assert!(line.starts_with(&expected_start), "{line}");
     assert!(!line.contains('\n'));
     let over = rows.iter().find(|r| r.decision == Some(Decision::OverCap)).unwrap();
@@ -142,7 +147,8 @@ fn every_format_spells_decisions_alike_and_ranks_from_one() {
         String::from_utf8(out).unwrap()
     };
     // When the rows are written as JSONL and CSV
-    let jsonl: Vec<serde_json::Value> = render(Format::Jsonl).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let jsonl: Vec<serde_json::Value> =
+        render(Format::Jsonl).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let csv = render(Format::Csv);
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let csv_rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -152,7 +158,9 @@ fn every_format_spells_decisions_alike_and_ranks_from_one() {
     // the logged rank (from 0) plus one, as the table and the explanation do
     for ((row, j), c) in rows.iter().zip(&jsonl).zip(&csv_rows) {
         let d = row.decision.unwrap();
-        assert!(["kept", "below-threshold", "over-cap", "zero-reward", "no-reasoning"].contains(&d.to_string().as_str()));
+        assert!(
+            ["kept", "below-threshold", "over-cap", "zero-reward", "no-reasoning"].contains(&d.to_string().as_str())
+        );
         assert_eq!(j["decision"], d.to_string());
         assert_eq!(&c[col("decision")], d.to_string());
         let logged = records

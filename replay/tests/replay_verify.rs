@@ -23,10 +23,7 @@ fn first_kept(events: &[Event]) -> (usize, usize) {
         .position(|e| matches!(e, Event::FilterDecided { decision: Decision::Kept, .. }))
         .expect("some sample is kept");
     let sample = events[f].sample().unwrap().clone();
-    let r = events
-        .iter()
-        .position(|e| matches!(e, Event::RewardAssigned { sample: s, .. } if *s == sample))
-        .unwrap();
+    let r = events.iter().position(|e| matches!(e, Event::RewardAssigned { sample: s, .. } if *s == sample)).unwrap();
     (r, f)
 }
 
@@ -63,10 +60,7 @@ fn a_rewritten_response_does_not_reproduce_the_seal() {
     let mut events = run.events();
     let (r, _) = first_kept(&events);
     let sample = events[r].sample().unwrap().clone();
-    let g = events
-        .iter()
-        .position(|e| matches!(e, Event::SampleGenerated { sample: s, .. } if *s == sample))
-        .unwrap();
+    let g = events.iter().position(|e| matches!(e, Event::SampleGenerated { sample: s, .. } if *s == sample)).unwrap();
     if let Event::SampleGenerated { response, .. } = &mut events[g] {
         response.push_str(" (edited)");
     }
@@ -76,7 +70,10 @@ fn a_rewritten_response_does_not_reproduce_the_seal() {
     // Then the digest mismatch names the iteration, the seal and both digests
     let msg = err.to_string();
     let seal = records.iter().find(|r| matches!(r.payload, Event::DatasetSealed { iteration: 1, .. })).unwrap();
-    assert!(matches!(&err.violations[..], [Violation::DigestMismatch { iteration: 1, seal_seq, .. }] if *seal_seq == seal.seq), "{msg}");
+    assert!(
+        matches!(&err.violations[..], [Violation::DigestMismatch { iteration: 1, seal_seq, .. }] if *seal_seq == seal.seq),
+        "{msg}"
+    );
     assert!(msg.contains("D_1 does not match its seal"), "{msg}");
     if let Event::DatasetSealed { digest, .. } = &seal.payload {
         assert!(msg.contains(&events::digest_hex(digest)), "{msg}");
@@ -127,7 +124,10 @@ fn a_tampered_filter_reward_breaks_the_digest_and_is_named() {
     let err = state.verify_iteration(1).unwrap_err();
     // Then the seal no longer matches, and the record is named twice over
     assert!(err.violations.iter().any(|v| matches!(v, Violation::DigestMismatch { .. })), "{err}");
-    assert!(err.violations.iter().any(|v| matches!(v, Violation::RewardDisagrees { filter_seq, .. } if *filter_seq == seq)));
+    assert!(err
+        .violations
+        .iter()
+        .any(|v| matches!(v, Violation::RewardDisagrees { filter_seq, .. } if *filter_seq == seq)));
     assert!(err.violations.iter().any(|v| matches!(v, Violation::KeptBelowTau { seq: s, .. } if *s == seq)));
 }
 
@@ -138,7 +138,9 @@ fn keeping_past_the_cap_is_caught() {
     let mut events = run.events();
     let f = events
         .iter()
-        .position(|e| matches!(e, Event::FilterDecided { decision: Decision::OverCap, sample, .. } if sample.iteration == 1))
+        .position(
+            |e| matches!(e, Event::FilterDecided { decision: Decision::OverCap, sample, .. } if sample.iteration == 1),
+        )
         .expect("the synthetic run has an over-cap sample");
     let input = events[f].sample().unwrap().input_id.clone();
     if let Event::FilterDecided { decision, .. } = &mut events[f] {
@@ -149,7 +151,9 @@ fn keeping_past_the_cap_is_caught() {
     let err = state.verify_iteration(1).unwrap_err();
     // Then the input is named as over the cap
     assert!(
-        err.violations.iter().any(|v| matches!(v, Violation::OverCap { input_id, kept: 3, cap: 2, .. } if *input_id == input)),
+        err.violations
+            .iter()
+            .any(|v| matches!(v, Violation::OverCap { input_id, kept: 3, cap: 2, .. } if *input_id == input)),
         "{err}"
     );
 }
@@ -190,9 +194,8 @@ fn a_duplicated_fact_is_an_anomaly_not_an_error_of_the_fold() {
 fn a_broken_chain_stops_the_fold_at_its_sequence_number() {
     let run = run();
     let records = chain("run-a", run.events());
-    let fold = |records: Vec<events::Envelope>| {
-        replay::Replay::new().fold(records.into_iter().map(Ok::<_, std::io::Error>))
-    };
+    let fold =
+        |records: Vec<events::Envelope>| replay::Replay::new().fold(records.into_iter().map(Ok::<_, std::io::Error>));
     // Given a log with a record removed
     let mut gap = records.clone();
     gap.remove(10);
@@ -210,7 +213,11 @@ fn a_broken_chain_stops_the_fold_at_its_sequence_number() {
     foreign.push(events::Envelope { prev_hash: foreign[4].hash, ..other[5].clone() });
     assert!(matches!(fold(foreign), Err(ReplayError::ForeignRecord { seq: 5, .. })));
     // Given a store that fails to read a record
-    let reads = records.into_iter().take(3).map(Ok).chain(std::iter::once(Err(std::io::Error::other("hash mismatch at seq 3"))));
+    let reads = records
+        .into_iter()
+        .take(3)
+        .map(Ok)
+        .chain(std::iter::once(Err(std::io::Error::other("hash mismatch at seq 3"))));
     let err = replay::Replay::new().fold(reads).unwrap_err();
     assert!(err.to_string().contains("after seq 2") && err.to_string().contains("seq 3"), "{err}");
 }
@@ -312,7 +319,8 @@ fn a_record_replaced_with_a_valid_hash_breaks_the_chain_after_it() {
 #[test]
 fn a_large_log_read_in_parallel_folds_like_one_read_in_order() {
     // Given a log long enough to be read by several threads (over 20,000 records)
-    let run = SyntheticRun { inputs: 230, m: 32, iterations: 1, cap: 10, response_bytes: 120, ..SyntheticRun::default() };
+    let run =
+        SyntheticRun { inputs: 230, m: 32, iterations: 1, cap: 10, response_bytes: 120, ..SyntheticRun::default() };
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), "run-a", run.events());
     let reader = store::LogReader::open(dir.path(), None).unwrap();

@@ -148,24 +148,35 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<VerifiedIteration> {
     let verified = state.verify_iteration(args.iteration)?;
     println!("{}", verified_line(&verified));
     if args.retrain || args.resample.is_some() {
-        let config_toml = state.run.as_ref().map(|r| r.config_toml.clone()).context("the log has no RunStarted record")?;
+        let config_toml =
+            state.run.as_ref().map(|r| r.config_toml.clone()).context("the log has no RunStarted record")?;
         if let Some(n) = args.resample {
             let spec = state.resample_spec(args.iteration, n)?;
             let checked = crate::pipeline::reproduce::resample(&args.run_dir, &config_toml, &spec)?;
-            println!("resampled {checked} samples of iteration {}: prompts and texts identical to the log", args.iteration);
+            println!(
+                "resampled {checked} samples of iteration {}: prompts and texts identical to the log",
+                args.iteration
+            );
         }
         if args.retrain {
             let spec = state.retrain_spec(args.iteration, &builtin_completion())?;
             let out = crate::pipeline::reproduce::retrain(&args.run_dir, &spec)?;
             if out.new_hash != out.logged_hash {
-                let parted = out.parted_at.map_or_else(|| "the loss curves agree at every logged step".to_owned(), |s| format!("the loss curves part at step {s}"));
+                let parted = out.parted_at.map_or_else(
+                    || "the loss curves agree at every logged step".to_owned(),
+                    |s| format!("the loss curves part at step {s}"),
+                );
                 anyhow::bail!(
                     "retrained checkpoint {} differs from the logged {}; {parted}",
                     digest_hex(&out.new_hash),
                     digest_hex(&out.logged_hash)
                 );
             }
-            println!("retrained iteration {}: checkpoint {} equals the logged one", args.iteration, digest_hex(&out.new_hash));
+            println!(
+                "retrained iteration {}: checkpoint {} equals the logged one",
+                args.iteration,
+                digest_hex(&out.new_hash)
+            );
         }
     }
     Ok(verified)
@@ -278,7 +289,10 @@ pub fn export(args: ExportArgs, hooks: &Hooks<'_>) -> anyhow::Result<usize> {
             let file = store::create_private_file(path).with_context(|| format!("cannot create {}", path.display()))?;
             let mut w = BufWriter::new(file);
             let n = state.export_jsonl(args.iteration, &hooks.completion, prompt, &mut w)?;
-            w.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
+            w.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {n} samples of D_{} to {}", args.iteration, path.display());
             n
         }

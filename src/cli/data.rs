@@ -118,79 +118,34 @@ pub enum DataCommand {
 /// Whatever the data functions return, with context.
 pub fn run(args: DataArgs) -> anyhow::Result<()> {
     match args.command {
-        DataCommand::Build {
-            corpus,
-            task,
-            out,
-            seed,
-            val_frac,
-            test_frac,
-            min_docs,
-            max_users,
-            max_words,
-            force,
-        } => {
+        DataCommand::Build { corpus, task, out, seed, val_frac, test_frac, min_docs, max_users, max_words, force } => {
             refuse_to_overwrite(&out, force)?;
             let docs = data::read_docs(&corpus)?;
-            let opts = BuildOptions {
-                seed,
-                val_frac,
-                test_frac,
-                min_docs,
-                max_users,
-                max_words,
-                ..BuildOptions::default()
-            };
+            let opts =
+                BuildOptions { seed, val_frac, test_frac, min_docs, max_users, max_words, ..BuildOptions::default() };
             let ds = data::build_from_docs(&docs, task, &opts)?;
             refuse_empty_splits(&ds, val_frac, test_frac)?;
             ds.save(&out)?;
             print_counts(&ds, &out);
         }
-        DataCommand::Demo {
-            out,
-            users,
-            seed,
-            max_words,
-            force,
-        } => {
+        DataCommand::Demo { out, users, seed, max_words, force } => {
             refuse_to_overwrite(&out, force)?;
-            let opts = DemoOptions {
-                users,
-                seed,
-                max_words,
-                ..DemoOptions::default()
-            };
+            let opts = DemoOptions { users, seed, max_words, ..DemoOptions::default() };
             let stats = data::build_demo_dataset(&out, &opts)?;
             println!("demo data set written to {}", out.display());
             print!("{stats}");
         }
-        DataCommand::Import {
-            longlamp,
-            task,
-            out,
-            skip_invalid,
-            force,
-        } => {
+        DataCommand::Import { longlamp, task, out, skip_invalid, force } => {
             refuse_to_overwrite(&out, force)?;
-            let (ds, report) =
-                Dataset::from_longlamp_dir(&longlamp, task, &LoadOptions { skip_invalid })?;
+            let (ds, report) = Dataset::from_longlamp_dir(&longlamp, task, &LoadOptions { skip_invalid })?;
             for s in &report.skipped {
                 eprintln!("skipped: {}", s.reason);
             }
-            println!(
-                "{} records read, {} loaded, {} skipped",
-                report.records,
-                report.loaded,
-                report.skipped.len()
-            );
+            println!("{} records read, {} loaded, {} skipped", report.records, report.loaded, report.skipped.len());
             ds.save(&out)?;
             print_counts(&ds, &out);
         }
-        DataCommand::Stats {
-            dir,
-            tokenizer,
-            json,
-        } => {
+        DataCommand::Stats { dir, tokenizer, json } => {
             let ds = Dataset::load(&dir)?;
             let stats = match tokenizer {
                 Some(path) => {
@@ -199,15 +154,10 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
                     let count = |s: &str| tok.encode(s, false).map(|e| e.len()).unwrap_or(0);
                     data::dataset_stats(&ds, &count, &path.display().to_string())
                 }
-                None => {
-                    data::dataset_stats(&ds, &data::stats::whitespace_tokens, "whitespace words")
-                }
+                None => data::dataset_stats(&ds, &data::stats::whitespace_tokens, "whitespace words"),
             };
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&stats).context("serialising stats")?
-                );
+                println!("{}", serde_json::to_string_pretty(&stats).context("serialising stats")?);
             } else {
                 print!("{stats}");
             }

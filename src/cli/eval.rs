@@ -117,7 +117,9 @@ fn resolve(args: &EvalArgs) -> Result<(RunConfig, Option<String>, PathBuf)> {
     let (mut config, run_id, last) = match &args.run {
         Some(dir) => {
             let path = dir.join("config.toml");
-            let config = RunConfig::load(&path).map(|(c, _)| c).with_context(|| format!("reading the run's {}", path.display()))?;
+            let config = RunConfig::load(&path)
+                .map(|(c, _)| c)
+                .with_context(|| format!("reading the run's {}", path.display()))?;
             let (run_id, last) = last_checkpoint(dir)?;
             (config, Some(run_id), last.map(|p| dir.join(p)))
         }

@@ -81,13 +81,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let tk = model.tokenizer();
     let prompt_ids = tk.chat(args.system.as_deref(), &args.prompt)?.ids;
     let t1 = std::time::Instant::now();
-    let g = model
-        .generate(&[GenerationRequest {
-            prompt_ids: prompt_ids.clone(),
-            seed: args.seed,
-            settings,
-        }])?
-        .remove(0);
+    let g =
+        model.generate(&[GenerationRequest { prompt_ids: prompt_ids.clone(), seed: args.seed, settings }])?.remove(0);
     let t2 = std::time::Instant::now();
     println!("{}", g.text);
     if args.verbose {

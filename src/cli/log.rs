@@ -94,7 +94,9 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
         LogCommand::Export { run_dir, format: ExportFormat::Jsonl, output, kind } => {
             export(&log_dir(&run_dir)?, output.as_deref(), parse_kind(kind)?)
         }
-        LogCommand::Tail { run_dir, lines, follow, kind } => tail(&log_dir(&run_dir)?, lines, follow, parse_kind(kind)?),
+        LogCommand::Tail { run_dir, lines, follow, kind } => {
+            tail(&log_dir(&run_dir)?, lines, follow, parse_kind(kind)?)
+        }
         LogCommand::Salvage { run_dir, out } => salvage(&run_dir, &out),
     }
 }

@@ -7,12 +7,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod audit;
 pub mod data;
+pub mod eval;
 pub mod generate;
 pub mod log;
 pub mod model;
-pub mod score;
-pub mod eval;
 pub mod run;
+pub mod score;
 
 /// Log output format.
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -89,10 +89,8 @@ pub fn stderr_is_terminal() -> bool {
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr_colour());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(stderr_colour());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -62,11 +62,17 @@ pub struct StatusArgs {
 /// # Errors
 /// A bad configuration (before any work starts) or a failed run.
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let fault = args
-        .test_fault_sampler_once_at_batch
-        .map(|n| actors::FaultPlan { sampler_fail_once_at_batch: n, panic: true, crash_after_samples: None, hang_ms: None });
+    let fault = args.test_fault_sampler_once_at_batch.map(|n| actors::FaultPlan {
+        sampler_fail_once_at_batch: n,
+        panic: true,
+        crash_after_samples: None,
+        hang_ms: None,
+    });
     let summary = if let Some(dir) = args.resume {
-        pipeline::run(None, &RunOptions { run_dir: dir, resume: true, progress: !args.quiet && super::stderr_is_terminal(), fault })?
+        pipeline::run(
+            None,
+            &RunOptions { run_dir: dir, resume: true, progress: !args.quiet && super::stderr_is_terminal(), fault },
+        )?
     } else {
         let path = args.config.context("`restpg train` needs `--config RUN.toml` or `--resume RUN_DIR`")?;
         let (config, text) = RunConfig::load(&path)?;
@@ -74,7 +80,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let run_dir = args.run_dir.unwrap_or_else(|| {
             Path::new("runs").join(path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
         });
-        pipeline::run(Some((config, text)), &RunOptions { run_dir, resume: false, progress: !args.quiet && super::stderr_is_terminal(), fault })?
+        pipeline::run(
+            Some((config, text)),
+            &RunOptions { run_dir, resume: false, progress: !args.quiet && super::stderr_is_terminal(), fault },
+        )?
     };
     print!("{}", results_table(&summary));
     Ok(())
@@ -101,7 +110,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let data_dir = args.out.join("data");
     // Targets and profile items are cut to 80 words so that a prompt with
     // k = 2 items fits the demo's 384-token input budget.
-    let opts = crate::data::DemoOptions { users: Some(args.users), seed: args.seed, max_words: 80, ..Default::default() };
+    let opts =
+        crate::data::DemoOptions { users: Some(args.users), seed: args.seed, max_words: 80, ..Default::default() };
     let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
     eprintln!("demo data set: {}", data_dir.display());
     eprint!("{stats}");
@@ -112,7 +122,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let run_dir = args.out.join("run");
     let summary = pipeline::run(
         Some((config, text)),
-        &RunOptions { run_dir: run_dir.clone(), resume: false, progress: !args.quiet && super::stderr_is_terminal(), fault: None },
+        &RunOptions {
+            run_dir: run_dir.clone(),
+            resume: false,
+            progress: !args.quiet && super::stderr_is_terminal(),
+            fault: None,
+        },
     )?;
     print!("{}", results_table(&summary));
     println!("event log: {}", store::RunDir::new(&run_dir).log().display());
@@ -141,7 +156,8 @@ pub fn results_table(summary: &RunSummary) -> String {
             }
         }
     }
-    let mut out = format!("\nrun {} finished in {:.1} s\n\n| system | split | iteration |", summary.run_id, summary.wall_s);
+    let mut out =
+        format!("\nrun {} finished in {:.1} s\n\n| system | split | iteration |", summary.run_id, summary.wall_s);
     for c in &cols {
         out.push_str(&format!(" {c} |"));
     }

@@ -57,14 +57,10 @@ pub fn read_docs(path: &Path) -> anyhow::Result<Vec<AuthorDoc>> {
         if line.trim().is_empty() {
             continue;
         }
-        let doc: AuthorDoc = serde_json::from_str(line)
-            .with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+        let doc: AuthorDoc =
+            serde_json::from_str(line).with_context(|| format!("{}: line {}", path.display(), i + 1))?;
         if doc.author.trim().is_empty() {
-            anyhow::bail!(
-                "{}: line {}: field `author` is empty",
-                path.display(),
-                i + 1
-            );
+            anyhow::bail!("{}: line {}: field `author` is empty", path.display(), i + 1);
         }
         if doc.text.trim().is_empty() {
             anyhow::bail!("{}: line {}: field `text` is empty", path.display(), i + 1);
@@ -119,14 +115,8 @@ impl Default for BuildOptions {
 /// the first `round(n·test_frac)` go to test, the next `round(n·val_frac)`
 /// to val, the rest to train. With at least 3 users and a non-zero fraction,
 /// val and test get at least one user each.
-pub fn split_users(
-    users: &[String],
-    seed: u64,
-    val_frac: f64,
-    test_frac: f64,
-) -> BTreeMap<String, Split> {
-    let mut ranked: Vec<(blake3::Hash, &String)> =
-        users.iter().map(|u| (user_rank(u, seed), u)).collect();
+pub fn split_users(users: &[String], seed: u64, val_frac: f64, test_frac: f64) -> BTreeMap<String, Split> {
+    let mut ranked: Vec<(blake3::Hash, &String)> = users.iter().map(|u| (user_rank(u, seed), u)).collect();
     ranked.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(b.1)));
     let n = ranked.len();
     let count = |frac: f64| -> usize {
@@ -156,16 +146,8 @@ pub fn split_users(
 }
 
 /// The split of one user among `users` (see [`split_users`]).
-pub fn split_for_user(
-    user: &str,
-    users: &[String],
-    seed: u64,
-    val_frac: f64,
-    test_frac: f64,
-) -> Option<Split> {
-    split_users(users, seed, val_frac, test_frac)
-        .get(user)
-        .copied()
+pub fn split_for_user(user: &str, users: &[String], seed: u64, val_frac: f64, test_frac: f64) -> Option<Split> {
+    split_users(users, seed, val_frac, test_frac).get(user).copied()
 }
 
 fn user_rank(user: &str, seed: u64) -> blake3::Hash {
@@ -181,15 +163,8 @@ fn user_rank(user: &str, seed: u64) -> blake3::Hash {
 /// # Errors
 /// Invalid options; a review-writing document without `rating`; no user with
 /// enough documents.
-pub fn build_from_docs(
-    docs: &[AuthorDoc],
-    task: Task,
-    opts: &BuildOptions,
-) -> anyhow::Result<Dataset> {
-    anyhow::ensure!(
-        opts.min_docs >= 2,
-        "min_docs must be at least 2 (one target, one profile item)"
-    );
+pub fn build_from_docs(docs: &[AuthorDoc], task: Task, opts: &BuildOptions) -> anyhow::Result<Dataset> {
+    anyhow::ensure!(opts.min_docs >= 2, "min_docs must be at least 2 (one target, one profile item)");
     anyhow::ensure!(
         opts.val_frac >= 0.0 && opts.test_frac >= 0.0 && opts.val_frac + opts.test_frac < 1.0,
         "val_frac and test_frac must be non-negative and sum to less than 1"
@@ -199,11 +174,8 @@ pub fn build_from_docs(
     for (i, d) in docs.iter().enumerate() {
         by_user.entry(d.author.as_str()).or_default().push((i, d));
     }
-    let mut users: Vec<String> = by_user
-        .iter()
-        .filter(|(_, v)| v.len() >= opts.min_docs)
-        .map(|(u, _)| u.to_string())
-        .collect();
+    let mut users: Vec<String> =
+        by_user.iter().filter(|(_, v)| v.len() >= opts.min_docs).map(|(u, _)| u.to_string()).collect();
     anyhow::ensure!(
         !users.is_empty(),
         "no author has at least {} documents ({} authors, {} documents)",
@@ -217,11 +189,7 @@ pub fn build_from_docs(
         users.sort();
     }
     let splits = split_users(&users, opts.seed, opts.val_frac, opts.test_frac);
-    let mut ds = Dataset::new(format!(
-        "{task} built from {} author documents (seed {})",
-        docs.len(),
-        opts.seed
-    ));
+    let mut ds = Dataset::new(format!("{task} built from {} author documents (seed {})", docs.len(), opts.seed));
     for user in &users {
         let mut user_docs = by_user.get(user.as_str()).cloned().unwrap_or_default();
         user_docs.sort_by(|a, b| time_key(a.1).cmp(&time_key(b.1)).then(a.0.cmp(&b.0)));
@@ -230,10 +198,7 @@ pub fn build_from_docs(
         let skip = profile_docs.len().saturating_sub(opts.max_profile);
         let mut profile = Vec::new();
         for (j, (_, d)) in profile_docs.iter().enumerate().skip(skip) {
-            profile.push(ProfileItem {
-                id: format!("{user}-d{j}"),
-                fields: profile_fields(task, d, opts)?,
-            });
+            profile.push(ProfileItem { id: format!("{user}-d{j}"), fields: profile_fields(task, d, opts)? });
         }
         let (input, output) = make_input_output(task, target, opts)?;
         let split = splits.get(user).copied().unwrap_or(Split::Train);
@@ -329,22 +294,12 @@ fn heading(d: &AuthorDoc) -> String {
         .unwrap_or_else(|| first_sentence(&d.text, 25).0)
 }
 
-fn profile_fields(
-    task: Task,
-    d: &AuthorDoc,
-    opts: &BuildOptions,
-) -> anyhow::Result<BTreeMap<String, String>> {
+fn profile_fields(task: Task, d: &AuthorDoc, opts: &BuildOptions) -> anyhow::Result<BTreeMap<String, String>> {
     let text = cut_words(&d.text, opts.max_words);
     let mut f = BTreeMap::new();
     match task {
         Task::EmailCompletion => {
-            f.insert(
-                "subject".into(),
-                d.subject
-                    .clone()
-                    .or_else(|| d.title.clone())
-                    .unwrap_or_default(),
-            );
+            f.insert("subject".into(), d.subject.clone().or_else(|| d.title.clone()).unwrap_or_default());
             f.insert("text".into(), text);
         }
         Task::AbstractGeneration => {
@@ -352,19 +307,10 @@ fn profile_fields(
             f.insert("abstract".into(), text);
         }
         Task::ReviewWriting => {
-            let rating = d
-                .rating
-                .clone()
-                .with_context(|| format!("author {:?}: review without `rating`", d.author))?;
+            let rating = d.rating.clone().with_context(|| format!("author {:?}: review without `rating`", d.author))?;
             f.insert("overall".into(), rating);
             f.insert("summary".into(), heading(d));
-            f.insert(
-                "description".into(),
-                d.product
-                    .clone()
-                    .or_else(|| d.title.clone())
-                    .unwrap_or_default(),
-            );
+            f.insert("description".into(), d.product.clone().or_else(|| d.title.clone()).unwrap_or_default());
             f.insert("reviewText".into(), text);
         }
         Task::TopicWriting => {
@@ -394,18 +340,14 @@ fn topic_summary_content(d: &AuthorDoc, opts: &BuildOptions) -> (String, String)
 /// abstract-generation input.
 fn keywords(text: &str, n: usize) -> Vec<String> {
     const STOP: &[&str] = &[
-        "that", "this", "with", "from", "have", "were", "which", "their", "there", "these", "they",
-        "been", "also", "into", "than", "then", "them", "such", "when", "where", "what", "will",
-        "would", "could", "should", "about", "more", "most", "some", "only", "other", "over",
-        "very", "your", "just", "like",
+        "that", "this", "with", "from", "have", "were", "which", "their", "there", "these", "they", "been", "also",
+        "into", "than", "then", "them", "such", "when", "where", "what", "will", "would", "could", "should", "about",
+        "more", "most", "some", "only", "other", "over", "very", "your", "just", "like",
     ];
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for w in text.split(|c: char| !c.is_alphanumeric()) {
         let w = w.to_lowercase();
-        if w.chars().count() >= 4
-            && w.chars().all(char::is_alphabetic)
-            && !STOP.contains(&w.as_str())
-        {
+        if w.chars().count() >= 4 && w.chars().all(char::is_alphabetic) && !STOP.contains(&w.as_str()) {
             *counts.entry(w).or_default() += 1;
         }
     }
@@ -417,11 +359,7 @@ fn keywords(text: &str, n: usize) -> Vec<String> {
 /// The task's input `x` and expected output `y` built from a target document,
 /// worded like LongLaMP's inputs so that [`crate::retrieve::query_text`]
 /// extracts the same query from both.
-fn make_input_output(
-    task: Task,
-    d: &AuthorDoc,
-    opts: &BuildOptions,
-) -> anyhow::Result<(String, String)> {
+fn make_input_output(task: Task, d: &AuthorDoc, opts: &BuildOptions) -> anyhow::Result<(String, String)> {
     Ok(match task {
         Task::EmailCompletion => {
             let text = cut_words(&d.text, opts.max_words + opts.opening_words);
@@ -429,11 +367,7 @@ fn make_input_output(
             let open_n = opts.opening_words.min(n_words / 3).max(1);
             let opening = cut_words_exact(&text, open_n);
             let rest = text[opening.len()..].trim().to_string();
-            let subject = d
-                .subject
-                .clone()
-                .or_else(|| d.title.clone())
-                .unwrap_or_default();
+            let subject = d.subject.clone().or_else(|| d.title.clone()).unwrap_or_default();
             let input = format!(
                 "Complete the email. Subject: \"{}\". The email begins: \"{}\"",
                 subject.trim(),
@@ -444,11 +378,8 @@ fn make_input_output(
         Task::AbstractGeneration => {
             let text = cut_words(&d.text, opts.max_words);
             let title = heading(d);
-            let items: Vec<String> = keywords(&text, 5)
-                .iter()
-                .enumerate()
-                .map(|(i, k)| format!("{}. {k}", i + 1))
-                .collect();
+            let items: Vec<String> =
+                keywords(&text, 5).iter().enumerate().map(|(i, k)| format!("{}. {k}", i + 1)).collect();
             (
                 format!(
                     "Generate an abstract for the title \"{title}\" using the following items: {}",
@@ -458,15 +389,8 @@ fn make_input_output(
             )
         }
         Task::ReviewWriting => {
-            let rating = d
-                .rating
-                .clone()
-                .with_context(|| format!("author {:?}: review without `rating`", d.author))?;
-            let product = d
-                .product
-                .clone()
-                .or_else(|| d.title.clone())
-                .unwrap_or_default();
+            let rating = d.rating.clone().with_context(|| format!("author {:?}: review without `rating`", d.author))?;
+            let product = d.product.clone().or_else(|| d.title.clone()).unwrap_or_default();
             let summary = heading(d);
             (
                 format!(
@@ -477,10 +401,7 @@ fn make_input_output(
         }
         Task::TopicWriting => {
             let (summary, content) = topic_summary_content(d, opts);
-            (
-                format!("Write the full post for the following summary: \"{summary}\""),
-                content,
-            )
+            (format!("Write the full post for the following summary: \"{summary}\""), content)
         }
     })
 }
@@ -514,10 +435,7 @@ mod tests {
     fn cut_words_keeps_short_text_and_cuts_long() {
         assert_eq!(cut_words("a b c", 5), "a b c");
         assert_eq!(cut_words("one two three four", 2), "one two");
-        assert_eq!(
-            cut_words("One two. Three four five six", 3),
-            "One two. Three"
-        );
+        assert_eq!(cut_words("One two. Three four five six", 3), "One two. Three");
         assert_eq!(cut_words("One two three. Four", 3), "One two three.");
     }
 

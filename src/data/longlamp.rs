@@ -73,21 +73,12 @@ pub fn load_longlamp(path: &Path, task: Task) -> anyhow::Result<Vec<Example>> {
 ///
 /// # Errors
 /// As [`load_longlamp`]; with `skip_invalid` only file-level errors.
-pub fn load_longlamp_with(
-    path: &Path,
-    task: Task,
-    opts: &LoadOptions,
-) -> anyhow::Result<(Vec<Example>, LoadReport)> {
+pub fn load_longlamp_with(path: &Path, task: Task, opts: &LoadOptions) -> anyhow::Result<(Vec<Example>, LoadReport)> {
     let ext = extension(path);
     let records = match ext.as_str() {
         "parquet" => parquet_records(path)?,
         "jsonl" | "ndjson" | "json" => text_records(path, &ext, &read(path)?)?,
-        _ => {
-            return Err(DataError::UnknownFormat {
-                path: path.to_path_buf(),
-            }
-            .into())
-        }
+        _ => return Err(DataError::UnknownFormat { path: path.to_path_buf() }.into()),
     };
     build_examples(path, records, task, opts)
 }
@@ -95,10 +86,7 @@ pub fn load_longlamp_with(
 /// The file's extension in lower case (`""` when it has none): it picks the
 /// format.
 fn extension(path: &Path) -> String {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase()
+    path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
 }
 
 /// [`load_longlamp_with`] for the text of a JSON or JSON Lines file held in
@@ -116,10 +104,7 @@ pub fn parse_longlamp_with(
 ) -> anyhow::Result<(Vec<Example>, LoadReport)> {
     let ext = extension(path);
     if !matches!(ext.as_str(), "jsonl" | "ndjson" | "json") {
-        return Err(DataError::UnknownFormat {
-            path: path.to_path_buf(),
-        }
-        .into());
+        return Err(DataError::UnknownFormat { path: path.to_path_buf() }.into());
     }
     let records = text_records(path, &ext, bytes)?;
     build_examples(path, records, task, opts)
@@ -155,16 +140,11 @@ fn build_examples(
         .and_then(|n| n.to_str())
         .map(|n| n.split('.').next().unwrap_or(n).to_string())
         .unwrap_or_else(|| "record".into());
-    let mut report = LoadReport {
-        records: records.len(),
-        ..LoadReport::default()
-    };
+    let mut report = LoadReport { records: records.len(), ..LoadReport::default() };
     let mut out = Vec::with_capacity(records.len());
     let mut first_seen: HashMap<String, Location> = HashMap::new();
     for (ordinal, (at, value)) in records.into_iter().enumerate() {
-        let result = value.and_then(|v| {
-            record_to_example(&v, task, path, at, &format!("{stem}-{}", ordinal + 1))
-        });
+        let result = value.and_then(|v| record_to_example(&v, task, path, at, &format!("{stem}-{}", ordinal + 1)));
         let result = result.and_then(|e| match first_seen.get(&e.id) {
             Some(first) => Err(DataError::DuplicateId {
                 path: path.to_path_buf(),
@@ -180,9 +160,7 @@ fn build_examples(
                 first_seen.insert(e.id.clone(), at);
                 out.push(e);
             }
-            Err(err) if opts.skip_invalid => report.skipped.push(SkippedRecord {
-                reason: err.to_string(),
-            }),
+            Err(err) if opts.skip_invalid => report.skipped.push(SkippedRecord { reason: err.to_string() }),
             Err(err) => return Err(err.into()),
         }
     }
@@ -191,29 +169,18 @@ fn build_examples(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
 }
 
 /// Decodes `bytes` as UTF-8 or names the line of the first bad byte
 /// (`lines`: report as [`Location::Line`], else as record 1 of the file).
-pub(crate) fn utf8_or_error<'a>(
-    path: &Path,
-    bytes: &'a [u8],
-    lines: bool,
-) -> Result<&'a str, DataError> {
+pub(crate) fn utf8_or_error<'a>(path: &Path, bytes: &'a [u8], lines: bool) -> Result<&'a str, DataError> {
     std::str::from_utf8(bytes).map_err(|e| {
         let byte = e.valid_up_to();
         let line = bytes[..byte].iter().filter(|b| **b == b'\n').count() + 1;
         DataError::NotUtf8 {
             path: path.to_path_buf(),
-            at: if lines {
-                Location::Line(line)
-            } else {
-                Location::Record(1)
-            },
+            at: if lines { Location::Line(line) } else { Location::Record(1) },
             byte,
         }
     })
@@ -233,11 +200,7 @@ fn jsonl_records_from(path: &Path, bytes: &[u8]) -> Records {
             continue;
         }
         let value = match std::str::from_utf8(raw) {
-            Err(e) => Err(DataError::NotUtf8 {
-                path: path.to_path_buf(),
-                at,
-                byte: line_start + e.valid_up_to(),
-            }),
+            Err(e) => Err(DataError::NotUtf8 { path: path.to_path_buf(), at, byte: line_start + e.valid_up_to() }),
             Ok(text) => serde_json::from_str::<Value>(text).map_err(|e| DataError::NotJson {
                 path: path.to_path_buf(),
                 at,
@@ -257,11 +220,9 @@ fn json_array_records(path: &Path, bytes: &[u8]) -> Result<Records, DataError> {
         message: e.to_string(),
     })?;
     match value {
-        Value::Array(items) => Ok(items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (Location::Record(i + 1), Ok(v)))
-            .collect()),
+        Value::Array(items) => {
+            Ok(items.into_iter().enumerate().map(|(i, v)| (Location::Record(i + 1), Ok(v))).collect())
+        }
         other => Err(DataError::WrongType {
             path: path.to_path_buf(),
             at: Location::Record(1),
@@ -273,14 +234,9 @@ fn json_array_records(path: &Path, bytes: &[u8]) -> Result<Records, DataError> {
 }
 
 fn parquet_records(path: &Path) -> Result<Records, DataError> {
-    let file = File::open(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let pq_err = |e: parquet::errors::ParquetError| DataError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let pq_err =
+        |e: parquet::errors::ParquetError| DataError::Parquet { path: path.to_path_buf(), message: e.to_string() };
     let reader = SerializedFileReader::new(file).map_err(pq_err)?;
     let rows = reader.get_row_iter(None).map_err(pq_err)?;
     let mut out = Vec::new();
@@ -288,10 +244,7 @@ fn parquet_records(path: &Path) -> Result<Records, DataError> {
         let at = Location::Row(i + 1);
         // A row that fails to decode means a corrupt page: stop, whatever
         // `skip_invalid` says, since later rows of the page are unreliable.
-        let row = row.map_err(|e| DataError::Parquet {
-            path: path.to_path_buf(),
-            message: format!("{at}: {e}"),
-        })?;
+        let row = row.map_err(|e| DataError::Parquet { path: path.to_path_buf(), message: format!("{at}: {e}") })?;
         out.push((at, Ok(row.to_json_value())));
     }
     Ok(out)
@@ -337,11 +290,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn missing(&self, field: impl Into<String>) -> DataError {
-        DataError::MissingField {
-            path: self.path.to_path_buf(),
-            at: self.at,
-            field: field.into(),
-        }
+        DataError::MissingField { path: self.path.to_path_buf(), at: self.at, field: field.into() }
     }
     fn wrong(&self, field: impl Into<String>, expected: &'static str, found: &Value) -> DataError {
         DataError::WrongType {
@@ -352,12 +301,7 @@ impl Ctx<'_> {
             found: abbreviate(found),
         }
     }
-    fn string(
-        &self,
-        obj: &serde_json::Map<String, Value>,
-        key: &str,
-        field: &str,
-    ) -> Result<String, DataError> {
+    fn string(&self, obj: &serde_json::Map<String, Value>, key: &str, field: &str) -> Result<String, DataError> {
         match obj.get(key) {
             None | Some(Value::Null) => Err(self.missing(field)),
             Some(Value::String(s)) => Ok(s.clone()),
@@ -376,9 +320,7 @@ pub(crate) fn record_to_example(
     default_id: &str,
 ) -> Result<Example, DataError> {
     let cx = Ctx { path, at };
-    let obj = v
-        .as_object()
-        .ok_or_else(|| cx.wrong("(record)", "an object", v))?;
+    let obj = v.as_object().ok_or_else(|| cx.wrong("(record)", "an object", v))?;
     let input = cx.string(obj, "input", "input")?;
     let output = cx.string(obj, "output", "output")?;
     let id = match obj.get("id") {
@@ -395,10 +337,7 @@ pub(crate) fn record_to_example(
         Some(other) => return Err(cx.wrong("profile", "an array", other)),
     };
     if profile_v.is_empty() {
-        return Err(DataError::EmptyProfile {
-            path: path.to_path_buf(),
-            at,
-        });
+        return Err(DataError::EmptyProfile { path: path.to_path_buf(), at });
     }
     let mut profile = Vec::with_capacity(profile_v.len());
     let mut item_ids: HashMap<String, usize> = HashMap::new();
@@ -415,30 +354,14 @@ pub(crate) fn record_to_example(
         }
         profile.push(item);
     }
-    Ok(Example {
-        id,
-        task,
-        user_id,
-        input,
-        output,
-        profile,
-    })
+    Ok(Example { id, task, user_id, input, output, profile })
 }
 
-fn profile_item(
-    cx: &Ctx<'_>,
-    v: &Value,
-    i: usize,
-    task: Task,
-    example_id: &str,
-) -> Result<ProfileItem, DataError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| cx.wrong(format!("profile[{i}]"), "an object", v))?;
+fn profile_item(cx: &Ctx<'_>, v: &Value, i: usize, task: Task, example_id: &str) -> Result<ProfileItem, DataError> {
+    let obj = v.as_object().ok_or_else(|| cx.wrong(format!("profile[{i}]"), "an object", v))?;
     let id = match obj.get("id") {
         None | Some(Value::Null) => format!("{example_id}-p{i}"),
-        Some(v) => scalar_text(v)
-            .ok_or_else(|| cx.wrong(format!("profile[{i}].id"), "a string or number", v))?,
+        Some(v) => scalar_text(v).ok_or_else(|| cx.wrong(format!("profile[{i}].id"), "a string or number", v))?,
     };
     let mut fields = BTreeMap::new();
     // Extra fields first, so that a canonical field wins over an alias and
@@ -447,12 +370,7 @@ fn profile_item(
         if k == "id" || v.is_null() {
             continue;
         }
-        let key = task
-            .field_aliases()
-            .iter()
-            .find(|(alias, _)| alias == k)
-            .map(|(_, c)| *c)
-            .unwrap_or(k.as_str());
+        let key = task.field_aliases().iter().find(|(alias, _)| alias == k).map(|(_, c)| *c).unwrap_or(k.as_str());
         if key != k.as_str() && obj.get(key).is_some_and(|v| !v.is_null()) {
             // Both the alias and the canonical name are present: keep the
             // alias under its own name rather than overwrite.

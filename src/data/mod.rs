@@ -54,13 +54,9 @@ pub mod demo;
 mod longlamp;
 pub mod stats;
 
-pub use build::{
-    build_from_docs, cut_words, read_docs, split_for_user, split_users, AuthorDoc, BuildOptions,
-};
+pub use build::{build_from_docs, cut_words, read_docs, split_for_user, split_users, AuthorDoc, BuildOptions};
 pub use demo::{build_demo, build_demo_dataset, DemoOptions};
-pub use longlamp::{
-    load_longlamp, load_longlamp_with, parse_longlamp_with, LoadOptions, LoadReport, SkippedRecord,
-};
+pub use longlamp::{load_longlamp, load_longlamp_with, parse_longlamp_with, LoadOptions, LoadReport, SkippedRecord};
 pub use stats::{dataset_stats, DatasetStats, LengthStats, TaskStats};
 
 /// The four LongLaMP tasks. Serialised in kebab case (`"email-completion"`,
@@ -84,12 +80,8 @@ pub enum Task {
 
 impl Task {
     /// All tasks in a fixed order.
-    pub const ALL: [Task; 4] = [
-        Task::EmailCompletion,
-        Task::AbstractGeneration,
-        Task::ReviewWriting,
-        Task::TopicWriting,
-    ];
+    pub const ALL: [Task; 4] =
+        [Task::EmailCompletion, Task::AbstractGeneration, Task::ReviewWriting, Task::TopicWriting];
 
     /// The kebab-case name (`"email-completion"`, …).
     pub fn name(self) -> &'static str {
@@ -157,12 +149,8 @@ impl FromStr for Task {
         let stem = norm.trim_end_matches("-user").trim_end_matches("-temporal");
         match stem {
             "email-completion" | "email-generation" | "email" => Ok(Task::EmailCompletion),
-            "abstract-generation" | "generation-abstract" | "abstract" => {
-                Ok(Task::AbstractGeneration)
-            }
-            "review-writing" | "product-review" | "product-review-writing" | "review" => {
-                Ok(Task::ReviewWriting)
-            }
+            "abstract-generation" | "generation-abstract" | "abstract" => Ok(Task::AbstractGeneration),
+            "review-writing" | "product-review" | "product-review-writing" | "review" => Ok(Task::ReviewWriting),
             "topic-writing" | "topic" => Ok(Task::TopicWriting),
             _ => Err(UnknownTask(s.to_string())),
         }
@@ -416,10 +404,7 @@ impl Dataset {
     /// An empty data set with all three splits present.
     pub fn new(description: impl Into<String>) -> Self {
         let examples = Split::ALL.iter().map(|s| (*s, Vec::new())).collect();
-        Dataset {
-            examples,
-            description: description.into(),
-        }
+        Dataset { examples, description: description.into() }
     }
 
     /// The examples of split `s` (empty when absent).
@@ -435,9 +420,7 @@ impl Dataset {
 
     /// All examples of all splits with their split, in canonical order.
     pub fn iter(&self) -> impl Iterator<Item = (Split, &Example)> {
-        self.examples
-            .iter()
-            .flat_map(|(s, v)| v.iter().map(move |e| (*s, e)))
+        self.examples.iter().flat_map(|(s, v)| v.iter().map(move |e| (*s, e)))
     }
 
     /// Looks an example up by id in any split.
@@ -482,10 +465,7 @@ impl Dataset {
         let mut ids: BTreeMap<&str, Split> = BTreeMap::new();
         for (s, e) in self.iter() {
             if let Some(first) = ids.insert(&e.id, s) {
-                anyhow::bail!(
-                    "{s}: example {:?}: duplicate example id (also in {first})",
-                    e.id
-                );
+                anyhow::bail!("{s}: example {:?}: duplicate example id (also in {first})", e.id);
             }
             validate_example(e).with_context(|| format!("{s}: example {:?}", e.id))?;
         }
@@ -501,11 +481,7 @@ impl Dataset {
         for (s, e) in self.iter() {
             if let Some(prev) = seen.insert((e.task, e.user_id.as_str()), s) {
                 if prev != s {
-                    anyhow::bail!(
-                        "task {}: user {:?} is in both {prev} and {s}",
-                        e.task,
-                        e.user_id
-                    );
+                    anyhow::bail!("task {}: user {:?} is in both {prev} and {s}", e.task, e.user_id);
                 }
             }
         }
@@ -526,9 +502,7 @@ impl Dataset {
             let path = dir.join(format!("{}.jsonl", s.name()));
             let mut text = String::new();
             for e in self.split(s) {
-                text.push_str(
-                    &serde_json::to_string(e).with_context(|| format!("serialising {}", e.id))?,
-                );
+                text.push_str(&serde_json::to_string(e).with_context(|| format!("serialising {}", e.id))?);
                 text.push('\n');
             }
             store::write_private_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
@@ -556,25 +530,18 @@ impl Dataset {
     /// [`DataError`] naming file, line and field; a digest mismatch.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest_text =
-            std::fs::read_to_string(&manifest_path).map_err(|source| DataError::Io {
-                path: manifest_path.clone(),
-                source,
-            })?;
-        let manifest: Manifest =
-            serde_json::from_str(&manifest_text).map_err(|e| DataError::NotJson {
-                path: manifest_path.clone(),
-                at: Location::Line(e.line()),
-                message: e.to_string(),
-            })?;
+        let manifest_text = std::fs::read_to_string(&manifest_path)
+            .map_err(|source| DataError::Io { path: manifest_path.clone(), source })?;
+        let manifest: Manifest = serde_json::from_str(&manifest_text).map_err(|e| DataError::NotJson {
+            path: manifest_path.clone(),
+            at: Location::Line(e.line()),
+            message: e.to_string(),
+        })?;
         let mut ds = Dataset::new(manifest.description.clone());
         let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
         for s in Split::ALL {
             let path = dir.join(format!("{}.jsonl", s.name()));
-            let bytes = std::fs::read(&path).map_err(|source| DataError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let bytes = std::fs::read(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
             let text = longlamp::utf8_or_error(&path, &bytes, true)?;
             let mut out = Vec::new();
             for (i, line) in text.lines().enumerate() {
@@ -585,16 +552,8 @@ impl Dataset {
                 let e: Example = serde_json::from_str(line).map_err(|err| {
                     let msg = err.to_string();
                     match missing_field_name(&msg) {
-                        Some(field) => DataError::MissingField {
-                            path: path.clone(),
-                            at,
-                            field,
-                        },
-                        None => DataError::NotJson {
-                            path: path.clone(),
-                            at,
-                            message: msg,
-                        },
+                        Some(field) => DataError::MissingField { path: path.clone(), at, field },
+                        None => DataError::NotJson { path: path.clone(), at, message: msg },
                     }
                 })?;
                 if let Some(first) = first_seen.get(&e.id) {
@@ -615,12 +574,7 @@ impl Dataset {
         }
         let actual = ds.digest_hex();
         if actual != manifest.digest {
-            return Err(DataError::DigestMismatch {
-                dir: dir.to_path_buf(),
-                expected: manifest.digest,
-                actual,
-            }
-            .into());
+            return Err(DataError::DigestMismatch { dir: dir.to_path_buf(), expected: manifest.digest, actual }.into());
         }
         Ok(ds)
     }
@@ -633,11 +587,7 @@ impl Dataset {
     /// # Errors
     /// As [`load_longlamp_with`]; duplicate example ids across splits; a
     /// directory with no split file at all.
-    pub fn from_longlamp_dir(
-        dir: &Path,
-        task: Task,
-        opts: &LoadOptions,
-    ) -> anyhow::Result<(Self, LoadReport)> {
+    pub fn from_longlamp_dir(dir: &Path, task: Task, opts: &LoadOptions) -> anyhow::Result<(Self, LoadReport)> {
         let mut ds = Dataset::new(format!("LongLaMP {task} from {}", dir.display()));
         let mut report = LoadReport::default();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -648,11 +598,7 @@ impl Dataset {
         entries.sort();
         let mut found = false;
         for path in entries {
-            let stem = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
             let split = if stem.starts_with("train") {
                 Split::Train
             } else if stem.starts_with("val") || stem.starts_with("dev") {

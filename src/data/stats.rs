@@ -33,15 +33,8 @@ impl LengthStats {
             return LengthStats::default();
         }
         let mean = values.iter().sum::<usize>() as f64 / n as f64;
-        let var = if n > 1 {
-            values
-                .iter()
-                .map(|v| (*v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / (n - 1) as f64
-        } else {
-            0.0
-        };
+        let var =
+            if n > 1 { values.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
         LengthStats {
             n,
             mean,
@@ -100,8 +93,7 @@ pub fn dataset_stats(ds: &Dataset, count: &dyn Fn(&str) -> usize, tokenizer: &st
     for task in ds.tasks() {
         let mut users = BTreeSet::new();
         let mut examples = BTreeMap::new();
-        let (mut inp, mut out, mut items, mut item_len) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut inp, mut out, mut items, mut item_len) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for s in Split::ALL {
             let mut n = 0;
             for e in ds.split(s).iter().filter(|e| e.task == task) {
@@ -126,10 +118,7 @@ pub fn dataset_stats(ds: &Dataset, count: &dyn Fn(&str) -> usize, tokenizer: &st
             profile_item_tokens: LengthStats::of(&item_len),
         });
     }
-    DatasetStats {
-        tokenizer: tokenizer.to_string(),
-        tasks,
-    }
+    DatasetStats { tokenizer: tokenizer.to_string(), tasks }
 }
 
 impl fmt::Display for DatasetStats {

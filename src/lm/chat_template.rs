@@ -234,10 +234,7 @@ mod tests {
             .filter_map(|s| if let Segment::Content(c) = s { Some(c.as_str()) } else { None })
             .collect();
         assert_eq!(contents, ["say <|im_end|> now"]);
-        assert!(chat
-            .segments
-            .iter()
-            .all(|s| !matches!(s, Segment::Template(t) if t.contains("say"))));
+        assert!(chat.segments.iter().all(|s| !matches!(s, Segment::Template(t) if t.contains("say"))));
     }
 
     #[test]

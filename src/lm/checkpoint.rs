@@ -32,15 +32,9 @@ pub fn hf_to_gguf(name: &str) -> Result<String> {
     if let Some(f) = fixed {
         return Ok(f.to_string());
     }
-    let rest = name
-        .strip_prefix("model.layers.")
-        .with_context(|| format!("no GGUF name for {name}"))?;
-    let (layer, tail) = rest
-        .split_once('.')
-        .with_context(|| format!("no GGUF name for {name}"))?;
-    let (module, kind) = tail
-        .rsplit_once('.')
-        .with_context(|| format!("no GGUF name for {name}"))?;
+    let rest = name.strip_prefix("model.layers.").with_context(|| format!("no GGUF name for {name}"))?;
+    let (layer, tail) = rest.split_once('.').with_context(|| format!("no GGUF name for {name}"))?;
+    let (module, kind) = tail.rsplit_once('.').with_context(|| format!("no GGUF name for {name}"))?;
     let g = match module {
         "input_layernorm" => "attn_norm",
         "self_attn.q_proj" => "attn_q",
@@ -109,28 +103,23 @@ pub struct SafetensorsSource {
 
 /// Why a safetensors file fails to parse, with the first tensor whose data
 /// lies past the end when the file is truncated.
-fn diagnose_safetensors(
-    path: &Path,
-    buf: &[u8],
-    err: safetensors::SafeTensorError,
-) -> anyhow::Error {
+fn diagnose_safetensors(path: &Path, buf: &[u8], err: safetensors::SafeTensorError) -> anyhow::Error {
     let hint = (|| {
         let n = u64::from_le_bytes(buf.get(..8)?.try_into().ok()?) as usize;
         let header: serde_json::Value = serde_json::from_slice(buf.get(8..8 + n)?).ok()?;
         let avail = buf.len().checked_sub(8 + n)?;
         let mut worst: Option<(u64, String)> = None;
         for (name, info) in header.as_object()? {
-            let end = info
-                .get("data_offsets")
-                .and_then(|o| o.get(1))
-                .and_then(|e| e.as_u64());
+            let end = info.get("data_offsets").and_then(|o| o.get(1)).and_then(|e| e.as_u64());
             if let Some(end) = end {
                 if end as usize > avail && worst.as_ref().is_none_or(|w| end < w.0) {
                     worst = Some((end, name.clone()));
                 }
             }
         }
-        worst.map(|(end, name)| format!("tensor {name}: data ends at byte {end} of the data section, which has {avail} bytes (truncated?)"))
+        worst.map(|(end, name)| {
+            format!("tensor {name}: data ends at byte {end} of the data section, which has {avail} bytes (truncated?)")
+        })
     })();
     match hint {
         Some(h) => anyhow!("{}: {h} ({err})", path.display()),
@@ -151,35 +140,27 @@ impl SafetensorsSource {
         let paths: Vec<PathBuf> = if single.exists() {
             vec![single]
         } else if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path)
-                .with_context(|| format!("reading {}", index_path.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", index_path.display()))?;
+            let text =
+                std::fs::read_to_string(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", index_path.display()))?;
             let map = v
                 .get("weight_map")
                 .and_then(|m| m.as_object())
                 .with_context(|| format!("{}: no weight_map", index_path.display()))?;
-            let mut files: Vec<String> = map
-                .values()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect();
+            let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
             files.sort();
             files.dedup();
             files.into_iter().map(|f| dir.join(f)).collect()
         } else {
-            bail!(
-                "{}: neither model.safetensors nor model.safetensors.index.json",
-                dir.display()
-            );
+            bail!("{}: neither model.safetensors nor model.safetensors.index.json", dir.display());
         };
         let mut files = Vec::new();
         let mut index = HashMap::new();
         for path in paths {
-            let f = std::fs::File::open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
+            let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
             // SAFETY: read-only map of a file we do not modify while it is mapped.
-            let mmap =
-                unsafe { Mmap::map(&f) }.with_context(|| format!("mapping {}", path.display()))?;
+            let mmap = unsafe { Mmap::map(&f) }.with_context(|| format!("mapping {}", path.display()))?;
             let (header_len, meta) = match SafeTensors::read_metadata(&mmap) {
                 Ok(x) => x,
                 Err(e) => return Err(diagnose_safetensors(&path, &mmap, e)),
@@ -187,12 +168,7 @@ impl SafetensorsSource {
             for name in meta.tensors().keys() {
                 index.insert(name.clone(), files.len());
             }
-            files.push(StFile {
-                path,
-                mmap,
-                header_len,
-                meta,
-            });
+            files.push(StFile { path, mmap, header_len, meta });
         }
         Ok(SafetensorsSource { files, index })
     }
@@ -207,17 +183,12 @@ impl SafetensorsSource {
     /// # Errors
     /// Missing tensor or unsupported dtype, naming the file and the tensor.
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
-        let &i = self.index.get(name).with_context(|| {
-            format!(
-                "tensor {name} is not in the checkpoint ({} files)",
-                self.files.len()
-            )
-        })?;
+        let &i = self
+            .index
+            .get(name)
+            .with_context(|| format!("tensor {name} is not in the checkpoint ({} files)", self.files.len()))?;
         let f = &self.files[i];
-        let info = f
-            .meta
-            .info(name)
-            .with_context(|| format!("{}: tensor {name} missing", f.path.display()))?;
+        let info = f.meta.info(name).with_context(|| format!("{}: tensor {name} missing", f.path.display()))?;
         let (s, e) = info.data_offsets;
         let start = 8 + f.header_len;
         let bytes = f
@@ -229,10 +200,7 @@ impl SafetensorsSource {
             Dtype::F32 => Kind::Float,
             Dtype::F16 => Kind::Half,
             Dtype::BF16 => Kind::BFloat16,
-            other => bail!(
-                "{}: tensor {name}: unsupported dtype {other:?}",
-                f.path.display()
-            ),
+            other => bail!("{}: tensor {name}: unsupported dtype {other:?}", f.path.display()),
         };
         let t = Tensor::f_from_data_size(bytes, &dims, kind)
             .with_context(|| format!("{}: tensor {name}", f.path.display()))?;
@@ -248,26 +216,20 @@ impl SafetensorsSource {
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let t = t
-            .f_to_device(tch::Device::Cpu)?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?;
+        let t = t.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
         let numel = t.numel();
         let mut bytes = vec![0u8; numel * 4];
-        t.f_copy_data_u8(&mut bytes, numel)
-            .with_context(|| format!("copying {name}"))?;
+        t.f_copy_data_u8(&mut bytes, numel).with_context(|| format!("copying {name}"))?;
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         bufs.push((name.clone(), shape, bytes));
     }
     let mut views = Vec::with_capacity(bufs.len());
     for (name, shape, bytes) in &bufs {
-        let v = TensorView::new(Dtype::F32, shape.clone(), bytes)
-            .map_err(|e| anyhow!("{name}: {e}"))?;
+        let v = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| anyhow!("{name}: {e}"))?;
         views.push((name.clone(), v));
     }
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(meta), path)
-        .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+    safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
     Ok(())
 }
 
@@ -277,22 +239,10 @@ mod tests {
 
     #[test]
     fn gguf_names() {
-        assert_eq!(
-            hf_to_gguf("model.layers.3.self_attn.k_proj.weight").unwrap(),
-            "blk.3.attn_k.weight"
-        );
-        assert_eq!(
-            hf_to_gguf("model.layers.12.mlp.down_proj.weight").unwrap(),
-            "blk.12.ffn_down.weight"
-        );
-        assert_eq!(
-            hf_to_gguf("model.layers.0.self_attn.q_proj.bias").unwrap(),
-            "blk.0.attn_q.bias"
-        );
-        assert_eq!(
-            hf_to_gguf("model.embed_tokens.weight").unwrap(),
-            "token_embd.weight"
-        );
+        assert_eq!(hf_to_gguf("model.layers.3.self_attn.k_proj.weight").unwrap(), "blk.3.attn_k.weight");
+        assert_eq!(hf_to_gguf("model.layers.12.mlp.down_proj.weight").unwrap(), "blk.12.ffn_down.weight");
+        assert_eq!(hf_to_gguf("model.layers.0.self_attn.q_proj.bias").unwrap(), "blk.0.attn_q.bias");
+        assert_eq!(hf_to_gguf("model.embed_tokens.weight").unwrap(), "token_embd.weight");
         assert!(hf_to_gguf("model.layers.0.foo.weight").is_err());
     }
 }

@@ -131,26 +131,14 @@ impl ModelConfig {
             }
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
-            bail!(
-                "num_heads {} is not a multiple of num_kv_heads {}",
-                self.num_heads,
-                self.num_kv_heads
-            );
+            bail!("num_heads {} is not a multiple of num_kv_heads {}", self.num_heads, self.num_kv_heads);
         }
         // Every weight's shape must be expressible for tch (i64 dimensions).
         for (name, a, b) in [
             ("num_heads * head_dim", self.num_heads, self.head_dim),
             ("num_kv_heads * head_dim", self.num_kv_heads, self.head_dim),
-            (
-                "vocab_size * hidden_size",
-                self.vocab_size,
-                self.hidden_size,
-            ),
-            (
-                "hidden_size * intermediate_size",
-                self.hidden_size,
-                self.intermediate_size,
-            ),
+            ("vocab_size * hidden_size", self.vocab_size, self.hidden_size),
+            ("hidden_size * intermediate_size", self.hidden_size, self.intermediate_size),
         ] {
             if a.checked_mul(b).is_none_or(|n| n > i64::MAX as usize) {
                 bail!("config fields {name} = {a} * {b} overflow");
@@ -175,17 +163,11 @@ impl ModelConfig {
         let k = |s: &str| format!("{arch_name}.{s}");
         let hidden_size = g.meta_usize(&k("embedding_length"))?;
         let num_heads = g.meta_usize(&k("attention.head_count"))?;
-        let num_kv_heads = g
-            .meta_usize_opt(&k("attention.head_count_kv"))?
-            .unwrap_or(num_heads);
+        let num_kv_heads = g.meta_usize_opt(&k("attention.head_count_kv"))?.unwrap_or(num_heads);
         let head_dim = match g.meta_usize_opt(&k("attention.key_length"))? {
             Some(d) => d,
             None => hidden_size.checked_div(num_heads).with_context(|| {
-                format!(
-                    "{}: metadata key {}: 0 heads",
-                    g.path.display(),
-                    k("attention.head_count")
-                )
+                format!("{}: metadata key {}: 0 heads", g.path.display(), k("attention.head_count"))
             })?,
         };
         let vocab_size = match g.meta_usize_opt(&k("vocab_size"))? {
@@ -193,13 +175,9 @@ impl ModelConfig {
             None => g.meta_array_len("tokenizer.ggml.tokens")?,
         };
         let rope_theta = g.meta_f64_opt(&k("rope.freq_base"))?.unwrap_or(10_000.0);
-        let rms_norm_eps = g
-            .meta_f64_opt(&k("attention.layer_norm_rms_epsilon"))?
-            .unwrap_or(1e-6);
+        let rms_norm_eps = g.meta_f64_opt(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6);
         let tie = !g.has_tensor("output.weight");
-        let eos = g
-            .meta_usize_opt("tokenizer.ggml.eos_token_id")?
-            .map(|v| v as u32);
+        let eos = g.meta_usize_opt("tokenizer.ggml.eos_token_id")?.map(|v| v as u32);
         let cfg = ModelConfig {
             arch,
             vocab_size,
@@ -213,13 +191,10 @@ impl ModelConfig {
             rms_norm_eps,
             tie_word_embeddings: tie,
             max_position_embeddings: g.meta_usize_opt(&k("context_length"))?.unwrap_or(2048),
-            bos_token_id: g
-                .meta_usize_opt("tokenizer.ggml.bos_token_id")?
-                .map(|v| v as u32),
+            bos_token_id: g.meta_usize_opt("tokenizer.ggml.bos_token_id")?.map(|v| v as u32),
             eos_token_ids: eos.into_iter().collect(),
         };
-        cfg.validate()
-            .with_context(|| format!("config from {}", g.path.display()))?;
+        cfg.validate().with_context(|| format!("config from {}", g.path.display()))?;
         // Every layer has its own tensors, so a block count above the number
         // of tensors is corrupt (and would size the model's layer list).
         if cfg.num_layers > g.tensors.len() {
@@ -240,12 +215,9 @@ impl ModelConfig {
     /// Unreadable file, bad JSON, unsupported `model_type` or a missing
     /// required field, each naming the file.
     pub fn from_hf_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let raw: HfConfig =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        raw.resolve()
-            .with_context(|| format!("resolving {}", path.display()))
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let raw: HfConfig = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        raw.resolve().with_context(|| format!("resolving {}", path.display()))
     }
 
     /// The Hugging Face `config.json` for this configuration (weights stored
@@ -256,11 +228,7 @@ impl ModelConfig {
             [one] => serde_json::json!(one),
             many => serde_json::json!(many),
         };
-        let act = if self.arch.gelu_gate() {
-            "gelu_pytorch_tanh"
-        } else {
-            "silu"
-        };
+        let act = if self.arch.gelu_gate() { "gelu_pytorch_tanh" } else { "silu" };
         serde_json::json!({
             "architectures": [self.arch.hf_architecture()],
             "model_type": self.arch.hf_model_type(),

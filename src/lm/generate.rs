@@ -68,9 +68,7 @@ impl LanguageModel {
             if let Some(&bad) = r.prompt_ids.iter().find(|&&t| t >= vocab) {
                 bail!("generate: request {i}: token id {bad} >= vocab size {vocab}");
             }
-            r.settings
-                .validate()
-                .map_err(|e| anyhow::anyhow!("generate: request {i}: {e}"))?;
+            r.settings.validate().map_err(|e| anyhow::anyhow!("generate: request {i}: {e}"))?;
         }
         tch::no_grad(|| self.generate_inner(reqs))
     }
@@ -81,72 +79,34 @@ impl LanguageModel {
         let prompts: Vec<Vec<u32>> = reqs.iter().map(|r| r.prompt_ids.clone()).collect();
         let (ids, mask) = pad_batch(&prompts, true)?;
         let t0 = ids.size()[1];
-        let max_new = reqs
-            .iter()
-            .map(|r| r.settings.max_new_tokens)
-            .max()
-            .unwrap_or(0);
+        let max_new = reqs.iter().map(|r| r.settings.max_new_tokens).max().unwrap_or(0);
         let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
-        let mut finish: Vec<Option<FinishReason>> = reqs
-            .iter()
-            .map(|r| (r.settings.max_new_tokens == 0).then_some(FinishReason::Length))
-            .collect();
+        let mut finish: Vec<Option<FinishReason>> =
+            reqs.iter().map(|r| (r.settings.max_new_tokens == 0).then_some(FinishReason::Length)).collect();
         if max_new > 0 {
-            let mut rngs: Vec<ChaCha20Rng> = reqs
-                .iter()
-                .map(|r| ChaCha20Rng::seed_from_u64(r.seed))
-                .collect();
+            let mut rngs: Vec<ChaCha20Rng> = reqs.iter().map(|r| ChaCha20Rng::seed_from_u64(r.seed)).collect();
             let stops: Vec<Vec<u32>> = reqs
                 .iter()
-                .map(|r| {
-                    r.settings
-                        .stop_tokens
-                        .iter()
-                        .chain(self.tokenizer().eos_ids())
-                        .copied()
-                        .collect()
-                })
+                .map(|r| r.settings.stop_tokens.iter().chain(self.tokenizer().eos_ids()).copied().collect())
                 .collect();
             let mut cache = self.model.new_cache(b as i64, t0 + max_new as i64)?;
             let mut key_mask = mask.f_to_device(dev)?;
             let mut pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
             let positions = super::positions_from_mask(&key_mask)?;
-            let h = self.model.hidden(
-                &ids.f_to_device(dev)?,
-                &positions,
-                &key_mask,
-                Some(&mut cache),
-            )?;
+            let h = self.model.hidden(&ids.f_to_device(dev)?, &positions, &key_mask, Some(&mut cache))?;
             let mut last = h.f_narrow(1, t0 - 1, 1)?.f_squeeze_dim(1)?;
             let vocab = self.config().vocab_size;
             // Per-row temperatures for the batched softmax (greedy rows use 1; they read logits).
-            let temps: Vec<f32> = reqs
-                .iter()
-                .map(|r| {
-                    if r.settings.is_greedy() {
-                        1.0
-                    } else {
-                        r.settings.temperature as f32
-                    }
-                })
-                .collect();
-            let temps = Tensor::f_from_slice(&temps)?
-                .f_view([b as i64, 1])?
-                .f_to_device(dev)?;
+            let temps: Vec<f32> =
+                reqs.iter().map(|r| if r.settings.is_greedy() { 1.0 } else { r.settings.temperature as f32 }).collect();
+            let temps = Tensor::f_from_slice(&temps)?.f_view([b as i64, 1])?.f_to_device(dev)?;
             let mut flat = vec![0f32; b * vocab];
             let mut probs = vec![0f32; b * vocab];
             for _step in 0..max_new {
                 let logits = self.model.logits(&last)?.f_to_kind(Kind::Float)?;
                 // Row-wise softmax: each row's result depends on that row only.
-                let p = logits
-                    .f_div(&temps)?
-                    .f_softmax(-1, Kind::Float)?
-                    .f_to_device(Device::Cpu)?
-                    .f_contiguous()?;
-                logits
-                    .f_to_device(Device::Cpu)?
-                    .f_contiguous()?
-                    .f_copy_data(&mut flat, b * vocab)?;
+                let p = logits.f_div(&temps)?.f_softmax(-1, Kind::Float)?.f_to_device(Device::Cpu)?.f_contiguous()?;
+                logits.f_to_device(Device::Cpu)?.f_contiguous()?.f_copy_data(&mut flat, b * vocab)?;
                 p.f_copy_data(&mut probs, b * vocab)?;
                 let mut next = vec![0i64; b];
                 for r in 0..b {
@@ -154,15 +114,8 @@ impl LanguageModel {
                         continue;
                     }
                     let row = r * vocab..(r + 1) * vocab;
-                    let tok = sample_from_probs(
-                        &flat[row.clone()],
-                        &probs[row],
-                        &reqs[r].settings,
-                        &mut rngs[r],
-                    )
-                    .map_err(|e| {
-                        anyhow::anyhow!("generate: request {r}, step {}: {e}", out[r].len())
-                    })?;
+                    let tok = sample_from_probs(&flat[row.clone()], &probs[row], &reqs[r].settings, &mut rngs[r])
+                        .map_err(|e| anyhow::anyhow!("generate: request {r}, step {}: {e}", out[r].len()))?;
                     next[r] = tok as i64;
                     if stops[r].contains(&tok) {
                         finish[r] = Some(FinishReason::StopToken);
@@ -186,23 +139,11 @@ impl LanguageModel {
                 if finish.iter().all(Option::is_some) {
                     break;
                 }
-                let step_ids = Tensor::f_from_slice(&next)?
-                    .f_view([b as i64, 1])?
-                    .f_to_device(dev)?;
-                let step_pos = Tensor::f_from_slice(&pos)?
-                    .f_view([b as i64, 1])?
-                    .f_to_device(dev)?;
+                let step_ids = Tensor::f_from_slice(&next)?.f_view([b as i64, 1])?.f_to_device(dev)?;
+                let step_pos = Tensor::f_from_slice(&pos)?.f_view([b as i64, 1])?.f_to_device(dev)?;
                 pos.iter_mut().for_each(|p| *p += 1);
-                key_mask = Tensor::f_cat(
-                    &[
-                        &key_mask,
-                        &Tensor::f_ones([b as i64, 1], (Kind::Int64, dev))?,
-                    ],
-                    1,
-                )?;
-                let h = self
-                    .model
-                    .hidden(&step_ids, &step_pos, &key_mask, Some(&mut cache))?;
+                key_mask = Tensor::f_cat(&[&key_mask, &Tensor::f_ones([b as i64, 1], (Kind::Int64, dev))?], 1)?;
+                let h = self.model.hidden(&step_ids, &step_pos, &key_mask, Some(&mut cache))?;
                 last = h.f_squeeze_dim(1)?;
             }
         }
@@ -215,11 +156,7 @@ impl LanguageModel {
                     text.truncate(cut);
                 }
             }
-            gens.push(Generation {
-                token_ids: ids,
-                text,
-                finish: finish[r].unwrap_or(FinishReason::Length),
-            });
+            gens.push(Generation { token_ids: ids, text, finish: finish[r].unwrap_or(FinishReason::Length) });
         }
         Ok(gens)
     }

@@ -237,11 +237,7 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(a))
     }
     fn err(&self, what: String) -> GgufError {
-        GgufError::Header {
-            path: self.path.to_path_buf(),
-            offset: self.pos,
-            what,
-        }
+        GgufError::Header { path: self.path.to_path_buf(), offset: self.pos, what }
     }
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -286,14 +282,11 @@ impl<'a> Cursor<'a> {
             8 => GgufValue::Str(self.string(what)?),
             9 => {
                 if depth >= MAX_ARRAY_NESTING {
-                    return Err(self.err(format!(
-                        "{what}: arrays nested deeper than {MAX_ARRAY_NESTING} levels"
-                    )));
+                    return Err(self.err(format!("{what}: arrays nested deeper than {MAX_ARRAY_NESTING} levels")));
                 }
                 let item_ty = self.u32(what)?;
-                let min_item = min_value_bytes(item_ty).ok_or_else(|| {
-                    self.err(format!("{what}: unknown array element type {item_ty}"))
-                })?;
+                let min_item = min_value_bytes(item_ty)
+                    .ok_or_else(|| self.err(format!("{what}: unknown array element type {item_ty}")))?;
                 let n = self.count(min_item, &format!("{what}: array length"))?;
                 let mut v = Vec::with_capacity(n.min(1 << 12));
                 for _ in 0..n {
@@ -412,25 +405,15 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
         }
         None => 32,
     };
-    let data_start = c
-        .pos
-        .div_ceil(align)
-        .checked_mul(align)
-        .ok_or_else(|| c.err(format!("alignment {align} overflows")))?;
+    let data_start =
+        c.pos.div_ceil(align).checked_mul(align).ok_or_else(|| c.err(format!("alignment {align} overflows")))?;
     let mut tensors = Vec::with_capacity(raw.len());
     for (name, dims, ty_id, off) in raw {
-        let terr = |what: String| GgufError::Tensor {
-            path: path.to_path_buf(),
-            tensor: name.clone(),
-            what,
-        };
-        let ty = GgmlType::from_id(ty_id)
-            .ok_or_else(|| terr(format!("unsupported ggml type id {ty_id}")))?;
+        let terr = |what: String| GgufError::Tensor { path: path.to_path_buf(), tensor: name.clone(), what };
+        let ty = GgmlType::from_id(ty_id).ok_or_else(|| terr(format!("unsupported ggml type id {ty_id}")))?;
         // ggml keeps dimensions as int64_t, and so does tch.
         if let Some(d) = dims.iter().find(|&&d| d > i64::MAX as u64) {
-            return Err(terr(format!(
-                "dimension {d} of shape {dims:?} does not fit in i64"
-            )));
+            return Err(terr(format!("dimension {d} of shape {dims:?} does not fit in i64")));
         }
         let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
         let numel = dims
@@ -441,15 +424,11 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
         let (bv, bb) = ty.block();
         let row = dims.first().copied().unwrap_or(1);
         if !row.is_multiple_of(bv) {
-            return Err(terr(format!(
-                "row length {row} is not a multiple of the {ty:?} block size {bv}"
-            )));
+            return Err(terr(format!("row length {row} is not a multiple of the {ty:?} block size {bv}")));
         }
-        let len = (numel / bv).checked_mul(bb).ok_or_else(|| {
-            terr(format!(
-                "shape {dims:?}: {numel} {ty:?} values overflow a byte length"
-            ))
-        })?;
+        let len = (numel / bv)
+            .checked_mul(bb)
+            .ok_or_else(|| terr(format!("shape {dims:?}: {numel} {ty:?} values overflow a byte length")))?;
         let start = usize::try_from(off)
             .ok()
             .and_then(|o| data_start.checked_add(o))
@@ -462,19 +441,9 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
             )));
         }
         let shape: Vec<usize> = dims.iter().rev().copied().collect();
-        tensors.push(TensorInfo {
-            name,
-            shape,
-            ty,
-            start,
-            len,
-        });
+        tensors.push(TensorInfo { name, shape, ty, start, len });
     }
-    Ok(Parsed {
-        version,
-        meta,
-        tensors,
-    })
+    Ok(Parsed { version, meta, tensors })
 }
 
 impl GgufFile {
@@ -488,10 +457,7 @@ impl GgufFile {
     /// (naming the key or tensor), shapes whose element count overflows, and
     /// tensors whose data would lie past the end of the file.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let io = |source| GgufError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and the file is not modified by us while mapped;
         // every read below is bounds-checked against the map's length.
@@ -510,18 +476,8 @@ impl GgufFile {
     }
 
     fn parse(path: &Path, backing: Backing) -> Result<Self, GgufError> {
-        let Parsed {
-            version,
-            meta,
-            tensors,
-        } = parse_header(path, backing.bytes())?;
-        Ok(GgufFile {
-            path: path.to_path_buf(),
-            version,
-            meta,
-            tensors,
-            data: backing,
-        })
+        let Parsed { version, meta, tensors } = parse_header(path, backing.bytes())?;
+        Ok(GgufFile { path: path.to_path_buf(), version, meta, tensors, data: backing })
     }
 
     /// Whether a tensor of this name exists.
@@ -534,14 +490,11 @@ impl GgufFile {
     /// # Errors
     /// [`GgufError::Tensor`] if absent.
     pub fn info(&self, name: &str) -> Result<&TensorInfo, GgufError> {
-        self.tensors
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| GgufError::Tensor {
-                path: self.path.clone(),
-                tensor: name.to_string(),
-                what: "not in the file".into(),
-            })
+        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| GgufError::Tensor {
+            path: self.path.clone(),
+            tensor: name.to_string(),
+            what: "not in the file".into(),
+        })
     }
 
     /// Dequantizes tensor `name` to f32 (row-major, shape [`TensorInfo::shape`]).
@@ -550,22 +503,13 @@ impl GgufFile {
     /// [`GgufError::Tensor`] if absent or its data is inconsistent.
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
         let info = self.info(name)?;
-        let terr = |what: String| GgufError::Tensor {
-            path: self.path.clone(),
-            tensor: name.to_string(),
-            what,
-        };
+        let terr = |what: String| GgufError::Tensor { path: self.path.clone(), tensor: name.to_string(), what };
         // `tensors` is public and may have been edited since `open` checked it.
         let bytes = info
             .start
             .checked_add(info.len)
             .and_then(|end| self.data.bytes().get(info.start..end))
-            .ok_or_else(|| {
-                terr(format!(
-                    "data at {}+{} lies outside the file",
-                    info.start, info.len
-                ))
-            })?;
+            .ok_or_else(|| terr(format!("data at {}+{} lies outside the file", info.start, info.len)))?;
         let numel = info
             .shape
             .iter()
@@ -576,11 +520,7 @@ impl GgufFile {
     }
 
     fn meta_err(&self, key: &str, what: &str) -> GgufError {
-        GgufError::Meta {
-            path: self.path.clone(),
-            key: key.into(),
-            what: what.into(),
-        }
+        GgufError::Meta { path: self.path.clone(), key: key.into(), what: what.into() }
     }
 
     /// A string metadata value.
@@ -613,8 +553,7 @@ impl GgufFile {
     /// # Errors
     /// Missing key or wrong type.
     pub fn meta_usize(&self, key: &str) -> Result<usize, GgufError> {
-        self.meta_usize_opt(key)?
-            .ok_or_else(|| self.meta_err(key, "missing"))
+        self.meta_usize_opt(key)?.ok_or_else(|| self.meta_err(key, "missing"))
     }
 
     /// An optional float metadata value.
@@ -705,28 +644,13 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
 pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Result<Vec<f32>, String> {
     let (bv, bb) = ty.block();
     if !numel.is_multiple_of(bv) || (numel / bv).checked_mul(bb) != Some(bytes.len()) {
-        return Err(format!(
-            "{ty:?}: {} bytes do not hold {numel} values",
-            bytes.len()
-        ));
+        return Err(format!("{ty:?}: {} bytes do not hold {numel} values", bytes.len()));
     }
     let mut out = Vec::with_capacity(numel);
     match ty {
-        GgmlType::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        GgmlType::F16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
-        GgmlType::Bf16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
+        GgmlType::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        GgmlType::F16 => out.extend(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        GgmlType::Bf16 => out.extend(bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
         GgmlType::Q4_0 => {
             for b in bytes.chunks_exact(bb) {
                 let d = f16_at(b, 0);
@@ -842,20 +766,13 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], numel: usize) -> Result<Vec<f32>, 
 ///
 /// # Errors
 /// A message when `rows` is not `heads * head_dim`.
-pub fn unpermute_qk(
-    data: &[f32],
-    rows: usize,
-    cols: usize,
-    heads: usize,
-) -> Result<Vec<f32>, String> {
+pub fn unpermute_qk(data: &[f32], rows: usize, cols: usize, heads: usize) -> Result<Vec<f32>, String> {
     if heads == 0
         || !rows.is_multiple_of(heads)
         || !(rows / heads).is_multiple_of(2)
         || rows.checked_mul(cols) != Some(data.len())
     {
-        return Err(format!(
-            "cannot un-permute a [{rows}, {cols}] tensor into {heads} heads"
-        ));
+        return Err(format!("cannot un-permute a [{rows}, {cols}] tensor into {heads} heads"));
     }
     let d = rows / heads;
     let half = d / 2;
@@ -865,8 +782,7 @@ pub fn unpermute_qk(
             for i in 0..half {
                 let dst = h * d + s * half + i;
                 let src = h * d + 2 * i + s;
-                out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -1002,10 +918,7 @@ mod tests {
         let g = GgufFile::from_bytes(Path::new("t.gguf"), nested(MAX_ARRAY_NESTING)).unwrap();
         assert!(matches!(g.meta["k"], GgufValue::Array(_)));
         let err = parse_err(nested(MAX_ARRAY_NESTING + 1));
-        assert!(
-            err.contains("value of k") && err.contains("nested deeper"),
-            "{err}"
-        );
+        assert!(err.contains("value of k") && err.contains("nested deeper"), "{err}");
     }
 
     #[test]

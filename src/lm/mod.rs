@@ -46,10 +46,7 @@ pub struct LanguageModel {
 
 impl std::fmt::Debug for LanguageModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LanguageModel")
-            .field("source", &self.source)
-            .field("config", self.model.config())
-            .finish()
+        f.debug_struct("LanguageModel").field("source", &self.source).field("config", self.model.config()).finish()
     }
 }
 
@@ -75,19 +72,13 @@ pub fn pad_batch(rows: &[Vec<u32>], left: bool) -> Result<(Tensor, Tensor)> {
         }
     }
     let shape = [b as i64, t as i64];
-    Ok((
-        Tensor::f_from_slice(&ids)?.f_view(shape)?,
-        Tensor::f_from_slice(&mask)?.f_view(shape)?,
-    ))
+    Ok((Tensor::f_from_slice(&ids)?.f_view(shape)?, Tensor::f_from_slice(&mask)?.f_view(shape)?))
 }
 
 /// RoPE positions for a padded batch: the number of real tokens before each
 /// position (`cumsum(mask) - 1`, clamped at 0 for leading padding).
 fn positions_from_mask(mask: &Tensor) -> Result<Tensor> {
-    Ok(mask
-        .f_cumsum(-1, Kind::Int64)?
-        .f_sub_scalar(1)?
-        .f_clamp_min(0)?)
+    Ok(mask.f_cumsum(-1, Kind::Int64)?.f_sub_scalar(1)?.f_clamp_min(0)?)
 }
 
 impl LanguageModel {
@@ -124,12 +115,7 @@ impl LanguageModel {
         let mut src = |hf: &str| checkpoint::gguf_tensor(&g, &cfg, hf);
         let model = tch::no_grad(|| Transformer::load(&vs, &cfg, &mut src))
             .with_context(|| format!("loading {}", path.display()))?;
-        Ok(LanguageModel {
-            vs,
-            model,
-            tokenizer,
-            source: path.to_path_buf(),
-        })
+        Ok(LanguageModel { vs, model, tokenizer, source: path.to_path_buf() })
     }
 
     fn load_hf_dir(dir: &Path, device: Device) -> Result<Self> {
@@ -140,12 +126,7 @@ impl LanguageModel {
         let mut src = |hf: &str| st.tensor(hf);
         let model = tch::no_grad(|| Transformer::load(&vs, &cfg, &mut src))
             .with_context(|| format!("loading {}", dir.display()))?;
-        Ok(LanguageModel {
-            vs,
-            model,
-            tokenizer,
-            source: dir.to_path_buf(),
-        })
+        Ok(LanguageModel { vs, model, tokenizer, source: dir.to_path_buf() })
     }
 
     /// Writes a Hugging Face directory: `model.safetensors` (f32, HF names,
@@ -161,8 +142,7 @@ impl LanguageModel {
         let cfg = self.model.config();
         let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
             let p = dir.join(name);
-            std::fs::write(&p, serde_json::to_string_pretty(v)?)
-                .with_context(|| format!("writing {}", p.display()))
+            std::fs::write(&p, serde_json::to_string_pretty(v)?).with_context(|| format!("writing {}", p.display()))
         };
         write_json("config.json", &cfg.to_hf_json())?;
         write_json(
@@ -234,11 +214,7 @@ impl LanguageModel {
         let ids = input_ids.f_to_device(dev)?.f_to_kind(Kind::Int64)?;
         let mask = attention_mask.f_to_device(dev)?.f_to_kind(Kind::Int64)?;
         if ids.size() != mask.size() {
-            bail!(
-                "input_ids {:?} and attention_mask {:?} differ in shape",
-                ids.size(),
-                mask.size()
-            );
+            bail!("input_ids {:?} and attention_mask {:?} differ in shape", ids.size(), mask.size());
         }
         let pos = positions_from_mask(&mask)?;
         self.model.hidden(&ids, &pos, &mask, None)
@@ -258,10 +234,7 @@ impl LanguageModel {
                     bail!("token_logprobs: row {i} has an empty prompt");
                 }
             }
-            let rows: Vec<Vec<u32>> = chunk
-                .iter()
-                .map(|(x, y)| x.iter().chain(y).copied().collect())
-                .collect();
+            let rows: Vec<Vec<u32>> = chunk.iter().map(|(x, y)| x.iter().chain(y).copied().collect()).collect();
             let (ids, mask) = pad_batch(&rows, false)?;
             let res: Result<Vec<Vec<f32>>> = tch::no_grad(|| {
                 let h = self.hidden_states(&ids, &mask)?;
@@ -271,18 +244,11 @@ impl LanguageModel {
                         rows_out.push(vec![]);
                         continue;
                     }
-                    let hr = h
-                        .f_get(r as i64)?
-                        .f_narrow(0, x.len() as i64 - 1, y.len() as i64)?;
+                    let hr = h.f_get(r as i64)?.f_narrow(0, x.len() as i64 - 1, y.len() as i64)?;
                     let lp = self.model.logits(&hr)?.f_log_softmax(-1, Kind::Float)?;
                     let tgt: Vec<i64> = y.iter().map(|&t| t as i64).collect();
-                    let tgt = Tensor::f_from_slice(&tgt)?
-                        .f_to_device(self.device())?
-                        .f_unsqueeze(1)?;
-                    let g = lp
-                        .f_gather(1, &tgt, false)?
-                        .f_squeeze_dim(1)?
-                        .f_to_device(Device::Cpu)?;
+                    let tgt = Tensor::f_from_slice(&tgt)?.f_to_device(self.device())?.f_unsqueeze(1)?;
+                    let g = lp.f_gather(1, &tgt, false)?.f_squeeze_dim(1)?.f_to_device(Device::Cpu)?;
                     rows_out.push(Vec::<f32>::try_from(&g)?);
                 }
                 Ok(rows_out)
@@ -308,11 +274,7 @@ impl LanguageModel {
                 let h = self.hidden_states(&ids, &mask)?;
                 let t = h.size()[1];
                 let last = h.f_narrow(1, t - 1, 1)?.f_squeeze_dim(1)?;
-                Ok(self
-                    .model
-                    .logits(&last)?
-                    .f_log_softmax(-1, Kind::Float)?
-                    .f_to_device(Device::Cpu)?)
+                Ok(self.model.logits(&last)?.f_log_softmax(-1, Kind::Float)?.f_to_device(Device::Cpu)?)
             });
             let lp = res?;
             for r in 0..chunk.len() {
@@ -337,10 +299,7 @@ impl LanguageModel {
             for d in t.size() {
                 h.update(&(d as u64).to_le_bytes());
             }
-            let t = t
-                .f_to_device(Device::Cpu)?
-                .f_to_kind(Kind::Float)?
-                .f_contiguous()?;
+            let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
             let n = t.numel();
             let mut bytes = vec![0u8; n * 4];
             t.f_copy_data_u8(&mut bytes, n)?;

@@ -61,10 +61,7 @@ impl SamplingSettings {
     /// A message naming the bad field.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            bail!(
-                "temperature must be finite and >= 0, got {}",
-                self.temperature
-            );
+            bail!("temperature must be finite and >= 0, got {}", self.temperature);
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             bail!("top_p must be in (0, 1], got {}", self.top_p);
@@ -144,14 +141,9 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> Re
         return Ok(argmax(logits));
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut probs: Vec<f32> = logits
-        .iter()
-        .map(|&l| ((l as f64 - max) / s.temperature).exp() as f32)
-        .collect();
+    let mut probs: Vec<f32> = logits.iter().map(|&l| ((l as f64 - max) / s.temperature).exp() as f32).collect();
     let total: f64 = probs.iter().map(|&p| p as f64).sum();
-    probs
-        .iter_mut()
-        .for_each(|p| *p = (*p as f64 / total) as f32);
+    probs.iter_mut().for_each(|p| *p = (*p as f64 / total) as f32);
     sample_from_probs(logits, &probs, s, rng)
 }
 
@@ -208,12 +200,7 @@ pub fn sample_from_probs(
     let mut thr = 1e-4f32;
     let mut cand: Vec<(u32, f32)>;
     loop {
-        cand = probs
-            .iter()
-            .enumerate()
-            .filter(|(_, &p)| p >= thr)
-            .map(|(i, &p)| (i as u32, p))
-            .collect();
+        cand = probs.iter().enumerate().filter(|(_, &p)| p >= thr).map(|(i, &p)| (i as u32, p)).collect();
         if thr == 0.0 {
             break;
         }
@@ -266,22 +253,13 @@ mod tests {
     use rand::SeedableRng;
 
     fn settings(t: f64, p: f64, k: Option<usize>) -> SamplingSettings {
-        SamplingSettings {
-            temperature: t,
-            top_p: p,
-            top_k: k,
-            max_new_tokens: 1,
-            ..Default::default()
-        }
+        SamplingSettings { temperature: t, top_p: p, top_k: k, max_new_tokens: 1, ..Default::default() }
     }
 
     #[test]
     fn greedy_takes_argmax_lowest_on_ties() {
         let mut rng = ChaCha20Rng::seed_from_u64(0);
-        assert_eq!(
-            sample(&[1.0, 3.0, 3.0, 0.0], &settings(0.0, 1.0, None), &mut rng).unwrap(),
-            1
-        );
+        assert_eq!(sample(&[1.0, 3.0, 3.0, 0.0], &settings(0.0, 1.0, None), &mut rng).unwrap(), 1);
     }
 
     #[test]
@@ -399,9 +377,8 @@ mod tests {
         assert!(!tail.is_empty());
         let s = settings(1.0, 0.9, None);
         let mut rng = ChaCha20Rng::seed_from_u64(5);
-        let hits = (0..4000)
-            .filter(|_| tail.contains(&sample_from_probs(&logits, &probs, &s, &mut rng).unwrap()))
-            .count();
+        let hits =
+            (0..4000).filter(|_| tail.contains(&sample_from_probs(&logits, &probs, &s, &mut rng).unwrap())).count();
         assert!(hits > 0, "no draw from the nucleus's low-probability members");
     }
 

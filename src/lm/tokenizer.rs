@@ -24,7 +24,8 @@ use super::chat_template::{ChatTemplate, Role, Segment, CHATML_TEMPLATE, PLAIN_T
 use super::gguf::GgufFile;
 
 /// Qwen2's pre-tokenizer regex (from its `tokenizer.json`).
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Llama 3's pre-tokenizer regex (from its `tokenizer.json`).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -87,16 +88,12 @@ impl ChatTokenizer {
         let tokens = g.meta_strings("tokenizer.ggml.tokens")?;
         let merges_raw = g.meta_strings("tokenizer.ggml.merges")?;
         let types = g.meta_ints_opt("tokenizer.ggml.token_type")?;
-        let vocab: Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let mut merges = Vec::with_capacity(merges_raw.len());
         for (i, m) in merges_raw.iter().enumerate() {
-            let (a, b) = m.split_once(' ').with_context(|| {
-                format!("{file}: tokenizer.ggml.merges[{i}] = {m:?} has no space")
-            })?;
+            let (a, b) = m
+                .split_once(' ')
+                .with_context(|| format!("{file}: tokenizer.ggml.merges[{i}] = {m:?} has no space"))?;
             merges.push((a.to_string(), b.to_string()));
         }
         let bpe = BPE::builder()
@@ -104,24 +101,23 @@ impl ChatTokenizer {
             .build()
             .map_err(|e| anyhow::anyhow!("{file}: building BPE: {e}"))?;
         let mut tk = Tokenizer::new(bpe);
-        let pre = g
-            .meta_str("tokenizer.ggml.pre")
-            .unwrap_or_else(|_| "gpt2".to_string());
+        let pre = g.meta_str("tokenizer.ggml.pre").unwrap_or_else(|_| "gpt2".to_string());
         let bl = |regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, regex));
         let split = |re: &str| -> Result<PreTokenizerWrapper> {
-            let s = Split::new(
-                SplitPattern::Regex(re.to_string()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| anyhow::anyhow!("{file}: pre-tokenizer regex: {e}"))?;
+            let s = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(|e| anyhow::anyhow!("{file}: pre-tokenizer regex: {e}"))?;
             Ok(PreTokenizerWrapper::Split(s))
         };
         let pt = match pre.as_str() {
-            "smollm" => PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), bl(true)])),
+            "smollm" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                bl(true),
+            ])),
             "gpt2" | "default" => bl(true),
             "qwen2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_REGEX)?, bl(false)])),
-            "llama-bpe" | "llama3" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_REGEX)?, bl(false)])),
+            "llama-bpe" | "llama3" => {
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_REGEX)?, bl(false)]))
+            }
             other => bail!("{file}: tokenizer.ggml.pre = {other:?} is not supported (smollm, gpt2, qwen2, llama-bpe)"),
         };
         tk.with_pre_tokenizer(Some(pt));
@@ -129,11 +125,7 @@ impl ChatTokenizer {
         tk.with_post_processor(Some(ByteLevel::new(false, false, true)));
         if let Some(types) = &types {
             if types.len() != tokens.len() {
-                bail!(
-                    "{file}: tokenizer.ggml.token_type has {} entries for {} tokens",
-                    types.len(),
-                    tokens.len()
-                );
+                bail!("{file}: tokenizer.ggml.token_type has {} entries for {} tokens", types.len(), tokens.len());
             }
             let added: Vec<AddedToken> = tokens
                 .iter()
@@ -143,16 +135,9 @@ impl ChatTokenizer {
                 .collect();
             tk.add_special_tokens(&added);
         }
-        let bos_id = g
-            .meta_usize_opt("tokenizer.ggml.bos_token_id")?
-            .map(|v| v as u32);
-        let add_bos = matches!(
-            g.meta.get("tokenizer.ggml.add_bos_token"),
-            Some(super::gguf::GgufValue::Bool(true))
-        );
-        let eos = g
-            .meta_usize_opt("tokenizer.ggml.eos_token_id")?
-            .map(|v| v as u32);
+        let bos_id = g.meta_usize_opt("tokenizer.ggml.bos_token_id")?.map(|v| v as u32);
+        let add_bos = matches!(g.meta.get("tokenizer.ggml.add_bos_token"), Some(super::gguf::GgufValue::Bool(true)));
+        let eos = g.meta_usize_opt("tokenizer.ggml.eos_token_id")?.map(|v| v as u32);
         let template = g.meta_str("tokenizer.chat_template").ok();
         let origin = format!("{file}: tokenizer.chat_template");
         Self::assemble(tk, bos_id, add_bos, eos.into_iter().collect(), template, &origin)
@@ -166,23 +151,15 @@ impl ChatTokenizer {
     /// Unreadable or invalid files, naming them.
     pub fn from_hf_dir(dir: &Path, bos: Option<u32>, eos: &[u32]) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let tk = Tokenizer::from_file(&path)
-            .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
+        let tk = Tokenizer::from_file(&path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
         let cfg_path = dir.join("tokenizer_config.json");
         let (mut template, mut add_bos) = (None, false);
         if cfg_path.exists() {
-            let text = std::fs::read_to_string(&cfg_path)
-                .with_context(|| format!("reading {}", cfg_path.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", cfg_path.display()))?;
-            template = v
-                .get("chat_template")
-                .and_then(|t| t.as_str())
-                .map(str::to_string);
-            add_bos = v
-                .get("add_bos_token")
-                .and_then(|t| t.as_bool())
-                .unwrap_or(false);
+            let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
+            template = v.get("chat_template").and_then(|t| t.as_str()).map(str::to_string);
+            add_bos = v.get("add_bos_token").and_then(|t| t.as_bool()).unwrap_or(false);
         }
         let origin = format!("{}: chat_template", cfg_path.display());
         Self::assemble(tk, bos, add_bos, eos.to_vec(), template, &origin)
@@ -197,12 +174,9 @@ impl ChatTokenizer {
         origin: &str,
     ) -> Result<Self> {
         let bos = match bos_id {
-            Some(id) => Some((
-                id,
-                inner
-                    .id_to_token(id)
-                    .with_context(|| format!("bos id {id} is not in the vocabulary"))?,
-            )),
+            Some(id) => {
+                Some((id, inner.id_to_token(id).with_context(|| format!("bos id {id} is not in the vocabulary"))?))
+            }
             None => None,
         };
         let template = match &chat_template {
@@ -214,10 +188,7 @@ impl ChatTokenizer {
         };
         let mut plain = inner.clone();
         plain.set_encode_special_tokens(true);
-        let eos_text = eos_ids
-            .first()
-            .and_then(|&id| inner.id_to_token(id))
-            .unwrap_or_default();
+        let eos_text = eos_ids.first().and_then(|&id| inner.id_to_token(id)).unwrap_or_default();
         let bos_text = bos.as_ref().map(|b| b.1.clone()).unwrap_or_default();
         // The end of turn is the first special token the template writes
         // after an assistant answer (`<|im_end|>`, `<end_of_turn>`), else eos.
@@ -225,12 +196,8 @@ impl ChatTokenizer {
         let turn_end_ids = inner
             .encode(turn_end.as_str(), false)
             .map_err(|e| anyhow::anyhow!("{origin}: encoding the end of an assistant turn: {e}"))?;
-        let special: std::collections::HashSet<u32> = inner
-            .get_added_tokens_decoder()
-            .iter()
-            .filter(|(_, t)| t.special)
-            .map(|(&id, _)| id)
-            .collect();
+        let special: std::collections::HashSet<u32> =
+            inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(&id, _)| id).collect();
         let end_of_turn = turn_end_ids
             .get_ids()
             .iter()
@@ -249,16 +216,7 @@ impl ChatTokenizer {
                 eos_ids.push(id);
             }
         }
-        Ok(ChatTokenizer {
-            inner,
-            plain,
-            eos_ids,
-            bos,
-            add_bos,
-            chat_template,
-            template,
-            end_of_turn,
-        })
+        Ok(ChatTokenizer { inner, plain, eos_ids, bos, add_bos, chat_template, template, end_of_turn })
     }
 
     /// Token ids of `text` as plain text: no special tokens added, and
@@ -267,10 +225,7 @@ impl ChatTokenizer {
     /// # Errors
     /// The tokenizer's error (e.g. a regex failure), as text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .plain
-            .encode(text, false)
-            .map_err(|e| anyhow::anyhow!("encoding: {e}"))?;
+        let enc = self.plain.encode(text, false).map_err(|e| anyhow::anyhow!("encoding: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -279,9 +234,7 @@ impl ChatTokenizer {
     /// # Errors
     /// An id outside the vocabulary.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| anyhow::anyhow!("decoding: {e}"))
+        self.inner.decode(ids, false).map_err(|e| anyhow::anyhow!("decoding: {e}"))
     }
 
     /// The prompt for one user turn as the model's chat template renders
@@ -300,11 +253,7 @@ impl ChatTokenizer {
         }
         messages.push((Role::User, user));
         let bos_text = self.bos.as_ref().map(|b| b.1.as_str()).unwrap_or("");
-        let eos_text = self
-            .eos_ids
-            .first()
-            .and_then(|&id| self.inner.id_to_token(id))
-            .unwrap_or_default();
+        let eos_text = self.eos_ids.first().and_then(|&id| self.inner.id_to_token(id)).unwrap_or_default();
         let rendered = self.template.render(&messages, true, bos_text, &eos_text)?;
         let mut text = String::new();
         let mut ids = Vec::new();
@@ -376,9 +325,7 @@ impl ChatTokenizer {
     /// I/O errors naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join("tokenizer.json");
-        self.inner
-            .save(&path, false)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        self.inner.save(&path, false).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         let tok = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
         let cfg = serde_json::json!({
             "tokenizer_class": "PreTrainedTokenizerFast",

@@ -33,9 +33,7 @@ fn var(path: &nn::Path, hf_name: &str, shape: &[i64], src: &mut WeightSource) ->
     }
     let t = t.f_to_kind(Kind::Float)?;
     let leaf = hf_name.rsplit('.').next().unwrap_or(hf_name);
-    let v = path
-        .f_var_copy(leaf, &t)
-        .with_context(|| format!("creating variable {hf_name}"))?;
+    let v = path.f_var_copy(leaf, &t).with_context(|| format!("creating variable {hf_name}"))?;
     Ok(v)
 }
 
@@ -56,17 +54,8 @@ impl Linear {
     ) -> Result<Self> {
         let base = format!("{prefix}.{name}");
         let p = p.sub(name);
-        let w = var(
-            &p,
-            &format!("{base}.weight"),
-            &[out_dim as i64, in_dim as i64],
-            src,
-        )?;
-        let b = if bias {
-            Some(var(&p, &format!("{base}.bias"), &[out_dim as i64], src)?)
-        } else {
-            None
-        };
+        let w = var(&p, &format!("{base}.weight"), &[out_dim as i64, in_dim as i64], src)?;
+        let b = if bias { Some(var(&p, &format!("{base}.bias"), &[out_dim as i64], src)?) } else { None };
         Ok(Linear { w, b })
     }
 
@@ -135,21 +124,12 @@ impl Transformer {
     ///
     /// # Errors
     /// A missing tensor or a shape mismatch, naming the tensor.
-    pub(crate) fn load(
-        vs: &nn::VarStore,
-        cfg: &ModelConfig,
-        src: &mut WeightSource,
-    ) -> Result<Self> {
+    pub(crate) fn load(vs: &nn::VarStore, cfg: &ModelConfig, src: &mut WeightSource) -> Result<Self> {
         let (d, v, ff) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
         let (h, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let root = vs.root();
         let model = root.sub("model");
-        let embed = var(
-            &model.sub("embed_tokens"),
-            "model.embed_tokens.weight",
-            &[v as i64, d as i64],
-            src,
-        )?;
+        let embed = var(&model.sub("embed_tokens"), "model.embed_tokens.weight", &[v as i64, d as i64], src)?;
         let bias = cfg.arch.qkv_bias();
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
@@ -157,42 +137,10 @@ impl Transformer {
             let pre = format!("model.layers.{i}");
             let sa = p.sub("self_attn");
             let attn = Attention {
-                q: Linear::load(
-                    &sa,
-                    &format!("{pre}.self_attn"),
-                    "q_proj",
-                    h * hd,
-                    d,
-                    bias,
-                    src,
-                )?,
-                k: Linear::load(
-                    &sa,
-                    &format!("{pre}.self_attn"),
-                    "k_proj",
-                    kvh * hd,
-                    d,
-                    bias,
-                    src,
-                )?,
-                v: Linear::load(
-                    &sa,
-                    &format!("{pre}.self_attn"),
-                    "v_proj",
-                    kvh * hd,
-                    d,
-                    bias,
-                    src,
-                )?,
-                o: Linear::load(
-                    &sa,
-                    &format!("{pre}.self_attn"),
-                    "o_proj",
-                    d,
-                    h * hd,
-                    false,
-                    src,
-                )?,
+                q: Linear::load(&sa, &format!("{pre}.self_attn"), "q_proj", h * hd, d, bias, src)?,
+                k: Linear::load(&sa, &format!("{pre}.self_attn"), "k_proj", kvh * hd, d, bias, src)?,
+                v: Linear::load(&sa, &format!("{pre}.self_attn"), "v_proj", kvh * hd, d, bias, src)?,
+                o: Linear::load(&sa, &format!("{pre}.self_attn"), "o_proj", d, h * hd, false, src)?,
                 heads: h as i64,
                 kv_heads: kvh as i64,
                 head_dim: hd as i64,
@@ -204,50 +152,26 @@ impl Transformer {
                 down: Linear::load(&mp, &format!("{pre}.mlp"), "down_proj", d, ff, false, src)?,
                 gelu: cfg.arch.gelu_gate(),
             };
-            let input_norm = var(
-                &p.sub("input_layernorm"),
-                &format!("{pre}.input_layernorm.weight"),
-                &[d as i64],
-                src,
-            )?;
+            let input_norm =
+                var(&p.sub("input_layernorm"), &format!("{pre}.input_layernorm.weight"), &[d as i64], src)?;
             let post_norm = var(
                 &p.sub("post_attention_layernorm"),
                 &format!("{pre}.post_attention_layernorm.weight"),
                 &[d as i64],
                 src,
             )?;
-            blocks.push(Block {
-                input_norm,
-                attn,
-                post_norm,
-                mlp,
-            });
+            blocks.push(Block { input_norm, attn, post_norm, mlp });
         }
         let norm = var(&model.sub("norm"), "model.norm.weight", &[d as i64], src)?;
         let lm_head = if cfg.tie_word_embeddings {
             embed.shallow_clone()
         } else {
-            var(
-                &root.sub("lm_head"),
-                "lm_head.weight",
-                &[v as i64, d as i64],
-                src,
-            )?
+            var(&root.sub("lm_head"), "lm_head.weight", &[v as i64, d as i64], src)?
         };
         let half = hd / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| (1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32)
-            .collect();
+        let inv: Vec<f32> = (0..half).map(|i| (1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
         let inv_freq = Tensor::f_from_slice(&inv)?.f_to_device(vs.device())?;
-        Ok(Transformer {
-            cfg: cfg.clone(),
-            embed,
-            blocks,
-            norm,
-            lm_head,
-            inv_freq,
-            device: vs.device(),
-        })
+        Ok(Transformer { cfg: cfg.clone(), embed, blocks, norm, lm_head, inv_freq, device: vs.device() })
     }
 
     /// The configuration.
@@ -265,12 +189,7 @@ impl Transformer {
     /// # Errors
     /// Allocation failure.
     pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<KvCache> {
-        let shape = [
-            batch,
-            self.cfg.num_kv_heads as i64,
-            capacity,
-            self.cfg.head_dim as i64,
-        ];
+        let shape = [batch, self.cfg.num_kv_heads as i64, capacity, self.cfg.head_dim as i64];
         let mut layers = Vec::with_capacity(self.blocks.len());
         for _ in &self.blocks {
             layers.push((
@@ -278,11 +197,7 @@ impl Transformer {
                 Tensor::f_zeros(shape, (Kind::Float, self.device))?,
             ));
         }
-        Ok(KvCache {
-            layers,
-            len: 0,
-            capacity,
-        })
+        Ok(KvCache { layers, len: 0, capacity })
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -321,10 +236,7 @@ impl Transformer {
         let tk = past + t;
         if let Some(c) = &cache {
             if tk > c.capacity {
-                bail!(
-                    "KV cache full: {past} + {t} positions exceed capacity {}",
-                    c.capacity
-                );
+                bail!("KV cache full: {past} + {t} positions exceed capacity {}", c.capacity);
             }
         }
         let (kb, kt) = key_mask.size2()?;
@@ -334,19 +246,11 @@ impl Transformer {
         let dev = self.device;
         // Boolean attention mask [B, 1, T, Tk].
         let kpos = Tensor::f_arange(tk, (Kind::Int64, dev))?.f_view([1, 1, 1, tk])?;
-        let qpos = Tensor::f_arange(t, (Kind::Int64, dev))?
-            .f_add_scalar(past)?
-            .f_view([1, 1, t, 1])?;
+        let qpos = Tensor::f_arange(t, (Kind::Int64, dev))?.f_add_scalar(past)?.f_view([1, 1, t, 1])?;
         let keys_real = key_mask.f_to_kind(Kind::Bool)?.f_view([b, 1, 1, tk])?;
-        let mask = kpos
-            .f_le_tensor(&qpos)?
-            .f_logical_and(&keys_real)?
-            .f_logical_or(&kpos.f_eq_tensor(&qpos)?)?;
+        let mask = kpos.f_le_tensor(&qpos)?.f_logical_and(&keys_real)?.f_logical_or(&kpos.f_eq_tensor(&qpos)?)?;
         // RoPE tables [B, 1, T, head_dim].
-        let freqs = positions
-            .f_to_kind(Kind::Float)?
-            .f_unsqueeze(-1)?
-            .f_mul(&self.inv_freq)?;
+        let freqs = positions.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?.f_mul(&self.inv_freq)?;
         let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_unsqueeze(1)?;
         let (cos, sin) = (emb.f_cos()?, emb.f_sin()?);
 
@@ -360,9 +264,7 @@ impl Transformer {
                 Some(c) => Some(&mut c.layers[li]),
                 None => None,
             };
-            let a = blk
-                .attn
-                .forward(&hn, &cos, &sin, &mask, past, layer_cache)?;
+            let a = blk.attn.forward(&hn, &cos, &sin, &mask, past, layer_cache)?;
             x = x.f_add(&a)?;
             let hn = self.rms_norm(&x, &blk.post_norm)?;
             x = x.f_add(&blk.mlp.forward(&hn)?)?;
@@ -405,21 +307,9 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.size3()?;
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let q = self
-            .q
-            .forward(x)?
-            .f_view([b, t, h, hd])?
-            .f_transpose(1, 2)?;
-        let k = self
-            .k
-            .forward(x)?
-            .f_view([b, t, kvh, hd])?
-            .f_transpose(1, 2)?;
-        let v = self
-            .v
-            .forward(x)?
-            .f_view([b, t, kvh, hd])?
-            .f_transpose(1, 2)?;
+        let q = self.q.forward(x)?.f_view([b, t, h, hd])?.f_transpose(1, 2)?;
+        let k = self.k.forward(x)?.f_view([b, t, kvh, hd])?.f_transpose(1, 2)?;
+        let v = self.v.forward(x)?.f_view([b, t, kvh, hd])?.f_transpose(1, 2)?;
         let q = rope(&q, cos, sin)?;
         let k = rope(&k, cos, sin)?;
         let (k, v) = match cache {
@@ -439,10 +329,7 @@ impl Attention {
         let out = if rep > 1 {
             let qg = q.f_reshape([b, kvh, rep * t, hd])?;
             let (mb, mt) = (mask.size()[0], mask.size()[2]);
-            let mg = mask
-                .f_unsqueeze(2)?
-                .f_expand([mb, 1, rep, mt, tk], false)?
-                .f_reshape([mb, 1, rep * mt, tk])?;
+            let mg = mask.f_unsqueeze(2)?.f_expand([mb, 1, rep, mt, tk], false)?.f_reshape([mb, 1, rep * mt, tk])?;
             let o = Tensor::f_scaled_dot_product_attention(
                 &qg,
                 &k,
@@ -455,16 +342,7 @@ impl Attention {
             )?;
             o.f_reshape([b, h, t, hd])?
         } else {
-            Tensor::f_scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(mask),
-                0.0,
-                false,
-                1.0 / (hd as f64).sqrt(),
-                false,
-            )?
+            Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, 1.0 / (hd as f64).sqrt(), false)?
         };
         let out = out.f_transpose(1, 2)?.f_reshape([b, t, h * hd])?;
         self.o.forward(&out)
@@ -474,11 +352,7 @@ impl Attention {
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let g = self.gate.forward(x)?;
-        let g = if self.gelu {
-            g.f_gelu("tanh")?
-        } else {
-            g.f_silu()?
-        };
+        let g = if self.gelu { g.f_gelu("tanh")? } else { g.f_silu()? };
         self.down.forward(&g.f_mul(&self.up.forward(x)?)?)
     }
 }

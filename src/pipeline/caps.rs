@@ -288,8 +288,9 @@ impl Evaluate for TchEvaluator {
             other => return Err(CapabilityError::fatal(format!("unknown split {other:?}"))),
         };
         let model = load_model(&self.ctx.checkpoint_path(checkpoint))?;
-        let report = evaluate_checkpoint(&self.ctx, &model, &checkpoint.hash, None, split_v, system, prompt, &self.judge_path)
-            .map_err(|e| retryable("evaluation", e))?;
+        let report =
+            evaluate_checkpoint(&self.ctx, &model, &checkpoint.hash, None, split_v, system, prompt, &self.judge_path)
+                .map_err(|e| retryable("evaluation", e))?;
         let dir = self.ctx.run_dir.join("reports");
         // Named by the checkpoint too: the same system is evaluated on the
         // same split after several iterations.
@@ -455,7 +456,11 @@ impl SpecReward {
                 };
                 reward += w * v;
             }
-            out.push(crate::reward::RewardOutput { reward: reward as f32, distribution, empty_response: response.is_none() });
+            out.push(crate::reward::RewardOutput {
+                reward: reward as f32,
+                distribution,
+                empty_response: response.is_none(),
+            });
         }
         Ok(out)
     }

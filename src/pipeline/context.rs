@@ -41,8 +41,8 @@ impl RunContext {
     /// # Errors
     /// A data set that does not load, or a failing encoder.
     pub fn build(config: RunConfig, run_dir: &Path) -> anyhow::Result<Self> {
-        let dataset = Dataset::load(&config.data)
-            .with_context(|| format!("loading the data set {}", config.data.display()))?;
+        let dataset =
+            Dataset::load(&config.data).with_context(|| format!("loading the data set {}", config.data.display()))?;
         let mut index = HashMap::new();
         for split in [Split::Train, Split::Val, Split::Test] {
             for (pos, ex) in dataset.split(split).iter().enumerate() {
@@ -63,9 +63,8 @@ impl RunContext {
         let retriever_name = retriever.name();
         let mut retrievals = BTreeMap::new();
         for (_, ex) in dataset.iter() {
-            let ranked = retriever
-                .retrieve(ex, k)
-                .with_context(|| format!("retrieving profile items for input {}", ex.id))?;
+            let ranked =
+                retriever.retrieve(ex, k).with_context(|| format!("retrieving profile items for input {}", ex.id))?;
             retrievals.insert(ex.id.clone(), ranked);
         }
         Ok(Self {
@@ -92,10 +91,9 @@ impl RunContext {
     /// # Errors
     /// A fatal [`CapabilityError`] naming the unknown id.
     pub fn example(&self, input_id: &str) -> Result<&Example, CapabilityError> {
-        let (split, pos) = self
-            .index
-            .get(input_id)
-            .ok_or_else(|| CapabilityError::fatal(format!("unknown input id {input_id:?} (not in {})", self.config.data.display())))?;
+        let (split, pos) = self.index.get(input_id).ok_or_else(|| {
+            CapabilityError::fatal(format!("unknown input id {input_id:?} (not in {})", self.config.data.display()))
+        })?;
         Ok(&self.dataset.split(*split)[*pos])
     }
 
@@ -233,7 +231,9 @@ fn trim_to_budget(
     let input_len = ex.input.chars().count();
     let with_input = |n: usize| Example { input: cut(&ex.input, n), ..ex.clone() };
     if let Some((n, fitted)) = longest(input_len, &with_input) {
-        let note = format!("the request is over the input budget of {budget} tokens: kept its first {n} of {input_len} characters");
+        let note = format!(
+            "the request is over the input budget of {budget} tokens: kept its first {n} of {input_len} characters"
+        );
         return (Some(fitted), note);
     }
     if kind == crate::prompt::PromptKind::ReasoningGeneration {
@@ -249,7 +249,6 @@ fn trim_to_budget(
     (None, String::new())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +260,14 @@ mod tests {
             id: "p0".into(),
             fields: [("subject".to_string(), "s".to_string()), ("text".to_string(), "t".to_string())].into(),
         };
-        Example { id: "e1".into(), task: Task::EmailCompletion, user_id: "u".into(), input, output, profile: vec![item] }
+        Example {
+            id: "e1".into(),
+            task: Task::EmailCompletion,
+            user_id: "u".into(),
+            input,
+            output,
+            profile: vec![item],
+        }
     }
 
     #[test]

@@ -36,11 +36,10 @@ pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
                     _ => 0,
                 };
                 let pb = if len > 0 { ProgressBar::new(len) } else { ProgressBar::new_spinner() };
-                let style = ProgressStyle::with_template(
-                    "{prefix:>18} [{bar:30}] {pos}/{len} ({elapsed}, ETA {eta}) {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+                let style =
+                    ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} ({elapsed}, ETA {eta}) {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> ");
                 pb.set_style(style);
                 pb.set_prefix(format!("t{iteration} {stage}"));
                 if let Some(old) = bar.replace(pb) {

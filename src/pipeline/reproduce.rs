@@ -160,7 +160,13 @@ pub fn retrain(run_dir: &Path, spec: &replay::RetrainSpec) -> anyhow::Result<Ret
     let mut trainer = TchTrainer::new(Arc::clone(&ctx), blobs);
     let mut curve = Vec::new();
     let mut progress = |p: actors::capability::TrainProgressReport| {
-        curve.push(replay::ProgressPoint { seq: 0, step: p.step, loss: p.loss, learning_rate: p.learning_rate, tokens: p.tokens })
+        curve.push(replay::ProgressPoint {
+            seq: 0,
+            step: p.step,
+            loss: p.loss,
+            learning_rate: p.learning_rate,
+            tokens: p.tokens,
+        })
     };
     let new = trainer.train(&job, &mut progress).map_err(|e| anyhow::anyhow!("{e}"))?;
     let parted_at = replay::compare_loss_curves(&spec.loss_curve, &curve);

@@ -96,8 +96,8 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         // The data path is stored absolute so that the run directory can be
         // resumed from anywhere.
         let mut resolved = config.clone();
-        resolved.data = std::fs::canonicalize(&config.data)
-            .with_context(|| format!("data set {}", config.data.display()))?;
+        resolved.data =
+            std::fs::canonicalize(&config.data).with_context(|| format!("data set {}", config.data.display()))?;
         let text = resolved.to_toml()?;
         store::write_private_file(&config_path, text.as_bytes())
             .with_context(|| format!("writing {}", config_path.display()))?;
@@ -165,11 +165,8 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         validation_score: None,
     })?;
     log.flush()?;
-    let generator_checkpoint = if generator_path == policy {
-        base.clone()
-    } else {
-        import_base(&generator_path, run_dir, &blobs)?
-    };
+    let generator_checkpoint =
+        if generator_path == policy { base.clone() } else { import_base(&generator_path, run_dir, &blobs)? };
 
     let mut plan = Plan::new(run_id.clone(), config.method, config.seed, base, ctx.ids(Split::Train));
     plan.val_ids = if config.eval.validation { ctx.ids(Split::Val) } else { Vec::new() };
@@ -208,10 +205,12 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
 
 fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Path, progress: bool) -> Capabilities {
     let c = Arc::clone(ctx);
-    let retriever: Factory<dyn actors::capability::Retrieve> =
-        Arc::new(move || Ok(Box::new(ContextRetriever { ctx: Arc::clone(&c) }) as Box<dyn actors::capability::Retrieve>));
+    let retriever: Factory<dyn actors::capability::Retrieve> = Arc::new(move || {
+        Ok(Box::new(ContextRetriever { ctx: Arc::clone(&c) }) as Box<dyn actors::capability::Retrieve>)
+    });
     let c = Arc::clone(ctx);
-    let policy: Factory<dyn Generate> = Arc::new(move || Ok(Box::new(TchPolicy::new(Arc::clone(&c))) as Box<dyn Generate>));
+    let policy: Factory<dyn Generate> =
+        Arc::new(move || Ok(Box::new(TchPolicy::new(Arc::clone(&c))) as Box<dyn Generate>));
     let generator = Arc::clone(&policy);
     let c = Arc::clone(ctx);
     let jp = judge_path.to_owned();
@@ -223,7 +222,9 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
     let c = Arc::clone(ctx);
     let b = blobs.clone();
     let trainer: Factory<dyn actors::capability::Train> =
-        Arc::new(move || Ok(Box::new(TchTrainer::new(Arc::clone(&c), b.clone())) as Box<dyn actors::capability::Train>));
+        Arc::new(
+            move || Ok(Box::new(TchTrainer::new(Arc::clone(&c), b.clone())) as Box<dyn actors::capability::Train>),
+        );
     let c = Arc::clone(ctx);
     let jp = judge_path.to_owned();
     let evaluator: Factory<dyn actors::capability::Evaluate> = Arc::new(move || {
@@ -305,20 +306,34 @@ fn plot_run(run_dir: &Path, config: &RunConfig, outcome: &actors::RunOutcome) ->
     let in_range = rewards.values().flatten().all(|r| (0.0..=1.0).contains(r));
     if !rewards.is_empty() && in_range {
         let per_iteration: Vec<(u32, Vec<f32>)> = rewards.into_iter().collect();
-        crate::eval::plots::plot_reward_histograms(&reports.join("rewards.svg"), &per_iteration, config.reward.tau, 20)?;
+        crate::eval::plots::plot_reward_histograms(
+            &reports.join("rewards.svg"),
+            &per_iteration,
+            config.reward.tau,
+            20,
+        )?;
     }
     let mut per_metric: BTreeMap<String, BTreeMap<String, Vec<(u32, f64)>>> = BTreeMap::new();
     for e in outcome.evaluations.iter().filter(|e| e.split == "validation") {
         for (name, v) in &e.summary.scores {
             if let Some((task, metric)) = name.split_once('/') {
-                per_metric.entry(metric.to_owned()).or_default().entry(task.to_owned()).or_default().push((e.iteration, *v));
+                per_metric
+                    .entry(metric.to_owned())
+                    .or_default()
+                    .entry(task.to_owned())
+                    .or_default()
+                    .push((e.iteration, *v));
             }
         }
     }
     for (metric, tasks) in per_metric {
         let series: Vec<crate::eval::plots::Series> =
             tasks.into_iter().map(|(label, points)| crate::eval::plots::Series { label, points }).collect();
-        crate::eval::plots::plot_metric_per_iteration(&reports.join(format!("{metric}-per-iteration.svg")), &metric, &series)?;
+        crate::eval::plots::plot_metric_per_iteration(
+            &reports.join(format!("{metric}-per-iteration.svg")),
+            &metric,
+            &series,
+        )?;
     }
     Ok(())
 }

@@ -112,12 +112,7 @@ impl Template {
     ///
     /// # Errors
     /// [`TemplateError`] naming the file and placeholder.
-    pub fn parse(
-        file: &str,
-        text: &str,
-        allowed: &[&str],
-        required: &[&str],
-    ) -> Result<Self, TemplateError> {
+    pub fn parse(file: &str, text: &str, allowed: &[&str], required: &[&str]) -> Result<Self, TemplateError> {
         let text = text.strip_suffix('\n').unwrap_or(text);
         let text = text.strip_suffix('\r').unwrap_or(text);
         let mut parts = Vec::new();
@@ -137,15 +132,10 @@ impl Template {
                     i += 2;
                     continue;
                 }
-                let close = text[i + 1..]
-                    .find('}')
-                    .ok_or_else(|| syntax(i, "`{` without a closing `}`"))?;
+                let close = text[i + 1..].find('}').ok_or_else(|| syntax(i, "`{` without a closing `}`"))?;
                 let name = &text[i + 1..i + 1 + close];
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(syntax(
-                        i,
-                        &format!("`{{{name}}}` is not a placeholder name"),
-                    ));
+                    return Err(syntax(i, &format!("`{{{name}}}` is not a placeholder name")));
                 }
                 if !allowed.contains(&name) {
                     return Err(TemplateError::Unknown {
@@ -185,16 +175,10 @@ impl Template {
             .collect();
         for r in required {
             if !used.contains(r) {
-                return Err(TemplateError::Missing {
-                    file: file.to_string(),
-                    name: r.to_string(),
-                });
+                return Err(TemplateError::Missing { file: file.to_string(), name: r.to_string() });
             }
         }
-        Ok(Template {
-            file: file.to_string(),
-            parts,
-        })
+        Ok(Template { file: file.to_string(), parts })
     }
 
     /// The file this template came from.
@@ -218,36 +202,19 @@ impl Template {
 
 /// File names and embedded defaults.
 const PLAIN: (&str, &str) = ("plain.txt", include_str!("../../prompts/plain.txt"));
-const REASONING_INPUT: (&str, &str) = (
-    "reasoning_input.txt",
-    include_str!("../../prompts/reasoning_input.txt"),
-);
-const REASONING_GENERATION: (&str, &str) = (
-    "reasoning_generation.txt",
-    include_str!("../../prompts/reasoning_generation.txt"),
-);
+const REASONING_INPUT: (&str, &str) = ("reasoning_input.txt", include_str!("../../prompts/reasoning_input.txt"));
+const REASONING_GENERATION: (&str, &str) =
+    ("reasoning_generation.txt", include_str!("../../prompts/reasoning_generation.txt"));
 const JUDGE: (&str, &str) = ("judge.txt", include_str!("../../prompts/judge.txt"));
 const PROFILE: [(Task, &str, &str); 4] = [
-    (
-        Task::EmailCompletion,
-        "profile-email-completion.txt",
-        include_str!("../../prompts/profile-email-completion.txt"),
-    ),
+    (Task::EmailCompletion, "profile-email-completion.txt", include_str!("../../prompts/profile-email-completion.txt")),
     (
         Task::AbstractGeneration,
         "profile-abstract-generation.txt",
         include_str!("../../prompts/profile-abstract-generation.txt"),
     ),
-    (
-        Task::ReviewWriting,
-        "profile-review-writing.txt",
-        include_str!("../../prompts/profile-review-writing.txt"),
-    ),
-    (
-        Task::TopicWriting,
-        "profile-topic-writing.txt",
-        include_str!("../../prompts/profile-topic-writing.txt"),
-    ),
+    (Task::ReviewWriting, "profile-review-writing.txt", include_str!("../../prompts/profile-review-writing.txt")),
+    (Task::TopicWriting, "profile-topic-writing.txt", include_str!("../../prompts/profile-topic-writing.txt")),
 ];
 
 /// Text shown in place of the profile when no item is retrieved or fits.
@@ -279,47 +246,25 @@ pub enum PromptKind {
 type TemplateSource<'a> = dyn Fn(&str, &str) -> Result<(String, String), TemplateError> + 'a;
 
 impl Templates {
-    fn from_sources(
-        get: &TemplateSource<'_>,
-        origin: String,
-    ) -> Result<Self, TemplateError> {
-        let t = |(name, default): (&str, &str),
-                 allowed: &[&str],
-                 required: &[&str]|
-         -> Result<Template, TemplateError> {
-            let (file, text) = get(name, default)?;
-            Template::parse(&file, &text, allowed, required)
-        };
+    fn from_sources(get: &TemplateSource<'_>, origin: String) -> Result<Self, TemplateError> {
+        let t =
+            |(name, default): (&str, &str), allowed: &[&str], required: &[&str]| -> Result<Template, TemplateError> {
+                let (file, text) = get(name, default)?;
+                Template::parse(&file, &text, allowed, required)
+            };
         let plain = t(PLAIN, &["input", "profile"], &["input", "profile"])?;
-        let reasoning_input = t(
-            REASONING_INPUT,
-            &["input", "profile", "separator"],
-            &["input", "profile", "separator"],
-        )?;
-        let reasoning_generation = t(
-            REASONING_GENERATION,
-            &["input", "profile", "expected"],
-            &["input", "profile", "expected"],
-        )?;
-        let judge = t(
-            JUDGE,
-            &["input", "expected", "generated"],
-            &["input", "expected", "generated"],
-        )?;
+        let reasoning_input =
+            t(REASONING_INPUT, &["input", "profile", "separator"], &["input", "profile", "separator"])?;
+        let reasoning_generation =
+            t(REASONING_GENERATION, &["input", "profile", "expected"], &["input", "profile", "expected"])?;
+        let judge = t(JUDGE, &["input", "expected", "generated"], &["input", "expected", "generated"])?;
         let mut profile = BTreeMap::new();
         for (task, name, default) in PROFILE {
             let mut allowed: Vec<&str> = task.profile_fields().to_vec();
             allowed.push("index");
             profile.insert(task, t((name, default), &allowed, task.profile_fields())?);
         }
-        Ok(Templates {
-            plain,
-            reasoning_input,
-            reasoning_generation,
-            judge,
-            profile,
-            origin,
-        })
+        Ok(Templates { plain, reasoning_input, reasoning_generation, judge, profile, origin })
     }
 
     /// The templates embedded in the binary (the files under `prompts/` at
@@ -327,11 +272,8 @@ impl Templates {
     pub fn builtin() -> Self {
         // The embedded files are checked by a unit test; failing here would
         // mean the binary was built from invalid templates.
-        Self::from_sources(
-            &|name, default| Ok((format!("<builtin>/{name}"), default.to_string())),
-            "builtin".into(),
-        )
-        .unwrap_or_else(|e| panic!("embedded prompt templates are invalid: {e}"))
+        Self::from_sources(&|name, default| Ok((format!("<builtin>/{name}"), default.to_string())), "builtin".into())
+            .unwrap_or_else(|e| panic!("embedded prompt templates are invalid: {e}"))
     }
 
     /// Reads the templates from `dir` (`plain.txt`, `reasoning_input.txt`,
@@ -346,10 +288,8 @@ impl Templates {
         let get = |name: &str, _default: &str| -> Result<(String, String), TemplateError> {
             let path: PathBuf = dir.join(name);
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|source| TemplateError::Io {
-                file: file.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| TemplateError::Io { file: file.clone(), source })?;
             Ok((file, text))
         };
         Self::from_sources(&get, dir.display().to_string())
@@ -362,8 +302,7 @@ impl Templates {
     pub fn write_builtin(dir: &Path) -> anyhow::Result<()> {
         use anyhow::Context as _;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut files: Vec<(&str, &str)> =
-            vec![PLAIN, REASONING_INPUT, REASONING_GENERATION, JUDGE];
+        let mut files: Vec<(&str, &str)> = vec![PLAIN, REASONING_INPUT, REASONING_GENERATION, JUDGE];
         files.extend(PROFILE.iter().map(|(_, n, d)| (*n, *d)));
         for (name, text) in files {
             let path = dir.join(name);
@@ -389,11 +328,7 @@ impl Templates {
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let index = (i + 1).to_string();
-            let mut vars: BTreeMap<&str, &str> = item
-                .fields
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+            let mut vars: BTreeMap<&str, &str> = item.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             vars.insert("index", &index);
             out.push(t.render(&vars));
         }
@@ -403,10 +338,7 @@ impl Templates {
     /// Prompt 1: the retrieval-augmented prompt for SFT and ReST-EM.
     pub fn plain(&self, ex: &Example, retrieved: &[&ProfileItem]) -> String {
         let profile = self.render_profile(ex.task, retrieved);
-        self.plain.render(&BTreeMap::from([
-            ("input", ex.input.as_str()),
-            ("profile", profile.as_str()),
-        ]))
+        self.plain.render(&BTreeMap::from([("input", ex.input.as_str()), ("profile", profile.as_str())]))
     }
 
     /// Prompt 2, input side: the model is asked for reasoning, the
@@ -423,11 +355,7 @@ impl Templates {
     /// Prompt 2, target side: `reasoning ⊕ "\n\n" ⊕ separator ⊕ "\n" ⊕
     /// response` (both parts trimmed). [`parse_output`] inverts it.
     pub fn reasoning_target(&self, reasoning: &str, response: &str) -> String {
-        format!(
-            "{}\n\n{RESPONSE_SEPARATOR}\n{}",
-            reasoning.trim(),
-            response.trim()
-        )
+        format!("{}\n\n{RESPONSE_SEPARATOR}\n{}", reasoning.trim(), response.trim())
     }
 
     /// Prompt 3: for the reasoning generator, with `x`, `y` and the
@@ -443,11 +371,7 @@ impl Templates {
 
     /// Prompt 4: the judge prompt; the expected answer is one integer 0..=10.
     pub fn judge(&self, ex_input: &str, expected: &str, generated: &str) -> String {
-        self.judge.render(&BTreeMap::from([
-            ("input", ex_input),
-            ("expected", expected),
-            ("generated", generated),
-        ]))
+        self.judge.render(&BTreeMap::from([("input", ex_input), ("expected", expected), ("generated", generated)]))
     }
 
     /// Renders prompt `kind` for `ex` with as many of `retrieved` (rank
@@ -505,11 +429,7 @@ pub fn parse_output(text: &str) -> ParsedOutput {
             response: text[line.marker_end..].trim().to_string(),
             had_separator: true,
         },
-        None => ParsedOutput {
-            reasoning: None,
-            response: text.trim().to_string(),
-            had_separator: false,
-        },
+        None => ParsedOutput { reasoning: None, response: text.trim().to_string(), had_separator: false },
     }
 }
 
@@ -602,8 +522,7 @@ pub fn fit_profile(
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
             let mut cut = (*item).clone();
-            cut.fields
-                .insert(field.to_string(), format!("{} …", words[..mid].join(" ")));
+            cut.fields.insert(field.to_string(), format!("{} …", words[..mid].join(" ")));
             kept.push(cut.clone());
             let r = fits(&kept);
             kept.pop();
@@ -623,14 +542,7 @@ pub fn fit_profile(
         break;
     }
     let dropped = retrieved.len() - kept.len();
-    Fitted {
-        prompt: best.0,
-        items: kept,
-        dropped,
-        trimmed,
-        tokens: best.1,
-        over_budget: false,
-    }
+    Fitted { prompt: best.0, items: kept, dropped, trimmed, tokens: best.1, over_budget: false }
 }
 
 #[cfg(test)]

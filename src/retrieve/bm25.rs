@@ -20,11 +20,7 @@ pub struct Bm25Params {
 
 impl Default for Bm25Params {
     fn default() -> Self {
-        Bm25Params {
-            k1: 1.5,
-            b: 0.75,
-            epsilon: 0.25,
-        }
+        Bm25Params { k1: 1.5, b: 0.75, epsilon: 0.25 }
     }
 }
 
@@ -101,11 +97,7 @@ impl Bm25 {
                 negative.push(t);
             }
         }
-        let eps = if idf.is_empty() {
-            0.0
-        } else {
-            epsilon * idf_sum / idf.len() as f64
-        };
+        let eps = if idf.is_empty() { 0.0 } else { epsilon * idf_sum / idf.len() as f64 };
         for t in negative {
             idf.insert(t, eps);
         }
@@ -114,11 +106,7 @@ impl Bm25 {
             .map(|(d, freqs)| {
                 // An empty corpus (all documents empty) has avgdl 0: no term
                 // matches then, so the length factor is never used.
-                let len_norm = if avgdl > 0.0 {
-                    1.0 - b + b * d.len() as f64 / avgdl
-                } else {
-                    1.0
-                };
+                let len_norm = if avgdl > 0.0 { 1.0 - b + b * d.len() as f64 / avgdl } else { 1.0 };
                 query
                     .iter()
                     .map(|q| {
@@ -136,27 +124,14 @@ impl Retriever for Bm25 {
     fn retrieve(&mut self, example: &Example, k: usize) -> anyhow::Result<Vec<(usize, f32)>> {
         let query = query_text(example);
         let q: Vec<&str> = query.split_whitespace().collect();
-        let texts: Vec<String> = example
-            .profile
-            .iter()
-            .map(|p| document_text(example.task, p))
-            .collect();
-        let docs: Vec<Vec<&str>> = texts
-            .iter()
-            .map(|t| t.split_whitespace().collect())
-            .collect();
+        let texts: Vec<String> = example.profile.iter().map(|p| document_text(example.task, p)).collect();
+        let docs: Vec<Vec<&str>> = texts.iter().map(|t| t.split_whitespace().collect()).collect();
         let scores = self.scores(&q, &docs);
-        Ok(top_k(
-            scores.into_iter().enumerate().map(|(i, s)| (i, s as f32)),
-            k,
-        ))
+        Ok(top_k(scores.into_iter().enumerate().map(|(i, s)| (i, s as f32)), k))
     }
 
     fn name(&self) -> String {
-        format!(
-            "bm25(k1={},b={},eps={})",
-            self.params.k1, self.params.b, self.params.epsilon
-        )
+        format!("bm25(k1={},b={},eps={})", self.params.k1, self.params.b, self.params.epsilon)
     }
 }
 
@@ -193,7 +168,9 @@ mod tests {
         let docs: Vec<Vec<&str>> = (0..23)
             .map(|d| {
                 let mut doc = vec!["common"];
-                doc.extend(words.iter().enumerate().filter(|(i, _)| (i * 7 + d) % (2 + i % 11) == 0).map(|(_, w)| w.as_str()));
+                doc.extend(
+                    words.iter().enumerate().filter(|(i, _)| (i * 7 + d) % (2 + i % 11) == 0).map(|(_, w)| w.as_str()),
+                );
                 doc
             })
             .collect();
@@ -222,7 +199,11 @@ mod tests {
         let idf_of = |t: &str| {
             let f = docs.iter().filter(|d| d.contains(&t)).count() as f64;
             let v = (n - f + 0.5).ln() - (f + 0.5).ln();
-            if v < 0.0 { eps } else { v }
+            if v < 0.0 {
+                eps
+            } else {
+                v
+            }
         };
         let tf = |t: &str| d0.iter().filter(|x| **x == t).count() as f64;
         let expect: f64 = query.iter().map(|&q| term(idf_of(q), tf(q))).sum();

@@ -62,12 +62,7 @@ pub struct DenseOptions {
 
 impl Default for DenseOptions {
     fn default() -> Self {
-        DenseOptions {
-            normalize: true,
-            max_len: None,
-            batch_size: 16,
-            device: Device::Cpu,
-        }
+        DenseOptions { normalize: true, max_len: None, batch_size: 16, device: Device::Cpu }
     }
 }
 
@@ -109,27 +104,22 @@ pub struct BertEncoder {
 fn load_tensors(path: &Path, device: Device) -> anyhow::Result<HashMap<String, Tensor>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: the file is opened read-only and not modified while mapped.
-    let mmap = unsafe { memmap2::Mmap::map(&file) }
-        .with_context(|| format!("mapping {}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&mmap)
-        .with_context(|| format!("parsing {}", path.display()))?;
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&mmap).with_context(|| format!("parsing {}", path.display()))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let shape: Vec<i64> = view.shape().iter().map(|d| *d as i64).collect();
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            safetensors::Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            safetensors::Dtype::F32 => {
+                data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
+            safetensors::Dtype::F16 => {
+                data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            safetensors::Dtype::BF16 => {
+                data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
             // Integer buffers (position_ids) are not weights.
             _ => continue,
         };
@@ -152,16 +142,11 @@ impl BertEncoder {
     pub fn load(dir: &Path, opts: DenseOptions) -> anyhow::Result<Self> {
         let cfg_path = dir.join("config.json");
         let cfg: BertConfig = serde_json::from_str(
-            &std::fs::read_to_string(&cfg_path)
-                .with_context(|| format!("reading {}", cfg_path.display()))?,
+            &std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?,
         )
         .with_context(|| format!("parsing {}", cfg_path.display()))?;
         if let Some(act) = &cfg.hidden_act {
-            anyhow::ensure!(
-                act == "gelu",
-                "{}: hidden_act {act:?} unsupported (only gelu)",
-                cfg_path.display()
-            );
+            anyhow::ensure!(act == "gelu", "{}: hidden_act {act:?} unsupported (only gelu)", cfg_path.display());
         }
         anyhow::ensure!(
             cfg.hidden_size % cfg.num_attention_heads == 0,
@@ -184,41 +169,27 @@ impl BertEncoder {
         }
         .min(cfg.max_position_embeddings);
         let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = Tokenizer::from_file(&tok_path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(&tok_path).map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?;
         tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| anyhow::anyhow!("{}: truncation: {e}", tok_path.display()))?;
         let padding = tokenizer.get_padding().cloned().unwrap_or_default();
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..padding
-        }));
+        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..padding }));
 
         let w_path = dir.join("model.safetensors");
         let mut tensors = load_tensors(&w_path, opts.device)?;
-        let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
-            "bert."
-        } else {
-            ""
-        };
+        let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
         let h = cfg.hidden_size;
         let inter = tensors
-            .get(&format!(
-                "{prefix}encoder.layer.0.intermediate.dense.weight"
-            ))
+            .get(&format!("{prefix}encoder.layer.0.intermediate.dense.weight"))
             .map(|t| t.size()[0])
             .unwrap_or(4 * h);
         // The vocabulary size is not in our config subset: check the word
         // embedding's width only.
         let word = {
             let full = format!("{prefix}embeddings.word_embeddings.weight");
-            let t = tensors
-                .remove(&full)
-                .with_context(|| format!("{}: tensor {full} missing", w_path.display()))?;
+            let t = tensors.remove(&full).with_context(|| format!("{}: tensor {full} missing", w_path.display()))?;
             anyhow::ensure!(
                 t.dim() == 2 && t.size()[1] == h,
                 "{}: tensor {full} has shape {:?}, expected [vocab, {h}]",
@@ -227,15 +198,11 @@ impl BertEncoder {
             );
             t
         };
-        let n_types = tensors
-            .get(&format!("{prefix}embeddings.token_type_embeddings.weight"))
-            .map(|t| t.size()[0])
-            .unwrap_or(2);
+        let n_types =
+            tensors.get(&format!("{prefix}embeddings.token_type_embeddings.weight")).map(|t| t.size()[0]).unwrap_or(2);
         let mut take = |name: &str, shape: &[i64]| -> anyhow::Result<Tensor> {
             let full = format!("{prefix}{name}");
-            let t = tensors
-                .remove(&full)
-                .with_context(|| format!("{}: tensor {full} missing", w_path.display()))?;
+            let t = tensors.remove(&full).with_context(|| format!("{}: tensor {full} missing", w_path.display()))?;
             anyhow::ensure!(
                 t.size() == shape,
                 "{}: tensor {full} has shape {:?}, expected {shape:?}",
@@ -313,23 +280,14 @@ impl BertEncoder {
                 .map_err(|e| anyhow::anyhow!("{}: tokenizing: {e}", self.dir.display()))?;
             let batch = enc.len() as i64;
             let seq = enc.first().map(|e| e.get_ids().len()).unwrap_or(0) as i64;
-            let flat = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<i64>| -> Vec<i64> {
-                enc.iter().flat_map(f).collect()
-            };
+            let flat = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<i64>| -> Vec<i64> { enc.iter().flat_map(f).collect() };
             let ids = flat(&|e| e.get_ids().iter().map(|x| *x as i64).collect());
             let types = flat(&|e| e.get_type_ids().iter().map(|x| *x as i64).collect());
             let mask = flat(&|e| e.get_attention_mask().iter().map(|x| *x as i64).collect());
             let dev = self.opts.device;
-            let ids = Tensor::f_from_slice(&ids)?
-                .f_view([batch, seq])?
-                .f_to_device(dev)?;
-            let types = Tensor::f_from_slice(&types)?
-                .f_view([batch, seq])?
-                .f_to_device(dev)?;
-            let mask = Tensor::f_from_slice(&mask)?
-                .f_view([batch, seq])?
-                .f_to_kind(Kind::Float)?
-                .f_to_device(dev)?;
+            let ids = Tensor::f_from_slice(&ids)?.f_view([batch, seq])?.f_to_device(dev)?;
+            let types = Tensor::f_from_slice(&types)?.f_view([batch, seq])?.f_to_device(dev)?;
+            let mask = Tensor::f_from_slice(&mask)?.f_view([batch, seq])?.f_to_kind(Kind::Float)?.f_to_device(dev)?;
             let emb = self.forward(&ids, &types, &mask)?;
             let dim = self.dim();
             let values = Vec::<f32>::try_from(emb.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
@@ -349,22 +307,12 @@ impl BertEncoder {
         let positions = Tensor::f_arange(seq, (Kind::Int64, ids.device()))?;
         let mut x = Tensor::f_embedding(&self.word, ids, -1, false, false)?
             .f_add(&Tensor::f_embedding(&self.pos, &positions, -1, false, false)?.f_unsqueeze(0)?)?
-            .f_add(&Tensor::f_embedding(
-                &self.tok_type,
-                types,
-                -1,
-                false,
-                false,
-            )?)?
+            .f_add(&Tensor::f_embedding(&self.tok_type, types, -1, false, false)?)?
             .f_layer_norm([h], Some(&self.emb_ln_w), Some(&self.emb_ln_b), eps, false)?;
         // Additive mask [batch, 1, 1, seq]: 0 for tokens, a large negative
         // number for padding (HF uses the dtype's minimum; -1e4 is exact
         // enough after softmax in f32 and cannot overflow).
-        let add_mask = mask
-            .f_neg()?
-            .f_add_scalar(1.0)?
-            .f_mul_scalar(-1e4)?
-            .f_view([batch, 1, 1, seq])?;
+        let add_mask = mask.f_neg()?.f_add_scalar(1.0)?.f_mul_scalar(-1e4)?.f_view([batch, 1, 1, seq])?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         for l in &self.layers {
             let split = |t: Tensor| -> anyhow::Result<Tensor> {
@@ -378,33 +326,29 @@ impl BertEncoder {
                 .f_mul_scalar(scale)?
                 .f_add(&add_mask)?
                 .f_softmax(-1, Kind::Float)?;
-            let ctx = att
-                .f_matmul(&v)?
-                .f_transpose(1, 2)?
-                .f_contiguous()?
-                .f_view([batch, seq, h])?;
-            x = ctx
-                .f_linear(&l.ao_w, Some(&l.ao_b))?
-                .f_add(&x)?
-                .f_layer_norm([h], Some(&l.ln1_w), Some(&l.ln1_b), eps, false)?;
+            let ctx = att.f_matmul(&v)?.f_transpose(1, 2)?.f_contiguous()?.f_view([batch, seq, h])?;
+            x = ctx.f_linear(&l.ao_w, Some(&l.ao_b))?.f_add(&x)?.f_layer_norm(
+                [h],
+                Some(&l.ln1_w),
+                Some(&l.ln1_b),
+                eps,
+                false,
+            )?;
             let inter = x.f_linear(&l.i_w, Some(&l.i_b))?.f_gelu("none")?;
-            x = inter
-                .f_linear(&l.o_w, Some(&l.o_b))?
-                .f_add(&x)?
-                .f_layer_norm([h], Some(&l.ln2_w), Some(&l.ln2_b), eps, false)?;
+            x = inter.f_linear(&l.o_w, Some(&l.o_b))?.f_add(&x)?.f_layer_norm(
+                [h],
+                Some(&l.ln2_w),
+                Some(&l.ln2_b),
+                eps,
+                false,
+            )?;
         }
         let m = mask.f_unsqueeze(-1)?;
-        let summed = x
-            .f_mul(&m)?
-            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
-        let counts = m
-            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
-            .f_clamp_min(1e-9)?;
+        let summed = x.f_mul(&m)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
+        let counts = m.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_clamp_min(1e-9)?;
         let mut pooled = summed.f_div(&counts)?;
         if self.opts.normalize {
-            let norm = pooled
-                .f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?
-                .f_clamp_min(1e-12)?;
+            let norm = pooled.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?.f_clamp_min(1e-12)?;
             pooled = pooled.f_div(&norm)?;
         }
         Ok(pooled)
@@ -426,12 +370,7 @@ impl DenseRetriever {
     /// # Errors
     /// As [`BertEncoder::load`].
     pub fn load(dir: &Path, opts: DenseOptions) -> anyhow::Result<Self> {
-        Ok(DenseRetriever {
-            encoder: BertEncoder::load(dir, opts)?,
-            cache: HashMap::new(),
-            hits: 0,
-            misses: 0,
-        })
+        Ok(DenseRetriever { encoder: BertEncoder::load(dir, opts)?, cache: HashMap::new(), hits: 0, misses: 0 })
     }
 
     /// all-MiniLM-L6-v2 from the set-up ([`crate::paths::minilm_dir`]), with
@@ -460,10 +399,7 @@ impl DenseRetriever {
     /// # Errors
     /// Encoder errors.
     pub fn embed_documents(&mut self, docs: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
-        let keys: Vec<[u8; 32]> = docs
-            .iter()
-            .map(|d| *blake3::hash(d.as_bytes()).as_bytes())
-            .collect();
+        let keys: Vec<[u8; 32]> = docs.iter().map(|d| *blake3::hash(d.as_bytes()).as_bytes()).collect();
         let mut todo: Vec<&str> = Vec::new();
         let mut todo_keys = Vec::new();
         for (k, d) in keys.iter().zip(docs) {
@@ -481,14 +417,7 @@ impl DenseRetriever {
                 self.cache.insert(k, e);
             }
         }
-        keys.iter()
-            .map(|k| {
-                self.cache
-                    .get(k)
-                    .cloned()
-                    .context("embedding missing from cache after encoding")
-            })
-            .collect()
+        keys.iter().map(|k| self.cache.get(k).cloned().context("embedding missing from cache after encoding")).collect()
     }
 }
 
@@ -499,37 +428,18 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 impl Retriever for DenseRetriever {
     fn retrieve(&mut self, example: &Example, k: usize) -> anyhow::Result<Vec<(usize, f32)>> {
-        let docs: Vec<String> = example
-            .profile
-            .iter()
-            .map(|p| document_text(example.task, p))
-            .collect();
+        let docs: Vec<String> = example.profile.iter().map(|p| document_text(example.task, p)).collect();
         let doc_embs = self.embed_documents(&docs)?;
         let query = query_text(example);
-        let q = self
-            .encoder
-            .encode(&[query.as_str()])?
-            .pop()
-            .context("no query embedding")?;
-        Ok(top_k(
-            doc_embs.iter().enumerate().map(|(i, d)| (i, dot(&q, d))),
-            k,
-        ))
+        let q = self.encoder.encode(&[query.as_str()])?.pop().context("no query embedding")?;
+        Ok(top_k(doc_embs.iter().enumerate().map(|(i, d)| (i, dot(&q, d))), k))
     }
 
     fn name(&self) -> String {
         format!(
             "dense({}, mean-pool{}, dot)",
-            self.encoder
-                .dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("encoder"),
-            if self.encoder.opts.normalize {
-                "+l2"
-            } else {
-                ""
-            }
+            self.encoder.dir.file_name().and_then(|n| n.to_str()).unwrap_or("encoder"),
+            if self.encoder.opts.normalize { "+l2" } else { "" }
         )
     }
 }

@@ -62,11 +62,7 @@ pub trait Retriever {
 /// fail there).
 pub fn query_text(example: &Example) -> String {
     let input = example.input.as_str();
-    let after = |marker: &str| {
-        input
-            .find(marker)
-            .map(|i| input[i + marker.len()..].trim().to_string())
-    };
+    let after = |marker: &str| input.find(marker).map(|i| input[i + marker.len()..].trim().to_string());
     match example.task {
         Task::ReviewWriting | Task::TopicWriting => input.to_string(),
         Task::AbstractGeneration => after("items:").unwrap_or_else(|| input.to_string()),
@@ -101,8 +97,5 @@ pub fn top_k(scores: impl IntoIterator<Item = (usize, f32)>, k: usize) -> Vec<(u
 
 /// The retrieved items themselves, in rank order.
 pub fn retrieved_items<'a>(example: &'a Example, ranked: &[(usize, f32)]) -> Vec<&'a ProfileItem> {
-    ranked
-        .iter()
-        .filter_map(|(i, _)| example.profile.get(*i))
-        .collect()
+    ranked.iter().filter_map(|(i, _)| example.profile.get(*i)).collect()
 }

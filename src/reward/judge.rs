@@ -289,10 +289,8 @@ impl<M: ScoreModel> Judge<M> {
     /// Tokenizer failures.
     pub fn prompt_ids(&self, input: &str, expected: &str, response: &str) -> Result<Vec<u32>> {
         let user = (self.config.template)(input, expected, response);
-        let mut ids = self
-            .model
-            .chat_prompt_ids(self.config.system.as_deref(), &user)
-            .context("encoding the judge prompt")?;
+        let mut ids =
+            self.model.chat_prompt_ids(self.config.system.as_deref(), &user).context("encoding the judge prompt")?;
         ids.extend(self.model.encode(&self.config.answer_prefix).context("encoding the judge's answer prefix")?);
         Ok(ids)
     }

@@ -174,9 +174,7 @@ pub fn recover_dir(dir: &Path) -> Result<()> {
 
 /// fsyncs a file or a folder.
 fn fsync(path: &Path) -> Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {} to disk", path.display()))
+    std::fs::File::open(path).and_then(|f| f.sync_all()).with_context(|| format!("syncing {} to disk", path.display()))
 }
 
 /// Reads `resume/trainer_state.json` if the work directory has one.

@@ -331,7 +331,8 @@ impl Trainer {
             let path = d.join("optimizer.safetensors");
             tch::Tensor::write_safetensors(&opt.state_tensors(), &path)
                 .with_context(|| format!("writing {}", path.display()))?;
-            store::write_private_file(d.join("trainer_state.json"), json.as_bytes()).context("writing trainer_state.json")?;
+            store::write_private_file(d.join("trainer_state.json"), json.as_bytes())
+                .context("writing trainer_state.json")?;
             Ok(())
         })
     }

@@ -84,7 +84,8 @@ fn main() {
     let big: u64 = std::env::var("RESTPG_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let root = std::env::var_os("RESTPG_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let tmp = tempfile::tempdir_in(root).unwrap();
-    let record_bytes = events::Envelope::seal(0, chrono::Utc::now(), "bench-run", sample_event(0), [0; 32]).encode().len() as u64;
+    let record_bytes =
+        events::Envelope::seal(0, chrono::Utc::now(), "bench-run", sample_event(0), [0; 32]).encode().len() as u64;
     println!("sample event record: {record_bytes} bytes encoded\n");
     println!("| measurement | events | wall time | events/s | MB/s of records | wall per event | CPU per event |");
     println!("|---|---|---|---|---|---|---|");

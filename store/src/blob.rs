@@ -185,9 +185,8 @@ fn hash_file(src: &Path, mut copy_to: Option<&mut fs::File>) -> Result<Digest, S
 /// sorted. Symbolic links are refused: a blob must hold its bytes.
 fn list_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), StoreError> {
     let dir = root.join(rel);
-    let mut entries = fs::read_dir(&dir)
-        .and_then(|rd| rd.collect::<io::Result<Vec<_>>>())
-        .map_err(|e| StoreError::io(&dir, e))?;
+    let mut entries =
+        fs::read_dir(&dir).and_then(|rd| rd.collect::<io::Result<Vec<_>>>()).map_err(|e| StoreError::io(&dir, e))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let rel = rel.join(entry.file_name());

@@ -90,7 +90,9 @@ pub enum StoreError {
         seq: u64,
     },
     /// The last record is invalid, so nothing can be chained after it.
-    #[error("cannot append to run {run_id:?}: its last record (seq {seq}) is invalid ({source}); run `restpg log verify`")]
+    #[error(
+        "cannot append to run {run_id:?}: its last record (seq {seq}) is invalid ({source}); run `restpg log verify`"
+    )]
     CorruptTail {
         /// The run.
         run_id: String,

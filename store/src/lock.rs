@@ -100,7 +100,8 @@ impl OwnerLock {
     /// who holds it: a writer as its file says, or readers taking a copy.
     pub fn try_acquire(log_dir: &Path, role: Role) -> std::io::Result<Result<OwnerLock, LockHolder>> {
         let path = lock_path(log_dir);
-        let mut file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
+        let mut file =
+            fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
         if file.try_lock_exclusive().is_err() {
             // Shared holders are readers: a second look tells them apart
             // from a writer, whose exclusive lock refuses a shared one too.

@@ -55,7 +55,9 @@ impl Core {
         let deadline = Instant::now() + Duration::from_secs(5);
         let db = loop {
             match config.open() {
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && Instant::now() < deadline => {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 other => break other.map_err(|e| StoreError::sled(&log_dir, e))?,
@@ -226,7 +228,12 @@ impl Core {
                 written: f.records,
                 present,
                 damage: r.as_ref().map(|r| {
-                    format!("{}{}: {}", r.file.display(), r.offset.map_or(String::new(), |o| format!(" at offset {o}")), r.detail)
+                    format!(
+                        "{}{}: {}",
+                        r.file.display(),
+                        r.offset.map_or(String::new(), |o| format!(" at offset {o}")),
+                        r.detail
+                    )
                 }),
             }),
             (None, Some(r)) => Err(corrupt(r)),
@@ -420,7 +427,11 @@ impl LogReader {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(e) if remote::is_not_listening(&e) => {
-                    return Err(StoreError::Unreachable { dir: log_dir.clone(), holder, socket: remote::socket_path(&log_dir) })
+                    return Err(StoreError::Unreachable {
+                        dir: log_dir.clone(),
+                        holder,
+                        socket: remote::socket_path(&log_dir),
+                    })
                 }
                 Err(e) => return Err(e),
             }
@@ -535,9 +546,9 @@ impl LogReader {
     /// As [`LogReader::get`].
     pub fn get_by_sample(&self, sample: &SampleId) -> Result<Vec<Envelope>, StoreError> {
         match &self.backend {
-            Backend::Local { core, .. } => {
-                core.indexed(keys::sample_prefix(sample.iteration, Some(&sample.input_id), Some(sample.index))).collect()
-            }
+            Backend::Local { core, .. } => core
+                .indexed(keys::sample_prefix(sample.iteration, Some(&sample.input_id), Some(sample.index)))
+                .collect(),
             Backend::Remote(_) => {
                 self.iter().filter(|r| r.as_ref().map_or(true, |e| e.payload.sample() == Some(sample))).collect()
             }
@@ -551,7 +562,9 @@ impl LogReader {
             Backend::Local { core, .. } => core.indexed(keys::sample_prefix(iteration, Some(input_id), None)),
             Backend::Remote(_) => {
                 let input_id = input_id.to_owned();
-                self.filtered(move |e| e.payload.sample().is_some_and(|s| s.iteration == iteration && s.input_id == input_id))
+                self.filtered(move |e| {
+                    e.payload.sample().is_some_and(|s| s.iteration == iteration && s.input_id == input_id)
+                })
             }
         }
     }

@@ -183,12 +183,12 @@ pub(crate) fn walk(
         let outcome = if seq != expected {
             Err(Problem { seq: expected, reason: ProblemReason::Missing { next_present: seq } })
         } else {
-            Envelope::decode(&bytes)
-                .map_err(|e| Problem { seq, reason: ProblemReason::Record(e) })
-                .and_then(|env| match check(run_id, seq, &report.last_hash, &env) {
+            Envelope::decode(&bytes).map_err(|e| Problem { seq, reason: ProblemReason::Record(e) }).and_then(|env| {
+                match check(run_id, seq, &report.last_hash, &env) {
                     Some(reason) => Err(Problem { seq, reason }),
                     None => Ok(env.hash),
-                })
+                }
+            })
         };
         match outcome {
             Ok(hash) => {

@@ -302,7 +302,8 @@ impl EventLog {
             st.last_boundary = last_boundary;
         }
         self.core.feed.published(seq - 1);
-        let due = (boundary && st.policy.at_step_boundaries) || st.policy.every_events.is_some_and(|n| st.unflushed >= n);
+        let due =
+            (boundary && st.policy.at_step_boundaries) || st.policy.every_events.is_some_and(|n| st.unflushed >= n);
         if due {
             self.flush_locked(&mut st)?;
         }

@@ -81,7 +81,7 @@ fn run_and_kill(dir: &std::path::Path) -> Option<u64> {
     }
     std::thread::sleep(extra);
     child.kill().unwrap(); // SIGKILL
-    // Acks written before the kill may still sit in the pipe: they count.
+                           // Acks written before the kill may still sit in the pipe: they count.
     loop {
         line.clear();
         if out.read_line(&mut line).unwrap() == 0 {

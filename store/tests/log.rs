@@ -80,8 +80,14 @@ fn indexes_find_events_by_sample_input_iteration_kind_and_id() {
     })
     .unwrap();
     log.append(stage(1, "judge")).unwrap();
-    log.append(Event::FilterDecided { sample: sample.clone(), decision: Decision::Kept, reward: 1.0, tau: 1.0, rank: 0 })
-        .unwrap();
+    log.append(Event::FilterDecided {
+        sample: sample.clone(),
+        decision: Decision::Kept,
+        reward: 1.0,
+        tau: 1.0,
+        rank: 0,
+    })
+    .unwrap();
     // Then the sample's story is its three events
     let story: Vec<EventKind> = log.get_by_sample(&sample).unwrap().iter().map(|e| e.payload.kind()).collect();
     assert_eq!(story, [EventKind::SampleGenerated, EventKind::RewardAssigned, EventKind::FilterDecided]);

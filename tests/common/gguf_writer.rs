@@ -74,10 +74,7 @@ impl Value {
 
     /// An array of strings.
     pub fn strings(items: &[&str]) -> Value {
-        Value::Array(
-            ty::STRING,
-            items.iter().map(|s| Value::Str(s.to_string())).collect(),
-        )
+        Value::Array(ty::STRING, items.iter().map(|s| Value::Str(s.to_string())).collect())
     }
 }
 
@@ -172,16 +169,8 @@ impl GgufSpec {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = b"GGUF".to_vec();
         out.extend(self.version.to_le_bytes());
-        out.extend(
-            self.tensor_count
-                .unwrap_or(self.tensors.len() as u64)
-                .to_le_bytes(),
-        );
-        out.extend(
-            self.meta_count
-                .unwrap_or(self.meta.len() as u64)
-                .to_le_bytes(),
-        );
+        out.extend(self.tensor_count.unwrap_or(self.tensors.len() as u64).to_le_bytes());
+        out.extend(self.meta_count.unwrap_or(self.meta.len() as u64).to_le_bytes());
         for (k, v) in &self.meta {
             put_str(&mut out, k);
             out.extend(v.type_code().to_le_bytes());
@@ -216,9 +205,7 @@ impl GgufSpec {
 
 /// Deterministic small weights.
 fn weights(n: usize, salt: u32) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ salt) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
+    (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ salt) % 1000) as f32 / 1000.0 - 0.5).collect()
 }
 
 /// A complete, loadable Llama GGUF with `layers` layers: hidden 8, 2 heads
@@ -232,83 +219,42 @@ pub fn tiny_llama(layers: usize) -> GgufSpec {
         ("general.name".to_string(), s("tiny")),
         ("general.alignment".to_string(), Value::U32(32)),
         ("llama.context_length".to_string(), Value::U32(64)),
-        (
-            "llama.embedding_length".to_string(),
-            Value::U32(hidden as u32),
-        ),
-        (
-            "llama.feed_forward_length".to_string(),
-            Value::U32(ff as u32),
-        ),
+        ("llama.embedding_length".to_string(), Value::U32(hidden as u32)),
+        ("llama.feed_forward_length".to_string(), Value::U32(ff as u32)),
         ("llama.block_count".to_string(), Value::U32(layers as u32)),
-        (
-            "llama.attention.head_count".to_string(),
-            Value::U32(heads as u32),
-        ),
-        (
-            "llama.attention.head_count_kv".to_string(),
-            Value::U32(kv_heads as u32),
-        ),
+        ("llama.attention.head_count".to_string(), Value::U32(heads as u32)),
+        ("llama.attention.head_count_kv".to_string(), Value::U32(kv_heads as u32)),
         ("llama.rope.freq_base".to_string(), Value::F32(10000.0)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".to_string(),
-            Value::F32(1e-5),
-        ),
+        ("llama.attention.layer_norm_rms_epsilon".to_string(), Value::F32(1e-5)),
         ("llama.vocab_size".to_string(), Value::U32(vocab as u32)),
         ("tokenizer.ggml.model".to_string(), s("gpt2")),
         ("tokenizer.ggml.pre".to_string(), s("smollm")),
     ];
-    meta.push((
-        "tokenizer.ggml.tokens".into(),
-        Value::strings(&["a", "b", "ab", "Ġ", "<|im_start|>", "<|im_end|>"]),
-    ));
+    meta.push(("tokenizer.ggml.tokens".into(), Value::strings(&["a", "b", "ab", "Ġ", "<|im_start|>", "<|im_end|>"])));
     meta.push((
         "tokenizer.ggml.token_type".into(),
-        Value::Array(
-            ty::I32,
-            [1, 1, 1, 1, 3, 3].into_iter().map(Value::I32).collect(),
-        ),
+        Value::Array(ty::I32, [1, 1, 1, 1, 3, 3].into_iter().map(Value::I32).collect()),
     ));
     meta.push(("tokenizer.ggml.merges".into(), Value::strings(&["a b"])));
     meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(4)));
     meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(5)));
     let mut tensors = vec![
-        TensorSpec::f32(
-            "token_embd.weight",
-            &[hidden, vocab],
-            &weights((hidden * vocab) as usize, 1),
-        ),
+        TensorSpec::f32("token_embd.weight", &[hidden, vocab], &weights((hidden * vocab) as usize, 1)),
         TensorSpec::f32("output_norm.weight", &[hidden], &vec![1.0; hidden as usize]),
     ];
     for l in 0..layers {
         let m = |name: &str, cols: u64, rows: u64, salt: u32| {
-            TensorSpec::f32(
-                &format!("blk.{l}.{name}.weight"),
-                &[cols, rows],
-                &weights((cols * rows) as usize, salt),
-            )
+            TensorSpec::f32(&format!("blk.{l}.{name}.weight"), &[cols, rows], &weights((cols * rows) as usize, salt))
         };
-        tensors.push(TensorSpec::f32(
-            &format!("blk.{l}.attn_norm.weight"),
-            &[hidden],
-            &vec![1.0; hidden as usize],
-        ));
+        tensors.push(TensorSpec::f32(&format!("blk.{l}.attn_norm.weight"), &[hidden], &vec![1.0; hidden as usize]));
         tensors.push(m("attn_q", hidden, heads * head_dim, 2));
         tensors.push(m("attn_k", hidden, kv_heads * head_dim, 3));
         tensors.push(m("attn_v", hidden, kv_heads * head_dim, 4));
         tensors.push(m("attn_output", heads * head_dim, hidden, 5));
-        tensors.push(TensorSpec::f32(
-            &format!("blk.{l}.ffn_norm.weight"),
-            &[hidden],
-            &vec![1.0; hidden as usize],
-        ));
+        tensors.push(TensorSpec::f32(&format!("blk.{l}.ffn_norm.weight"), &[hidden], &vec![1.0; hidden as usize]));
         tensors.push(m("ffn_gate", hidden, ff, 6));
         tensors.push(m("ffn_up", hidden, ff, 7));
         tensors.push(m("ffn_down", ff, hidden, 8));
     }
-    GgufSpec {
-        meta,
-        tensors,
-        ..GgufSpec::default()
-    }
+    GgufSpec { meta, tensors, ..GgufSpec::default() }
 }

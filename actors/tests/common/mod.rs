@@ -55,7 +55,9 @@ impl Script {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         match fail {
             Fail::PanicAt(k) if k == n => panic!("double {what} panics at call {n}"),
-            Fail::RetryableAt(k) if k == n => Err(CapabilityError::retryable(format!("double {what} fails at call {n}"))),
+            Fail::RetryableAt(k) if k == n => {
+                Err(CapabilityError::retryable(format!("double {what} fails at call {n}")))
+            }
             Fail::FatalAt(k) if k == n => Err(CapabilityError::fatal(format!("double {what}: bad input at call {n}"))),
             Fail::AlwaysRetryable => Err(CapabilityError::retryable(format!("double {what} always fails"))),
             _ => Ok(()),
@@ -92,7 +94,8 @@ impl Doubles {
         let policy: Factory<dyn Generate> = Arc::new(move || {
             rec.policy_builds.fetch_add(1, Ordering::SeqCst);
             rec.build_threads.lock().unwrap().push(std::thread::current().id());
-            Ok(Box::new(Policy { rec: Arc::clone(&rec), loaded: None, fail, script: Arc::clone(&script) }) as Box<dyn Generate>)
+            Ok(Box::new(Policy { rec: Arc::clone(&rec), loaded: None, fail, script: Arc::clone(&script) })
+                as Box<dyn Generate>)
         });
         let rec = Arc::clone(&self.rec);
         let generator: Factory<dyn Generate> = Arc::new(move || {
@@ -272,7 +275,11 @@ pub struct Trainer {
 }
 
 impl Train for Trainer {
-    fn train(&mut self, job: &TrainJob, progress: &mut dyn FnMut(TrainProgressReport)) -> Result<CheckpointRef, CapabilityError> {
+    fn train(
+        &mut self,
+        job: &TrainJob,
+        progress: &mut dyn FnMut(TrainProgressReport),
+    ) -> Result<CheckpointRef, CapabilityError> {
         self.script.check(self.fail, "trainer")?;
         self.rec.jobs.lock().unwrap().push(job.clone());
         let mut text = format!("{}|{}|{}", digest_hex(&job.init.hash), job.iteration, job.seed);
@@ -290,7 +297,13 @@ impl Train for Trainer {
 pub struct Evaluator;
 
 impl Evaluate for Evaluator {
-    fn evaluate(&mut self, checkpoint: &CheckpointRef, split: &str, system: &str, _: PromptKind) -> Result<EvalSummary, CapabilityError> {
+    fn evaluate(
+        &mut self,
+        checkpoint: &CheckpointRef,
+        split: &str,
+        system: &str,
+        _: PromptKind,
+    ) -> Result<EvalSummary, CapabilityError> {
         Ok(EvalSummary {
             scores: vec![("macro".into(), f64::from(checkpoint.hash[0]) / 255.0)],
             report_path: format!("reports/{system}-{split}.json"),

@@ -59,9 +59,7 @@ pub fn chain(run_id: &str, events: Vec<Event>) -> Vec<Envelope> {
 
 /// Folds in-memory records.
 pub fn fold_records(records: Vec<Envelope>) -> RunState {
-    Replay::new()
-        .fold(records.into_iter().map(Ok::<_, std::io::Error>))
-        .expect("an in-memory chain folds")
+    Replay::new().fold(records.into_iter().map(Ok::<_, std::io::Error>)).expect("an in-memory chain folds")
 }
 
 /// The sequence number of the stored record whose payload equals `event`.
