@@ -287,7 +287,7 @@ fn finish<T>(decoded: Result<(T, usize), bincode::error::DecodeError>, body: &[u
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{digest, Decision, SampleId};
+    use crate::{digest, Decision, FinishReason, SampleId};
 
     /// The records of the committed version-1 fixture: one of every kind
     /// that a small run writes, chained from genesis.
@@ -352,10 +352,16 @@ pub(crate) mod tests {
     /// The fixture events sealed in schema `version` from `t0` (250 ms
     /// apart), as `[u32 LE length][record]` entries.
     fn fixture_bytes(version: u16, run_id: &str, t0: &str) -> Vec<u8> {
+        seal_fixture(fixture_events(), version, run_id, t0)
+    }
+
+    /// `events` sealed in schema `version` from `t0` (250 ms apart), as
+    /// `[u32 LE length][record]` entries.
+    fn seal_fixture(events: Vec<Event>, version: u16, run_id: &str, t0: &str) -> Vec<u8> {
         let t0 = DateTime::parse_from_rfc3339(t0).unwrap().with_timezone(&Utc);
         let mut prev = GENESIS_HASH;
         let mut file = Vec::new();
-        for (i, payload) in fixture_events().into_iter().enumerate() {
+        for (i, payload) in events.into_iter().enumerate() {
             let time = t0 + chrono::Duration::milliseconds(i as i64 * 250);
             let env = Envelope::seal_as(version, i as u64, time, run_id, payload, prev);
             prev = env.hash;
@@ -388,6 +394,140 @@ pub(crate) mod tests {
         // the legacy type is that build's payload, field for field.
         let committed = std::fs::read(fixture_v2_path()).unwrap();
         assert_eq!(fixture_bytes(2, "fixture-run-v2", "2026-06-02T03:04:05.5Z"), committed);
+    }
+
+    /// The records of the committed version-3 fixture: one of every kind,
+    /// every stage, checkpoint role and split the version-3 build wrote, in
+    /// the order a small `rest-pg` run writes them.
+    pub(crate) fn fixture_v3_events() -> Vec<Event> {
+        let s = |i| SampleId { iteration: 1, input_id: "email/17".into(), index: i };
+        let stage = |iteration, stage: &str| Event::StageStarted { iteration, stage: stage.into() };
+        let done = |iteration, stage: &str| Event::StageFinished { iteration, stage: stage.into(), wall_ms: 40 };
+        let checkpoint = |iteration, step, role: &str| Event::CheckpointSaved {
+            iteration,
+            step,
+            role: role.into(),
+            hash: digest(role.as_bytes()),
+            path: format!("blobs/{role}"),
+            validation_score: None,
+        };
+        let evaluation = |iteration, split: &str| Event::EvaluationDone {
+            iteration,
+            split: split.into(),
+            system: "rest-pg".into(),
+            scores: vec![("judge".into(), 0.5), ("rouge-l".into(), 0.25)],
+            report_path: format!("eval/{split}-{iteration}.json"),
+        };
+        let generated = |i, reasoning: Option<&str>, finish| Event::SampleGenerated {
+            sample: s(i),
+            seed: s(i).seed(7),
+            prompt_digest: digest(b"prompt"),
+            reasoning: reasoning.map(str::to_owned),
+            response: "Thanks, see you Monday.".into(),
+            prompt_tokens: 120,
+            output_tokens: 14,
+            checkpoint: digest(b"sft"),
+            temperature: 0.7,
+            top_p: 0.95,
+            finish: Some(finish),
+        };
+        let rewarded = |i, reward| Event::RewardAssigned {
+            sample: s(i),
+            reward,
+            reward_name: "judge".into(),
+            judge_distribution: vec![0.0, 0.25, 0.75],
+        };
+        vec![
+            Event::RunStarted {
+                method: "rest-pg".into(),
+                config_toml: "method = \"rest-pg\"\nseed = 7\n".into(),
+                config_digest: digest(b"method = \"rest-pg\"\nseed = 7\n"),
+                code_version: "restpg 0.1.0".into(),
+                seed: 7,
+                dataset_digest: digest(b"data"),
+                settings: Some(crate::RunSettings {
+                    tau: 1.0,
+                    max_kept_per_input: 10,
+                    require_reasoning: true,
+                    init: crate::InitMode::Continue,
+                    separator: Some("### Response:".into()),
+                    reward: "judge".into(),
+                }),
+            },
+            checkpoint(0, 0, "base"),
+            stage(0, "retrieve"),
+            Event::RetrievalDone {
+                input_id: "email/17".into(),
+                task: "email-completion".into(),
+                retriever: "bm25".into(),
+                k: 2,
+                item_indices: vec![4, 1],
+                scores: vec![3.5, 1.25],
+            },
+            done(0, "retrieve"),
+            stage(0, "reasoning"),
+            Event::ReasoningGenerated {
+                input_id: "email/17".into(),
+                generator: "policy".into(),
+                seed: 11,
+                reasoning: "The user writes tersely.".into(),
+            },
+            done(0, "reasoning"),
+            stage(0, "sft"),
+            Event::TrainingProgress { iteration: 0, step: 1, loss: 2.5, learning_rate: 1e-5, tokens: 300 },
+            checkpoint(0, 10, "sft"),
+            done(0, "sft"),
+            stage(0, "eval-validation"),
+            evaluation(0, "validation"),
+            done(0, "eval-validation"),
+            stage(1, "e-step"),
+            generated(0, Some("The user writes tersely."), FinishReason::StopToken),
+            generated(1, None, FinishReason::StopString),
+            generated(2, Some("Short."), FinishReason::Length),
+            done(1, "e-step"),
+            stage(1, "judge"),
+            rewarded(0, 1.0),
+            rewarded(1, 1.0),
+            rewarded(2, 0.0),
+            done(1, "judge"),
+            stage(1, "filter"),
+            Event::FilterDecided { sample: s(0), decision: Decision::Kept, reward: 1.0, tau: 1.0, rank: 0 },
+            Event::FilterDecided { sample: s(1), decision: Decision::NoReasoning, reward: 1.0, tau: 1.0, rank: 1 },
+            Event::FilterDecided { sample: s(2), decision: Decision::ZeroReward, reward: 0.0, tau: 1.0, rank: 2 },
+            Event::DatasetSealed { iteration: 1, count: 1, digest: digest(b"d1") },
+            done(1, "filter"),
+            stage(1, "m-step"),
+            Event::TrainingProgress { iteration: 1, step: 1, loss: 1.5, learning_rate: 1e-5, tokens: 200 },
+            checkpoint(1, 5, "m-step"),
+            done(1, "m-step"),
+            stage(1, "eval-validation"),
+            evaluation(1, "validation"),
+            done(1, "eval-validation"),
+            Event::IterationFinished { iteration: 1 },
+            Event::MStepSkipped { iteration: 2, reason: "D_2 is empty".into() },
+            stage(2, "eval-test"),
+            evaluation(2, "test"),
+            done(2, "eval-test"),
+            Event::RunFailed { reason: "judge 2: batch t2/email/17/#0 failed".into() },
+            Event::RunFinished { wall_ms: 1234 },
+        ]
+    }
+
+    /// Where the version-3 fixture lies.
+    pub(crate) fn fixture_v3_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3_records.bin")
+    }
+
+    /// The version-3 fixture's run id and start time.
+    const V3_RUN: (&str, &str) = ("fixture-run-v3", "2026-12-01T23:10:00.25Z");
+
+    /// Writes the version-3 fixture. Run once by the version-3 build, before
+    /// version 4 changed the payload (`cargo test -p restpg-events --
+    /// --ignored write_v3_fixture`); it is committed and never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v3_fixture() {
+        std::fs::write(fixture_v3_path(), seal_fixture(fixture_v3_events(), 3, V3_RUN.0, V3_RUN.1)).unwrap();
     }
 
     #[test]
