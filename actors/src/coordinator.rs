@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use events::{dataset_digest, DatasetEntry, Decision, Digest, Event, SampleId};
+use events::{
+    dataset_digest, reasoning_sample, response_digest, train_seed, DatasetEntry, Decision, Digest, Event, Role,
+    SampleId, Split, Stage,
+};
 
 use crate::capability::{
     CheckpointRef, EvalSummary, Evaluate, Factory, Generate, Judge, JudgeRequest, PromptKind, Retrieve, SampleRequest,
@@ -130,8 +133,8 @@ pub struct IterationOutcome {
 pub struct Evaluation {
     /// Iteration of the evaluated model (0 = after SFT).
     pub iteration: u32,
-    /// `validation` or `test`.
-    pub split: String,
+    /// The evaluated split (validation or test).
+    pub split: Split,
     /// Its scores and report.
     pub summary: EvalSummary,
 }
@@ -222,28 +225,6 @@ pub fn run_pipeline(plan: Plan, log: impl EventSink, capabilities: Capabilities)
     result
 }
 
-/// The seed of a training job: derived from the run seed and the iteration
-/// (REST-PG fixes one seed per run; each stage gets its own stream).
-pub fn train_seed(run_seed: u64, iteration: u32) -> u64 {
-    let mut bytes = b"restpg.train-seed.v1\0".to_vec();
-    bytes.extend_from_slice(&run_seed.to_le_bytes());
-    bytes.extend_from_slice(&iteration.to_le_bytes());
-    let d = events::digest(&bytes);
-    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-}
-
-/// The `response_digest` of a D_t entry: blake3 of the logged response
-/// text, so replay can recompute it from `SampleGenerated` alone.
-pub fn response_digest(response: &str) -> Digest {
-    events::digest(response.as_bytes())
-}
-
-/// The reasoning sample id of a train input (iteration 0, index 0): its seed
-/// is `SampleId::seed(run_seed)` like every other sample's.
-pub fn reasoning_sample(input_id: &str) -> SampleId {
-    SampleId { iteration: 0, input_id: input_id.to_owned(), index: 0 }
-}
-
 struct Run {
     plan: Arc<Plan>,
     caps: Capabilities,
@@ -315,16 +296,16 @@ impl Run {
         Ok(())
     }
 
-    async fn stage_started(&mut self, iteration: u32, stage: &str) -> Result<Instant, RunError> {
-        tracing::info!(iteration, stage, "stage started");
-        self.append(vec![Event::StageStarted { iteration, stage: stage.to_owned() }]).await?;
+    async fn stage_started(&mut self, iteration: u32, stage: Stage) -> Result<Instant, RunError> {
+        tracing::info!(iteration, stage = stage.as_str(), "stage started");
+        self.append(vec![Event::StageStarted { iteration, stage }]).await?;
         Ok(Instant::now())
     }
 
-    async fn stage_finished(&mut self, iteration: u32, stage: &str, since: Instant) -> Result<(), RunError> {
+    async fn stage_finished(&mut self, iteration: u32, stage: Stage, since: Instant) -> Result<(), RunError> {
         let wall_ms = since.elapsed().as_millis() as u64;
-        tracing::info!(iteration, stage, wall_ms, "stage finished");
-        self.append(vec![Event::StageFinished { iteration, stage: stage.to_owned(), wall_ms }]).await?;
+        tracing::info!(iteration, stage = stage.as_str(), wall_ms, "stage finished");
+        self.append(vec![Event::StageFinished { iteration, stage, wall_ms }]).await?;
         self.flush().await
     }
 
@@ -348,7 +329,7 @@ impl Run {
         }
         let sft = self.sft().await?;
         let mut evaluations = Vec::new();
-        if let Some(e) = self.evaluate(0, "validation", &sft).await? {
+        if let Some(e) = self.evaluate(0, Split::Validation, &sft).await? {
             evaluations.push(e);
         }
 
@@ -363,7 +344,7 @@ impl Run {
             let (entries, samples) = self.sealed_set(t)?;
             let (count, digest) = self.state.sealed[&t];
             let next = self.m_step(t, &current, &entries).await?;
-            if let Some(e) = self.evaluate(t, "validation", &next).await? {
+            if let Some(e) = self.evaluate(t, Split::Validation, &next).await? {
                 evaluations.push(e);
             }
             self.append(vec![Event::IterationFinished { iteration: t }]).await?;
@@ -372,7 +353,7 @@ impl Run {
             current = next;
         }
 
-        if let Some(e) = self.evaluate(plan.em_iterations(), "test", &current).await? {
+        if let Some(e) = self.evaluate(plan.em_iterations(), Split::Test, &current).await? {
             evaluations.push(e);
         }
         self.append(vec![Event::RunFinished { wall_ms: self.started.elapsed().as_millis() as u64 }]).await?;
@@ -401,7 +382,7 @@ impl Run {
     /// REST-PG §3 step 1: top-k profile items for every input of every split.
     async fn retrieve(&mut self) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(0, "retrieve").await?;
+        let since = self.stage_started(0, Stage::Retrieve).await?;
         let mut seen = BTreeSet::new();
         let missing: Vec<String> = plan
             .train_ids
@@ -440,14 +421,14 @@ impl Run {
             }
             self.note_pool(&pool);
         }
-        self.stage_finished(0, "retrieve", since).await
+        self.stage_finished(0, Stage::Retrieve, since).await
     }
 
     /// REST-PG §3 step 2: the generator summarizes each train user
     /// (D_reasoning).
     async fn reasoning(&mut self) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(0, "reasoning").await?;
+        let since = self.stage_started(0, Stage::Reasoning).await?;
         let requests: Vec<SampleRequest> = plan
             .train_ids
             .iter()
@@ -504,7 +485,7 @@ impl Run {
             }
             self.note_pool(&pool);
         }
-        self.stage_finished(0, "reasoning", since).await
+        self.stage_finished(0, Stage::Reasoning, since).await
     }
 
     fn trainer(&self) -> Addr<Worker<dyn Train>> {
@@ -527,10 +508,10 @@ impl Run {
     /// SFT on (x, y) or on D_reasoning (x, reasoning ⊕ y): θ¹.
     async fn sft(&mut self) -> Result<CheckpointRef, RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(0, "sft").await?;
-        if let Some(c) = self.state.checkpoints.get(&(0, "sft".to_owned())) {
+        let since = self.stage_started(0, Stage::Sft).await?;
+        if let Some(c) = self.state.checkpoints.get(&(0, Role::Sft)) {
             let c = c.checkpoint.clone();
-            self.stage_finished(0, "sft", since).await?;
+            self.stage_finished(0, Stage::Sft, since).await?;
             return Ok(c);
         }
         let mut data = Vec::with_capacity(plan.train_ids.len());
@@ -548,9 +529,9 @@ impl Run {
         }
         let job = TrainJob { iteration: 0, init: plan.base.clone(), data, seed: train_seed(plan.seed, 0) };
         let trained = self.train("sft", job).await?;
-        self.append(vec![checkpoint_saved(0, "sft", &trained)]).await?;
+        self.append(vec![checkpoint_saved(0, Role::Sft, &trained)]).await?;
         self.flush().await?;
-        self.stage_finished(0, "sft", since).await?;
+        self.stage_finished(0, Stage::Sft, since).await?;
         Ok(trained.checkpoint)
     }
 
@@ -559,40 +540,45 @@ impl Run {
     async fn evaluate(
         &mut self,
         t: u32,
-        split: &str,
+        split: Split,
         checkpoint: &CheckpointRef,
     ) -> Result<Option<Evaluation>, RunError> {
         let plan = Arc::clone(&self.plan);
-        let ids = if split == "test" { &plan.test_ids } else { &plan.val_ids };
+        let (ids, stage) = match split {
+            Split::Test => (&plan.test_ids, Stage::EvalTest),
+            _ => (&plan.val_ids, Stage::EvalValidation),
+        };
         if ids.is_empty() {
             return Ok(None);
         }
         let system = plan.method.as_str().to_owned();
-        let stage = format!("eval-{split}");
-        let since = self.stage_started(t, &stage).await?;
-        let key = (t, split.to_owned(), system.clone());
+        let since = self.stage_started(t, stage).await?;
+        let key = (t, split, system.clone());
         let summary = match self.state.evaluations.get(&key) {
             Some(s) => s.clone(),
             None => {
                 let addr = start_pool::<dyn Evaluate>("evaluator", 1, Arc::clone(&self.caps.evaluator), None, None);
-                let mut pool = Bounded::new(stage.clone(), addr.recipient(), 1, plan.max_attempts, None);
+                let mut pool = Bounded::new(stage.as_str(), addr.recipient(), 1, plan.max_attempts, None);
                 pool.push(
-                    split.to_owned(),
+                    split.as_str().to_owned(),
                     EvaluateRun {
                         checkpoint: checkpoint.clone(),
-                        split: split.to_owned(),
+                        split: split.as_str().to_owned(),
                         system: system.clone(),
                         prompt: plan.method.policy_prompt(),
                     },
                 );
                 let summary = match pool.next().await {
                     Some(r) => r?.1,
-                    None => return Err(RunError::Mailbox { stage, what: "evaluator returned nothing".into() }),
+                    None => {
+                        let stage = stage.as_str().to_owned();
+                        return Err(RunError::Mailbox { stage, what: "evaluator returned nothing".into() });
+                    }
                 };
                 self.note_pool(&pool);
                 self.append(vec![Event::EvaluationDone {
                     iteration: t,
-                    split: split.to_owned(),
+                    split,
                     system,
                     scores: summary.scores.clone(),
                     report_path: summary.report_path.clone(),
@@ -602,15 +588,15 @@ impl Run {
                 summary
             }
         };
-        self.stage_finished(t, &stage, since).await?;
-        Ok(Some(Evaluation { iteration: t, split: split.to_owned(), summary }))
+        self.stage_finished(t, stage, since).await?;
+        Ok(Some(Evaluation { iteration: t, split, summary }))
     }
 
     /// Algorithm 1 line 5: m samples per train input from θ_t, skipping the
     /// samples already logged.
     async fn e_step(&mut self, t: u32, theta: &CheckpointRef) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let stage = "e-step";
+        let stage = Stage::EStep;
         let since = self.stage_started(t, stage).await?;
         if let Some((id, s)) = self.state.samples_of(t).find(|(_, s)| s.checkpoint != theta.hash) {
             return Err(RunError::Inconsistent(format!(
@@ -699,7 +685,7 @@ impl Run {
     /// Algorithm 1 line 7: reward each sample's final response.
     async fn judge(&mut self, t: u32) -> Result<String, RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(t, "judge").await?;
+        let since = self.stage_started(t, Stage::Judge).await?;
         let addr = start_pool::<dyn Judge>("judge", plan.judge_workers, Arc::clone(&self.caps.judge), None, None);
         let name = {
             let mut pool = Bounded::new(
@@ -747,7 +733,7 @@ impl Run {
             }
             self.note_pool(&pool);
         }
-        self.stage_finished(t, "judge", since).await?;
+        self.stage_finished(t, Stage::Judge, since).await?;
         Ok(name)
     }
 
@@ -755,7 +741,7 @@ impl Run {
     /// seal D_t with its canonical digest.
     async fn filter_and_seal(&mut self, t: u32, reward_name: &str) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(t, "filter").await?;
+        let since = self.stage_started(t, Stage::Filter).await?;
         let mut scored = Vec::new();
         for (id, sample) in self.state.samples_of(t) {
             let reward = self.state.rewards.get(&(id.clone(), reward_name.to_owned())).ok_or_else(|| {
@@ -801,7 +787,7 @@ impl Run {
         tracing::info!(iteration = t, kept = entries.len(), digest = %events::digest_hex(&digest), "D_t sealed");
         self.append(vec![Event::DatasetSealed { iteration: t, count: entries.len() as u64, digest }]).await?;
         self.flush().await?;
-        self.stage_finished(t, "filter", since).await
+        self.stage_finished(t, Stage::Filter, since).await
     }
 
     /// D_t as the log holds it, checked against its sealed digest; and the
@@ -844,10 +830,10 @@ impl Run {
     /// Algorithm 1 line 11: train on D_t with loss −R·log p(ŷ | x, P).
     async fn m_step(&mut self, t: u32, theta: &CheckpointRef, kept: &[Kept]) -> Result<CheckpointRef, RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(t, "m-step").await?;
-        if let Some(c) = self.state.checkpoints.get(&(t, "m-step".to_owned())) {
+        let since = self.stage_started(t, Stage::MStep).await?;
+        if let Some(c) = self.state.checkpoints.get(&(t, Role::MStep)) {
             let c = c.checkpoint.clone();
-            self.stage_finished(t, "m-step", since).await?;
+            self.stage_finished(t, Stage::MStep, since).await?;
             return Ok(c);
         }
         let trained = if kept.is_empty() {
@@ -877,9 +863,9 @@ impl Run {
             let job = TrainJob { iteration: t, init, data, seed: train_seed(plan.seed, t) };
             self.train(&format!("m-step {t}"), job).await?
         };
-        self.append(vec![checkpoint_saved(t, "m-step", &trained)]).await?;
+        self.append(vec![checkpoint_saved(t, Role::MStep, &trained)]).await?;
         self.flush().await?;
-        self.stage_finished(t, "m-step", since).await?;
+        self.stage_finished(t, Stage::MStep, since).await?;
         Ok(trained.checkpoint)
     }
 }
@@ -892,11 +878,11 @@ struct Kept {
     response: String,
 }
 
-fn checkpoint_saved(iteration: u32, role: &str, trained: &crate::workers::Trained) -> Event {
+fn checkpoint_saved(iteration: u32, role: Role, trained: &crate::workers::Trained) -> Event {
     Event::CheckpointSaved {
         iteration,
         step: trained.steps,
-        role: role.to_owned(),
+        role,
         hash: trained.checkpoint.hash,
         path: trained.checkpoint.path.clone(),
         validation_score: None,

@@ -78,7 +78,8 @@ pub mod resume;
 pub mod workers;
 
 pub use coordinator::{
-    reasoning_sample, response_digest, run, run_pipeline, train_seed, Capabilities, Coordinator, Evaluation,
-    IterationOutcome, RunError, RunOutcome, Start,
+    run, run_pipeline, Capabilities, Coordinator, Evaluation, IterationOutcome, RunError, RunOutcome, Start,
 };
+/// The pure rules shared with replay, defined in [`events::rules`].
+pub use events::{reasoning_sample, response_digest, train_seed};
 pub use plan::{FaultPlan, GenerationSettings, InitMode, Method, MethodParseError, Plan, PlanError};

@@ -151,7 +151,7 @@ pub fn retrain(run_dir: &Path, spec: &replay::RetrainSpec) -> anyhow::Result<Ret
                 weight: i.weight,
             })
             .collect(),
-        seed: actors::train_seed(spec.run_seed, spec.iteration),
+        seed: spec.train_seed,
     };
     // The new checkpoint goes to a scratch store so the run's own is untouched.
     let scratch = run_dir.join("work").join(format!("retrain-{}", spec.iteration));

@@ -159,7 +159,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
     log.append(Event::CheckpointSaved {
         iteration: 0,
         step: 0,
-        role: "base".to_owned(),
+        role: events::Role::Base,
         hash: base.hash,
         path: base.path.clone(),
         validation_score: None,
@@ -314,7 +314,7 @@ fn plot_run(run_dir: &Path, config: &RunConfig, outcome: &actors::RunOutcome) ->
         )?;
     }
     let mut per_metric: BTreeMap<String, BTreeMap<String, Vec<(u32, f64)>>> = BTreeMap::new();
-    for e in outcome.evaluations.iter().filter(|e| e.split == "validation") {
+    for e in outcome.evaluations.iter().filter(|e| e.split == events::Split::Validation) {
         for (name, v) in &e.summary.scores {
             if let Some((task, metric)) = name.split_once('/') {
                 per_metric
