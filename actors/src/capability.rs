@@ -76,16 +76,9 @@ pub trait Retrieve: Send {
     fn retrieve(&mut self, input_ids: &[String], k: usize) -> Result<Vec<Retrieval>, CapabilityError>;
 }
 
-/// Which prompt template a generation request uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum PromptKind {
-    /// Retrieval-augmented prompt, response only (SFT, ReST-EM).
-    Plain,
-    /// Reasoning-enhanced prompt: reasoning, separator, response (REST-PG).
-    Reasoning,
-    /// Reasoning-generation prompt for the generator model (sees x, y, P).
-    ReasoningGeneration,
-}
+/// Which prompt template a generation request uses (the shared vocabulary's
+/// type).
+pub use events::PromptKind;
 
 /// One generation to perform.
 #[derive(Debug, Clone, PartialEq)]

@@ -36,7 +36,7 @@ macro_rules! vocabulary {
     ) => {
         impl $ty {
             /// Every variant, in schema order.
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+            pub const ALL: [$ty; [$($name),*].len()] = [$($ty::$variant),*];
 
             /// The spelling used in configurations, on the command line and
             /// in the log.
@@ -386,13 +386,13 @@ mod tests {
 
     #[test]
     fn every_name_round_trips_and_is_its_serde_name() {
-        round_trips(Method::ALL);
-        round_trips(Stage::ALL);
-        round_trips(Split::ALL);
-        round_trips(Role::ALL);
-        round_trips(InitMode::ALL);
-        round_trips(PromptKind::ALL);
-        round_trips(ScoreRule::ALL);
+        round_trips(&Method::ALL);
+        round_trips(&Stage::ALL);
+        round_trips(&Split::ALL);
+        round_trips(&Role::ALL);
+        round_trips(&InitMode::ALL);
+        round_trips(&PromptKind::ALL);
+        round_trips(&ScoreRule::ALL);
     }
 
     #[test]
