@@ -30,9 +30,10 @@ pub enum SpecError {
     NoSamples(u32),
 }
 
-/// One training example of D_t.
+/// One training example of D_t as a retrain replays it (the actors' own
+/// training example is `actors::capability::TrainItem`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TrainItem {
+pub struct RetrainItem {
     /// The sample.
     pub sample: SampleId,
     /// blake3 of its prompt (the root rebuilds the prompt and should check it).
@@ -67,7 +68,7 @@ pub struct RetrainSpec {
     /// The checkpoint that sampled D_t's samples (θ_t).
     pub sampled_from: Option<Digest>,
     /// D_t in canonical order.
-    pub items: Vec<TrainItem>,
+    pub items: Vec<RetrainItem>,
     /// D_t's sealed digest (verified).
     pub dataset_digest: Digest,
     /// The logged loss curve of this M-step, in step order.
@@ -203,7 +204,7 @@ impl RunState {
             let g = s.generated.as_ref().expect("verified: every kept sample was generated");
             let text = g.text.as_ref().ok_or(SpecError::NoText)?;
             sampled_from.get_or_insert(g.checkpoint);
-            items.push(TrainItem {
+            items.push(RetrainItem {
                 sample: s.id.clone(),
                 prompt_digest: g.prompt_digest,
                 completion: completion.text(text.reasoning.as_deref(), &text.response),
