@@ -5,6 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use events::Event;
+
 use crate::capability::{CheckpointRef, PromptKind};
 
 /// Which of the paper's four systems to run (REST-PG §4, Table 1).
@@ -177,6 +179,12 @@ pub struct Plan {
     pub max_attempts: u32,
     /// Test-only fault switch; `None` in real runs.
     pub fault: Option<FaultPlan>,
+    /// The run's `RunStarted` record (configuration, code version, seed,
+    /// data set digest, settings). When set, the coordinator opens the log
+    /// with it and with the base checkpoint θ⁰ (`CheckpointSaved`,
+    /// iteration 0, role `base`), each unless the log already holds it; when
+    /// `None`, no opening record is written.
+    pub run_started: Option<Event>,
 }
 
 impl Plan {
@@ -215,6 +223,7 @@ impl Plan {
             max_in_flight: 2,
             max_attempts: 3,
             fault: None,
+            run_started: None,
         }
     }
 
@@ -232,7 +241,8 @@ impl Plan {
     /// # Errors
     /// [`PlanError`] naming the field: empty run id or train set, duplicate
     /// input ids, `m`, `k`, batch size, worker counts, in-flight bound or
-    /// attempts of 0, a non-finite τ, or sampling settings out of range.
+    /// attempts of 0, a non-finite τ, sampling settings out of range, or a
+    /// [`Plan::run_started`] that is another kind of event.
     pub fn validate(&self) -> Result<(), PlanError> {
         let bad = |field: &'static str, why: String| Err(PlanError { field, why });
         if self.run_id.is_empty() {
@@ -265,6 +275,11 @@ impl Plan {
         }
         if self.max_attempts == 0 {
             return bad("max_attempts", "must be at least 1".into());
+        }
+        if let Some(e) = &self.run_started {
+            if !matches!(e, Event::RunStarted { .. }) {
+                return bad("run_started", format!("is a {:?} event, not RunStarted", e.kind()));
+            }
         }
         if !self.tau.is_finite() {
             return bad("tau", format!("{} is not a finite number", self.tau));
@@ -328,5 +343,8 @@ mod tests {
         let mut p = plan();
         p.max_in_flight = 0;
         assert_eq!(p.validate().unwrap_err().field, "max_in_flight");
+        let mut p = plan();
+        p.run_started = Some(Event::RunFinished { wall_ms: 0 });
+        assert_eq!(p.validate().unwrap_err().field, "run_started");
     }
 }
