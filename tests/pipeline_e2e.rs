@@ -144,8 +144,9 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
             .arg(&a),
     );
     let ev = events_of(&a);
-    // A new run says so (its log holds only RunStarted and the base
-    // checkpoint when the coordinator starts), in plain text on a pipe.
+    // A new run says so (its log holds nothing when the coordinator starts;
+    // it then writes RunStarted and the base checkpoint), in plain text on
+    // a pipe.
     assert!(stderr.contains("starting a new run") && !stderr.contains("resuming from the log"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "ANSI escapes on a piped stderr: {stderr:?}");
 

@@ -2,6 +2,8 @@
 //! REST-PG, decided on the root side (from the TOML configuration) and passed
 //! in as plain data.
 
+use events::Event;
+
 use crate::capability::CheckpointRef;
 
 /// Which of the paper's four systems to run; the type lives in the shared
@@ -100,6 +102,12 @@ pub struct Plan {
     pub max_attempts: u32,
     /// Test-only fault switch; `None` in real runs.
     pub fault: Option<FaultPlan>,
+    /// The run's `RunStarted` record (configuration, code version, seed,
+    /// data set digest, settings). When set, the coordinator opens the log
+    /// with it and with the base checkpoint θ⁰ (`CheckpointSaved`,
+    /// iteration 0, role `base`), each unless the log already holds it; when
+    /// `None`, no opening record is written.
+    pub run_started: Option<Event>,
 }
 
 impl Plan {
@@ -138,6 +146,7 @@ impl Plan {
             max_in_flight: 2,
             max_attempts: 3,
             fault: None,
+            run_started: None,
         }
     }
 
@@ -155,7 +164,8 @@ impl Plan {
     /// # Errors
     /// [`PlanError`] naming the field: empty run id or train set, duplicate
     /// input ids, `m`, `k`, batch size, worker counts, in-flight bound or
-    /// attempts of 0, a non-finite τ, or sampling settings out of range.
+    /// attempts of 0, a non-finite τ, sampling settings out of range, or a
+    /// [`Plan::run_started`] that is another kind of event.
     pub fn validate(&self) -> Result<(), PlanError> {
         let bad = |field: &'static str, why: String| Err(PlanError { field, why });
         if self.run_id.is_empty() {
@@ -188,6 +198,11 @@ impl Plan {
         }
         if self.max_attempts == 0 {
             return bad("max_attempts", "must be at least 1".into());
+        }
+        if let Some(e) = &self.run_started {
+            if !matches!(e, Event::RunStarted { .. }) {
+                return bad("run_started", format!("is a {:?} event, not RunStarted", e.kind()));
+            }
         }
         if !self.tau.is_finite() {
             return bad("tau", format!("{} is not a finite number", self.tau));
@@ -243,5 +258,8 @@ mod tests {
         let mut p = plan();
         p.max_in_flight = 0;
         assert_eq!(p.validate().unwrap_err().field, "max_in_flight");
+        let mut p = plan();
+        p.run_started = Some(Event::RunFinished { wall_ms: 0 });
+        assert_eq!(p.validate().unwrap_err().field, "run_started");
     }
 }

@@ -70,11 +70,13 @@ pub struct RunState {
     pub run_finished: bool,
     /// Reasons of earlier `RunFailed` events, in log order.
     pub failures: Vec<String>,
+    /// Whether the log holds the run's `RunStarted`.
+    pub started: bool,
     /// Number of events folded.
     pub events: u64,
     /// How many of them open a run: `RunStarted` and the base checkpoint
-    /// (iteration 0, role `base`), which the pipeline logs before the
-    /// coordinator starts.
+    /// (iteration 0, role `base`), which the coordinator logs before the
+    /// first stage.
     pub opening: u64,
 }
 
@@ -128,7 +130,10 @@ impl RunState {
             }
             Event::RunFinished { .. } => self.run_finished = true,
             Event::RunFailed { reason } => self.failures.push(reason.clone()),
-            Event::RunStarted { .. } => self.opening += 1,
+            Event::RunStarted { .. } => {
+                self.started = true;
+                self.opening += 1;
+            }
             Event::StageStarted { .. }
             | Event::StageFinished { .. }
             | Event::TrainingProgress { .. }

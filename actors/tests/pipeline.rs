@@ -220,6 +220,38 @@ fn the_sft_method_trains_once_and_never_samples() {
     assert!(outcome.iterations.is_empty());
 }
 
+#[test]
+fn the_coordinator_opens_the_log_with_run_started_and_the_base_checkpoint_once() {
+    // Given a plan that carries its RunStarted record
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan("run-o", Method::Sft, 1);
+    plan.run_started = Some(Event::RunStarted {
+        method: "sft".into(),
+        config_toml: "seed = 42\n".into(),
+        config_digest: events::digest(b"seed = 42\n"),
+        code_version: "test".into(),
+        seed: 42,
+        dataset_digest: events::digest(b"data"),
+        settings: None,
+    });
+    // When it runs, and is then resumed on the same log
+    let first = run_pipeline(plan.clone(), open_log(dir.path(), "run-o"), Doubles::new().capabilities()).unwrap();
+    let again = run_pipeline(plan, open_log(dir.path(), "run-o"), Doubles::new().capabilities()).unwrap();
+    // Then the log opens with RunStarted and θ⁰, each written once
+    let events = read_events(dir.path());
+    assert!(matches!(&events[0], Event::RunStarted { seed: 42, .. }), "{:?}", events[0]);
+    assert!(
+        matches!(&events[1], Event::CheckpointSaved { iteration: 0, role, hash, .. } if role == "base" && *hash == base().hash),
+        "{:?}",
+        events[1]
+    );
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::RunStarted { .. })).count(), 1);
+    let bases = events.iter().filter(|e| matches!(e, Event::CheckpointSaved { role, .. } if role == "base"));
+    assert_eq!(bases.count(), 1);
+    // and the first run was a new one, the second a resume
+    assert!(!first.resumed && again.resumed);
+}
+
 /// Each of the m × |train| × T samples is in the log exactly once.
 fn assert_every_sample_once(events: &[Event], inputs: usize, m: u32, iterations: u32) {
     let counts = sample_counts(events);

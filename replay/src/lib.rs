@@ -81,6 +81,6 @@ pub use specs::{
 };
 pub use state::{
     Anomaly, CheckpointRecord, EvaluationRecord, FilterRecord, Generated, IterationState, ProgressPoint, RewardRecord,
-    RunRecord, RunState, SampleRecord, SampleText, SealRecord,
+    RunEnd, RunRecord, RunState, SampleRecord, SampleText, SealRecord, StageRecord,
 };
 pub use verify::{CapSource, RebuildError, VerifiedIteration, VerifyError, Violation};

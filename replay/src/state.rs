@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use events::{Decision, Digest, Envelope, Event, Role, SampleId, Split};
+use events::{Decision, Digest, Envelope, Event, Role, SampleId, Split, Stage};
 use serde::Serialize;
 
 /// What `RunStarted` recorded, with the filter settings read from its
@@ -215,6 +215,48 @@ pub struct EvaluationRecord {
     pub report_path: String,
 }
 
+/// A `StageStarted` or `StageFinished` record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StageRecord {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The iteration (0 before the EM loop).
+    pub iteration: u32,
+    /// The stage.
+    pub stage: Stage,
+    /// `None` when the stage started; its wall time in milliseconds when it
+    /// finished.
+    pub wall_ms: Option<u64>,
+}
+
+/// A `RunFinished` or `RunFailed` record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum RunEnd {
+    /// The run finished.
+    Finished {
+        /// Its sequence number.
+        seq: u64,
+        /// Wall time of the run in milliseconds.
+        wall_ms: u64,
+    },
+    /// The run failed.
+    Failed {
+        /// Its sequence number.
+        seq: u64,
+        /// Why, as the coordinator said.
+        reason: String,
+    },
+}
+
+impl RunEnd {
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        match self {
+            RunEnd::Finished { seq, .. } | RunEnd::Failed { seq, .. } => *seq,
+        }
+    }
+}
+
 /// A record that contradicts an earlier one. The store makes appends
 /// idempotent by event id, so an honest log has none; a rewritten log may.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -282,6 +324,13 @@ pub struct RunState {
     pub evaluations: Vec<EvaluationRecord>,
     /// Records that contradict earlier ones.
     pub anomalies: Vec<Anomaly>,
+    /// Every stage start and end, in log order (the stage timings).
+    pub stages: Vec<StageRecord>,
+    /// Every end of the run (a failure, then a finish after a resume), in
+    /// log order.
+    pub ends: Vec<RunEnd>,
+    /// Records applied, by kind.
+    pub kinds: BTreeMap<events::EventKind, u64>,
     /// How many records were applied.
     pub records: u64,
     /// Sequence number and hash of the last record applied.
@@ -315,6 +364,9 @@ impl RunState {
             checkpoints: Vec::new(),
             evaluations: Vec::new(),
             anomalies: Vec::new(),
+            stages: Vec::new(),
+            ends: Vec::new(),
+            kinds: BTreeMap::new(),
             records: 0,
             last: None,
             present: BTreeSet::new(),
@@ -379,6 +431,7 @@ impl RunState {
         let Prepared { record, response_digest: precomputed, has_reasoning: had } = prepared;
         let seq = record.seq;
         self.records += 1;
+        *self.kinds.entry(record.payload.kind()).or_default() += 1;
         self.last = Some((seq, record.hash));
         if self.run_id.is_none() {
             self.run_id = Some(record.run_id);
@@ -503,12 +556,15 @@ impl RunState {
             Event::EvaluationDone { iteration, split, system, scores, report_path } => {
                 self.evaluations.push(EvaluationRecord { seq, iteration, split, system, scores, report_path });
             }
-            Event::ReasoningGenerated { .. }
-            | Event::StageStarted { .. }
-            | Event::StageFinished { .. }
-            | Event::RunFinished { .. }
-            | Event::RunFailed { .. }
-            | Event::MStepSkipped { .. } => {}
+            Event::StageStarted { iteration, stage } => {
+                self.stages.push(StageRecord { seq, iteration, stage, wall_ms: None });
+            }
+            Event::StageFinished { iteration, stage, wall_ms } => {
+                self.stages.push(StageRecord { seq, iteration, stage, wall_ms: Some(wall_ms) });
+            }
+            Event::RunFinished { wall_ms } => self.ends.push(RunEnd::Finished { seq, wall_ms }),
+            Event::RunFailed { reason } => self.ends.push(RunEnd::Failed { seq, reason }),
+            Event::ReasoningGenerated { .. } | Event::MStepSkipped { .. } => {}
         }
     }
 

@@ -339,3 +339,33 @@ fn a_large_log_read_in_parallel_folds_like_one_read_in_order() {
     let err = fold_dir(dir.path()).unwrap_err();
     assert_eq!(err.seq(), Some(late), "{err}");
 }
+
+#[test]
+fn the_fold_keeps_stage_timings_run_ends_and_counts_by_kind() {
+    // Given a run that failed in its E-step and finished after a resume
+    let events = vec![
+        Event::StageStarted { iteration: 1, stage: events::Stage::EStep },
+        Event::RunFailed { reason: "sampler lost".into() },
+        Event::StageStarted { iteration: 1, stage: events::Stage::EStep },
+        Event::StageFinished { iteration: 1, stage: events::Stage::EStep, wall_ms: 1500 },
+        Event::RunFinished { wall_ms: 9000 },
+    ];
+    // When it is folded
+    let state = fold_records(chain("run-s", events));
+    // Then every stage record is kept in log order, with its wall time when it finished
+    let stages: Vec<(u64, Option<u64>)> = state.stages.iter().map(|s| (s.seq, s.wall_ms)).collect();
+    assert_eq!(stages, vec![(0, None), (2, None), (3, Some(1500))]);
+    assert!(state.stages.iter().all(|s| s.iteration == 1 && s.stage == "e-step"));
+    // and both ends of the run, in order
+    assert_eq!(
+        state.ends,
+        vec![
+            replay::RunEnd::Failed { seq: 1, reason: "sampler lost".into() },
+            replay::RunEnd::Finished { seq: 4, wall_ms: 9000 }
+        ]
+    );
+    // and the records counted by kind
+    assert_eq!(state.kinds.get(&events::EventKind::StageStarted), Some(&2));
+    assert_eq!(state.kinds.get(&events::EventKind::RunFinished), Some(&1));
+    assert_eq!(state.kinds.values().sum::<u64>(), 5);
+}

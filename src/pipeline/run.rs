@@ -70,10 +70,11 @@ fn import_base(policy: &Path, run_dir: &Path, blobs: &store::BlobStore) -> anyho
 
 /// Runs (or resumes) the configured method to the end.
 ///
-/// A new run writes its configuration to `RUN_DIR/config.toml`, appends
-/// `RunStarted` (configuration, its digest, code version, seed, data set
-/// digest) and runs the coordinator. A resumed run reads the configuration
-/// back from the run directory and continues where the log stops.
+/// A new run writes its configuration to `RUN_DIR/config.toml` and runs the
+/// coordinator, which opens the log with `RunStarted` (configuration, its
+/// digest, code version, seed, data set digest) and the base checkpoint. A
+/// resumed run reads the configuration back from the run directory and
+/// continues where the log stops.
 ///
 /// # Errors
 /// A bad configuration (before any work), a data set or model that does not
@@ -135,7 +136,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         let log = store::EventLog::create(layout.log(), &run_id).context("creating the run's event log")?;
         (log, run_id)
     };
-    log.append(Event::RunStarted {
+    let run_started = Event::RunStarted {
         method: config.method.as_str().to_owned(),
         config_toml: config_text.clone(),
         config_digest: events::digest(config_text.as_bytes()),
@@ -150,21 +151,8 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
             separator: config.method.uses_reasoning().then(|| crate::prompt::RESPONSE_SEPARATOR.to_owned()),
             reward: config.reward.name.clone(),
         }),
-    })?;
-    log.flush()?;
-
+    };
     let base = import_base(&policy, run_dir, &blobs)?;
-    // θ⁰ is logged like every checkpoint, so replay finds the M-step's
-    // starting weights (`init = fresh`) in the log alone.
-    log.append(Event::CheckpointSaved {
-        iteration: 0,
-        step: 0,
-        role: events::Role::Base,
-        hash: base.hash,
-        path: base.path.clone(),
-        validation_score: None,
-    })?;
-    log.flush()?;
     let generator_checkpoint =
         if generator_path == policy { base.clone() } else { import_base(&generator_path, run_dir, &blobs)? };
 
@@ -196,6 +184,9 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
     plan.judge_workers = 1;
     plan.max_in_flight = config.sampling.max_in_flight;
     plan.fault = opts.fault;
+    // The coordinator opens the log with these (a resumed run keeps the
+    // ones it started with), so the log has one writer.
+    plan.run_started = Some(run_started);
 
     let caps = capabilities(&ctx, &blobs, &judge_path, opts.progress);
     let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
@@ -243,45 +234,54 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
     }
 }
 
-/// Where a run is and what it has produced, from its log alone.
+/// Where a run is and what it has produced, from its log alone (folded by
+/// [`replay`]).
 ///
 /// # Errors
-/// A run directory without a readable log.
+/// A run directory without a readable log, or a log whose chain breaks.
 pub fn status(run_dir: &Path) -> anyhow::Result<String> {
     let layout = store::RunDir::new(run_dir);
     let log = store::EventLog::open_read_only(layout.log()).context("opening the run's event log")?;
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut lines = Vec::new();
-    let mut last = String::from("nothing logged yet");
-    for env in log.iter() {
-        let env = env?;
-        *counts.entry(format!("{:?}", env.payload.kind())).or_default() += 1;
-        match &env.payload {
-            Event::StageStarted { iteration, stage } => last = format!("iteration {iteration}: {stage} started"),
-            Event::StageFinished { iteration, stage, wall_ms } => {
-                last = format!("iteration {iteration}: {stage} finished ({:.1} s)", *wall_ms as f64 / 1000.0)
-            }
-            Event::DatasetSealed { iteration, count, digest } => {
-                lines.push(format!("D_{iteration} sealed: {count} samples, digest {}", events::digest_hex(digest)))
-            }
-            Event::CheckpointSaved { iteration, role, path, .. } => {
-                lines.push(format!("checkpoint {role} (iteration {iteration}): {path}"))
-            }
-            Event::EvaluationDone { iteration, split, system, scores, .. } => {
-                let s: Vec<String> = scores.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
-                lines.push(format!("eval {system} {split} (iteration {iteration}): {}", s.join(" ")))
-            }
-            Event::RunFinished { wall_ms } => last = format!("finished in {:.1} s", *wall_ms as f64 / 1000.0),
-            Event::RunFailed { reason } => last = format!("FAILED: {reason}"),
-            _ => {}
+    let state = replay::Replay::new().without_text().fold_log(&log)?;
+    let stage = state.stages.last().map(|s| {
+        let text = match s.wall_ms {
+            None => format!("iteration {}: {} started", s.iteration, s.stage),
+            Some(ms) => format!("iteration {}: {} finished ({:.1} s)", s.iteration, s.stage, ms as f64 / 1000.0),
+        };
+        (s.seq, text)
+    });
+    let end = state.ends.last().map(|e| {
+        let text = match e {
+            replay::RunEnd::Finished { wall_ms, .. } => format!("finished in {:.1} s", *wall_ms as f64 / 1000.0),
+            replay::RunEnd::Failed { reason, .. } => format!("FAILED: {reason}"),
+        };
+        (e.seq(), text)
+    });
+    let last = stage.into_iter().chain(end).max_by_key(|(seq, _)| *seq).map(|(_, text)| text);
+    let last = last.unwrap_or_else(|| String::from("nothing logged yet"));
+    // Seals, checkpoints and evaluations, in log order.
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    for (t, it) in &state.iterations {
+        if let Some(seal) = &it.seal {
+            let digest = events::digest_hex(&seal.digest);
+            lines.push((seal.seq, format!("D_{t} sealed: {} samples, digest {digest}", seal.count)));
         }
     }
+    for c in &state.checkpoints {
+        lines.push((c.seq, format!("checkpoint {} (iteration {}): {}", c.role, c.iteration, c.path)));
+    }
+    for e in &state.evaluations {
+        let s: Vec<String> = e.scores.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+        lines.push((e.seq, format!("eval {} {} (iteration {}): {}", e.system, e.split, e.iteration, s.join(" "))));
+    }
+    lines.sort_by_key(|(seq, _)| *seq);
     let mut out = format!("run {} in {}\nstate: {last}\n", log.run_id(), run_dir.display());
-    for l in lines {
+    for (_, l) in lines {
         out.push_str(&l);
         out.push('\n');
     }
     out.push_str("events:");
+    let counts: BTreeMap<String, u64> = state.kinds.iter().map(|(k, v)| (format!("{k:?}"), *v)).collect();
     for (k, v) in counts {
         out.push_str(&format!(" {k}={v}"));
     }
@@ -290,28 +290,24 @@ pub fn status(run_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Draws `reports/rewards.svg` (the reward histogram of each iteration with
-/// τ marked, from the log's `RewardAssigned` events) and, per validation
-/// metric, `reports/<metric>-per-iteration.svg` (one line per task).
+/// τ marked, from the rewards of the log folded by [`replay`]) and, per
+/// validation metric, `reports/<metric>-per-iteration.svg` (one line per
+/// task).
 fn plot_run(run_dir: &Path, config: &RunConfig, outcome: &actors::RunOutcome) -> anyhow::Result<()> {
     let reports = run_dir.join("reports");
     store::create_private_dir(&reports)?;
     let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
-    let mut rewards: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
-    for env in reader.iter() {
-        if let Event::RewardAssigned { sample, reward, .. } = env?.payload {
-            rewards.entry(sample.iteration).or_default().push(reward);
-        }
-    }
+    let state = replay::Replay::new().without_text().fold_log(&reader)?;
+    let rewards: Vec<(u32, Vec<f32>)> = state
+        .iterations
+        .iter()
+        .map(|(t, it)| (*t, it.samples.values().flat_map(|s| s.rewards.iter().map(|r| r.reward)).collect()))
+        .filter(|(_, r): &(u32, Vec<f32>)| !r.is_empty())
+        .collect();
     // Histograms need rewards in [0, 1]: a weighted mix may exceed it.
-    let in_range = rewards.values().flatten().all(|r| (0.0..=1.0).contains(r));
+    let in_range = rewards.iter().flat_map(|(_, r)| r).all(|r| (0.0..=1.0).contains(r));
     if !rewards.is_empty() && in_range {
-        let per_iteration: Vec<(u32, Vec<f32>)> = rewards.into_iter().collect();
-        crate::eval::plots::plot_reward_histograms(
-            &reports.join("rewards.svg"),
-            &per_iteration,
-            config.reward.tau,
-            20,
-        )?;
+        crate::eval::plots::plot_reward_histograms(&reports.join("rewards.svg"), &rewards, config.reward.tau, 20)?;
     }
     let mut per_metric: BTreeMap<String, BTreeMap<String, Vec<(u32, f64)>>> = BTreeMap::new();
     for e in outcome.evaluations.iter().filter(|e| e.split == events::Split::Validation) {
