@@ -43,11 +43,12 @@ pub struct LoggedCheckpoint {
     pub step: u64,
 }
 
-/// The state of one run as folded from its log. Every map is keyed the way
-/// the corresponding event's id is, so "in the log" and "in this state" mean
-/// the same thing.
+/// What the log already holds of one run, folded for the coordinator to
+/// resume from (replay's audit fold of a whole log is `replay::RunState`).
+/// Every map is keyed the way the corresponding event's id is, so "in the
+/// log" and "in this state" mean the same thing.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunState {
+pub struct ResumeState {
     /// Inputs with a `RetrievalDone`.
     pub retrieved: BTreeSet<String>,
     /// Reasoning per (input id, generator name).
@@ -80,7 +81,7 @@ pub struct RunState {
     pub opening: u64,
 }
 
-impl RunState {
+impl ResumeState {
     /// Applies one event of this run.
     pub fn apply(&mut self, event: &Event) {
         self.events += 1;
@@ -142,7 +143,7 @@ impl RunState {
     }
 
     /// Whether the log holds work of the run beyond its opening records
-    /// ([`RunState::opening`]): then the coordinator resumes; otherwise a
+    /// ([`ResumeState::opening`]): then the coordinator resumes; otherwise a
     /// new run is starting.
     pub fn has_progress(&self) -> bool {
         self.events > self.opening
@@ -184,7 +185,7 @@ mod tests {
     #[test]
     fn a_log_with_only_the_opening_records_is_a_new_run() {
         // Given the records a new run logs before its coordinator starts
-        let mut state = RunState::default();
+        let mut state = ResumeState::default();
         state.apply(&started());
         state.apply(&checkpoint(0, Role::Base));
         // Then nothing is resumed (the log line says a new run is starting)
@@ -194,7 +195,7 @@ mod tests {
         state.apply(&Event::StageStarted { iteration: 0, stage: events::Stage::Retrieve });
         assert!(state.has_progress());
         // and a checkpoint past the base is progress too
-        let mut state = RunState::default();
+        let mut state = ResumeState::default();
         state.apply(&started());
         state.apply(&checkpoint(0, Role::Sft));
         assert!(state.has_progress());
