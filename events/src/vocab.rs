@@ -177,18 +177,6 @@ vocabulary! {
     EvalTest = "eval-test",
 }
 
-impl Stage {
-    /// The evaluation stage of `split`; `None` for the train split, which
-    /// is never evaluated.
-    pub fn eval(split: Split) -> Option<Stage> {
-        match split {
-            Split::Train => None,
-            Split::Validation => Some(Stage::EvalValidation),
-            Split::Test => Some(Stage::EvalTest),
-        }
-    }
-}
-
 /// A data set split. Ordered `Train < Validation < Test`.
 ///
 /// The log names the validation split `validation` (its spelling here);
@@ -415,8 +403,6 @@ mod tests {
         assert_eq!(Split::Validation.as_str(), "validation");
         assert_eq!(Split::Validation.file_stem(), "val");
         assert!("holdout".parse::<Split>().unwrap_err().to_string().contains("validation"));
-        assert_eq!(Stage::eval(Split::Test), Some(Stage::EvalTest));
-        assert_eq!(Stage::eval(Split::Train), None);
     }
 
     #[test]
