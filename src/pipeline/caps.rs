@@ -245,7 +245,7 @@ impl Train for TchTrainer {
         // Training is deterministic: a failure would fail again, so it is fatal
         // (never retried as if the worker were at fault).
         trainer
-            .train(&mut model, &data, None, &mut report)
+            .train(&mut model, &data, &mut report)
             .map_err(|e| CapabilityError::fatal(format!("training iteration {}: {e:#}", job.iteration)))?;
         let out = work.join("final");
         let _ = std::fs::remove_dir_all(&out);

@@ -78,7 +78,7 @@ fn import_base(policy: &Path, run_dir: &Path, blobs: &store::BlobStore) -> anyho
 /// # Errors
 /// A bad configuration (before any work), a data set or model that does not
 /// load, a log that belongs to another run, or the coordinator's failure.
-pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let run_dir = &opts.run_dir;
     let config_path = run_dir.join("config.toml");
@@ -88,7 +88,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         }
         RunConfig::load(&config_path)?
     } else {
-        let (config, _text) = config.context("a new run needs a configuration")?;
+        let config = config.context("a new run needs a configuration")?;
         if run_dir.join("log").exists() {
             bail!("{} already holds a run: use `--resume {}` to continue it", run_dir.display(), run_dir.display());
         }
