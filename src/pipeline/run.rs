@@ -10,10 +10,10 @@ use actors::{Capabilities, Plan};
 use anyhow::{bail, Context as _};
 use events::Event;
 
-use super::caps::{ContextRetriever, TchEvaluator, TchJudge, TchPolicy, TchTrainer};
-use super::context::RunContext;
+use super::context::{ContextRetriever, RunContext};
 use crate::config::RunConfig;
 use crate::data::Split;
+use crate::engine::tch::{TchEvaluator, TchJudge, TchPolicy, TchTrainer};
 
 /// How to start a run.
 #[derive(Debug, Clone)]

@@ -9,17 +9,20 @@
 //!
 //! Rewards are configured by name through [`RewardSpec`]: `judge`,
 //! `rouge-1`, `rouge-2`, `rouge-l`, `meteor`, or a weighted mix such as
-//! `0.5*judge+0.5*rouge-l`. The lexical metrics follow LongLaMP's evaluation
-//! exactly ([`rouge`]: Google's `rouge_score`; [`meteor`]: NLTK's METEOR as
+//! `0.5*judge+0.5*rouge-l`, made into one reward by [`Composite`]. The
+//! lexical metrics follow LongLaMP's evaluation exactly ([`rouge`]: Google's
+//! `rouge_score`; [`meteor`]: NLTK's METEOR as
 //! called by Hugging Face `evaluate`), proven by parity fixtures generated
 //! from the Python references (`scripts/make_parity_fixtures.py`). The LLM
 //! judge of the paper is in [`judge`].
 
+pub mod composite;
 pub mod judge;
 pub mod meteor;
 pub mod rouge;
 pub mod spec;
 
+pub use composite::Composite;
 pub use judge::{Judge, JudgeConfig, ScoreModel, ScoreRule};
 pub use spec::{Metric, RewardSpec};
 
