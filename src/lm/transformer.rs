@@ -20,7 +20,7 @@
 use anyhow::{bail, Context, Result};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::config::{Arch, ModelConfig};
+use super::config::ModelConfig;
 
 /// Supplies a parameter by its HF name as a CPU f32 tensor; the
 /// transformer checks the shape.
@@ -355,10 +355,4 @@ impl Mlp {
         let g = if self.gelu { g.f_gelu("tanh")? } else { g.f_silu()? };
         self.down.forward(&g.f_mul(&self.up.forward(x)?)?)
     }
-}
-
-/// Whether a config's q/k weights in a GGUF file are stored permuted for
-/// interleaved RoPE (llama.cpp permutes only for its Llama converter).
-pub(crate) fn gguf_qk_permuted(arch: Arch) -> bool {
-    matches!(arch, Arch::Llama)
 }
