@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The decoder families this crate runs. They share one transformer
-/// ([`super::transformer`]); the differences are configuration switches.
+/// The decoder families this crate runs. Each is described by its own file
+/// under [`super::transformer`] ([`Arch::family`]), over shared layers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
     /// Llama / SmolLM2 (Touvron et al. 2023): RMSNorm, rotate-half RoPE,
@@ -25,50 +25,33 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Every family, in the order of the error message that lists them.
+    pub const ALL: [Arch; 3] = [Arch::Llama, Arch::Gemma, Arch::Qwen2];
+
     /// The Hugging Face `model_type` string.
     pub fn hf_model_type(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Gemma => "gemma",
-            Arch::Qwen2 => "qwen2",
-        }
+        self.family().hf_model_type
     }
 
     /// The Hugging Face `architectures[0]` class name.
     pub fn hf_architecture(self) -> &'static str {
-        match self {
-            Arch::Llama => "LlamaForCausalLM",
-            Arch::Gemma => "GemmaForCausalLM",
-            Arch::Qwen2 => "Qwen2ForCausalLM",
-        }
+        self.family().hf_architecture
     }
 
     /// Whether the MLP gate uses GELU (tanh approximation) instead of SiLU.
     pub fn gelu_gate(self) -> bool {
-        matches!(self, Arch::Gemma)
+        self.family().activation == super::transformer::Activation::GeluTanh
     }
 
-    /// Whether RMSNorm multiplies by `(1 + w)` instead of `w`.
-    pub fn norm_plus_one(self) -> bool {
-        matches!(self, Arch::Gemma)
-    }
-
-    /// Whether embeddings are scaled by `sqrt(hidden_size)`.
-    pub fn scale_embeddings(self) -> bool {
-        matches!(self, Arch::Gemma)
-    }
-
-    /// Whether q/k/v projections carry a bias.
-    pub fn qkv_bias(self) -> bool {
-        matches!(self, Arch::Qwen2)
-    }
-
+    /// The family named `name` (an HF `model_type` or a GGUF
+    /// `general.architecture`).
+    ///
+    /// # Errors
+    /// A name no family goes by.
     pub(crate) fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "llama" | "mistral" => Ok(Arch::Llama),
-            "gemma" => Ok(Arch::Gemma),
-            "qwen2" => Ok(Arch::Qwen2),
-            other => bail!("unsupported architecture {other:?} (supported: llama, gemma, qwen2)"),
+        match Self::ALL.into_iter().find(|a| a.family().names.contains(&name)) {
+            Some(a) => Ok(a),
+            None => bail!("unsupported architecture {name:?} (supported: llama, gemma, qwen2)"),
         }
     }
 }
@@ -240,7 +223,7 @@ impl HfConfig {
             rope_theta: self.rope_theta.unwrap_or(10_000.0),
             rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
             // Gemma always ties; Llama and Qwen2 default to untied in transformers.
-            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(arch == Arch::Gemma),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(arch.family().tied_by_default),
             max_position_embeddings: self.max_position_embeddings.unwrap_or(2048),
             bos_token_id: self.bos_token_id,
             eos_token_ids: match self.eos_token_id {

@@ -1,7 +1,5 @@
 //! llama.cpp's q/k row permutation, undone on import.
 
-use crate::lm::config::Arch;
-
 /// Undoes llama.cpp's `permute` of `attn_q`/`attn_k` rows for a Llama
 /// checkpoint: `convert_hf_to_gguf.py` reorders each head's rows from HF's
 /// rotate-half layout (first half, second half) to interleaved pairs, i.e.
@@ -32,12 +30,6 @@ pub fn unpermute_qk(data: &[f32], rows: usize, cols: usize, heads: usize) -> Res
         }
     }
     Ok(out)
-}
-
-/// Whether a config's q/k weights in a GGUF file are stored permuted for
-/// interleaved RoPE (llama.cpp permutes only for its Llama converter).
-pub(crate) fn qk_permuted(arch: Arch) -> bool {
-    matches!(arch, Arch::Llama)
 }
 
 #[cfg(test)]

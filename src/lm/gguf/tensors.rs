@@ -4,9 +4,9 @@
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
-use super::permute::{qk_permuted, unpermute_qk};
+use super::permute::unpermute_qk;
 use super::GgufFile;
-use crate::lm::config::{Arch, ModelConfig};
+use crate::lm::config::ModelConfig;
 
 /// The GGUF name of an HF parameter name (llama.cpp's tensor map:
 /// `token_embd`, `blk.N.attn_q`, `ffn_gate`, `output_norm`, `output`).
@@ -59,7 +59,7 @@ pub fn gguf_tensor(g: &GgufFile, cfg: &ModelConfig, hf: &str) -> Result<Tensor> 
     } else {
         None
     };
-    if let (Some(heads), true) = (heads, qk_permuted(cfg.arch)) {
+    if let (Some(heads), true) = (heads, cfg.arch.family().gguf_qk_permuted) {
         // A weight is [rows, cols], a bias [rows]; anything else is corrupt.
         let (rows, cols) = match shape.as_slice() {
             [rows] => (*rows, 1),
@@ -72,7 +72,7 @@ pub fn gguf_tensor(g: &GgufFile, cfg: &ModelConfig, hf: &str) -> Result<Tensor> 
         data = unpermute_qk(&data, rows, cols, heads)
             .map_err(|e| anyhow!("{}: tensor {gname}: shape {shape:?}: {e}", g.path.display()))?;
     }
-    if cfg.arch == Arch::Gemma && gname.ends_with("norm.weight") {
+    if cfg.arch.family().gguf_norm_plus_one && gname.ends_with("norm.weight") {
         data.iter_mut().for_each(|x| *x -= 1.0);
     }
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
