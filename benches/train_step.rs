@@ -112,7 +112,6 @@ fn main() -> Result<()> {
             max_steps: steps + 1,
             batch_size: batch,
             micro_batch_size: batch,
-            eval_every: 1_000_000,
             checkpoint_every: 1_000_000,
             ..TrainConfig::default()
         };
@@ -121,7 +120,7 @@ fn main() -> Result<()> {
         let mut trainer = Trainer::new(cfg, dir.path())?;
         let mut times = Vec::new();
         let mut last = Instant::now();
-        trainer.train(&mut lm, &data, None, &mut |_| {
+        trainer.train(&mut lm, &data, &mut |_| {
             let now = Instant::now();
             times.push(now - last);
             last = now;

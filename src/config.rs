@@ -1,12 +1,16 @@
 //! The run configuration (`RUN.toml`) of `restpg train` and `restpg demo`.
 //!
 //! A TOML file whose every key is optional: a missing key takes the paper's
-//! value (REST-PG, Appendix B; listed in `shared/DESIGN.md`). Unknown keys are
-//! refused (`deny_unknown_fields`), and [`RunConfig::validate`] checks ranges
-//! and files before any work starts, naming the offending key.
+//! value (REST-PG, Salemi et al. 2025: §3 for the method, §4 and Appendix B
+//! for the experimental settings). Unknown keys are refused
+//! (`deny_unknown_fields`), except the retired keys of [`RETIRED_KEYS`],
+//! which older configurations and logs name and which are accepted and
+//! ignored; [`RunConfig::validate`] checks ranges and files before any work
+//! starts, naming the offending key.
 //!
-//! The raw TOML is kept verbatim in the log's `RunStarted` event, with its
-//! digest, so a run can always be traced back to the exact settings it used.
+//! The configuration's canonical TOML ([`RunConfig::to_toml`], the data path
+//! made absolute) is kept in the log's `RunStarted` event, with its digest,
+//! so a run can always be traced back to the exact settings it used.
 
 use crate::train::TrainConfig;
 use actors::Method;
@@ -248,6 +252,30 @@ pub enum ConfigError {
     },
 }
 
+/// Keys (section, key) that configurations of earlier versions name and
+/// that no longer mean anything: accepted and ignored, so that an old
+/// `config.toml` resumes and an old log's `RunStarted` replays.
+/// `train.eval_every` set how often the trainer scored a validation set to
+/// keep a best checkpoint, which no run ever reached.
+pub const RETIRED_KEYS: &[(&str, &str)] = &[("train", "eval_every")];
+
+/// `text` as a TOML table without its [`RETIRED_KEYS`], when it names one
+/// (`None` otherwise, or when it is not TOML: the caller's parse reports
+/// that).
+fn without_retired_keys(text: &str) -> Option<toml::Table> {
+    let mut table: toml::Table = text.parse().ok()?;
+    let mut found = false;
+    for (section, key) in RETIRED_KEYS {
+        if let Some(toml::Value::Table(t)) = table.get_mut(*section) {
+            if t.remove(*key).is_some() {
+                tracing::warn!("ignoring the retired configuration key `{section}.{key}`");
+                found = true;
+            }
+        }
+    }
+    found.then_some(table)
+}
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
 }
@@ -261,8 +289,12 @@ impl RunConfig {
     /// accepts for unsigned fields but TOML cannot write back (so the
     /// canonical TOML of [`RunConfig::to_toml`] would fail).
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: Self =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let parse_error = |e: toml::de::Error| ConfigError::Parse { path: path.to_owned(), message: e.to_string() };
+        let cfg: Self = match without_retired_keys(text) {
+            // Deserialising the text itself keeps toml's line numbers in errors.
+            None => toml::from_str(text).map_err(parse_error)?,
+            Some(table) => toml::Value::Table(table).try_into().map_err(parse_error)?,
+        };
         cfg.check_integers_fit_toml().map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
         Ok(cfg)
     }
@@ -272,7 +304,7 @@ impl RunConfig {
     /// 9223372036854775808` parsed, then failed to serialise).
     fn check_integers_fit_toml(&self) -> Result<(), String> {
         let t = &self.train;
-        let fields: [(&str, u64); 20] = [
+        let fields: [(&str, u64); 19] = [
             ("seed", self.seed),
             ("model.threads", self.model.threads as u64),
             ("retrieval.k", self.retrieval.k as u64),
@@ -285,7 +317,6 @@ impl RunConfig {
             ("train.max_steps", t.max_steps),
             ("train.batch_size", t.batch_size as u64),
             ("train.micro_batch_size", t.micro_batch_size as u64),
-            ("train.eval_every", t.eval_every),
             ("train.checkpoint_every", t.checkpoint_every),
             ("train.max_input_tokens", t.max_input_tokens as u64),
             ("train.max_output_tokens", t.max_output_tokens as u64),
@@ -435,6 +466,17 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retired_key_is_accepted_and_ignored() {
+        let old = "seed = 3\n[train]\neval_every = 1000\nmax_steps = 7\n";
+        let cfg = RunConfig::from_toml(old, Path::new("run.toml")).unwrap();
+        assert_eq!((cfg.seed, cfg.train.max_steps), (3, 7));
+        assert!(!cfg.to_toml().unwrap().contains("eval_every"));
+        let err =
+            RunConfig::from_toml("[train]\neval_every = 1000\nmax_step = 7\n", Path::new("run.toml")).unwrap_err();
+        assert!(err.to_string().contains("max_step"), "{err}");
+    }
 
     #[test]
     fn an_integer_toml_cannot_write_back_is_refused_by_key() {

@@ -7,7 +7,8 @@
 //! The root package supplies the concrete machine-learning pieces: the tch
 //! language model ([`lm`]), training ([`train`]), LongLaMP data and demo corpora
 //! ([`data`]), retrieval ([`retrieve`]), prompt templates ([`prompt`]), rewards
-//! and the LLM judge ([`reward`]), evaluation ([`eval`]), and the wiring of
+//! and the LLM judge ([`reward`]), evaluation ([`eval`]), the model engines
+//! that implement the actors' capabilities ([`engine`]), and the wiring of
 //! all of them into the actor pipeline ([`pipeline`]). The member crates
 //! `events`, `store`, `actors` and `replay` know nothing of tch; see
 //! `ARCHITECTURE.md` for the dependency direction.
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod eval;
 pub mod lm;
 pub mod paths;

@@ -7,7 +7,7 @@ mod common;
 
 use common::alloc::{largest_allocation, Tracking};
 use common::gguf_writer::{ggml, put_str, put_value, tiny_llama, ty, GgufSpec, TensorSpec, Value};
-use restpg::lm::checkpoint::gguf_tensor;
+use restpg::lm::gguf::gguf_tensor;
 use restpg::lm::gguf::{GgufError, GgufFile};
 use restpg::lm::ModelConfig;
 

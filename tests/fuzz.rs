@@ -464,7 +464,7 @@ fn check_gguf(bytes: &[u8]) -> Result<(), TestCaseError> {
         if let Ok(cfg) = restpg::lm::ModelConfig::from_gguf(&g) {
             reached("gguf/model config");
             for hf in HF_NAMES {
-                if restpg::lm::checkpoint::gguf_tensor(&g, &cfg, hf).is_ok() && hf.contains("q_proj.weight") {
+                if restpg::lm::gguf::gguf_tensor(&g, &cfg, hf).is_ok() && hf.contains("q_proj.weight") {
                     reached("gguf/q un-permuted");
                 }
             }

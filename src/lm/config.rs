@@ -9,10 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::gguf::GgufFile;
-
-/// The decoder families this crate runs. They share one transformer
-/// ([`super::transformer`]); the differences are configuration switches.
+/// The decoder families this crate runs. Each is described by its own file
+/// under [`super::transformer`] ([`Arch::family`]), over shared layers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
     /// Llama / SmolLM2 (Touvron et al. 2023): RMSNorm, rotate-half RoPE,
@@ -27,50 +25,33 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Every family, in the order of the error message that lists them.
+    pub const ALL: [Arch; 3] = [Arch::Llama, Arch::Gemma, Arch::Qwen2];
+
     /// The Hugging Face `model_type` string.
     pub fn hf_model_type(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Gemma => "gemma",
-            Arch::Qwen2 => "qwen2",
-        }
+        self.family().hf_model_type
     }
 
     /// The Hugging Face `architectures[0]` class name.
     pub fn hf_architecture(self) -> &'static str {
-        match self {
-            Arch::Llama => "LlamaForCausalLM",
-            Arch::Gemma => "GemmaForCausalLM",
-            Arch::Qwen2 => "Qwen2ForCausalLM",
-        }
+        self.family().hf_architecture
     }
 
     /// Whether the MLP gate uses GELU (tanh approximation) instead of SiLU.
     pub fn gelu_gate(self) -> bool {
-        matches!(self, Arch::Gemma)
+        self.family().activation == super::transformer::Activation::GeluTanh
     }
 
-    /// Whether RMSNorm multiplies by `(1 + w)` instead of `w`.
-    pub fn norm_plus_one(self) -> bool {
-        matches!(self, Arch::Gemma)
-    }
-
-    /// Whether embeddings are scaled by `sqrt(hidden_size)`.
-    pub fn scale_embeddings(self) -> bool {
-        matches!(self, Arch::Gemma)
-    }
-
-    /// Whether q/k/v projections carry a bias.
-    pub fn qkv_bias(self) -> bool {
-        matches!(self, Arch::Qwen2)
-    }
-
-    fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "llama" | "mistral" => Ok(Arch::Llama),
-            "gemma" => Ok(Arch::Gemma),
-            "qwen2" => Ok(Arch::Qwen2),
-            other => bail!("unsupported architecture {other:?} (supported: llama, gemma, qwen2)"),
+    /// The family named `name` (an HF `model_type` or a GGUF
+    /// `general.architecture`).
+    ///
+    /// # Errors
+    /// A name no family goes by.
+    pub(crate) fn from_name(name: &str) -> Result<Self> {
+        match Self::ALL.into_iter().find(|a| a.family().names.contains(&name)) {
+            Some(a) => Ok(a),
+            None => bail!("unsupported architecture {name:?} (supported: llama, gemma, qwen2)"),
         }
     }
 }
@@ -148,65 +129,6 @@ impl ModelConfig {
             bail!("head_dim {} must be even for RoPE", self.head_dim);
         }
         Ok(())
-    }
-
-    /// Reads GGUF metadata (`general.architecture` and `{arch}.*` keys) into a
-    /// config. `vocab_size` comes from `{arch}.vocab_size`, else the length of
-    /// `tokenizer.ggml.tokens`; the head is tied when there is no
-    /// `output.weight` tensor.
-    ///
-    /// # Errors
-    /// A missing required key, named with the file.
-    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
-        let arch_name = g.meta_str("general.architecture")?;
-        let arch = Arch::from_name(&arch_name).with_context(|| format!("{}", g.path.display()))?;
-        let k = |s: &str| format!("{arch_name}.{s}");
-        let hidden_size = g.meta_usize(&k("embedding_length"))?;
-        let num_heads = g.meta_usize(&k("attention.head_count"))?;
-        let num_kv_heads = g.meta_usize_opt(&k("attention.head_count_kv"))?.unwrap_or(num_heads);
-        let head_dim = match g.meta_usize_opt(&k("attention.key_length"))? {
-            Some(d) => d,
-            None => hidden_size.checked_div(num_heads).with_context(|| {
-                format!("{}: metadata key {}: 0 heads", g.path.display(), k("attention.head_count"))
-            })?,
-        };
-        let vocab_size = match g.meta_usize_opt(&k("vocab_size"))? {
-            Some(v) => v,
-            None => g.meta_array_len("tokenizer.ggml.tokens")?,
-        };
-        let rope_theta = g.meta_f64_opt(&k("rope.freq_base"))?.unwrap_or(10_000.0);
-        let rms_norm_eps = g.meta_f64_opt(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6);
-        let tie = !g.has_tensor("output.weight");
-        let eos = g.meta_usize_opt("tokenizer.ggml.eos_token_id")?.map(|v| v as u32);
-        let cfg = ModelConfig {
-            arch,
-            vocab_size,
-            hidden_size,
-            intermediate_size: g.meta_usize(&k("feed_forward_length"))?,
-            num_layers: g.meta_usize(&k("block_count"))?,
-            num_heads,
-            num_kv_heads,
-            head_dim,
-            rope_theta,
-            rms_norm_eps,
-            tie_word_embeddings: tie,
-            max_position_embeddings: g.meta_usize_opt(&k("context_length"))?.unwrap_or(2048),
-            bos_token_id: g.meta_usize_opt("tokenizer.ggml.bos_token_id")?.map(|v| v as u32),
-            eos_token_ids: eos.into_iter().collect(),
-        };
-        cfg.validate().with_context(|| format!("config from {}", g.path.display()))?;
-        // Every layer has its own tensors, so a block count above the number
-        // of tensors is corrupt (and would size the model's layer list).
-        if cfg.num_layers > g.tensors.len() {
-            bail!(
-                "{}: metadata key {}: {} layers, but the file has only {} tensors",
-                g.path.display(),
-                k("block_count"),
-                cfg.num_layers,
-                g.tensors.len()
-            );
-        }
-        Ok(cfg)
     }
 
     /// Reads a Hugging Face `config.json`.
@@ -301,7 +223,7 @@ impl HfConfig {
             rope_theta: self.rope_theta.unwrap_or(10_000.0),
             rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
             // Gemma always ties; Llama and Qwen2 default to untied in transformers.
-            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(arch == Arch::Gemma),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(arch.family().tied_by_default),
             max_position_embeddings: self.max_position_embeddings.unwrap_or(2048),
             bos_token_id: self.bos_token_id,
             eos_token_ids: match self.eos_token_id {

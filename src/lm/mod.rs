@@ -112,7 +112,7 @@ impl LanguageModel {
             );
         }
         let vs = nn::VarStore::new(device);
-        let mut src = |hf: &str| checkpoint::gguf_tensor(&g, &cfg, hf);
+        let mut src = |hf: &str| gguf::gguf_tensor(&g, &cfg, hf);
         let model = tch::no_grad(|| Transformer::load(&vs, &cfg, &mut src))
             .with_context(|| format!("loading {}", path.display()))?;
         Ok(LanguageModel { vs, model, tokenizer, source: path.to_path_buf() })

@@ -1,9 +1,12 @@
-//! [`RunContext`]: what every capability of a run reads, shared read-only.
+//! [`RunContext`]: what every capability of a run reads, shared read-only;
+//! and [`ContextRetriever`], retrieval from its precomputed results.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use actors::capability::{CapabilityError, PromptKind, Retrieval, Targets};
+use std::sync::Arc;
+
+use actors::capability::{CapabilityError, PromptKind, Retrieval, Retrieve, Targets};
 use anyhow::Context as _;
 
 use crate::config::RunConfig;
@@ -180,6 +183,18 @@ impl RunContext {
             .chat(None, &fitted.prompt)
             .map_err(|e| CapabilityError::fatal(format!("tokenizing the prompt of {input_id}: {e:#}")))?;
         Ok((chat.text, chat.ids))
+    }
+}
+
+/// Retrieval from the run context's precomputed results.
+pub struct ContextRetriever {
+    /// The run's shared context.
+    pub ctx: Arc<RunContext>,
+}
+
+impl Retrieve for ContextRetriever {
+    fn retrieve(&mut self, input_ids: &[String], k: usize) -> Result<Vec<Retrieval>, CapabilityError> {
+        input_ids.iter().map(|id| self.ctx.retrieval(id, k)).collect()
     }
 }
 

@@ -12,9 +12,9 @@ use actors::capability::{
 };
 use anyhow::{bail, Context as _};
 
-use super::caps::{TchPolicy, TchTrainer};
 use super::context::RunContext;
 use crate::config::RunConfig;
+use crate::engine::tch::{TchPolicy, TchTrainer};
 use crate::lm::ChatTokenizer;
 
 fn context(run_dir: &Path, config_toml: &str) -> anyhow::Result<Arc<RunContext>> {

@@ -10,10 +10,10 @@ use actors::{Capabilities, Plan};
 use anyhow::{bail, Context as _};
 use events::Event;
 
-use super::caps::{ContextRetriever, TchEvaluator, TchJudge, TchPolicy, TchTrainer};
-use super::context::RunContext;
+use super::context::{ContextRetriever, RunContext};
 use crate::config::RunConfig;
 use crate::data::Split;
+use crate::engine::tch::{TchEvaluator, TchJudge, TchPolicy, TchTrainer};
 
 /// How to start a run.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ fn import_base(policy: &Path, run_dir: &Path, blobs: &store::BlobStore) -> anyho
 /// # Errors
 /// A bad configuration (before any work), a data set or model that does not
 /// load, a log that belongs to another run, or the coordinator's failure.
-pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let run_dir = &opts.run_dir;
     let config_path = run_dir.join("config.toml");
@@ -89,7 +89,7 @@ pub fn run(config: Option<(RunConfig, String)>, opts: &RunOptions) -> anyhow::Re
         }
         RunConfig::load(&config_path)?
     } else {
-        let (config, _text) = config.context("a new run needs a configuration")?;
+        let config = config.context("a new run needs a configuration")?;
         if run_dir.join("log").exists() {
             bail!("{} already holds a run: use `--resume {}` to continue it", run_dir.display(), run_dir.display());
         }

@@ -9,17 +9,20 @@
 //!
 //! Rewards are configured by name through [`RewardSpec`]: `judge`,
 //! `rouge-1`, `rouge-2`, `rouge-l`, `meteor`, or a weighted mix such as
-//! `0.5*judge+0.5*rouge-l`. The lexical metrics follow LongLaMP's evaluation
-//! exactly ([`rouge`]: Google's `rouge_score`; [`meteor`]: NLTK's METEOR as
+//! `0.5*judge+0.5*rouge-l`, made into one reward by [`Composite`]. The
+//! lexical metrics follow LongLaMP's evaluation exactly ([`rouge`]: Google's
+//! `rouge_score`; [`meteor`]: NLTK's METEOR as
 //! called by Hugging Face `evaluate`), proven by parity fixtures generated
 //! from the Python references (`scripts/make_parity_fixtures.py`). The LLM
 //! judge of the paper is in [`judge`].
 
+pub mod composite;
 pub mod judge;
 pub mod meteor;
 pub mod rouge;
 pub mod spec;
 
+pub use composite::Composite;
 pub use judge::{Judge, JudgeConfig, ScoreModel, ScoreRule};
 pub use spec::{Metric, RewardSpec};
 
@@ -66,13 +69,7 @@ pub trait Reward {
 /// reasoning/response separator when there is one, else the whole text. The
 /// reasoning part is dropped here, so no reward ever sees it.
 pub fn response_of(generated: &str) -> Option<String> {
-    let parsed = crate::prompt::parse_output(generated);
-    let r = parsed.response.trim();
-    if r.is_empty() {
-        None
-    } else {
-        Some(r.to_string())
-    }
+    nonempty(&crate::prompt::parse_output(generated).response)
 }
 
 /// `response` trimmed, or `None` when that is empty (an empty response is
@@ -86,41 +83,8 @@ pub fn nonempty(response: &str) -> Option<String> {
     }
 }
 
-/// A lexical metric as a reward (ROUGE or METEOR F-measure of the response
-/// against the expected output).
-pub struct LexicalReward {
-    metric: Metric,
-    meteor: Option<std::sync::Arc<meteor::Meteor>>,
-}
-
-impl std::fmt::Debug for LexicalReward {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LexicalReward").field("metric", &self.metric).finish_non_exhaustive()
-    }
-}
-
-impl LexicalReward {
-    /// A lexical reward for `metric` (not [`Metric::Judge`]); METEOR needs
-    /// its data loaded (`meteor`), the ROUGE variants need nothing.
-    ///
-    /// # Errors
-    /// `Metric::Judge`, or METEOR without a loaded scorer.
-    pub fn new(metric: Metric, meteor: Option<std::sync::Arc<meteor::Meteor>>) -> Result<Self> {
-        match metric {
-            Metric::Judge => anyhow::bail!("the judge is not a lexical metric"),
-            Metric::Meteor if meteor.is_none() => anyhow::bail!("METEOR needs its WordNet/Punkt data loaded"),
-            _ => Ok(LexicalReward { metric, meteor }),
-        }
-    }
-
-    /// Metric value of one (reference, prediction) pair, raw texts.
-    pub fn value(&self, reference: &str, prediction: &str) -> f64 {
-        lexical_value(self.metric, self.meteor.as_deref(), reference, prediction)
-    }
-}
-
 /// Value of a lexical metric for one pair (0 for [`Metric::Judge`] or a
-/// missing METEOR scorer; callers build rewards through [`LexicalReward`]).
+/// missing METEOR scorer).
 pub fn lexical_value(metric: Metric, meteor: Option<&meteor::Meteor>, reference: &str, prediction: &str) -> f64 {
     let rt = || rouge::tokenize(reference);
     let pt = || rouge::tokenize(prediction);
@@ -130,21 +94,5 @@ pub fn lexical_value(metric: Metric, meteor: Option<&meteor::Meteor>, reference:
         Metric::RougeL => rouge::rouge_l_tokens(&rt(), &pt()).fmeasure,
         Metric::Meteor => meteor.map(|m| m.score(reference, prediction)).unwrap_or(0.0),
         Metric::Judge => 0.0,
-    }
-}
-
-impl Reward for LexicalReward {
-    fn score(&mut self, items: &[RewardInput]) -> Result<Vec<RewardOutput>> {
-        Ok(items
-            .iter()
-            .map(|it| match nonempty(&it.response) {
-                None => RewardOutput { reward: 0.0, distribution: None, empty_response: true },
-                Some(resp) => RewardOutput {
-                    reward: self.value(&it.expected, &resp) as f32,
-                    distribution: None,
-                    empty_response: false,
-                },
-            })
-            .collect())
     }
 }

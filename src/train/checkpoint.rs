@@ -1,6 +1,6 @@
 //! The resume state written with each checkpoint: the weights and the
 //! optimiser state as safetensors, and a JSON sidecar with the step, the data
-//! order position, the data-order RNG state and the best checkpoint so far.
+//! order position and the data-order RNG state.
 //!
 //! Layout of a trainer's work directory:
 //!
@@ -8,7 +8,6 @@
 //! <work_dir>/resume/weights.safetensors     every VarStore variable, by name
 //! <work_dir>/resume/optimizer.safetensors   `<param>/<slot>` state tensors
 //! <work_dir>/resume/trainer_state.json      ResumeState
-//! <work_dir>/best/weights.safetensors       the best-scoring weights so far
 //! ```
 //!
 //! Each directory is written under a `.tmp` name and renamed into place, so a
@@ -22,8 +21,10 @@ use tch::{nn::VarStore, Tensor};
 
 use super::config::TrainConfig;
 
-/// Version of the sidecar format.
-pub const RESUME_FORMAT: u32 = 1;
+/// Version of the sidecar format: 2 since the configuration lost
+/// `eval_every` and the sidecar the best checkpoint (the trainer no longer
+/// scores validation sets), so a format-1 sidecar is refused by its format.
+pub const RESUME_FORMAT: u32 = 2;
 
 /// The sidecar of a resume checkpoint. Floats that must survive exactly are
 /// stored as their IEEE-754 bits.
@@ -50,10 +51,6 @@ pub struct ResumeState {
     /// The data-order RNG (ChaCha8, seeded with `config.seed`): its word
     /// position, as a decimal u128.
     pub rng_word_pos: String,
-    /// The step of the best validation score so far.
-    pub best_step: Option<u64>,
-    /// The best validation score so far, as `f64::to_bits`.
-    pub best_score_bits: Option<u64>,
     /// The loss of the last step, as `f64::to_bits`.
     pub last_loss_bits: u64,
     /// Non-padding tokens processed so far.
@@ -106,11 +103,6 @@ pub fn load_vars(vs: &VarStore, path: &Path) -> Result<()> {
 /// The `resume/` directory of a work directory.
 pub fn resume_dir(work_dir: &Path) -> PathBuf {
     work_dir.join("resume")
-}
-
-/// The `best/` directory of a work directory.
-pub fn best_dir(work_dir: &Path) -> PathBuf {
-    work_dir.join("best")
 }
 
 /// Writes `dir` crash-safely: `fill` writes into `<dir>.tmp`; every file
@@ -188,10 +180,17 @@ pub fn read_resume_state(work_dir: &Path) -> Result<Option<ResumeState>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let state: ResumeState = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    if state.format != RESUME_FORMAT {
-        bail!("{}: format {} is not the supported {RESUME_FORMAT}", path.display(), state.format);
+    // The format is read on its own first: an older sidecar's configuration
+    // need not parse as today's.
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
     }
+    let Format { format } = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if format != RESUME_FORMAT {
+        bail!("{}: format {format} is not the supported {RESUME_FORMAT}", path.display());
+    }
+    let state: ResumeState = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(Some(state))
 }
 

@@ -18,8 +18,8 @@ pub enum OptimizerKind {
 /// Where an M-step (or SFT) starts from.
 ///
 /// The trainer itself trains whatever model the caller passes; this setting
-/// tells the caller (the pipeline) which weights to load before calling
-/// [`crate::train::Trainer::train`], see [`crate::train::starting_weights`].
+/// tells the coordinator which checkpoint an M-step's job starts from
+/// before [`crate::train::Trainer::train`] is called.
 pub use events::InitMode;
 
 /// AdamW hyper-parameters (PyTorch's defaults).
@@ -95,9 +95,6 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Global gradient-norm clipping threshold (L2 over all parameters).
     pub grad_clip_norm: f64,
-    /// Score the validation set (and keep the best checkpoint) every this
-    /// many steps, and at the last step.
-    pub eval_every: u64,
     /// Write the resume state every this many steps.
     pub checkpoint_every: u64,
     /// Longest prompt (x plus the retrieved profile), in tokens; a longer
@@ -128,7 +125,6 @@ impl Default for TrainConfig {
             micro_batch_size: 4,
             weight_decay: 0.01,
             grad_clip_norm: 1.0,
-            eval_every: 1_000,
             checkpoint_every: 1_000,
             max_input_tokens: 5_120,
             max_output_tokens: 1_536,
@@ -184,7 +180,6 @@ impl TrainConfig {
         check(wd.is_finite() && wd >= 0.0, "weight_decay", wd, "must be finite and >= 0")?;
         let c = self.grad_clip_norm;
         check(c.is_finite() && c > 0.0, "grad_clip_norm", c, "must be finite and > 0")?;
-        check(self.eval_every >= 1, "eval_every", self.eval_every, "must be >= 1")?;
         check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1")?;
         check(self.max_input_tokens >= 1, "max_input_tokens", self.max_input_tokens, "must be >= 1")?;
         check(self.max_output_tokens >= 1, "max_output_tokens", self.max_output_tokens, "must be >= 1")?;

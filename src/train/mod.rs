@@ -22,15 +22,16 @@
 //!   (linear warm-up, linear decay to 0.1×) and updates with our own
 //!   [`optim::Optimizer`] (Adafactor, the paper's, or AdamW), whose state is
 //!   plain tensors;
-//! * every `eval_every` steps scores the model with a
-//!   [`ValidationScorer`] and keeps the best weights; every
-//!   `checkpoint_every` steps writes a resume checkpoint ([`checkpoint`]) with
-//!   the weights, the optimiser state, the step, the data-order position and
-//!   RNG state, so that a stopped run continues to the very same weights.
+//! * every `checkpoint_every` steps writes a resume checkpoint
+//!   ([`checkpoint`]) with the weights, the optimiser state, the step, the
+//!   data-order position and RNG state, so that a stopped run continues to
+//!   the very same weights.
 //!
-//! Whether an M-step starts from the base weights (`InitMode::Fresh`, the
-//! paper's default) or from the previous iteration's (`Continue`) is decided
-//! by the caller, which loads the model named by [`starting_weights`].
+//! The trainer returns the last step's weights; checkpoints are scored by
+//! the run's evaluation ([`crate::eval`]), not here. Whether an M-step
+//! starts from the base weights (`InitMode::Fresh`, the paper's default) or
+//! from the previous iteration's (`Continue`) is decided by the
+//! coordinator, which names the starting checkpoint in the job.
 //!
 //! Determinism: same data, configuration (seed included) and torch thread
 //! count give the same weights bit for bit. There is no dropout in the
@@ -46,5 +47,5 @@ pub mod trainer;
 
 pub use batch::{PreparedExample, TrainDataError, TrainExample};
 pub use config::{AdafactorParams, AdamWParams, ConfigError, InitMode, OptimizerKind, TrainConfig};
-pub use scorer::{validation_subset, ValidationLossScorer, ValidationScorer};
-pub use trainer::{starting_weights, TrainProgress, TrainSummary, Trainer};
+pub use scorer::ValidationLossScorer;
+pub use trainer::{TrainProgress, TrainSummary, Trainer};

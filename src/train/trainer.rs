@@ -1,6 +1,5 @@
 //! The training loop: seeded data order, gradient accumulation, clipping, the
-//! schedule, the optimiser, periodic validation with best-checkpoint
-//! selection, and resume checkpoints.
+//! schedule, the optimiser, and resume checkpoints.
 
 use std::path::{Path, PathBuf};
 
@@ -12,14 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, PreparedExample, TrainExample};
 use super::checkpoint::{
-    best_dir, config_digest, load_vars, read_resume_state, resume_dir, save_vars, write_dir_atomically, ResumeState,
+    config_digest, load_vars, read_resume_state, resume_dir, save_vars, write_dir_atomically, ResumeState,
     RESUME_FORMAT,
 };
-use super::config::{InitMode, TrainConfig};
+use super::config::TrainConfig;
 use super::loss::model_weighted_loss;
 use super::optim::{clip_grad_norm, zero_grads, Optimizer};
 use super::schedule::LinearSchedule;
-use super::scorer::ValidationScorer;
 use crate::lm::LanguageModel;
 
 /// Reported after every optimiser step (the pipeline logs each as an event).
@@ -37,8 +35,6 @@ pub struct TrainProgress {
     pub target_tokens: usize,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
-    /// The validation score, on steps where one was computed.
-    pub validation_score: Option<f64>,
 }
 
 /// What a call to [`Trainer::train`] did.
@@ -57,28 +53,10 @@ pub struct TrainSummary {
     pub truncated_outputs: usize,
     /// Non-padding tokens processed (including before a resume).
     pub tokens_seen: u64,
-    /// The step whose weights the model holds on return when validation ran
-    /// (the best score); `None` without a scorer (the model holds the last
-    /// step's weights).
-    pub best_step: Option<u64>,
-    /// The best validation score.
-    pub best_score: Option<f64>,
     /// The step this call resumed from, if it found a resume checkpoint.
     pub resumed_from: Option<u64>,
     /// Whether the call stopped at [`Trainer::stop_after`] before `max_steps`.
     pub stopped_early: bool,
-}
-
-/// Which weights an M-step starts from, given the base checkpoint and the
-/// previous iteration's selected checkpoint (`None` in the first iteration):
-/// `Fresh` → the base (the paper's default), `Continue` → the previous one
-/// when there is one. The caller loads that path with
-/// [`LanguageModel::load`] and passes the model to [`Trainer::train`].
-pub fn starting_weights<'a>(mode: InitMode, base: &'a Path, previous: Option<&'a Path>) -> &'a Path {
-    match (mode, previous) {
-        (InitMode::Continue, Some(prev)) => prev,
-        _ => base,
-    }
 }
 
 /// The data order: a seeded ChaCha8 RNG reshuffles the examples at the start
@@ -115,7 +93,7 @@ impl DataOrder {
 }
 
 /// Trains a [`LanguageModel`] on [`TrainExample`]s (SFT: weights 1; M-step:
-/// weights R), writing resume and best checkpoints under a work directory.
+/// weights R), writing resume checkpoints under a work directory.
 #[derive(Debug)]
 pub struct Trainer {
     config: TrainConfig,
@@ -161,11 +139,9 @@ impl Trainer {
     ///
     /// Examples are checked against the length limits first (a prompt over
     /// `max_input_tokens` is an error naming the example; a target over
-    /// `max_output_tokens` is cut and counted). Every `eval_every` steps and
-    /// at the last step, `val` scores the model; the best weights are kept in
-    /// `<work_dir>/best/` and loaded back into `model` before returning. Every
-    /// `checkpoint_every` steps and at the last step, the resume state is
-    /// written to `<work_dir>/resume/`.
+    /// `max_output_tokens` is cut and counted). Every `checkpoint_every`
+    /// steps and at the last step, the resume state is written to
+    /// `<work_dir>/resume/`; on return `model` holds the last step's weights.
     ///
     /// Determinism: the same data, configuration (seed included) and torch
     /// thread count give the same weights, bit for bit, including across a
@@ -179,7 +155,6 @@ impl Trainer {
         &mut self,
         model: &mut LanguageModel,
         data: &[TrainExample],
-        mut val: Option<&mut dyn ValidationScorer>,
         progress: &mut dyn FnMut(TrainProgress),
     ) -> Result<TrainSummary> {
         let cfg = self.config.clone();
@@ -207,14 +182,12 @@ impl Trainer {
             final_fraction: cfg.final_lr_fraction,
         };
         let mut order = DataOrder::new(cfg.seed, examples.len());
-        let mut best: Option<(u64, f64)> = None;
         let mut last_loss = f64::NAN;
         let mut tokens_seen = 0u64;
         let mut resumed_from = None;
 
         if let Some(state) = read_resume_state(&self.work_dir)? {
             self.restore(&state, &data_digest, model, &mut opt, &mut order)?;
-            best = state.best_step.zip(state.best_score_bits.map(f64::from_bits));
             last_loss = f64::from_bits(state.last_loss_bits);
             tokens_seen = state.tokens_seen;
             resumed_from = Some(state.step);
@@ -248,23 +221,7 @@ impl Trainer {
             last_loss = step_loss;
             tokens_seen += step_tokens as u64;
 
-            let mut validation_score = None;
-            let mut best_improved = false;
             let last = step == cfg.max_steps;
-            if let Some(scorer) = val.as_deref_mut() {
-                if step % cfg.eval_every == 0 || last {
-                    let score = scorer.score(model).with_context(|| format!("validation at step {step}"))?;
-                    validation_score = Some(score);
-                    if best.is_none_or(|(_, b)| score > b) {
-                        best = Some((step, score));
-                        best_improved = true;
-                        let vs = model.var_store();
-                        write_dir_atomically(&best_dir(&self.work_dir), |d| {
-                            save_vars(vs, &d.join("weights.safetensors"))
-                        })?;
-                    }
-                }
-            }
             progress(TrainProgress {
                 step,
                 loss: step_loss,
@@ -272,12 +229,9 @@ impl Trainer {
                 tokens: step_tokens,
                 target_tokens: normaliser,
                 grad_norm,
-                validation_score,
             });
             let stop_here = self.stop_after == Some(step) && !last;
-            // A new best also writes the resume state, so that `best/` never holds
-            // weights newer than the resume state knows about.
-            if step % cfg.checkpoint_every == 0 || last || stop_here || best_improved {
+            if step % cfg.checkpoint_every == 0 || last || stop_here {
                 let state = ResumeState {
                     format: RESUME_FORMAT,
                     step,
@@ -288,8 +242,6 @@ impl Trainer {
                     cursor: order.cursor,
                     epoch: order.epoch,
                     rng_word_pos: order.rng.get_word_pos().to_string(),
-                    best_step: best.map(|b| b.0),
-                    best_score_bits: best.map(|b| b.1.to_bits()),
                     last_loss_bits: last_loss.to_bits(),
                     tokens_seen,
                     torch_threads: tch::get_num_threads(),
@@ -302,14 +254,6 @@ impl Trainer {
             }
         }
 
-        if !stopped_early {
-            if let Some((best_step, _)) = best {
-                if best_step != step {
-                    load_vars(model.var_store(), &best_dir(&self.work_dir).join("weights.safetensors"))
-                        .context("loading the best checkpoint")?;
-                }
-            }
-        }
         Ok(TrainSummary {
             steps: step,
             final_loss: last_loss,
@@ -317,8 +261,6 @@ impl Trainer {
             zero_weight_examples: zero_weight,
             truncated_outputs,
             tokens_seen,
-            best_step: best.map(|b| b.0),
-            best_score: best.map(|b| b.1),
             resumed_from,
             stopped_early,
         })
@@ -437,14 +379,5 @@ mod tests {
             }[..]
         );
         assert_ne!(DataOrder::new(4, 5).next_batch(5), DataOrder::new(3, 5).next_batch(5));
-    }
-
-    #[test]
-    fn starting_weights_follows_the_mode() {
-        let base = Path::new("/base");
-        let prev = Path::new("/prev");
-        assert_eq!(starting_weights(InitMode::Fresh, base, Some(prev)), base);
-        assert_eq!(starting_weights(InitMode::Continue, base, Some(prev)), prev);
-        assert_eq!(starting_weights(InitMode::Continue, base, None), base);
     }
 }

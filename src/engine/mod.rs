@@ -1,0 +1,18 @@
+//! Model engines: the implementations of the actors' capability traits
+//! ([`actors::capability`]: `Generate`, `Judge`, `Train`, `Evaluate`) on a
+//! concrete model backend.
+//!
+//! The `actors` crate runs Algorithm 1 against those traits and knows
+//! nothing of models; an engine supplies them for one backend. Each engine
+//! value is built inside the worker thread that owns it (by the factories of
+//! [`crate::pipeline`]) and reads the run's shared, read-only
+//! [`crate::pipeline::RunContext`] for examples, prompts and settings.
+//!
+//! - [`tch`]: local models on libtorch ([`crate::lm::LanguageModel`]), one
+//!   model per worker thread: sampling and reasoning generation, the LLM
+//!   judge, SFT and the M-step, and evaluation.
+//!
+//! Another backend (for instance one that calls a remote inference server)
+//! would be a sibling module implementing the same traits; none exists yet.
+
+pub mod tch;

@@ -1,0 +1,102 @@
+//! [`TchPolicy`]: the policy sampler and the reasoning generator.
+
+use std::sync::Arc;
+
+use actors::capability::{CapabilityError, CheckpointRef, Generate, PromptKind, SampleOutput, SampleRequest};
+use events::digest;
+
+use super::{load_model, retryable};
+use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
+use crate::pipeline::RunContext;
+use crate::prompt::{parse_output, RESPONSE_SEPARATOR};
+
+/// The policy sampler and reasoning generator on a local tch model.
+pub struct TchPolicy {
+    ctx: Arc<RunContext>,
+    loaded: Option<(CheckpointRef, LanguageModel)>,
+}
+
+impl TchPolicy {
+    /// A sampler with no weights loaded yet (they come with the first
+    /// batch's checkpoint).
+    pub fn new(ctx: Arc<RunContext>) -> Self {
+        Self { ctx, loaded: None }
+    }
+
+    fn model(&self) -> Result<&LanguageModel, CapabilityError> {
+        self.loaded
+            .as_ref()
+            .map(|(_, m)| m)
+            .ok_or_else(|| CapabilityError::fatal("generate called before a checkpoint was loaded"))
+    }
+}
+
+impl Generate for TchPolicy {
+    fn load(&mut self, checkpoint: &CheckpointRef) -> Result<(), CapabilityError> {
+        if self.loaded.as_ref().is_some_and(|(c, _)| c == checkpoint) {
+            return Ok(());
+        }
+        self.loaded = None;
+        let model = load_model(&self.ctx.checkpoint_path(checkpoint))?;
+        self.loaded = Some((checkpoint.clone(), model));
+        Ok(())
+    }
+
+    fn generate(&mut self, requests: &[SampleRequest]) -> Result<Vec<SampleOutput>, CapabilityError> {
+        let model = self.model()?;
+        let tok = model.tokenizer();
+        let mut prompts = Vec::with_capacity(requests.len());
+        let mut reqs = Vec::with_capacity(requests.len());
+        for r in requests {
+            let (text, ids) = self.ctx.prompt_ids(tok, &r.sample.input_id, r.prompt)?;
+            reqs.push(GenerationRequest {
+                prompt_ids: ids.clone(),
+                seed: r.seed,
+                settings: SamplingSettings {
+                    temperature: f64::from(r.temperature),
+                    top_p: f64::from(r.top_p),
+                    top_k: None,
+                    max_new_tokens: r.max_new_tokens as usize,
+                    stop_tokens: tok.eos_ids().to_vec(),
+                    stop_strings: self.ctx.config.sampling.stop_strings.clone(),
+                    separator: separator_stop(r.prompt),
+                },
+            });
+            prompts.push((text, ids.len()));
+        }
+        let gens = model.generate(&reqs).map_err(|e| retryable("generation", e))?;
+        Ok(requests
+            .iter()
+            .zip(gens)
+            .zip(prompts)
+            .map(|((r, g), (text, prompt_tokens))| {
+                let (reasoning, response) = match r.prompt {
+                    PromptKind::Reasoning => {
+                        let parsed = parse_output(&g.text);
+                        (parsed.reasoning, parsed.response)
+                    }
+                    PromptKind::Plain => (None, g.text.trim().to_owned()),
+                    PromptKind::ReasoningGeneration => (Some(g.text.trim().to_owned()), String::new()),
+                };
+                SampleOutput {
+                    sample: r.sample.clone(),
+                    prompt_digest: digest(text.as_bytes()),
+                    reasoning,
+                    response,
+                    raw: g.text.clone(),
+                    prompt_tokens: prompt_tokens as u32,
+                    output_tokens: g.token_ids.len() as u32,
+                    finish: g.finish,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The separator whose second line ends a sample of `prompt`: for the
+/// reasoning prompt, an output that has written its response ends at the
+/// next separator line (the model is opening a turn of its own); other
+/// prompts have no separator.
+pub(super) fn separator_stop(prompt: PromptKind) -> Option<String> {
+    (prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned())
+}

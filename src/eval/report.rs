@@ -1,0 +1,38 @@
+//! Writing an [`EvalReport`] to disk and flattening its scores for the log.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::EvalReport;
+
+impl EvalReport {
+    /// Writes the report as `<stem>.json` and `<stem>.md` in `dir` (created
+    /// if missing; owner-only files) and returns the JSON's path.
+    ///
+    /// # Errors
+    /// I/O errors naming the file.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<PathBuf> {
+        store::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = dir.join(format!("{stem}.json"));
+        for (path, text) in
+            [(json.clone(), serde_json::to_string_pretty(self)?), (dir.join(format!("{stem}.md")), self.to_markdown())]
+        {
+            store::write_private_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(json)
+    }
+
+    /// The scores as (`task/metric` or `macro/metric`, value): the macro
+    /// averages first, then each task's means.
+    pub fn flat_scores(&self) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> =
+            self.macro_average.iter().map(|(m, v)| (format!("macro/{}", m.name()), *v)).collect();
+        for (task, scores) in &self.per_task {
+            for (m, v) in &scores.means {
+                out.push((format!("{task}/{}", m.name()), *v));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,228 @@
+//! The decoder-only transformer, one file per family over shared layers
+//! (the layout of candle's `candle-transformers/src/models/`):
+//!
+//! - [`layers`]: path-scoped weights, linear maps, RMSNorm, rotary position
+//!   embeddings (Su et al. 2021), grouped-query attention (Ainslie et al.
+//!   2023) and the gated MLP;
+//! - `block.rs`: the pre-norm decoder block, `h = x + Attn(RMSNorm(x))`,
+//!   `out = h + MLP(RMSNorm(h))`;
+//! - one file per family — [`llama`] (and SmolLM2), [`gemma`], [`qwen2`] —
+//!   citing its paper and reference implementation and stating, as a
+//!   [`Family`], its names and how it switches the shared layers.
+//!
+//! Adding a family (Gemma 2 or 3: soft-capping, sliding windows, QK-norm) is
+//! a new file with its [`Family`] and, where its block differs, its own
+//! decoder layer; plus its variant of [`Arch`].
+//!
+//! Attention runs `scaled_dot_product_attention` with an explicit boolean
+//! mask that combines causality with each row's padding, so prompts padded
+//! on the left or right can share a batch.
+//!
+//! Parameters live in a `tch::nn::VarStore` under their Hugging Face names
+//! (`model.layers.0.self_attn.q_proj.weight`, …), built by path scoping;
+//! the layers hold shallow clones of those variables, so optimizer updates
+//! are seen by the model. The model is immutable during inference; the KV
+//! cache is a separate value passed `&mut`.
+
+mod block;
+pub mod gemma;
+pub mod layers;
+pub mod llama;
+pub mod qwen2;
+
+use anyhow::{bail, Result};
+use tch::{nn, Device, Kind, Tensor};
+
+use self::block::{DecoderLayer, LoadLayer};
+pub use self::layers::Activation;
+pub(crate) use self::layers::WeightSource;
+use self::layers::{RmsNorm, Rope, Scope};
+use super::config::{Arch, ModelConfig};
+
+/// What distinguishes a decoder family: the names it goes by and how it
+/// switches the shared layers, in its own file.
+pub struct Family {
+    /// Names accepted as HF `model_type` and GGUF `general.architecture`.
+    pub names: &'static [&'static str],
+    /// The Hugging Face `model_type` written to `config.json`.
+    pub hf_model_type: &'static str,
+    /// The Hugging Face `architectures[0]` class name.
+    pub hf_architecture: &'static str,
+    /// The MLP gate's activation.
+    pub activation: Activation,
+    /// RMSNorm multiplies by `(1 + w)` instead of `w`.
+    pub norm_plus_one: bool,
+    /// Embeddings are scaled by `sqrt(hidden_size)`.
+    pub scale_embeddings: bool,
+    /// The q/k/v projections carry a bias.
+    pub qkv_bias: bool,
+    /// The LM head is tied when `config.json` does not say.
+    pub tied_by_default: bool,
+    /// A GGUF stores the q/k rows permuted for interleaved RoPE.
+    pub gguf_qk_permuted: bool,
+    /// A GGUF stores the norm weights as `1 + w`.
+    pub gguf_norm_plus_one: bool,
+    /// Loads one decoder layer.
+    pub(crate) load_layer: LoadLayer,
+}
+
+impl Arch {
+    /// The family's description, from its file.
+    pub fn family(self) -> &'static Family {
+        match self {
+            Arch::Llama => &llama::LLAMA,
+            Arch::Gemma => &gemma::GEMMA,
+            Arch::Qwen2 => &qwen2::QWEN2,
+        }
+    }
+}
+
+/// Per-layer keys and values of the tokens seen so far, preallocated to a
+/// capacity: `[B, kv_heads, capacity, head_dim]` each.
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: i64,
+    capacity: i64,
+}
+
+impl KvCache {
+    /// Number of positions already filled.
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    /// Whether nothing has been cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The decoder. See the module docs.
+pub struct Transformer {
+    cfg: ModelConfig,
+    embed: Tensor,
+    blocks: Vec<Box<dyn DecoderLayer>>,
+    norm: RmsNorm,
+    lm_head: Tensor,
+    rope: Rope,
+    device: Device,
+}
+
+impl Transformer {
+    /// Creates every parameter in `vs` under its HF name, filled from `src`.
+    ///
+    /// # Errors
+    /// A missing tensor or a shape mismatch, naming the tensor.
+    pub(crate) fn load(vs: &nn::VarStore, cfg: &ModelConfig, src: &mut WeightSource) -> Result<Self> {
+        let (d, v) = (cfg.hidden_size as i64, cfg.vocab_size as i64);
+        let family = cfg.arch.family();
+        let root = Scope::root(vs);
+        let model = root.pp("model");
+        let embed = model.pp("embed_tokens").var("weight", &[v, d], src)?;
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            blocks.push((family.load_layer)(&model.pp("layers").pp(i), cfg, src)?);
+        }
+        let norm = RmsNorm::load(&model.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps, family.norm_plus_one, src)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.shallow_clone()
+        } else {
+            root.pp("lm_head").var("weight", &[v, d], src)?
+        };
+        let rope = Rope::new(cfg.head_dim, cfg.rope_theta, vs.device())?;
+        Ok(Transformer { cfg: cfg.clone(), embed, blocks, norm, lm_head, rope, device: vs.device() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The device of the parameters.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// An empty cache for `batch` rows and up to `capacity` positions.
+    ///
+    /// # Errors
+    /// Allocation failure.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<KvCache> {
+        let shape = [batch, self.cfg.num_kv_heads as i64, capacity, self.cfg.head_dim as i64];
+        let mut layers = Vec::with_capacity(self.blocks.len());
+        for _ in &self.blocks {
+            layers.push((
+                Tensor::f_zeros(shape, (Kind::Float, self.device))?,
+                Tensor::f_zeros(shape, (Kind::Float, self.device))?,
+            ));
+        }
+        Ok(KvCache { layers, len: 0, capacity })
+    }
+
+    /// Final hidden states `[B, T, d]` (after the last RMSNorm).
+    ///
+    /// * `input_ids`: `[B, T]` i64.
+    /// * `positions`: `[B, T]` i64, the RoPE position of each token.
+    /// * `key_mask`: `[B, past + T]` bool/i64, 1 where a key is a real token.
+    /// * `cache`: when given, its `len()` positions precede `input_ids`; the
+    ///   new keys/values are written after them and the length advances.
+    ///
+    /// Each query attends to real keys at or before its own position, and
+    /// always to itself (so padding rows stay finite; their outputs are
+    /// meaningless and ignored).
+    ///
+    /// # Errors
+    /// Shape mismatches or a full cache.
+    pub fn hidden(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        key_mask: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.size2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        let tk = past + t;
+        if let Some(c) = &cache {
+            if tk > c.capacity {
+                bail!("KV cache full: {past} + {t} positions exceed capacity {}", c.capacity);
+            }
+        }
+        let (kb, kt) = key_mask.size2()?;
+        if kb != b || kt != tk {
+            bail!("key mask is [{kb}, {kt}], expected [{b}, {tk}]");
+        }
+        let dev = self.device;
+        // Boolean attention mask [B, 1, T, Tk].
+        let kpos = Tensor::f_arange(tk, (Kind::Int64, dev))?.f_view([1, 1, 1, tk])?;
+        let qpos = Tensor::f_arange(t, (Kind::Int64, dev))?.f_add_scalar(past)?.f_view([1, 1, t, 1])?;
+        let keys_real = key_mask.f_to_kind(Kind::Bool)?.f_view([b, 1, 1, tk])?;
+        let mask = kpos.f_le_tensor(&qpos)?.f_logical_and(&keys_real)?.f_logical_or(&kpos.f_eq_tensor(&qpos)?)?;
+        // RoPE tables [B, 1, T, head_dim].
+        let rope = self.rope.tables(positions)?;
+
+        let mut x = Tensor::f_embedding(&self.embed, input_ids, -1, false, false)?;
+        if self.cfg.arch.family().scale_embeddings {
+            x = x.f_mul_scalar((self.cfg.hidden_size as f64).sqrt())?;
+        }
+        for (li, blk) in self.blocks.iter().enumerate() {
+            let layer_cache = match cache.as_deref_mut() {
+                Some(c) => Some(&mut c.layers[li]),
+                None => None,
+            };
+            x = blk.forward(&x, &rope, &mask, past, layer_cache)?;
+        }
+        if let Some(c) = cache {
+            c.len = tk;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// LM-head logits `[.., V]` from hidden states `[.., d]`.
+    ///
+    /// # Errors
+    /// Shape mismatch.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(hidden.f_linear(&self.lm_head, None::<&Tensor>)?)
+    }
+}
