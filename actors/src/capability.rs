@@ -87,12 +87,8 @@ pub struct SampleRequest {
     pub sample: SampleId,
     /// Per-sample seed (derived from the run seed and `sample`).
     pub seed: u64,
-    /// Sampling temperature (γ in the paper; 0 = greedy).
-    pub temperature: f32,
-    /// Nucleus-sampling mass.
-    pub top_p: f32,
-    /// Generation budget in tokens.
-    pub max_new_tokens: u32,
+    /// Temperature (γ in the paper; 0 = greedy), nucleus mass and budget.
+    pub sampling: events::Sampling,
     /// Which template to build the prompt with.
     pub prompt: PromptKind,
 }
@@ -259,7 +255,7 @@ pub trait Evaluate: Send {
     fn evaluate(
         &mut self,
         checkpoint: &CheckpointRef,
-        split: &str,
+        split: events::Split,
         system: &str,
         prompt: PromptKind,
     ) -> Result<EvalSummary, CapabilityError>;

@@ -374,6 +374,6 @@ impl Handler<EvaluateRun> for Worker<dyn Evaluate> {
     type Result = Result<EvalSummary, WorkerError>;
 
     fn handle(&mut self, msg: EvaluateRun, ctx: &mut SyncContext<Self>) -> Self::Result {
-        self.call(ctx, |e, _, _| e.evaluate(&msg.checkpoint, msg.split.as_str(), &msg.system, msg.prompt))
+        self.call(ctx, |e, _, _| e.evaluate(&msg.checkpoint, msg.split, &msg.system, msg.prompt))
     }
 }

@@ -47,9 +47,7 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
         let request = SampleRequest {
             sample: item.sample.clone(),
             seed: item.seed,
-            temperature: item.temperature,
-            top_p: item.top_p,
-            max_new_tokens,
+            sampling: events::Sampling { temperature: item.temperature, top_p: item.top_p, max_new_tokens },
             prompt,
         };
         let out = policy.generate(&[request]).map_err(|e| anyhow::anyhow!("{e}"))?;

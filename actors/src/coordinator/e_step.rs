@@ -33,9 +33,7 @@ impl Run {
                 requests.push(SampleRequest {
                     seed: sample.seed(plan.seed),
                     sample,
-                    temperature: plan.e_step.temperature,
-                    top_p: plan.e_step.top_p,
-                    max_new_tokens: plan.e_step.max_new_tokens,
+                    sampling: plan.e_step,
                     prompt: plan.method.policy_prompt(),
                 });
             }
@@ -43,7 +41,7 @@ impl Run {
         tracing::info!(iteration = t, missing = requests.len(), "E-step");
         let (policy, fault) = (Arc::clone(&self.caps.policy), self.fault.clone());
         self.fan_out(
-            format!("e-step {t}"),
+            format!("{stage} {t}"),
             &requests,
             || start_pool::<dyn Generate>("sampler", plan.sampler_workers, policy, fault, None).recipient(),
             |chunk| {
@@ -62,8 +60,8 @@ impl Run {
                         prompt_tokens: out.prompt_tokens,
                         output_tokens: out.output_tokens,
                         checkpoint: theta.hash,
-                        temperature: req.temperature,
-                        top_p: req.top_p,
+                        temperature: req.sampling.temperature,
+                        top_p: req.sampling.top_p,
                         finish: Some(out.finish),
                     })
                     .collect()

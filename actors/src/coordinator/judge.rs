@@ -13,7 +13,7 @@ impl Run {
     /// returns the reward's name.
     pub(super) async fn judge(&mut self, t: u32) -> Result<String, RunError> {
         let plan = Arc::clone(&self.plan);
-        let stage = format!("judge {t}");
+        let stage = format!("{} {t}", Stage::Judge);
         let since = self.stage_started(t, Stage::Judge).await?;
         let addr = start_pool::<dyn Judge>("judge", plan.judge_workers, Arc::clone(&self.caps.judge), None, None);
         let name: String =

@@ -52,7 +52,7 @@ impl Run {
                 InitMode::Continue => theta.clone(),
             };
             let job = TrainJob { iteration: t, init, data, seed: train_seed(plan.seed, t) };
-            self.train(&format!("m-step {t}"), job).await?
+            self.train(&format!("{} {t}", Stage::MStep), job).await?
         };
         self.append(vec![checkpoint_saved(t, Role::MStep, &trained)]).await?;
         self.flush().await?;

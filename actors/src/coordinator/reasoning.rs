@@ -24,16 +24,14 @@ impl Run {
                 SampleRequest {
                     seed: sample.seed(plan.seed),
                     sample,
-                    temperature: plan.reasoning.temperature,
-                    top_p: plan.reasoning.top_p,
-                    max_new_tokens: plan.reasoning.max_new_tokens,
+                    sampling: plan.reasoning,
                     prompt: PromptKind::ReasoningGeneration,
                 }
             })
             .collect();
         let (generator, fault) = (Arc::clone(&self.caps.generator), self.fault.clone());
         self.fan_out(
-            "reasoning".into(),
+            Stage::Reasoning.to_string(),
             &requests,
             || start_pool::<dyn Generate>("generator", plan.sampler_workers, generator, fault, None).recipient(),
             |chunk| {

@@ -27,7 +27,7 @@ impl Run {
         let retriever = Arc::clone(&self.caps.retriever);
         let k = plan.k;
         self.fan_out(
-            "retrieve".into(),
+            Stage::Retrieve.to_string(),
             &missing,
             || start_pool::<dyn Retrieve>("retriever", 1, retriever, None, None).recipient(),
             |chunk| (chunk[0].clone(), RetrieveBatch { input_ids: chunk.to_vec(), k }),

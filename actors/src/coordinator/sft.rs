@@ -55,7 +55,7 @@ impl Run {
             data.push(TrainItem { input_id: id.clone(), prompt: plan.method.policy_prompt(), target, weight: 1.0 });
         }
         let job = TrainJob { iteration: 0, init: plan.base.clone(), data, seed: train_seed(plan.seed, 0) };
-        let trained = self.train("sft", job).await?;
+        let trained = self.train(Stage::Sft.as_str(), job).await?;
         self.append(vec![checkpoint_saved(0, Role::Sft, &trained)]).await?;
         self.flush().await?;
         self.stage_finished(0, Stage::Sft, since).await?;

@@ -53,10 +53,10 @@ impl Generate for TchPolicy {
                 prompt_ids: ids.clone(),
                 seed: r.seed,
                 settings: SamplingSettings {
-                    temperature: f64::from(r.temperature),
-                    top_p: f64::from(r.top_p),
+                    temperature: f64::from(r.sampling.temperature),
+                    top_p: f64::from(r.sampling.top_p),
                     top_k: None,
-                    max_new_tokens: r.max_new_tokens as usize,
+                    max_new_tokens: r.sampling.max_new_tokens as usize,
                     stop_tokens: tok.eos_ids().to_vec(),
                     stop_strings: self.ctx.config.sampling.stop_strings.clone(),
                     separator: separator_stop(r.prompt),
