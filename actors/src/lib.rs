@@ -82,4 +82,4 @@ pub use coordinator::{
 };
 /// The pure rules shared with replay, defined in [`events::rules`].
 pub use events::{reasoning_sample, response_digest, train_seed};
-pub use plan::{FaultPlan, GenerationSettings, InitMode, Method, MethodParseError, Plan, PlanError};
+pub use plan::{FaultPlan, InitMode, Method, MethodParseError, Plan, PlanError, Sampling};

@@ -14,9 +14,8 @@ pub use events::UnknownName as MethodParseError;
 
 pub use events::InitMode;
 
-/// Sampling settings of one kind of generation: the shared
-/// [`events::Sampling`] under the name the plan has always used.
-pub type GenerationSettings = events::Sampling;
+/// Sampling settings of one kind of generation (the shared vocabulary's).
+pub use events::Sampling;
 
 /// Test-only fault switch: makes the sampler pool fail once so tests can
 /// check supervision (restart and re-issue). Never set by the CLI.
@@ -81,9 +80,9 @@ pub struct Plan {
     /// every M-step under [`InitMode::Fresh`].
     pub base: CheckpointRef,
     /// E-step sampling (paper: γ = 0.7, nucleus sampling).
-    pub e_step: GenerationSettings,
+    pub e_step: Sampling,
     /// Reasoning-data generation settings.
-    pub reasoning: GenerationSettings,
+    pub reasoning: Sampling,
     /// The reasoning generator's name as logged in `ReasoningGenerated`.
     pub generator_name: String,
     /// The checkpoint the reasoning generator loads (the base policy by
@@ -137,8 +136,8 @@ impl Plan {
             init: InitMode::Fresh,
             generator_checkpoint: base.clone(),
             base,
-            e_step: GenerationSettings { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
-            reasoning: GenerationSettings { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
+            e_step: Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
+            reasoning: Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
             generator_name: "policy".into(),
             batch_size: 8,
             sampler_workers: 1,
