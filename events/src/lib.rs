@@ -68,7 +68,7 @@ mod vocab;
 pub use digest::{digest, digest_hex, parse_digest_hex, Digest, DigestParseError};
 pub use envelope::{Envelope, RecordError, GENESIS_HASH, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 pub use event::{Event, EventKind, EventKindParseError};
-pub use rules::{reasoning_sample, response_digest, train_seed};
+pub use rules::{prompt_digest, reasoning_sample, response_digest, train_seed};
 pub use sample::{dataset_digest, DatasetEntry, Decision, FinishReason, SampleId, SampleIdParseError};
 pub use settings::RunSettings;
 pub use vocab::{InitMode, Method, PromptKind, Role, Sampling, ScoreRule, Split, Stage, UnknownName};

@@ -1,6 +1,7 @@
 //! The pure rules the run and replay must agree on, written once: the
 //! seed of a training job, the digest a D_t entry records for its
-//! response, and the id of an input's reasoning sample. The coordinator
+//! response, the digest a sample records for its prompt, and the id of an
+//! input's reasoning sample. The coordinator
 //! calls them when it trains and seals; replay calls them when it rebuilds
 //! and checks, so the two cannot drift apart. (The filter rule is
 //! [`crate::filter::decide`].)
@@ -24,6 +25,12 @@ pub fn response_digest(response: &str) -> Digest {
     crate::digest(response.as_bytes())
 }
 
+/// The `prompt_digest` of a `SampleGenerated`: blake3 of the exact prompt
+/// text, so a rebuilt prompt (export, re-sampling) can be checked against it.
+pub fn prompt_digest(prompt: &str) -> Digest {
+    crate::digest(prompt.as_bytes())
+}
+
 /// The reasoning sample id of a train input (iteration 0, index 0): its seed
 /// is `SampleId::seed(run_seed)` like every other sample's.
 pub fn reasoning_sample(input_id: &str) -> SampleId {
@@ -41,6 +48,7 @@ mod tests {
         assert_eq!(train_seed(7, 2), u64::from_le_bytes(d[..8].try_into().unwrap()));
         assert_ne!(train_seed(7, 2), train_seed(7, 1));
         assert_eq!(response_digest("Hi."), crate::digest(b"Hi."));
+        assert_eq!(prompt_digest("Write."), crate::digest(b"Write."));
         assert_eq!(reasoning_sample("email/3").to_string(), "t0/email/3/#0");
     }
 }

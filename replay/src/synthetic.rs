@@ -173,7 +173,7 @@ impl SyntheticRun {
     /// The events of one input in iteration `t`; returns its D_t entries.
     fn input_events(&self, t: u32, i: u32, checkpoint: [u8; 32], f: &mut impl FnMut(Event)) -> Vec<DatasetEntry> {
         let input_id = self.input_id(i);
-        let prompt_digest = digest(self.prompt(&input_id).as_bytes());
+        let prompt_digest = events::prompt_digest(&self.prompt(&input_id));
         let mut drawn = Vec::with_capacity(self.m as usize);
         for index in 0..self.m {
             let sample = SampleId { iteration: t, input_id: input_id.clone(), index };

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use actors::capability::{CapabilityError, CheckpointRef, Generate, PromptKind, SampleOutput, SampleRequest};
-use events::digest;
 
 use super::{load_model, retryable};
 use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
@@ -80,7 +79,7 @@ impl Generate for TchPolicy {
                 };
                 SampleOutput {
                     sample: r.sample.clone(),
-                    prompt_digest: digest(text.as_bytes()),
+                    prompt_digest: events::prompt_digest(&text),
                     reasoning,
                     response,
                     raw: g.text.clone(),
