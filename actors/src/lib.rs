@@ -18,7 +18,7 @@
 //!   [`RunOutcome`]: the final checkpoint, each D_t's digest and size, every
 //!   evaluation.
 //! - The [`Coordinator`] is the only async actor with logic: it folds the
-//!   log into a [`resume::ResumeState`], decides what is missing, sends
+//!   log into a [`resume::LoggedRun`], decides what is missing, sends
 //!   batches, and appends each result. [`workers::Worker`] runs one
 //!   capability in a `SyncArbiter` thread (retriever, sampler pool, reasoning
 //!   generator pool, judge pool, trainer, evaluator). [`filter::decide`] is

@@ -48,7 +48,7 @@ pub struct LoggedCheckpoint {
 /// Every map is keyed the way the corresponding event's id is, so "in the
 /// log" and "in this state" mean the same thing.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResumeState {
+pub struct LoggedRun {
     /// Inputs with a `RetrievalDone`.
     pub retrieved: BTreeSet<String>,
     /// Reasoning per (input id, generator name).
@@ -81,7 +81,7 @@ pub struct ResumeState {
     pub opening: u64,
 }
 
-impl ResumeState {
+impl LoggedRun {
     /// Applies one event of this run.
     pub fn apply(&mut self, event: &Event) {
         self.events += 1;
@@ -143,7 +143,7 @@ impl ResumeState {
     }
 
     /// Whether the log holds work of the run beyond its opening records
-    /// ([`ResumeState::opening`]): then the coordinator resumes; otherwise a
+    /// ([`LoggedRun::opening`]): then the coordinator resumes; otherwise a
     /// new run is starting.
     pub fn has_progress(&self) -> bool {
         self.events > self.opening
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn a_log_with_only_the_opening_records_is_a_new_run() {
         // Given the records a new run logs before its coordinator starts
-        let mut state = ResumeState::default();
+        let mut state = LoggedRun::default();
         state.apply(&started());
         state.apply(&checkpoint(0, Role::Base));
         // Then nothing is resumed (the log line says a new run is starting)
@@ -195,7 +195,7 @@ mod tests {
         state.apply(&Event::StageStarted { iteration: 0, stage: events::Stage::Retrieve });
         assert!(state.has_progress());
         // and a checkpoint past the base is progress too
-        let mut state = ResumeState::default();
+        let mut state = LoggedRun::default();
         state.apply(&started());
         state.apply(&checkpoint(0, Role::Sft));
         assert!(state.has_progress());

@@ -2,7 +2,7 @@
 //! work to the sync worker pools and results to the [`LogWriter`].
 //!
 //! It never computes anything heavy itself: it decides what is missing (from
-//! the log folded into a [`ResumeState`]), sends batches, and appends each
+//! the log folded into a [`LoggedRun`]), sends batches, and appends each
 //! result before counting it. Stage by stage:
 //!
 //! ```text
@@ -44,7 +44,7 @@ pub use outcome::{Evaluation, IterationOutcome, RunError, RunOutcome};
 use crate::capability::{Evaluate, Factory, Generate, Judge, Retrieve, Targets, Train};
 use crate::log::{Append, Close, EventSink, Flush, LoadRun, LogWriter, Observer};
 use crate::plan::Plan;
-use crate::resume::ResumeState;
+use crate::resume::LoggedRun;
 use crate::workers::FaultSwitch;
 
 /// The capabilities a run needs, supplied by the root package. Each
@@ -139,7 +139,7 @@ struct Run {
     plan: Arc<Plan>,
     caps: Capabilities,
     log: Addr<LogWriter>,
-    state: ResumeState,
+    state: LoggedRun,
     fault: Option<Arc<FaultSwitch>>,
     generated: usize,
     reissued: usize,
@@ -159,7 +159,7 @@ impl Run {
             plan: Arc::new(plan),
             caps,
             log,
-            state: ResumeState::default(),
+            state: LoggedRun::default(),
             fault,
             generated: 0,
             reissued: 0,
