@@ -14,20 +14,29 @@
 
 use crate::train::TrainConfig;
 use actors::Method;
+use events::{Sampling, ScoreRule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Serde for [`Method`] through its `FromStr`/`Display` names (`sft`,
-/// `sft-reasoning`, `rest-em`, `rest-pg`), so the TOML error names the key.
-mod method_serde {
-    use actors::Method;
+/// Serde for a vocabulary name ([`Method`], [`ScoreRule`]) through its
+/// `FromStr`/`Display` spellings (`rest-pg`, `argmax`, …), so the TOML error
+/// names the value and the accepted ones.
+mod by_name {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(m.as_str())
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Method, D::Error> {
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
@@ -112,6 +121,19 @@ impl Default for SamplingSection {
     }
 }
 
+impl SamplingSection {
+    /// The E-step's sampling settings (γ, nucleus mass, budget).
+    pub fn e_step(&self) -> Sampling {
+        Sampling { temperature: self.temperature, top_p: self.top_p, max_new_tokens: self.max_new_tokens }
+    }
+
+    /// The reasoning generator's sampling settings: the E-step's, with the
+    /// reasoning budget.
+    pub fn reasoning(&self) -> Sampling {
+        Sampling { max_new_tokens: self.reasoning_max_new_tokens, ..self.e_step() }
+    }
+}
+
 /// Reward and filter (REST-PG §3.2, Algorithm 1 lines 7–9).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,7 +142,8 @@ pub struct RewardSection {
     /// such as `0.5*judge+0.5*rouge-l`.
     pub name: String,
     /// Judge scoring rule: `argmax` (paper) or `expected` (G-Eval).
-    pub rule: String,
+    #[serde(with = "by_name")]
+    pub rule: ScoreRule,
     /// Threshold τ: samples with R ≥ τ are kept (paper: 1.0).
     pub tau: f32,
     /// At most this many kept samples per input (paper: 10).
@@ -131,7 +154,7 @@ pub struct RewardSection {
 
 impl Default for RewardSection {
     fn default() -> Self {
-        Self { name: "judge".into(), rule: "argmax".into(), tau: 1.0, max_kept_per_input: 10, batch_size: 8 }
+        Self { name: "judge".into(), rule: ScoreRule::Argmax, tau: 1.0, max_kept_per_input: 10, batch_size: 8 }
     }
 }
 
@@ -179,12 +202,19 @@ impl Default for EvalSection {
     }
 }
 
+impl EvalSection {
+    /// The sampling settings at inference (paper: temperature 0.1).
+    pub fn sampling(&self) -> Sampling {
+        Sampling { temperature: self.temperature, top_p: self.top_p, max_new_tokens: self.max_new_tokens }
+    }
+}
+
 /// A whole run configuration. Every field has the paper's default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// Which system to train: `sft`, `sft-reasoning`, `rest-em`, `rest-pg`.
-    #[serde(with = "method_serde")]
+    #[serde(with = "by_name")]
     pub method: Method,
     /// Run seed: every sample seed and the data order derive from it.
     pub seed: u64,
@@ -441,10 +471,6 @@ impl RunConfig {
                 "reward.tau",
                 format!("{} is outside the reward's range [{lo}, {hi}]", self.reward.tau),
             ));
-        }
-        match self.reward.rule.as_str() {
-            "argmax" | "expected" => {}
-            other => return Err(invalid("reward.rule", format!("must be `argmax` or `expected`, not `{other}`"))),
         }
         if self.reward.max_kept_per_input == 0 {
             return Err(invalid("reward.max_kept_per_input", "must be at least 1"));

@@ -46,7 +46,7 @@ fn splits_are_deterministic_disjoint_and_sized() {
     rev.reverse();
     assert_eq!(split_users(&rev, 7, 0.15, 0.15), a);
     let count = |s| a.values().filter(|v| **v == s).count();
-    assert_eq!((count(Split::Train), count(Split::Val), count(Split::Test)), (28, 6, 6));
+    assert_eq!((count(Split::Train), count(Split::Validation), count(Split::Test)), (28, 6, 6));
     // Another seed gives another assignment.
     assert_ne!(split_users(&users, 8, 0.15, 0.15), a);
     // Small user sets still get a val and a test user.
@@ -224,7 +224,7 @@ fn demo_builder_output_passes_the_loader() {
     ds.check_user_disjoint().unwrap();
     for t in &stats.tasks {
         assert_eq!(t.users, 12, "{:?}", t.task);
-        assert!(t.examples[&Split::Val] >= 1 && t.examples[&Split::Test] >= 1);
+        assert!(t.examples[&Split::Validation] >= 1 && t.examples[&Split::Test] >= 1);
         assert!(t.output_tokens.max <= 260, "{:?} outputs not cut: {}", t.task, t.output_tokens.max);
         assert!(t.profile_items.min >= 2);
     }

@@ -78,7 +78,7 @@ fn longlamp_directory_becomes_a_dataset_that_round_trips() {
     let (ds, report) = Dataset::from_longlamp_dir(&src, Task::TopicWriting, &LoadOptions::default()).unwrap();
     assert_eq!(report.loaded, 5);
     assert_eq!(ds.split(Split::Train).len(), 3);
-    assert_eq!(ds.split(Split::Val)[0].id, "v1");
+    assert_eq!(ds.split(Split::Validation)[0].id, "v1");
     let out = tmp.path().join("ds");
     ds.save(&out).unwrap();
     let back = Dataset::load(&out).unwrap();

@@ -58,9 +58,7 @@ fn requests() -> Vec<SampleRequest> {
                 SampleRequest {
                     seed: sample.seed(42),
                     sample,
-                    temperature: 0.7,
-                    top_p: 0.95,
-                    max_new_tokens: 16,
+                    sampling: events::Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 16 },
                     prompt: PromptKind::Plain,
                 }
             })

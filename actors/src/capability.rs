@@ -76,16 +76,9 @@ pub trait Retrieve: Send {
     fn retrieve(&mut self, input_ids: &[String], k: usize) -> Result<Vec<Retrieval>, CapabilityError>;
 }
 
-/// Which prompt template a generation request uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum PromptKind {
-    /// Retrieval-augmented prompt, response only (SFT, ReST-EM).
-    Plain,
-    /// Reasoning-enhanced prompt: reasoning, separator, response (REST-PG).
-    Reasoning,
-    /// Reasoning-generation prompt for the generator model (sees x, y, P).
-    ReasoningGeneration,
-}
+/// Which prompt template a generation request uses (the shared vocabulary's
+/// type).
+pub use events::PromptKind;
 
 /// One generation to perform.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,12 +87,8 @@ pub struct SampleRequest {
     pub sample: SampleId,
     /// Per-sample seed (derived from the run seed and `sample`).
     pub seed: u64,
-    /// Sampling temperature (γ in the paper; 0 = greedy).
-    pub temperature: f32,
-    /// Nucleus-sampling mass.
-    pub top_p: f32,
-    /// Generation budget in tokens.
-    pub max_new_tokens: u32,
+    /// Temperature (γ in the paper; 0 = greedy), nucleus mass and budget.
+    pub sampling: events::Sampling,
     /// Which template to build the prompt with.
     pub prompt: PromptKind,
 }
@@ -266,7 +255,7 @@ pub trait Evaluate: Send {
     fn evaluate(
         &mut self,
         checkpoint: &CheckpointRef,
-        split: &str,
+        split: events::Split,
         system: &str,
         prompt: PromptKind,
     ) -> Result<EvalSummary, CapabilityError>;

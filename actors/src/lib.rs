@@ -18,7 +18,7 @@
 //!   [`RunOutcome`]: the final checkpoint, each D_t's digest and size, every
 //!   evaluation.
 //! - The [`Coordinator`] is the only async actor with logic: it folds the
-//!   log into a [`resume::RunState`], decides what is missing, sends
+//!   log into a [`resume::LoggedRun`], decides what is missing, sends
 //!   batches, and appends each result. [`workers::Worker`] runs one
 //!   capability in a `SyncArbiter` thread (retriever, sampler pool, reasoning
 //!   generator pool, judge pool, trainer, evaluator). [`filter::decide`] is
@@ -78,7 +78,8 @@ pub mod resume;
 pub mod workers;
 
 pub use coordinator::{
-    reasoning_sample, response_digest, run, run_pipeline, train_seed, Capabilities, Coordinator, Evaluation,
-    IterationOutcome, RunError, RunOutcome, Start,
+    run, run_pipeline, Capabilities, Coordinator, Evaluation, IterationOutcome, RunError, RunOutcome, Start,
 };
-pub use plan::{FaultPlan, GenerationSettings, InitMode, Method, MethodParseError, Plan, PlanError};
+/// The pure rules shared with replay, defined in [`events::rules`].
+pub use events::{reasoning_sample, response_digest, train_seed};
+pub use plan::{FaultPlan, InitMode, Method, MethodParseError, Plan, PlanError, Sampling};

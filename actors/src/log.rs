@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use events::{Envelope, Event};
 
-use crate::resume::RunState;
+use crate::resume::LoggedRun;
 
 /// An error of an [`EventSink`], as its own type.
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -113,9 +113,9 @@ pub struct AppendReport {
 pub struct Flush;
 
 /// Reads the whole log and folds the events of `run_id` into a
-/// [`RunState`].
+/// [`LoggedRun`].
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<RunState, LogError>")]
+#[rtype(result = "Result<LoggedRun, LogError>")]
 pub struct LoadRun {
     /// The run whose events are folded; an event of another run is an error.
     pub run_id: String,
@@ -203,11 +203,11 @@ impl Handler<Flush> for LogWriter {
 }
 
 impl Handler<LoadRun> for LogWriter {
-    type Result = Result<RunState, LogError>;
+    type Result = Result<LoggedRun, LogError>;
 
     fn handle(&mut self, msg: LoadRun, _: &mut SyncContext<Self>) -> Self::Result {
         let log = self.log()?;
-        let mut state = RunState::default();
+        let mut state = LoggedRun::default();
         let records = log.read_all().map_err(|e| LogError::Store { op: "read", message: e.to_string() })?;
         for env in records {
             if env.run_id != msg.run_id {

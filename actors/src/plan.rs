@@ -2,98 +2,20 @@
 //! REST-PG, decided on the root side (from the TOML configuration) and passed
 //! in as plain data.
 
-use std::fmt;
-use std::str::FromStr;
-
 use events::Event;
 
-use crate::capability::{CheckpointRef, PromptKind};
+use crate::capability::CheckpointRef;
 
-/// Which of the paper's four systems to run (REST-PG §4, Table 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// Supervised fine-tuning on (x, y) with the retrieval-augmented prompt.
-    Sft,
-    /// SFT on (x, reasoning ⊕ y): D_reasoning only, no self-training.
-    SftReasoning,
-    /// ReST-EM (Singh et al. 2024): SFT on (x, y), then T rounds of
-    /// expectation-maximization without reasoning.
-    RestEm,
-    /// REST-PG: SFT on D_reasoning, then T rounds of reasoning-enhanced
-    /// self-training (Algorithm 1).
-    RestPg,
-}
-
-impl Method {
-    /// Every method, in the paper's order.
-    pub const ALL: [Method; 4] = [Method::Sft, Method::SftReasoning, Method::RestEm, Method::RestPg];
-
-    /// The name used in configurations and logs: `sft`, `sft-reasoning`,
-    /// `rest-em`, `rest-pg`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Sft => "sft",
-            Method::SftReasoning => "sft-reasoning",
-            Method::RestEm => "rest-em",
-            Method::RestPg => "rest-pg",
-        }
-    }
-
-    /// Whether the method generates reasoning data and trains on
-    /// reasoning ⊕ y (and samples reasoning ⊕ response in the E-step).
-    pub fn uses_reasoning(self) -> bool {
-        matches!(self, Method::SftReasoning | Method::RestPg)
-    }
-
-    /// Whether the method runs the E-step/M-step loop after SFT.
-    pub fn self_trains(self) -> bool {
-        matches!(self, Method::RestEm | Method::RestPg)
-    }
-
-    /// The template the policy is trained, sampled and evaluated with.
-    pub fn policy_prompt(self) -> PromptKind {
-        if self.uses_reasoning() {
-            PromptKind::Reasoning
-        } else {
-            PromptKind::Plain
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is no method.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown method {got:?} (expected one of: sft, sft-reasoning, rest-em, rest-pg)")]
-pub struct MethodParseError {
-    /// The rejected name.
-    pub got: String,
-}
-
-impl FromStr for Method {
-    type Err = MethodParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Method::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| MethodParseError { got: s.to_owned() })
-    }
-}
+/// Which of the paper's four systems to run; the type lives in the shared
+/// vocabulary.
+pub use events::Method;
+/// A name that is no method (the vocabulary's error for any unknown name).
+pub use events::UnknownName as MethodParseError;
 
 pub use events::InitMode;
 
-/// Sampling settings of one kind of generation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GenerationSettings {
-    /// Softmax temperature (γ in the paper; 0 means greedy).
-    pub temperature: f32,
-    /// Nucleus-sampling probability mass, in (0, 1].
-    pub top_p: f32,
-    /// Generation budget in tokens (paper: output ≤ 1,536 tokens).
-    pub max_new_tokens: u32,
-}
+/// Sampling settings of one kind of generation (the shared vocabulary's).
+pub use events::Sampling;
 
 /// Test-only fault switch: makes the sampler pool fail once so tests can
 /// check supervision (restart and re-issue). Never set by the CLI.
@@ -158,9 +80,9 @@ pub struct Plan {
     /// every M-step under [`InitMode::Fresh`].
     pub base: CheckpointRef,
     /// E-step sampling (paper: γ = 0.7, nucleus sampling).
-    pub e_step: GenerationSettings,
+    pub e_step: Sampling,
     /// Reasoning-data generation settings.
-    pub reasoning: GenerationSettings,
+    pub reasoning: Sampling,
     /// The reasoning generator's name as logged in `ReasoningGenerated`.
     pub generator_name: String,
     /// The checkpoint the reasoning generator loads (the base policy by
@@ -214,8 +136,8 @@ impl Plan {
             init: InitMode::Fresh,
             generator_checkpoint: base.clone(),
             base,
-            e_step: GenerationSettings { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
-            reasoning: GenerationSettings { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
+            e_step: Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
+            reasoning: Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 1536 },
             generator_name: "policy".into(),
             batch_size: 8,
             sampler_workers: 1,
@@ -285,15 +207,7 @@ impl Plan {
             return bad("tau", format!("{} is not a finite number", self.tau));
         }
         for (field, g) in [("e_step", &self.e_step), ("reasoning", &self.reasoning)] {
-            if !(g.temperature.is_finite() && g.temperature >= 0.0) {
-                return bad(field, format!("temperature {} must be finite and ≥ 0", g.temperature));
-            }
-            if !(g.top_p > 0.0 && g.top_p <= 1.0) {
-                return bad(field, format!("top_p {} must be in (0, 1]", g.top_p));
-            }
-            if g.max_new_tokens == 0 {
-                return bad(field, "max_new_tokens must be at least 1".into());
-            }
+            g.check().map_err(|why| PlanError { field, why })?;
         }
         Ok(())
     }

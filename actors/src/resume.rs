@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use events::{Decision, Digest, Event, SampleId};
+use events::{Decision, Digest, Event, Role, SampleId, Split};
 
 use crate::capability::{CheckpointRef, EvalSummary};
 
@@ -43,11 +43,12 @@ pub struct LoggedCheckpoint {
     pub step: u64,
 }
 
-/// The state of one run as folded from its log. Every map is keyed the way
-/// the corresponding event's id is, so "in the log" and "in this state" mean
-/// the same thing.
+/// What the log already holds of one run, folded for the coordinator to
+/// resume from (replay's audit fold of a whole log is `replay::RunState`).
+/// Every map is keyed the way the corresponding event's id is, so "in the
+/// log" and "in this state" mean the same thing.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunState {
+pub struct LoggedRun {
     /// Inputs with a `RetrievalDone`.
     pub retrieved: BTreeSet<String>,
     /// Reasoning per (input id, generator name).
@@ -61,9 +62,9 @@ pub struct RunState {
     /// Sealed data sets: iteration → (count, digest).
     pub sealed: BTreeMap<u32, (u64, Digest)>,
     /// Checkpoints by (iteration, role); the first logged one wins.
-    pub checkpoints: BTreeMap<(u32, String), LoggedCheckpoint>,
+    pub checkpoints: BTreeMap<(u32, Role), LoggedCheckpoint>,
     /// Evaluations by (iteration, split, system).
-    pub evaluations: BTreeMap<(u32, String, String), EvalSummary>,
+    pub evaluations: BTreeMap<(u32, Split, String), EvalSummary>,
     /// Iterations with an `IterationFinished`.
     pub finished_iterations: BTreeSet<u32>,
     /// Whether the run already finished.
@@ -80,7 +81,7 @@ pub struct RunState {
     pub opening: u64,
 }
 
-impl RunState {
+impl LoggedRun {
     /// Applies one event of this run.
     pub fn apply(&mut self, event: &Event) {
         self.events += 1;
@@ -112,17 +113,17 @@ impl RunState {
                 self.sealed.entry(*iteration).or_insert((*count, *digest));
             }
             Event::CheckpointSaved { iteration, step, role, hash, path, .. } => {
-                if *iteration == 0 && role == "base" {
+                if *iteration == 0 && *role == Role::Base {
                     self.opening += 1;
                 }
-                self.checkpoints.entry((*iteration, role.clone())).or_insert(LoggedCheckpoint {
+                self.checkpoints.entry((*iteration, *role)).or_insert(LoggedCheckpoint {
                     checkpoint: CheckpointRef { hash: *hash, path: path.clone() },
                     step: *step,
                 });
             }
             Event::EvaluationDone { iteration, split, system, scores, report_path } => {
                 self.evaluations
-                    .entry((*iteration, split.clone(), system.clone()))
+                    .entry((*iteration, *split, system.clone()))
                     .or_insert_with(|| EvalSummary { scores: scores.clone(), report_path: report_path.clone() });
             }
             Event::IterationFinished { iteration } => {
@@ -142,7 +143,7 @@ impl RunState {
     }
 
     /// Whether the log holds work of the run beyond its opening records
-    /// ([`RunState::opening`]): then the coordinator resumes; otherwise a
+    /// ([`LoggedRun::opening`]): then the coordinator resumes; otherwise a
     /// new run is starting.
     pub fn has_progress(&self) -> bool {
         self.events > self.opening
@@ -170,12 +171,12 @@ mod tests {
         }
     }
 
-    fn checkpoint(iteration: u32, role: &str) -> Event {
+    fn checkpoint(iteration: u32, role: Role) -> Event {
         Event::CheckpointSaved {
             iteration,
             step: 0,
-            role: role.into(),
-            hash: events::digest(role.as_bytes()),
+            role,
+            hash: events::digest(role.as_str().as_bytes()),
             path: format!("blobs/{role}"),
             validation_score: None,
         }
@@ -184,19 +185,19 @@ mod tests {
     #[test]
     fn a_log_with_only_the_opening_records_is_a_new_run() {
         // Given the records a new run logs before its coordinator starts
-        let mut state = RunState::default();
+        let mut state = LoggedRun::default();
         state.apply(&started());
-        state.apply(&checkpoint(0, "base"));
+        state.apply(&checkpoint(0, Role::Base));
         // Then nothing is resumed (the log line says a new run is starting)
         assert_eq!((state.events, state.opening), (2, 2));
         assert!(!state.has_progress());
         // When a stage has run, the run resumes
-        state.apply(&Event::StageStarted { iteration: 0, stage: "retrieve".into() });
+        state.apply(&Event::StageStarted { iteration: 0, stage: events::Stage::Retrieve });
         assert!(state.has_progress());
         // and a checkpoint past the base is progress too
-        let mut state = RunState::default();
+        let mut state = LoggedRun::default();
         state.apply(&started());
-        state.apply(&checkpoint(0, "sft"));
+        state.apply(&checkpoint(0, Role::Sft));
         assert!(state.has_progress());
     }
 }

@@ -362,8 +362,8 @@ impl Handler<TrainRun> for Worker<dyn Train> {
 pub struct EvaluateRun {
     /// Weights to evaluate.
     pub checkpoint: CheckpointRef,
-    /// `validation` or `test`.
-    pub split: String,
+    /// The split (validation or test).
+    pub split: events::Split,
     /// The system's name (the method).
     pub system: String,
     /// The template to generate with.
@@ -374,6 +374,6 @@ impl Handler<EvaluateRun> for Worker<dyn Evaluate> {
     type Result = Result<EvalSummary, WorkerError>;
 
     fn handle(&mut self, msg: EvaluateRun, ctx: &mut SyncContext<Self>) -> Self::Result {
-        self.call(ctx, |e, _, _| e.evaluate(&msg.checkpoint, &msg.split, &msg.system, msg.prompt))
+        self.call(ctx, |e, _, _| e.evaluate(&msg.checkpoint, msg.split, &msg.system, msg.prompt))
     }
 }

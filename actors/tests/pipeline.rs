@@ -49,7 +49,7 @@ fn rebuilt_digest(events: &[Event], t: u32) -> ([u8; 32], usize) {
                 Some(DatasetEntry {
                     sample: sample.clone(),
                     reward: *reward,
-                    response_digest: events::digest(responses[sample].as_bytes()),
+                    response_digest: events::response_digest(&responses[sample]),
                 })
             }
             _ => None,

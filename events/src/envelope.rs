@@ -18,6 +18,7 @@
 //! | 1 | `(seq, time as RFC 3339 text, run_id, event_id, payload, prev_hash)` |
 //! | 2 | `(seq, (unix seconds i64, nanoseconds u32), run_id, event_id, payload, prev_hash)` |
 //! | 3 | as 2, with the version-3 payload |
+//! | 4 | as 2, with the version-4 payload |
 //!
 //! Version 1 was this schema's first draft; version 2 stores time as two
 //! integers (about 6 bytes instead of about 30, and no text to parse when a
@@ -30,16 +31,24 @@
 //! `Event` gained variants. Version 1 and 2 payloads decode as the legacy
 //! type (`legacy.rs`) and are upcast (new fields `None`); the committed
 //! fixture `tests/fixtures/v2_records.bin` keeps that path honest.
+//!
+//! Version 4 typed the names that were text: a stage, a checkpoint role and
+//! an evaluated split are the vocabulary's enums. Version 3 payloads decode
+//! as the legacy `EventV3` and are upcast; a name the vocabulary does not
+//! know fails the record ([`RecordError::Upcast`], naming the record and
+//! the field). The committed fixture `tests/fixtures/v3_records.bin`,
+//! written by the version-3 build, keeps that path honest.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{digest_hex, serde_digest, Digest};
-use crate::event::Event;
-use crate::legacy::EventV2;
+use crate::event::{Event, EventKind};
+use crate::legacy::{EventV2, EventV3, UpcastError};
+use crate::vocab::UnknownName;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 3;
+pub const SCHEMA_VERSION: u16 = 4;
 
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u16 = 1;
@@ -109,11 +118,27 @@ pub enum RecordError {
         /// The decoder's message.
         message: String,
     },
+    /// An old record decodes, but names something (a stage, a checkpoint
+    /// role, a split) that this build's vocabulary does not know.
+    #[error("schema-version-{version} record {seq} ({kind}): field `{field}`: {source}")]
+    Upcast {
+        /// The record's schema version.
+        version: u16,
+        /// Its sequence number.
+        seq: u64,
+        /// Its kind.
+        kind: EventKind,
+        /// The field at fault.
+        field: &'static str,
+        /// The text and the accepted names.
+        source: UnknownName,
+    },
 }
 
 type BodyV1 = (u64, String, String, [u8; 32], EventV2, [u8; 32]);
 type BodyV2 = (u64, (i64, u32), String, [u8; 32], EventV2, [u8; 32]);
-type BodyV3 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
+type BodyV3 = (u64, (i64, u32), String, [u8; 32], EventV3, [u8; 32]);
+type BodyV4 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
 
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -167,7 +192,7 @@ impl Envelope {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&self.schema_version.to_le_bytes());
         let legacy = || {
-            EventV2::downcast(&self.payload).unwrap_or_else(|| {
+            EventV2::downcast(&EventV3::from(&self.payload)).unwrap_or_else(|| {
                 panic!("a {} payload cannot be written in schema version {}", self.payload.kind(), self.schema_version)
             })
         };
@@ -183,6 +208,11 @@ impl Envelope {
             }
             2 => bincode::serde::encode_into_std_write(
                 (self.seq, time, &self.run_id, &self.event_id, legacy(), &self.prev_hash),
+                &mut out,
+                bincode_config(),
+            ),
+            3 => bincode::serde::encode_into_std_write(
+                (self.seq, time, &self.run_id, &self.event_id, EventV3::from(&self.payload), &self.prev_hash),
                 &mut out,
                 bincode_config(),
             ),
@@ -218,25 +248,37 @@ impl Envelope {
         }
         let body = &unhashed[HEADER..];
         let bad = |message: String| RecordError::Decode { version, message };
+        let time_of = |(secs, nanos): (i64, u32)| {
+            DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad(format!("time out of range: {secs}s {nanos}ns")))
+        };
+        let upcast = |seq: u64, old: EventV3| {
+            Event::try_from(old).map_err(|UpcastError { kind, field, source }| RecordError::Upcast {
+                version,
+                seq,
+                kind,
+                field,
+                source,
+            })
+        };
         let (seq, time, run_id, event_id, payload, prev_hash) = match version {
             1 => {
                 let (b, _): (BodyV1, usize) = decode_exact(body).map_err(bad)?;
                 let time = DateTime::parse_from_rfc3339(&b.1)
                     .map_err(|e| bad(format!("time {:?}: {e}", b.1)))?
                     .with_timezone(&Utc);
-                (b.0, time, b.2, b.3, Event::from(b.4), b.5)
+                (b.0, time, b.2, b.3, upcast(b.0, EventV3::from(b.4))?, b.5)
             }
             2 => {
                 let (b, _): (BodyV2, usize) = decode_exact(body).map_err(bad)?;
-                let time = DateTime::from_timestamp(b.1 .0, b.1 .1)
-                    .ok_or_else(|| bad(format!("time out of range: {}s {}ns", b.1 .0, b.1 .1)))?;
-                (b.0, time, b.2, b.3, Event::from(b.4), b.5)
+                (b.0, time_of(b.1)?, b.2, b.3, upcast(b.0, EventV3::from(b.4))?, b.5)
+            }
+            3 => {
+                let (b, _): (BodyV3, usize) = decode_exact(body).map_err(bad)?;
+                (b.0, time_of(b.1)?, b.2, b.3, upcast(b.0, b.4)?, b.5)
             }
             _ => {
-                let (b, _): (BodyV3, usize) = decode_exact(body).map_err(bad)?;
-                let time = DateTime::from_timestamp(b.1 .0, b.1 .1)
-                    .ok_or_else(|| bad(format!("time out of range: {}s {}ns", b.1 .0, b.1 .1)))?;
-                (b.0, time, b.2, b.3, b.4, b.5)
+                let (b, _): (BodyV4, usize) = decode_exact(body).map_err(bad)?;
+                (b.0, time_of(b.1)?, b.2, b.3, b.4, b.5)
             }
         };
         Ok(Envelope { seq, time, run_id, schema_version: version, event_id, payload, prev_hash, hash: stored })
@@ -287,7 +329,7 @@ fn finish<T>(decoded: Result<(T, usize), bincode::error::DecodeError>, body: &[u
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{digest, Decision, SampleId};
+    use crate::{digest, Decision, FinishReason, Role, SampleId, Split, Stage};
 
     /// The records of the committed version-1 fixture: one of every kind
     /// that a small run writes, chained from genesis.
@@ -335,7 +377,7 @@ pub(crate) mod tests {
             Event::CheckpointSaved {
                 iteration: 1,
                 step: 10,
-                role: "m-step".into(),
+                role: Role::MStep,
                 hash: digest(b"weights"),
                 path: "blobs/ab/cdef".into(),
                 validation_score: Some(0.5),
@@ -352,10 +394,16 @@ pub(crate) mod tests {
     /// The fixture events sealed in schema `version` from `t0` (250 ms
     /// apart), as `[u32 LE length][record]` entries.
     fn fixture_bytes(version: u16, run_id: &str, t0: &str) -> Vec<u8> {
+        seal_fixture(fixture_events(), version, run_id, t0)
+    }
+
+    /// `events` sealed in schema `version` from `t0` (250 ms apart), as
+    /// `[u32 LE length][record]` entries.
+    fn seal_fixture(events: Vec<Event>, version: u16, run_id: &str, t0: &str) -> Vec<u8> {
         let t0 = DateTime::parse_from_rfc3339(t0).unwrap().with_timezone(&Utc);
         let mut prev = GENESIS_HASH;
         let mut file = Vec::new();
-        for (i, payload) in fixture_events().into_iter().enumerate() {
+        for (i, payload) in events.into_iter().enumerate() {
             let time = t0 + chrono::Duration::milliseconds(i as i64 * 250);
             let env = Envelope::seal_as(version, i as u64, time, run_id, payload, prev);
             prev = env.hash;
@@ -388,6 +436,200 @@ pub(crate) mod tests {
         // the legacy type is that build's payload, field for field.
         let committed = std::fs::read(fixture_v2_path()).unwrap();
         assert_eq!(fixture_bytes(2, "fixture-run-v2", "2026-06-02T03:04:05.5Z"), committed);
+    }
+
+    /// The records of the committed version-3 fixture: one of every kind,
+    /// every stage, checkpoint role and split the version-3 build wrote, in
+    /// the order a small `rest-pg` run writes them.
+    pub(crate) fn fixture_v3_events() -> Vec<Event> {
+        let s = |i| SampleId { iteration: 1, input_id: "email/17".into(), index: i };
+        let stage = |iteration, stage| Event::StageStarted { iteration, stage };
+        let done = |iteration, stage| Event::StageFinished { iteration, stage, wall_ms: 40 };
+        let checkpoint = |iteration, step, role: Role| Event::CheckpointSaved {
+            iteration,
+            step,
+            role,
+            hash: digest(role.as_str().as_bytes()),
+            path: format!("blobs/{role}"),
+            validation_score: None,
+        };
+        let evaluation = |iteration, split: Split| Event::EvaluationDone {
+            iteration,
+            split,
+            system: "rest-pg".into(),
+            scores: vec![("judge".into(), 0.5), ("rouge-l".into(), 0.25)],
+            report_path: format!("eval/{split}-{iteration}.json"),
+        };
+        let generated = |i, reasoning: Option<&str>, finish| Event::SampleGenerated {
+            sample: s(i),
+            seed: s(i).seed(7),
+            prompt_digest: digest(b"prompt"),
+            reasoning: reasoning.map(str::to_owned),
+            response: "Thanks, see you Monday.".into(),
+            prompt_tokens: 120,
+            output_tokens: 14,
+            checkpoint: digest(b"sft"),
+            temperature: 0.7,
+            top_p: 0.95,
+            finish: Some(finish),
+        };
+        let rewarded = |i, reward| Event::RewardAssigned {
+            sample: s(i),
+            reward,
+            reward_name: "judge".into(),
+            judge_distribution: vec![0.0, 0.25, 0.75],
+        };
+        vec![
+            Event::RunStarted {
+                method: "rest-pg".into(),
+                config_toml: "method = \"rest-pg\"\nseed = 7\n".into(),
+                config_digest: digest(b"method = \"rest-pg\"\nseed = 7\n"),
+                code_version: "restpg 0.1.0".into(),
+                seed: 7,
+                dataset_digest: digest(b"data"),
+                settings: Some(crate::RunSettings {
+                    tau: 1.0,
+                    max_kept_per_input: 10,
+                    require_reasoning: true,
+                    init: crate::InitMode::Continue,
+                    separator: Some("### Response:".into()),
+                    reward: "judge".into(),
+                }),
+            },
+            checkpoint(0, 0, Role::Base),
+            stage(0, Stage::Retrieve),
+            Event::RetrievalDone {
+                input_id: "email/17".into(),
+                task: "email-completion".into(),
+                retriever: "bm25".into(),
+                k: 2,
+                item_indices: vec![4, 1],
+                scores: vec![3.5, 1.25],
+            },
+            done(0, Stage::Retrieve),
+            stage(0, Stage::Reasoning),
+            Event::ReasoningGenerated {
+                input_id: "email/17".into(),
+                generator: "policy".into(),
+                seed: 11,
+                reasoning: "The user writes tersely.".into(),
+            },
+            done(0, Stage::Reasoning),
+            stage(0, Stage::Sft),
+            Event::TrainingProgress { iteration: 0, step: 1, loss: 2.5, learning_rate: 1e-5, tokens: 300 },
+            checkpoint(0, 10, Role::Sft),
+            done(0, Stage::Sft),
+            stage(0, Stage::EvalValidation),
+            evaluation(0, Split::Validation),
+            done(0, Stage::EvalValidation),
+            stage(1, Stage::EStep),
+            generated(0, Some("The user writes tersely."), FinishReason::StopToken),
+            generated(1, None, FinishReason::StopString),
+            generated(2, Some("Short."), FinishReason::Length),
+            done(1, Stage::EStep),
+            stage(1, Stage::Judge),
+            rewarded(0, 1.0),
+            rewarded(1, 1.0),
+            rewarded(2, 0.0),
+            done(1, Stage::Judge),
+            stage(1, Stage::Filter),
+            Event::FilterDecided { sample: s(0), decision: Decision::Kept, reward: 1.0, tau: 1.0, rank: 0 },
+            Event::FilterDecided { sample: s(1), decision: Decision::NoReasoning, reward: 1.0, tau: 1.0, rank: 1 },
+            Event::FilterDecided { sample: s(2), decision: Decision::ZeroReward, reward: 0.0, tau: 1.0, rank: 2 },
+            Event::DatasetSealed { iteration: 1, count: 1, digest: digest(b"d1") },
+            done(1, Stage::Filter),
+            stage(1, Stage::MStep),
+            Event::TrainingProgress { iteration: 1, step: 1, loss: 1.5, learning_rate: 1e-5, tokens: 200 },
+            checkpoint(1, 5, Role::MStep),
+            done(1, Stage::MStep),
+            stage(1, Stage::EvalValidation),
+            evaluation(1, Split::Validation),
+            done(1, Stage::EvalValidation),
+            Event::IterationFinished { iteration: 1 },
+            Event::MStepSkipped { iteration: 2, reason: "D_2 is empty".into() },
+            stage(2, Stage::EvalTest),
+            evaluation(2, Split::Test),
+            done(2, Stage::EvalTest),
+            Event::RunFailed { reason: "judge 2: batch t2/email/17/#0 failed".into() },
+            Event::RunFinished { wall_ms: 1234 },
+        ]
+    }
+
+    /// Where the version-3 fixture lies.
+    pub(crate) fn fixture_v3_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3_records.bin")
+    }
+
+    /// The version-3 fixture's run id and start time.
+    const V3_RUN: (&str, &str) = ("fixture-run-v3", "2026-12-01T23:10:00.25Z");
+
+    /// Writes the version-3 fixture. Run once by the version-3 build, before
+    /// version 4 changed the payload (`cargo test -p restpg-events --
+    /// --ignored write_v3_fixture`); it is committed and never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v3_fixture() {
+        std::fs::write(fixture_v3_path(), seal_fixture(fixture_v3_events(), 3, V3_RUN.0, V3_RUN.1)).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_payload_encodes_exactly_as_version_3_did() {
+        // Given the records the version-3 build wrote, when this build seals
+        // the same facts in version 3 through `EventV3`, then the bytes agree:
+        // the legacy type is that build's payload, and each name's text is
+        // the string that build wrote (and hashed into the event id).
+        let committed = std::fs::read(fixture_v3_path()).unwrap();
+        assert_eq!(seal_fixture(fixture_v3_events(), 3, V3_RUN.0, V3_RUN.1), committed);
+    }
+
+    /// A version-3 record of `payload` whose text `from` was replaced by `to`
+    /// (same length), rehashed: a record an old build could have written.
+    fn v3_record_with(payload: Event, from: &str, to: &str) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let env = Envelope::seal_as(3, 0, Utc::now(), "r", payload, GENESIS_HASH);
+        let mut bytes = env.encode();
+        bytes.truncate(bytes.len() - HASH);
+        let at = bytes.windows(from.len()).position(|w| w == from.as_bytes()).expect("the text is in the record");
+        bytes[at..at + from.len()].copy_from_slice(to.as_bytes());
+        let h = digest(&bytes);
+        bytes.extend(h);
+        bytes
+    }
+
+    #[test]
+    fn an_old_name_outside_the_vocabulary_fails_the_record_by_field() {
+        // Given version-3 records naming a role, a stage and a split that no
+        // build wrote, when they are decoded, then each fails naming the
+        // record, the field and the accepted names (never a default).
+        let role = Event::CheckpointSaved {
+            iteration: 0,
+            step: 0,
+            role: Role::Base,
+            hash: digest(b"w"),
+            path: "blobs/w".into(),
+            validation_score: None,
+        };
+        let err = Envelope::decode(&v3_record_with(role, "base", "best")).unwrap_err();
+        assert!(matches!(err, RecordError::Upcast { version: 3, seq: 0, field: "role", .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "schema-version-3 record 0 (checkpoint-saved): field `role`: unknown checkpoint role \"best\" \
+             (expected one of: base, sft, m-step)"
+        );
+        let stage = Event::StageFinished { iteration: 1, stage: Stage::Judge, wall_ms: 1 };
+        let err = Envelope::decode(&v3_record_with(stage, "judge", "jury!")).unwrap_err();
+        assert!(matches!(err, RecordError::Upcast { field: "stage", .. }), "{err}");
+        assert!(err.to_string().contains("stage-finished"), "{err}");
+        // An alias is not an old spelling: no build logged `val`.
+        let eval = Event::EvaluationDone {
+            iteration: 0,
+            split: Split::Test,
+            system: "s".into(),
+            scores: vec![],
+            report_path: "r".into(),
+        };
+        let err = Envelope::decode(&v3_record_with(eval, "test", "tset")).unwrap_err();
+        assert!(matches!(err, RecordError::Upcast { field: "split", .. }), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{digest, serde_digest, Digest, KeyHasher};
 use crate::sample::{Decision, FinishReason, SampleId};
 use crate::settings::RunSettings;
+use crate::vocab::{Role, Split, Stage};
 
 /// One fact about a run.
 ///
@@ -21,7 +22,9 @@ use crate::settings::RunSettings;
 pub enum Event {
     /// A run began (or was created): everything needed to rerun it.
     RunStarted {
-        /// `reinforce`, `rest-em`, `sft`, `sft-reasoning`, … as the CLI names it.
+        /// The method as the CLI names it (`rest-pg`, `sft`, …; see
+        /// [`Method`](crate::Method)). Kept as text: records of schema
+        /// versions 1 and 2 hold names that are no method of today's.
         method: String,
         /// The resolved configuration, every value decided, as TOML.
         config_toml: String,
@@ -43,7 +46,9 @@ pub enum Event {
     RetrievalDone {
         /// The input.
         input_id: String,
-        /// Its task (`email`, `abstract`, `review`, `topic`, …).
+        /// Its task as the data set names it (`email-completion`, …). Kept
+        /// as text: the tasks are the root package's data, and records of
+        /// schema versions 1 and 2 hold other names.
         task: String,
         /// `bm25`, `contriever`, … as configured.
         retriever: String,
@@ -65,20 +70,19 @@ pub enum Event {
         /// The generated reasoning text.
         reasoning: String,
     },
-    /// A pipeline stage began (`retrieve`, `reasoning`, `sft`, `e-step`,
-    /// `judge`, `filter`, `m-step`, `eval`, …).
+    /// A pipeline stage began.
     StageStarted {
         /// Iteration (0 before the first E-step).
         iteration: u32,
-        /// Stage name.
-        stage: String,
+        /// The stage.
+        stage: Stage,
     },
     /// A pipeline stage ended.
     StageFinished {
         /// Iteration (0 before the first E-step).
         iteration: u32,
-        /// Stage name.
-        stage: String,
+        /// The stage.
+        stage: Stage,
         /// Wall time of the stage in milliseconds.
         wall_ms: u64,
     },
@@ -164,8 +168,8 @@ pub enum Event {
         iteration: u32,
         /// Optimizer step.
         step: u64,
-        /// `base`, `sft`, `m-step` or `best`.
-        role: String,
+        /// What the checkpoint is (base, SFT, an M-step's).
+        role: Role,
         /// Content hash, the blob's name in the blob store.
         #[serde(with = "serde_digest")]
         hash: Digest,
@@ -178,8 +182,8 @@ pub enum Event {
     EvaluationDone {
         /// Iteration of the evaluated model.
         iteration: u32,
-        /// `validation` or `test`.
-        split: String,
+        /// The evaluated split (validation or test).
+        split: Split,
         /// Which system was evaluated.
         system: String,
         /// Metric or task name → value.
@@ -336,7 +340,7 @@ impl Event {
                 h.str(input_id).str(generator).u64(*seed);
             }
             Event::StageStarted { iteration, stage } | Event::StageFinished { iteration, stage, .. } => {
-                h.u64(u64::from(*iteration)).str(stage);
+                h.u64(u64::from(*iteration)).str(stage.as_str());
             }
             Event::SampleGenerated { sample: s, .. } | Event::FilterDecided { sample: s, .. } => {
                 sample(&mut h, s);
@@ -354,10 +358,10 @@ impl Event {
                 h.u64(u64::from(*iteration)).u64(*step);
             }
             Event::CheckpointSaved { iteration, role, step, .. } => {
-                h.u64(u64::from(*iteration)).str(role).u64(*step);
+                h.u64(u64::from(*iteration)).str(role.as_str()).u64(*step);
             }
             Event::EvaluationDone { iteration, split, system, .. } => {
-                h.u64(u64::from(*iteration)).str(split).str(system);
+                h.u64(u64::from(*iteration)).str(split.as_str()).str(system);
             }
             Event::RunFailed { reason } => {
                 h.bytes(&digest(reason.as_bytes()));

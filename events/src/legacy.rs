@@ -1,16 +1,27 @@
-//! Schema versions 1 and 2 of the payload, kept only to decode old records
+//! Schema versions 1 to 3 of the payload, kept only to decode old records
 //! and upcast them into the current [`Event`] (cqrs-es style: old versions
-//! are read, never written by new code). Versions 1 and 2 share this payload;
-//! they differ in the envelope's time field.
+//! are read, never written by new code). Versions 1 and 2 share one payload
+//! ([`EventV2`]; they differ in the envelope's time field); version 3 has
+//! its own ([`EventV3`]). Each old payload upcasts one version at a time:
+//! `EventV2 → EventV3 → Event`.
 //!
-//! Upcast (version 3 added fields): `SampleGenerated.finish` and
-//! `RunStarted.settings` become `None`, meaning "not recorded".
+//! - Version 3 added fields: from version 2, `SampleGenerated.finish` and
+//!   `RunStarted.settings` become `None`, meaning "not recorded".
+//! - Version 4 typed the names: `StageStarted`/`StageFinished.stage`,
+//!   `CheckpointSaved.role` and `EvaluationDone.split` were text and are
+//!   [`Stage`], [`Role`] and [`Split`]. An old name is read by its exact
+//!   spelling (the `as_str` of its variant, the text the old build wrote);
+//!   any other text fails the record with an [`UpcastError`] naming the
+//!   field, never a default. Event ids hash those same spellings, so the
+//!   ids of old and new records of one fact agree.
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{serde_digest, Digest};
-use crate::event::Event;
-use crate::sample::{Decision, SampleId};
+use crate::event::{Event, EventKind};
+use crate::sample::{Decision, FinishReason, SampleId};
+use crate::settings::RunSettings;
+use crate::vocab::{Role, Split, Stage, UnknownName};
 
 /// The payload as schema versions 1 and 2 wrote it (same variant order).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,11 +126,11 @@ pub(crate) enum EventV2 {
     },
 }
 
-impl From<EventV2> for Event {
-    fn from(e: EventV2) -> Event {
+impl From<EventV2> for EventV3 {
+    fn from(e: EventV2) -> EventV3 {
         match e {
             EventV2::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest } => {
-                Event::RunStarted {
+                EventV3::RunStarted {
                     method,
                     config_toml,
                     config_digest,
@@ -130,13 +141,15 @@ impl From<EventV2> for Event {
                 }
             }
             EventV2::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
-                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+                EventV3::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
             EventV2::ReasoningGenerated { input_id, generator, seed, reasoning } => {
-                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+                EventV3::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
-            EventV2::StageStarted { iteration, stage } => Event::StageStarted { iteration, stage },
-            EventV2::StageFinished { iteration, stage, wall_ms } => Event::StageFinished { iteration, stage, wall_ms },
+            EventV2::StageStarted { iteration, stage } => EventV3::StageStarted { iteration, stage },
+            EventV2::StageFinished { iteration, stage, wall_ms } => {
+                EventV3::StageFinished { iteration, stage, wall_ms }
+            }
             EventV2::SampleGenerated {
                 sample,
                 seed,
@@ -148,7 +161,7 @@ impl From<EventV2> for Event {
                 checkpoint,
                 temperature,
                 top_p,
-            } => Event::SampleGenerated {
+            } => EventV3::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -162,24 +175,24 @@ impl From<EventV2> for Event {
                 finish: None,
             },
             EventV2::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
-                Event::RewardAssigned { sample, reward, reward_name, judge_distribution }
+                EventV3::RewardAssigned { sample, reward, reward_name, judge_distribution }
             }
             EventV2::FilterDecided { sample, decision, reward, tau, rank } => {
-                Event::FilterDecided { sample, decision, reward, tau, rank }
+                EventV3::FilterDecided { sample, decision, reward, tau, rank }
             }
-            EventV2::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV2::DatasetSealed { iteration, count, digest } => EventV3::DatasetSealed { iteration, count, digest },
             EventV2::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
-                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+                EventV3::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
             EventV2::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
-                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+                EventV3::CheckpointSaved { iteration, step, role, hash, path, validation_score }
             }
             EventV2::EvaluationDone { iteration, split, system, scores, report_path } => {
-                Event::EvaluationDone { iteration, split, system, scores, report_path }
+                EventV3::EvaluationDone { iteration, split, system, scores, report_path }
             }
-            EventV2::IterationFinished { iteration } => Event::IterationFinished { iteration },
-            EventV2::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
-            EventV2::RunFailed { reason } => Event::RunFailed { reason },
+            EventV2::IterationFinished { iteration } => EventV3::IterationFinished { iteration },
+            EventV2::RunFinished { wall_ms } => EventV3::RunFinished { wall_ms },
+            EventV2::RunFailed { reason } => EventV3::RunFailed { reason },
         }
     }
 }
@@ -188,9 +201,9 @@ impl EventV2 {
     /// The old-schema form of `e`, for re-encoding a record that was read in
     /// version 1 or 2; `None` when `e` holds what those versions cannot say
     /// (a finish reason, run settings, or a variant added in version 3).
-    pub(crate) fn downcast(e: &Event) -> Option<EventV2> {
+    pub(crate) fn downcast(e: &EventV3) -> Option<EventV2> {
         Some(match e.clone() {
-            Event::RunStarted {
+            EventV3::RunStarted {
                 method,
                 config_toml,
                 config_digest,
@@ -199,15 +212,17 @@ impl EventV2 {
                 dataset_digest,
                 settings: None,
             } => EventV2::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest },
-            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+            EventV3::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
                 EventV2::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
-            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+            EventV3::ReasoningGenerated { input_id, generator, seed, reasoning } => {
                 EventV2::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
-            Event::StageStarted { iteration, stage } => EventV2::StageStarted { iteration, stage },
-            Event::StageFinished { iteration, stage, wall_ms } => EventV2::StageFinished { iteration, stage, wall_ms },
-            Event::SampleGenerated {
+            EventV3::StageStarted { iteration, stage } => EventV2::StageStarted { iteration, stage },
+            EventV3::StageFinished { iteration, stage, wall_ms } => {
+                EventV2::StageFinished { iteration, stage, wall_ms }
+            }
+            EventV3::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -231,26 +246,311 @@ impl EventV2 {
                 temperature,
                 top_p,
             },
-            Event::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+            EventV3::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
                 EventV2::RewardAssigned { sample, reward, reward_name, judge_distribution }
             }
-            Event::FilterDecided { sample, decision, reward, tau, rank } => {
+            EventV3::FilterDecided { sample, decision, reward, tau, rank } => {
                 EventV2::FilterDecided { sample, decision, reward, tau, rank }
             }
-            Event::DatasetSealed { iteration, count, digest } => EventV2::DatasetSealed { iteration, count, digest },
-            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+            EventV3::DatasetSealed { iteration, count, digest } => EventV2::DatasetSealed { iteration, count, digest },
+            EventV3::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
                 EventV2::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
-            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+            EventV3::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
                 EventV2::CheckpointSaved { iteration, step, role, hash, path, validation_score }
             }
-            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+            EventV3::EvaluationDone { iteration, split, system, scores, report_path } => {
                 EventV2::EvaluationDone { iteration, split, system, scores, report_path }
             }
-            Event::IterationFinished { iteration } => EventV2::IterationFinished { iteration },
-            Event::RunFinished { wall_ms } => EventV2::RunFinished { wall_ms },
-            Event::RunFailed { reason } => EventV2::RunFailed { reason },
+            EventV3::IterationFinished { iteration } => EventV2::IterationFinished { iteration },
+            EventV3::RunFinished { wall_ms } => EventV2::RunFinished { wall_ms },
+            EventV3::RunFailed { reason } => EventV2::RunFailed { reason },
             _ => return None,
         })
+    }
+}
+
+/// The payload as schema version 3 wrote it: today's variants, with the
+/// stage, checkpoint role and split as text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum EventV3 {
+    RunStarted {
+        method: String,
+        config_toml: String,
+        #[serde(with = "serde_digest")]
+        config_digest: Digest,
+        code_version: String,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        dataset_digest: Digest,
+        settings: Option<RunSettings>,
+    },
+    RetrievalDone {
+        input_id: String,
+        task: String,
+        retriever: String,
+        k: u32,
+        item_indices: Vec<u32>,
+        scores: Vec<f32>,
+    },
+    ReasoningGenerated {
+        input_id: String,
+        generator: String,
+        seed: u64,
+        reasoning: String,
+    },
+    StageStarted {
+        iteration: u32,
+        stage: String,
+    },
+    StageFinished {
+        iteration: u32,
+        stage: String,
+        wall_ms: u64,
+    },
+    SampleGenerated {
+        sample: SampleId,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        prompt_digest: Digest,
+        reasoning: Option<String>,
+        response: String,
+        prompt_tokens: u32,
+        output_tokens: u32,
+        #[serde(with = "serde_digest")]
+        checkpoint: Digest,
+        temperature: f32,
+        top_p: f32,
+        finish: Option<FinishReason>,
+    },
+    RewardAssigned {
+        sample: SampleId,
+        reward: f32,
+        reward_name: String,
+        judge_distribution: Vec<f32>,
+    },
+    FilterDecided {
+        sample: SampleId,
+        decision: Decision,
+        reward: f32,
+        tau: f32,
+        rank: u32,
+    },
+    DatasetSealed {
+        iteration: u32,
+        count: u64,
+        #[serde(with = "serde_digest")]
+        digest: Digest,
+    },
+    TrainingProgress {
+        iteration: u32,
+        step: u64,
+        loss: f32,
+        learning_rate: f32,
+        tokens: u64,
+    },
+    CheckpointSaved {
+        iteration: u32,
+        step: u64,
+        role: String,
+        #[serde(with = "serde_digest")]
+        hash: Digest,
+        path: String,
+        validation_score: Option<f64>,
+    },
+    EvaluationDone {
+        iteration: u32,
+        split: String,
+        system: String,
+        scores: Vec<(String, f64)>,
+        report_path: String,
+    },
+    IterationFinished {
+        iteration: u32,
+    },
+    RunFinished {
+        wall_ms: u64,
+    },
+    RunFailed {
+        reason: String,
+    },
+    MStepSkipped {
+        iteration: u32,
+        reason: String,
+    },
+}
+
+/// An old record's text that names nothing of today's vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}.{field}: {source}")]
+pub struct UpcastError {
+    /// The record's kind.
+    pub kind: EventKind,
+    /// The field holding the text.
+    pub field: &'static str,
+    /// The text and the accepted names.
+    pub source: UnknownName,
+}
+
+impl TryFrom<EventV3> for Event {
+    type Error = UpcastError;
+
+    fn try_from(e: EventV3) -> Result<Event, UpcastError> {
+        fn name<T>(
+            kind: EventKind,
+            field: &'static str,
+            text: String,
+            parse: fn(&str) -> Option<T>,
+            unknown: fn(&str) -> UnknownName,
+        ) -> Result<T, UpcastError> {
+            parse(&text).ok_or_else(|| UpcastError { kind, field, source: unknown(&text) })
+        }
+        let stage = |kind, text| name(kind, "stage", text, Stage::from_name, Stage::unknown_name);
+        Ok(match e {
+            EventV3::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings,
+            } => Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings },
+            EventV3::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            EventV3::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            EventV3::StageStarted { iteration, stage: s } => {
+                Event::StageStarted { iteration, stage: stage(EventKind::StageStarted, s)? }
+            }
+            EventV3::StageFinished { iteration, stage: s, wall_ms } => {
+                Event::StageFinished { iteration, stage: stage(EventKind::StageFinished, s)?, wall_ms }
+            }
+            EventV3::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+            } => Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+            },
+            EventV3::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+                Event::RewardAssigned { sample, reward, reward_name, judge_distribution }
+            }
+            EventV3::FilterDecided { sample, decision, reward, tau, rank } => {
+                Event::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            EventV3::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV3::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            EventV3::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                let role = name(EventKind::CheckpointSaved, "role", role, Role::from_name, Role::unknown_name)?;
+                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+            }
+            EventV3::EvaluationDone { iteration, split, system, scores, report_path } => {
+                let split = name(EventKind::EvaluationDone, "split", split, Split::from_name, Split::unknown_name)?;
+                Event::EvaluationDone { iteration, split, system, scores, report_path }
+            }
+            EventV3::IterationFinished { iteration } => Event::IterationFinished { iteration },
+            EventV3::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
+            EventV3::RunFailed { reason } => Event::RunFailed { reason },
+            EventV3::MStepSkipped { iteration, reason } => Event::MStepSkipped { iteration, reason },
+        })
+    }
+}
+
+impl From<&Event> for EventV3 {
+    /// The version-3 form of `e`, for re-encoding a record read in an old
+    /// version (every payload of today has one: names become their text).
+    fn from(e: &Event) -> EventV3 {
+        match e.clone() {
+            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
+                EventV3::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
+            }
+            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                EventV3::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                EventV3::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            Event::StageStarted { iteration, stage } => {
+                EventV3::StageStarted { iteration, stage: stage.as_str().to_owned() }
+            }
+            Event::StageFinished { iteration, stage, wall_ms } => {
+                EventV3::StageFinished { iteration, stage: stage.as_str().to_owned(), wall_ms }
+            }
+            Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+            } => EventV3::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+            },
+            Event::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+                EventV3::RewardAssigned { sample, reward, reward_name, judge_distribution }
+            }
+            Event::FilterDecided { sample, decision, reward, tau, rank } => {
+                EventV3::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            Event::DatasetSealed { iteration, count, digest } => EventV3::DatasetSealed { iteration, count, digest },
+            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                EventV3::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                EventV3::CheckpointSaved {
+                    iteration,
+                    step,
+                    role: role.as_str().to_owned(),
+                    hash,
+                    path,
+                    validation_score,
+                }
+            }
+            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+                EventV3::EvaluationDone { iteration, split: split.as_str().to_owned(), system, scores, report_path }
+            }
+            Event::IterationFinished { iteration } => EventV3::IterationFinished { iteration },
+            Event::RunFinished { wall_ms } => EventV3::RunFinished { wall_ms },
+            Event::RunFailed { reason } => EventV3::RunFailed { reason },
+            Event::MStepSkipped { iteration, reason } => EventV3::MStepSkipped { iteration, reason },
+        }
     }
 }

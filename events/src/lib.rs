@@ -23,6 +23,13 @@
 //!   [`Envelope::decode`] are its bytes.
 //! - [`dataset_digest`] is the canonical digest of a training set, computed
 //!   by the pipeline when it seals D_t and again by replay from the log alone.
+//! - The shared vocabulary: [`Method`], [`Stage`], [`Split`], [`Role`],
+//!   [`InitMode`], [`PromptKind`], [`ScoreRule`] and [`Sampling`], one type
+//!   each for the names every crate passes around, spelled as the
+//!   configuration and the log spell them.
+//! - [`filter`] and [`rules`] are the pure rules the run and replay must
+//!   agree on: the filter, the response digest, the train seed, the
+//!   reasoning sample's id.
 //!
 //! Why it is shaped this way:
 //!
@@ -53,11 +60,15 @@ mod envelope;
 mod event;
 pub mod filter;
 mod legacy;
+pub mod rules;
 mod sample;
 mod settings;
+mod vocab;
 
 pub use digest::{digest, digest_hex, parse_digest_hex, Digest, DigestParseError};
 pub use envelope::{Envelope, RecordError, GENESIS_HASH, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 pub use event::{Event, EventKind, EventKindParseError};
+pub use rules::{prompt_digest, reasoning_sample, response_digest, train_seed};
 pub use sample::{dataset_digest, DatasetEntry, Decision, FinishReason, SampleId, SampleIdParseError};
-pub use settings::{InitMode, RunSettings};
+pub use settings::RunSettings;
+pub use vocab::{InitMode, Method, PromptKind, Role, Sampling, ScoreRule, Split, Stage, UnknownName};

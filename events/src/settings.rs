@@ -4,34 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where each M-step starts (REST-PG §3.3; ReST-EM restarts from the base).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum InitMode {
-    /// Every M-step trains from the base checkpoint (the paper's default, as
-    /// in ReST-EM: "fine-tune the base model" at each M-step).
-    #[default]
-    Fresh,
-    /// The M-step of iteration t trains from θ_t, the checkpoint that
-    /// sampled D_t.
-    Continue,
-}
-
-impl InitMode {
-    /// The configuration's spelling: `fresh` or `continue`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InitMode::Fresh => "fresh",
-            InitMode::Continue => "continue",
-        }
-    }
-}
-
-impl std::fmt::Display for InitMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::vocab::InitMode;
 
 /// What replay needs to rebuild and check a run's E-steps and M-steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@
 
 use std::io::Write;
 
-use events::{digest, digest_hex, Digest, SampleId};
+use events::{digest_hex, Digest, SampleId};
 use serde::Serialize;
 
 use crate::completion::Completion;
@@ -147,7 +147,7 @@ impl RunState {
 fn checked_prompt(build: PromptBuilder<'_>, sample: &SampleId, expected: &Digest) -> Result<String, ExportError> {
     let text = build(&sample.input_id)
         .ok_or_else(|| ExportError::NoPrompt { sample: sample.clone(), input_id: sample.input_id.clone() })?;
-    let actual = digest(text.as_bytes());
+    let actual = events::prompt_digest(&text);
     if actual != *expected {
         return Err(ExportError::PromptDiffers {
             sample: sample.clone(),

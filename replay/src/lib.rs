@@ -76,8 +76,8 @@ pub use completion::Completion;
 pub use export::{ExportError, ExportRecord, PromptBuilder};
 pub use fold::{fold, Replay, ReplayError};
 pub use specs::{
-    compare_loss_curves, compare_loss_curves_within, ResampleItem, ResampleSpec, RetrainSpec, SpecError, TextMismatch,
-    TrainItem,
+    compare_loss_curves, compare_loss_curves_within, ResampleItem, ResampleSpec, RetrainItem, RetrainSpec, SpecError,
+    TextMismatch,
 };
 pub use state::{
     Anomaly, CheckpointRecord, EvaluationRecord, FilterRecord, Generated, IterationState, ProgressPoint, RewardRecord,

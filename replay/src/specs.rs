@@ -3,7 +3,7 @@
 //! logged samples to draw again ([`ResampleSpec`]). The root package runs
 //! them with its tch model; this crate only gathers and compares.
 
-use events::{Digest, SampleId};
+use events::{Digest, Role, SampleId};
 use serde::Serialize;
 
 use crate::completion::Completion;
@@ -30,9 +30,10 @@ pub enum SpecError {
     NoSamples(u32),
 }
 
-/// One training example of D_t.
+/// One training example of D_t as a retrain replays it (the actors' own
+/// training example is `actors::capability::TrainItem`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TrainItem {
+pub struct RetrainItem {
     /// The sample.
     pub sample: SampleId,
     /// blake3 of its prompt (the root rebuilds the prompt and should check it).
@@ -48,8 +49,11 @@ pub struct TrainItem {
 pub struct RetrainSpec {
     /// Iteration t.
     pub iteration: u32,
-    /// The run seed (the M-step's own seed derives from it in the root).
+    /// The run seed.
     pub run_seed: u64,
+    /// The M-step's training seed, [`events::train_seed`] of the run seed
+    /// and `iteration`, as the coordinator derived it.
+    pub train_seed: u64,
     /// The run's resolved configuration (training settings live there).
     pub config_toml: String,
     /// Where the M-step starts, as the run logged it (`None`: an old log
@@ -64,7 +68,7 @@ pub struct RetrainSpec {
     /// The checkpoint that sampled D_t's samples (θ_t).
     pub sampled_from: Option<Digest>,
     /// D_t in canonical order.
-    pub items: Vec<TrainItem>,
+    pub items: Vec<RetrainItem>,
     /// D_t's sealed digest (verified).
     pub dataset_digest: Digest,
     /// The logged loss curve of this M-step, in step order.
@@ -200,7 +204,7 @@ impl RunState {
             let g = s.generated.as_ref().expect("verified: every kept sample was generated");
             let text = g.text.as_ref().ok_or(SpecError::NoText)?;
             sampled_from.get_or_insert(g.checkpoint);
-            items.push(TrainItem {
+            items.push(RetrainItem {
                 sample: s.id.clone(),
                 prompt_digest: g.prompt_digest,
                 completion: completion.text(text.reasoning.as_deref(), &text.response),
@@ -217,19 +221,20 @@ impl RunState {
                 .or(checkpoints_before.last())
                 .cloned()
         } else {
-            checkpoints_before.iter().rev().find(|c| c.role == "base").cloned()
+            checkpoints_before.iter().rev().find(|c| c.role == Role::Base).cloned()
         };
         let mut loss_curve = self.training.get(&t).cloned().unwrap_or_default();
         loss_curve.sort_by_key(|p| p.step);
         let logged_checkpoint = self
             .checkpoints
             .iter()
-            .filter(|c| c.iteration == t && c.role == "m-step")
+            .filter(|c| c.iteration == t && c.role == Role::MStep)
             .max_by_key(|c| (c.step, c.seq))
             .cloned();
         Ok(RetrainSpec {
             iteration: t,
             run_seed: run.seed,
+            train_seed: events::train_seed(run.seed, t),
             config_toml: run.config_toml.clone(),
             init: run.init,
             start,

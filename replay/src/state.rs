@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use events::{Decision, Digest, Envelope, Event, SampleId};
+use events::{Decision, Digest, Envelope, Event, Role, SampleId, Split, Stage};
 use serde::Serialize;
 
 /// What `RunStarted` recorded, with the filter settings read from its
@@ -59,8 +59,8 @@ pub struct Generated {
     /// The text, unless the fold was asked not to keep it
     /// ([`Replay::without_text`](crate::Replay::without_text)).
     pub text: Option<SampleText>,
-    /// blake3 of the response, computed while folding: the
-    /// `response_digest` of its D_t entry.
+    /// [`events::response_digest`] of the response, computed while
+    /// folding: the `response_digest` of its D_t entry.
     pub response_digest: Digest,
     /// Prompt length in tokens.
     pub prompt_tokens: u32,
@@ -188,8 +188,8 @@ pub struct CheckpointRecord {
     pub iteration: u32,
     /// Optimizer step.
     pub step: u64,
-    /// `base`, `sft`, `m-step` or `best`.
-    pub role: String,
+    /// What the checkpoint is (base, SFT, an M-step's).
+    pub role: Role,
     /// Content hash.
     pub hash: Digest,
     /// Path relative to the run directory.
@@ -205,8 +205,8 @@ pub struct EvaluationRecord {
     pub seq: u64,
     /// Iteration of the evaluated model.
     pub iteration: u32,
-    /// `validation` or `test`.
-    pub split: String,
+    /// The evaluated split.
+    pub split: Split,
     /// The evaluated system.
     pub system: String,
     /// Metric or task → value.
@@ -222,8 +222,8 @@ pub struct StageRecord {
     pub seq: u64,
     /// The iteration (0 before the EM loop).
     pub iteration: u32,
-    /// The stage (`retrieve`, `e-step`, `eval-validation`, …).
-    pub stage: String,
+    /// The stage.
+    pub stage: Stage,
     /// `None` when the stage started; its wall time in milliseconds when it
     /// finished.
     pub wall_ms: Option<u64>,
@@ -418,7 +418,7 @@ impl RunState {
         if let Event::SampleGenerated { sample, reasoning, response, .. } = &mut record.payload {
             let in_scope = scope.iteration.is_none_or(|t| t == sample.iteration);
             if !scope.keep_text || !in_scope {
-                response_digest = Some(events::digest(response.as_bytes()));
+                response_digest = Some(events::response_digest(response));
                 has_reasoning = Some(reasoning.is_some());
                 *response = String::new();
                 *reasoning = None;
@@ -469,7 +469,7 @@ impl RunState {
                 if !self.in_scope(sample.iteration) {
                     return;
                 }
-                let response_digest = precomputed.unwrap_or_else(|| events::digest(response.as_bytes()));
+                let response_digest = precomputed.unwrap_or_else(|| events::response_digest(&response));
                 let has_reasoning = had.unwrap_or(reasoning.is_some());
                 let text = self.scope.keep_text.then_some(SampleText { reasoning, response });
                 let generated = Generated {
@@ -603,11 +603,7 @@ impl FilterSettings {
         };
         let tau = get("reward", "tau").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)));
         let cap = get("reward", "max_kept_per_input").and_then(|v| v.as_integer()).and_then(|i| u32::try_from(i).ok());
-        let init = get("train", "init").and_then(|v| match v.as_str()? {
-            "fresh" => Some(events::InitMode::Fresh),
-            "continue" => Some(events::InitMode::Continue),
-            _ => None,
-        });
+        let init = get("train", "init").and_then(|v| events::InitMode::from_name(v.as_str()?));
         Self { tau: tau.map(|t| t as f32), cap, init }
     }
 }

@@ -6,7 +6,7 @@
 //! Nothing here is used by replay itself; it lives in the crate so that the
 //! crate's tests, its benchmark and the CLI tests build the same runs.
 
-use events::{dataset_digest, digest, DatasetEntry, Decision, Event, SampleId};
+use events::{dataset_digest, digest, response_digest, DatasetEntry, Decision, Event, Role, SampleId, Split, Stage};
 
 use crate::completion::Completion;
 
@@ -111,7 +111,7 @@ impl SyntheticRun {
     pub fn for_each_event(&self, mut f: impl FnMut(Event)) {
         let config = self.config_toml();
         f(Event::RunStarted {
-            method: "rest-pg".into(),
+            method: events::Method::RestPg.as_str().into(),
             config_digest: digest(config.as_bytes()),
             config_toml: config,
             code_version: "restpg synthetic".into(),
@@ -137,11 +137,11 @@ impl SyntheticRun {
             });
         }
         let base = digest(b"base weights");
-        f(checkpoint(0, 0, "base", base));
+        f(checkpoint(0, 0, Role::Base, base));
         let mut current = digest(b"sft weights");
-        f(checkpoint(0, 10, "sft", current));
+        f(checkpoint(0, 10, Role::Sft, current));
         for t in 1..=self.iterations {
-            f(Event::StageStarted { iteration: t, stage: "e-step".into() });
+            f(Event::StageStarted { iteration: t, stage: Stage::EStep });
             let mut entries = Vec::new();
             for i in 0..self.inputs {
                 entries.extend(self.input_events(t, i, current, &mut f));
@@ -157,10 +157,10 @@ impl SyntheticRun {
                 });
             }
             current = digest(format!("m-step {t}").as_bytes());
-            f(checkpoint(t, 5, "m-step", current));
+            f(checkpoint(t, 5, Role::MStep, current));
             f(Event::EvaluationDone {
                 iteration: t,
-                split: "validation".into(),
+                split: Split::Validation,
                 system: "rest-pg".into(),
                 scores: vec![("email".into(), 0.4), ("macro".into(), 0.41)],
                 report_path: format!("reports/t{t}.json"),
@@ -173,14 +173,14 @@ impl SyntheticRun {
     /// The events of one input in iteration `t`; returns its D_t entries.
     fn input_events(&self, t: u32, i: u32, checkpoint: [u8; 32], f: &mut impl FnMut(Event)) -> Vec<DatasetEntry> {
         let input_id = self.input_id(i);
-        let prompt_digest = digest(self.prompt(&input_id).as_bytes());
+        let prompt_digest = events::prompt_digest(&self.prompt(&input_id));
         let mut drawn = Vec::with_capacity(self.m as usize);
         for index in 0..self.m {
             let sample = SampleId { iteration: t, input_id: input_id.clone(), index };
             let seed = sample.seed(self.seed);
             let reasoning = self.reasoning.then(|| text(seed ^ 1, self.response_bytes / 2));
             let response = text(seed, self.response_bytes);
-            let response_digest = digest(response.as_bytes());
+            let response_digest = response_digest(&response);
             let score = self.score(&sample);
             let reward = score as f32 / 10.0;
             let mut judge = vec![0.0f32; 11];
@@ -253,11 +253,11 @@ impl SyntheticRun {
     }
 }
 
-fn checkpoint(iteration: u32, step: u64, role: &str, hash: [u8; 32]) -> Event {
+fn checkpoint(iteration: u32, step: u64, role: Role, hash: [u8; 32]) -> Event {
     Event::CheckpointSaved {
         iteration,
         step,
-        role: role.into(),
+        role,
         hash,
         path: format!("blobs/{}", events::digest_hex(&hash)),
         validation_score: None,

@@ -344,10 +344,10 @@ fn a_large_log_read_in_parallel_folds_like_one_read_in_order() {
 fn the_fold_keeps_stage_timings_run_ends_and_counts_by_kind() {
     // Given a run that failed in its E-step and finished after a resume
     let events = vec![
-        Event::StageStarted { iteration: 1, stage: "e-step".into() },
+        Event::StageStarted { iteration: 1, stage: events::Stage::EStep },
         Event::RunFailed { reason: "sampler lost".into() },
-        Event::StageStarted { iteration: 1, stage: "e-step".into() },
-        Event::StageFinished { iteration: 1, stage: "e-step".into(), wall_ms: 1500 },
+        Event::StageStarted { iteration: 1, stage: events::Stage::EStep },
+        Event::StageFinished { iteration: 1, stage: events::Stage::EStep, wall_ms: 1500 },
         Event::RunFinished { wall_ms: 9000 },
     ];
     // When it is folded

@@ -188,9 +188,9 @@ fn refuse_to_overwrite(out: &Path, force: bool) -> anyhow::Result<()> {
 /// makes a data set that cannot be validated or tested on: refused, naming
 /// the split and the counts, rather than written with an exit status of 0.
 fn refuse_empty_splits(ds: &Dataset, val_frac: f64, test_frac: f64) -> anyhow::Result<()> {
-    let asked = [(data::Split::Train, 1.0), (data::Split::Val, val_frac), (data::Split::Test, test_frac)];
+    let asked = [(data::Split::Train, 1.0), (data::Split::Validation, val_frac), (data::Split::Test, test_frac)];
     let empty: Vec<&str> =
-        asked.iter().filter(|(s, frac)| *frac > 0.0 && ds.split(*s).is_empty()).map(|(s, _)| s.name()).collect();
+        asked.iter().filter(|(s, frac)| *frac > 0.0 && ds.split(*s).is_empty()).map(|(s, _)| s.file_stem()).collect();
     if !empty.is_empty() {
         bail!(
             "the {} split{} would be empty (train {}, val {}, test {} users): the corpus has too few authors \
@@ -199,7 +199,7 @@ fn refuse_empty_splits(ds: &Dataset, val_frac: f64, test_frac: f64) -> anyhow::R
             empty.join(" and "),
             if empty.len() == 1 { "" } else { "s" },
             ds.split(data::Split::Train).len(),
-            ds.split(data::Split::Val).len(),
+            ds.split(data::Split::Validation).len(),
             ds.split(data::Split::Test).len(),
         );
     }
@@ -211,7 +211,7 @@ fn print_counts(ds: &Dataset, out: &std::path::Path) {
         "{}: train {}, val {}, test {} examples; digest {}",
         out.display(),
         ds.split(data::Split::Train).len(),
-        ds.split(data::Split::Val).len(),
+        ds.split(data::Split::Validation).len(),
         ds.split(data::Split::Test).len(),
         ds.digest_hex()
     );

@@ -14,6 +14,7 @@ use crate::engine::tch::evaluate_checkpoint;
 use crate::eval::{compare, EvalReport};
 use crate::lm::LanguageModel;
 use crate::pipeline::RunContext;
+use crate::reward::ScoreRule;
 use actors::capability::PromptKind;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -60,7 +61,7 @@ pub struct EvalArgs {
     pub judge: Option<PathBuf>,
     /// Judge rule: argmax (paper) or expected (G-Eval).
     #[arg(long)]
-    pub judge_rule: Option<String>,
+    pub judge_rule: Option<ScoreRule>,
     /// Retriever: bm25 or dense.
     #[arg(long)]
     pub retriever: Option<String>,
@@ -132,7 +133,7 @@ fn resolve(args: &EvalArgs) -> Result<(RunConfig, Option<String>, PathBuf)> {
         (None, Some(_)) => {}
     }
     if let Some(v) = &args.judge_rule {
-        config.reward.rule = v.clone();
+        config.reward.rule = *v;
     }
     if let Some(v) = &args.retriever {
         config.retrieval.retriever = v.clone();

@@ -167,8 +167,8 @@ pub fn results_table(summary: &RunSummary) -> String {
         // The SFT checkpoint θ¹ is the SFT (or SFT + reasoning) baseline;
         // later ones are the self-trained system after iteration t.
         let system = match (e.iteration, summary.method.uses_reasoning()) {
-            (0, true) => "sft-reasoning".to_owned(),
-            (0, false) => "sft".to_owned(),
+            (0, true) => actors::Method::SftReasoning.to_string(),
+            (0, false) => actors::Method::Sft.to_string(),
             (t, _) => format!("{} (t={t})", summary.method.as_str()),
         };
         out.push_str(&format!("| {system} | {} | {} |", e.split, e.iteration));

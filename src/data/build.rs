@@ -136,7 +136,7 @@ pub fn split_users(users: &[String], seed: u64, val_frac: f64, test_frac: f64) -
             let s = if i < n_test {
                 Split::Test
             } else if i < n_test + n_val {
-                Split::Val
+                Split::Validation
             } else {
                 Split::Train
             };

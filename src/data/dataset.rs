@@ -88,7 +88,7 @@ impl Dataset {
         for s in Split::ALL {
             let examples = self.split(s);
             // Length-prefix each piece so that split boundaries cannot shift.
-            hasher.update(s.name().as_bytes());
+            hasher.update(s.file_stem().as_bytes());
             hasher.update(&(examples.len() as u64).to_le_bytes());
             for e in examples {
                 // Serialising plain structs of strings cannot fail.
@@ -115,9 +115,14 @@ impl Dataset {
         let mut ids: BTreeMap<&str, Split> = BTreeMap::new();
         for (s, e) in self.iter() {
             if let Some(first) = ids.insert(&e.id, s) {
-                anyhow::bail!("{s}: example {:?}: duplicate example id (also in {first})", e.id);
+                anyhow::bail!(
+                    "{}: example {:?}: duplicate example id (also in {})",
+                    s.file_stem(),
+                    e.id,
+                    first.file_stem()
+                );
             }
-            validate_example(e).with_context(|| format!("{s}: example {:?}", e.id))?;
+            validate_example(e).with_context(|| format!("{}: example {:?}", s.file_stem(), e.id))?;
         }
         Ok(())
     }
@@ -131,7 +136,13 @@ impl Dataset {
         for (s, e) in self.iter() {
             if let Some(prev) = seen.insert((e.task, e.user_id.as_str()), s) {
                 if prev != s {
-                    anyhow::bail!("task {}: user {:?} is in both {prev} and {s}", e.task, e.user_id);
+                    anyhow::bail!(
+                        "task {}: user {:?} is in both {} and {}",
+                        e.task,
+                        e.user_id,
+                        prev.file_stem(),
+                        s.file_stem()
+                    );
                 }
             }
         }

@@ -21,14 +21,14 @@ impl Dataset {
         store::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut counts = BTreeMap::new();
         for s in Split::ALL {
-            let path = dir.join(format!("{}.jsonl", s.name()));
+            let path = dir.join(format!("{}.jsonl", s.file_stem()));
             let mut text = String::new();
             for e in self.split(s) {
                 text.push_str(&serde_json::to_string(e).with_context(|| format!("serialising {}", e.id))?);
                 text.push('\n');
             }
             store::write_private_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-            counts.insert(s.name().to_string(), self.split(s).len());
+            counts.insert(s.file_stem().to_string(), self.split(s).len());
         }
         let manifest = Manifest {
             format: 1,
@@ -62,7 +62,7 @@ impl Dataset {
         let mut examples = BTreeMap::new();
         let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
         for s in Split::ALL {
-            let path = dir.join(format!("{}.jsonl", s.name()));
+            let path = dir.join(format!("{}.jsonl", s.file_stem()));
             let bytes = std::fs::read(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
             let text = super::longlamp::utf8_or_error(&path, &bytes, true)?;
             let mut out = Vec::new();

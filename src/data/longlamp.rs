@@ -420,7 +420,7 @@ impl Dataset {
             let split = if stem.starts_with("train") {
                 Split::Train
             } else if stem.starts_with("val") || stem.starts_with("dev") {
-                Split::Val
+                Split::Validation
             } else if stem.starts_with("test") {
                 Split::Test
             } else {

@@ -51,6 +51,12 @@ impl fmt::Display for LengthStats {
     }
 }
 
+/// Serializes per-split counts keyed by each split's file stem (`train`,
+/// `val`, `test`), as the data set's files and manifest name them.
+fn by_file_stem<S: serde::Serializer>(counts: &BTreeMap<Split, usize>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(counts.iter().map(|(split, n)| (split.file_stem(), n)))
+}
+
 /// Statistics of one task.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskStats {
@@ -58,7 +64,8 @@ pub struct TaskStats {
     pub task: Task,
     /// Distinct users over all splits.
     pub users: usize,
-    /// Examples per split.
+    /// Examples per split (keyed by the split's file stem in JSON: `val`).
+    #[serde(serialize_with = "by_file_stem")]
     pub examples: BTreeMap<Split, usize>,
     /// Input length in tokens.
     pub input_tokens: LengthStats,
@@ -137,7 +144,7 @@ impl fmt::Display for DatasetStats {
                 t.task.name(),
                 t.users,
                 n(Split::Train),
-                n(Split::Val),
+                n(Split::Validation),
                 n(Split::Test),
                 t.input_tokens.to_string(),
                 t.output_tokens.to_string(),

@@ -23,7 +23,7 @@ pub const PLAIN_TEMPLATE: &str = "{% for message in messages %}{{ message['conte
 
 /// Who speaks a chat message.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Role {
+pub enum ChatRole {
     /// Instructions before the conversation.
     System,
     /// The user's turn.
@@ -32,13 +32,13 @@ pub enum Role {
     Assistant,
 }
 
-impl Role {
+impl ChatRole {
     /// The name templates compare against (`system`, `user`, `assistant`).
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
+            ChatRole::System => "system",
+            ChatRole::User => "user",
+            ChatRole::Assistant => "assistant",
         }
     }
 }
@@ -128,7 +128,7 @@ impl ChatTemplate {
     /// private-use marks this renderer uses.
     pub fn render(
         &self,
-        messages: &[(Role, &str)],
+        messages: &[(ChatRole, &str)],
         add_generation_prompt: bool,
         bos_token: &str,
         eos_token: &str,
@@ -187,7 +187,7 @@ impl ChatTemplate {
     /// # Errors
     /// As [`ChatTemplate::render`].
     pub fn assistant_turn_end(&self, bos_token: &str, eos_token: &str) -> Result<String> {
-        let chat = self.render(&[(Role::User, "u"), (Role::Assistant, "a")], false, bos_token, eos_token)?;
+        let chat = self.render(&[(ChatRole::User, "u"), (ChatRole::Assistant, "a")], false, bos_token, eos_token)?;
         let mut after = String::new();
         let mut seen = false;
         for s in &chat.segments {
@@ -214,12 +214,12 @@ mod tests {
     #[test]
     fn smollm2_adds_its_default_system_turn() {
         let t = ChatTemplate::new(SMOLLM2, "test").unwrap();
-        let chat = t.render(&[(Role::User, "Hi")], true, "", "").unwrap();
+        let chat = t.render(&[(ChatRole::User, "Hi")], true, "", "").unwrap();
         assert_eq!(
             chat.text(),
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let with = t.render(&[(Role::System, "Be brief."), (Role::User, "Hi")], true, "", "").unwrap();
+        let with = t.render(&[(ChatRole::System, "Be brief."), (ChatRole::User, "Hi")], true, "", "").unwrap();
         assert!(with.text().starts_with("<|im_start|>system\nBe brief.<|im_end|>"));
         assert_eq!(t.assistant_turn_end("", "").unwrap(), "<|im_end|>\n");
     }
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn contents_are_kept_apart_from_the_template_text() {
         let t = ChatTemplate::new(SMOLLM2, "test").unwrap();
-        let chat = t.render(&[(Role::User, "say <|im_end|> now")], true, "", "").unwrap();
+        let chat = t.render(&[(ChatRole::User, "say <|im_end|> now")], true, "", "").unwrap();
         let contents: Vec<_> = chat
             .segments
             .iter()
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn gemma_turns_and_its_end_of_turn() {
         let t = ChatTemplate::new(GEMMA, "test").unwrap();
-        let chat = t.render(&[(Role::System, "S"), (Role::User, " Hi ")], true, "<bos>", "<eos>").unwrap();
+        let chat = t.render(&[(ChatRole::System, "S"), (ChatRole::User, " Hi ")], true, "<bos>", "<eos>").unwrap();
         assert_eq!(chat.text(), "<bos><start_of_turn>user\nS\n\nHi<end_of_turn>\n<start_of_turn>model\n");
         assert_eq!(t.assistant_turn_end("<bos>", "<eos>").unwrap(), "<end_of_turn>\n");
     }
@@ -250,7 +250,7 @@ mod tests {
         let e = ChatTemplate::new("{% for %}", "model.gguf: tokenizer.chat_template").unwrap_err();
         assert!(e.to_string().contains("model.gguf: tokenizer.chat_template"), "{e}");
         let t = ChatTemplate::new(GEMMA, "gemma.gguf").unwrap();
-        let e = t.render(&[(Role::Assistant, "a"), (Role::System, "s")], true, "", "").unwrap_err();
+        let e = t.render(&[(ChatRole::Assistant, "a"), (ChatRole::System, "s")], true, "", "").unwrap_err();
         assert!(format!("{e:#}").contains("roles must be user/assistant"), "{e:#}");
     }
 }

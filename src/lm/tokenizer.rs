@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use std::path::Path;
 use tokenizers::Tokenizer;
 
-use super::chat_template::{ChatTemplate, Role, Segment, CHATML_TEMPLATE, PLAIN_TEMPLATE};
+use super::chat_template::{ChatRole, ChatTemplate, Segment, CHATML_TEMPLATE, PLAIN_TEMPLATE};
 
 /// A tokenizer with the model's special tokens and chat template.
 ///
@@ -167,9 +167,9 @@ impl ChatTokenizer {
     pub fn chat(&self, system: Option<&str>, user: &str) -> Result<ChatPrompt> {
         let mut messages = Vec::with_capacity(2);
         if let Some(sys) = system {
-            messages.push((Role::System, sys));
+            messages.push((ChatRole::System, sys));
         }
-        messages.push((Role::User, user));
+        messages.push((ChatRole::User, user));
         let bos_text = self.bos.as_ref().map(|b| b.1.as_str()).unwrap_or("");
         let eos_text = self.eos_ids.first().and_then(|&id| self.inner.id_to_token(id)).unwrap_or_default();
         let rendered = self.template.render(&messages, true, bos_text, &eos_text)?;

@@ -47,7 +47,7 @@ impl RunContext {
         let dataset =
             Dataset::load(&config.data).with_context(|| format!("loading the data set {}", config.data.display()))?;
         let mut index = HashMap::new();
-        for split in [Split::Train, Split::Val, Split::Test] {
+        for split in [Split::Train, Split::Validation, Split::Test] {
             for (pos, ex) in dataset.split(split).iter().enumerate() {
                 index.insert(ex.id.clone(), (split, pos));
             }
@@ -155,11 +155,6 @@ impl RunContext {
             PromptKind::ReasoningGeneration => self.config.train.max_input_tokens + self.config.train.max_output_tokens,
             _ => self.config.train.max_input_tokens,
         };
-        let kind = match kind {
-            PromptKind::Plain => crate::prompt::PromptKind::Plain,
-            PromptKind::Reasoning => crate::prompt::PromptKind::ReasoningInput,
-            PromptKind::ReasoningGeneration => crate::prompt::PromptKind::ReasoningGeneration,
-        };
         // Measure the chat-formatted prompt, which is what the model sees.
         let count = |user: &str| tokenizer.chat(None, user).map(|c| c.ids.len()).unwrap_or(usize::MAX);
         let mut fitted = self.templates.fit(kind, ex, &items, budget, &count);
@@ -213,7 +208,7 @@ impl Targets for RunContext {
 /// was cut.
 fn trim_to_budget(
     templates: &crate::prompt::Templates,
-    kind: crate::prompt::PromptKind,
+    kind: PromptKind,
     ex: &Example,
     budget: usize,
     count: &dyn Fn(&str) -> usize,
@@ -251,7 +246,7 @@ fn trim_to_budget(
         );
         return (Some(fitted), note);
     }
-    if kind == crate::prompt::PromptKind::ReasoningGeneration {
+    if kind == PromptKind::ReasoningGeneration {
         let output_len = ex.output.chars().count();
         let with_output = |n: usize| Example { input: String::new(), output: cut(&ex.output, n), ..ex.clone() };
         if let Some((n, fitted)) = longest(output_len, &with_output) {

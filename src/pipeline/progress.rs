@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use events::Event;
+use events::{Event, Stage};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::context::RunContext;
@@ -27,13 +27,12 @@ pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
         let Ok(mut bar) = bar.lock() else { return };
         match event {
             Event::StageStarted { iteration, stage } => {
-                let len = match stage.as_str() {
-                    "retrieve" => inputs,
-                    "reasoning" => train,
-                    "e-step" => train * m,
-                    "judge" => train * m,
-                    "sft" | "m-step" => steps,
-                    _ => 0,
+                let len = match stage {
+                    Stage::Retrieve => inputs,
+                    Stage::Reasoning => train,
+                    Stage::EStep | Stage::Judge => train * m,
+                    Stage::Sft | Stage::MStep => steps,
+                    Stage::Filter | Stage::EvalValidation | Stage::EvalTest => 0,
                 };
                 let pb = if len > 0 { ProgressBar::new(len) } else { ProgressBar::new_spinner() };
                 let style =

@@ -47,9 +47,7 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
         let request = SampleRequest {
             sample: item.sample.clone(),
             seed: item.seed,
-            temperature: item.temperature,
-            top_p: item.top_p,
-            max_new_tokens,
+            sampling: events::Sampling { temperature: item.temperature, top_p: item.top_p, max_new_tokens },
             prompt,
         };
         let out = policy.generate(&[request]).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -151,7 +149,7 @@ pub fn retrain(run_dir: &Path, spec: &replay::RetrainSpec) -> anyhow::Result<Ret
                 weight: i.weight,
             })
             .collect(),
-        seed: actors::train_seed(spec.run_seed, spec.iteration),
+        seed: spec.train_seed,
     };
     // The new checkpoint goes to a scratch store so the run's own is untouched.
     let scratch = run_dir.join("work").join(format!("retrain-{}", spec.iteration));

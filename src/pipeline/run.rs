@@ -157,7 +157,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
         if generator_path == policy { base.clone() } else { import_base(&generator_path, run_dir, &blobs)? };
 
     let mut plan = Plan::new(run_id.clone(), config.method, config.seed, base, ctx.ids(Split::Train));
-    plan.val_ids = if config.eval.validation { ctx.ids(Split::Val) } else { Vec::new() };
+    plan.val_ids = if config.eval.validation { ctx.ids(Split::Validation) } else { Vec::new() };
     plan.test_ids = if config.eval.test { ctx.ids(Split::Test) } else { Vec::new() };
     plan.k = config.retrieval.k;
     plan.m = config.sampling.m;
@@ -167,16 +167,8 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     plan.init = config.train.init;
     plan.require_reasoning = config.method.uses_reasoning() && !config.em.allow_samples_without_reasoning;
     plan.batch_timeout = std::time::Duration::from_secs(config.sampling.batch_timeout_secs);
-    plan.e_step = actors::GenerationSettings {
-        temperature: config.sampling.temperature,
-        top_p: config.sampling.top_p,
-        max_new_tokens: config.sampling.max_new_tokens,
-    };
-    plan.reasoning = actors::GenerationSettings {
-        temperature: config.sampling.temperature,
-        top_p: config.sampling.top_p,
-        max_new_tokens: config.sampling.reasoning_max_new_tokens,
-    };
+    plan.e_step = config.sampling.e_step();
+    plan.reasoning = config.sampling.reasoning();
     plan.generator_name = generator_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     plan.generator_checkpoint = generator_checkpoint;
     plan.batch_size = config.sampling.batch_size;
@@ -310,7 +302,7 @@ fn plot_run(run_dir: &Path, config: &RunConfig, outcome: &actors::RunOutcome) ->
         crate::eval::plots::plot_reward_histograms(&reports.join("rewards.svg"), &rewards, config.reward.tau, 20)?;
     }
     let mut per_metric: BTreeMap<String, BTreeMap<String, Vec<(u32, f64)>>> = BTreeMap::new();
-    for e in outcome.evaluations.iter().filter(|e| e.split == "validation") {
+    for e in outcome.evaluations.iter().filter(|e| e.split == events::Split::Validation) {
         for (name, v) in &e.summary.scores {
             if let Some((task, metric)) = name.split_once('/') {
                 per_metric

@@ -40,16 +40,11 @@ pub struct Templates {
     origin: String,
 }
 
-/// Which prompt a profile is fitted into.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum PromptKind {
-    /// Prompt 1.
-    Plain,
-    /// Prompt 2, input side.
-    ReasoningInput,
-    /// Prompt 3 (also shows the expected output, which is never trimmed).
-    ReasoningGeneration,
-}
+/// Which prompt a profile is fitted into: the shared vocabulary's kind
+/// (prompt 1 plain, prompt 2's input side for reasoning, prompt 3 the
+/// reasoning generator's, which also shows the expected output, never
+/// trimmed).
+pub use events::PromptKind;
 
 /// Reads one template `(file name, built-in text)` as `(text, origin)`.
 type TemplateSource<'a> = dyn Fn(&str, &str) -> Result<(String, String), TemplateError> + 'a;
@@ -195,7 +190,7 @@ impl Templates {
     ) -> Fitted {
         let render = |items: &[&ProfileItem]| match kind {
             PromptKind::Plain => self.plain(ex, items),
-            PromptKind::ReasoningInput => self.reasoning_input(ex, items),
+            PromptKind::Reasoning => self.reasoning_input(ex, items),
             PromptKind::ReasoningGeneration => self.reasoning_generation(ex, items),
         };
         fit_profile(ex.task, retrieved, max_tokens, count_tokens, &render)

@@ -90,33 +90,9 @@ impl ScoreModel for &crate::lm::LanguageModel {
     }
 }
 
-/// How the score distribution becomes a reward.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ScoreRule {
-    /// The most probable score ÷ 10 (the paper's rule; ties → lower score).
-    #[default]
-    Argmax,
-    /// Σ p(s)·s ÷ 10 (G-Eval).
-    Expected,
-}
-
-impl ScoreRule {
-    /// Applies the rule to an 11-value distribution over scores 0..=10.
-    pub fn apply(self, dist: &[f32]) -> f32 {
-        match self {
-            ScoreRule::Argmax => {
-                let mut best = 0;
-                for (i, p) in dist.iter().enumerate() {
-                    if *p > dist[best] {
-                        best = i;
-                    }
-                }
-                best as f32 / 10.0
-            }
-            ScoreRule::Expected => dist.iter().enumerate().map(|(s, p)| s as f32 * p).sum::<f32>() / 10.0,
-        }
-    }
-}
+/// How the score distribution becomes a reward: the shared vocabulary's
+/// rule (`argmax`, the paper's, or `expected`, G-Eval's).
+pub use events::ScoreRule;
 
 /// The judge's prompt text from (input, expected output, response).
 pub type JudgeTemplate = Box<dyn Fn(&str, &str, &str) -> String + Send>;

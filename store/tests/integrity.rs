@@ -161,7 +161,7 @@ fn the_writer_counts_flushed_records_beside_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::create(dir.path(), "run-c").unwrap();
     log.append_batch((0..3).map(sample_event)).unwrap();
-    log.append(Event::StageFinished { iteration: 1, stage: "judge".into(), wall_ms: 3 }).unwrap();
+    log.append(Event::StageFinished { iteration: 1, stage: events::Stage::Judge, wall_ms: 3 }).unwrap();
     let text = std::fs::read_to_string(dir.path().join("flushed")).unwrap();
     assert!(text.contains("records 4\n") && text.contains("last_boundary 3 stage-finished"), "{text}");
     log.append(sample_event(3)).unwrap();

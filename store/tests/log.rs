@@ -11,7 +11,7 @@ use events::{Decision, Event, EventKind, RecordError, SampleId, GENESIS_HASH};
 use restpg_store::{AppendOutcome, EventLog, FlushPolicy, LogReader, ProblemReason, RunDir, StoreError};
 
 fn stage(iteration: u32, name: &str) -> Event {
-    Event::StageFinished { iteration, stage: name.into(), wall_ms: 5 }
+    Event::StageFinished { iteration, stage: name.parse().expect("a stage name"), wall_ms: 5 }
 }
 
 #[test]

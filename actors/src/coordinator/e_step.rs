@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use events::{Event, SampleId};
+use events::{Event, SampleId, Stage};
 
 use super::{Run, RunError};
 use crate::capability::{CheckpointRef, Generate, SampleOutput, SampleRequest};
@@ -14,7 +14,7 @@ impl Run {
     /// and all of them from θ_t.
     pub(super) async fn e_step(&mut self, t: u32, theta: &CheckpointRef) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let stage = "e-step";
+        let stage = Stage::EStep;
         let since = self.stage_started(t, stage).await?;
         if let Some((id, s)) = self.state.samples_of(t).find(|(_, s)| s.checkpoint != theta.hash) {
             return Err(RunError::Inconsistent(format!(
@@ -33,9 +33,7 @@ impl Run {
                 requests.push(SampleRequest {
                     seed: sample.seed(plan.seed),
                     sample,
-                    temperature: plan.e_step.temperature,
-                    top_p: plan.e_step.top_p,
-                    max_new_tokens: plan.e_step.max_new_tokens,
+                    sampling: plan.e_step,
                     prompt: plan.method.policy_prompt(),
                 });
             }
@@ -43,7 +41,7 @@ impl Run {
         tracing::info!(iteration = t, missing = requests.len(), "E-step");
         let (policy, fault) = (Arc::clone(&self.caps.policy), self.fault.clone());
         self.fan_out(
-            format!("e-step {t}"),
+            format!("{stage} {t}"),
             &requests,
             || start_pool::<dyn Generate>("sampler", plan.sampler_workers, policy, fault, None).recipient(),
             |chunk| {
@@ -62,8 +60,8 @@ impl Run {
                         prompt_tokens: out.prompt_tokens,
                         output_tokens: out.output_tokens,
                         checkpoint: theta.hash,
-                        temperature: req.temperature,
-                        top_p: req.top_p,
+                        temperature: req.sampling.temperature,
+                        top_p: req.sampling.top_p,
                         finish: Some(out.finish),
                     })
                     .collect()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use events::Event;
+use events::{Event, Split, Stage};
 
 use super::{Evaluation, Run, RunError};
 use crate::capability::{CheckpointRef, EvalSummary, Evaluate};
@@ -14,18 +14,20 @@ impl Run {
     pub(super) async fn evaluate(
         &mut self,
         t: u32,
-        split: &str,
+        split: Split,
         checkpoint: &CheckpointRef,
     ) -> Result<Option<Evaluation>, RunError> {
         let plan = Arc::clone(&self.plan);
-        let ids = if split == "test" { &plan.test_ids } else { &plan.val_ids };
+        let (ids, stage) = match split {
+            Split::Test => (&plan.test_ids, Stage::EvalTest),
+            _ => (&plan.val_ids, Stage::EvalValidation),
+        };
         if ids.is_empty() {
             return Ok(None);
         }
         let system = plan.method.as_str().to_owned();
-        let stage = format!("eval-{split}");
-        let since = self.stage_started(t, &stage).await?;
-        let key = (t, split.to_owned(), system.clone());
+        let since = self.stage_started(t, stage).await?;
+        let key = (t, split, system.clone());
         let summary = match self.state.evaluations.get(&key) {
             Some(s) => s.clone(),
             None => {
@@ -33,15 +35,15 @@ impl Run {
                     start_pool::<dyn Evaluate>("evaluator", 1, Arc::clone(&self.caps.evaluator), None, None);
                 let job = EvaluateRun {
                     checkpoint: checkpoint.clone(),
-                    split: split.to_owned(),
+                    split,
                     system: system.clone(),
                     prompt: plan.method.policy_prompt(),
                 };
                 let summary: EvalSummary =
-                    self.single(&stage, evaluator.recipient(), (split.to_owned(), job), None).await?;
+                    self.single(stage.as_str(), evaluator.recipient(), (split.as_str().to_owned(), job), None).await?;
                 self.append(vec![Event::EvaluationDone {
                     iteration: t,
-                    split: split.to_owned(),
+                    split,
                     system,
                     scores: summary.scores.clone(),
                     report_path: summary.report_path.clone(),
@@ -51,7 +53,7 @@ impl Run {
                 summary
             }
         };
-        self.stage_finished(t, &stage, since).await?;
-        Ok(Some(Evaluation { iteration: t, split: split.to_owned(), summary }))
+        self.stage_finished(t, stage, since).await?;
+        Ok(Some(Evaluation { iteration: t, split, summary }))
     }
 }

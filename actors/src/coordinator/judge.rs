@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use events::Event;
+use events::{Event, Stage};
 
 use super::{Run, RunError};
 use crate::capability::{Judge, JudgeRequest, Judgement};
@@ -13,8 +13,8 @@ impl Run {
     /// returns the reward's name.
     pub(super) async fn judge(&mut self, t: u32) -> Result<String, RunError> {
         let plan = Arc::clone(&self.plan);
-        let stage = format!("judge {t}");
-        let since = self.stage_started(t, "judge").await?;
+        let stage = format!("{} {t}", Stage::Judge);
+        let since = self.stage_started(t, Stage::Judge).await?;
         let addr = start_pool::<dyn Judge>("judge", plan.judge_workers, Arc::clone(&self.caps.judge), None, None);
         let name: String =
             self.single(&stage, addr.clone().recipient(), ("name".into(), JudgeName), Some(plan.batch_timeout)).await?;
@@ -42,7 +42,7 @@ impl Run {
             },
         )
         .await?;
-        self.stage_finished(t, "judge", since).await?;
+        self.stage_finished(t, Stage::Judge, since).await?;
         Ok(name)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use events::Event;
+use events::{Event, Role, Stage};
 
 use super::seal::Kept;
 use super::sft::checkpoint_saved;
@@ -21,10 +21,10 @@ impl Run {
         kept: &[Kept],
     ) -> Result<CheckpointRef, RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(t, "m-step").await?;
-        if let Some(c) = self.state.checkpoints.get(&(t, "m-step".to_owned())) {
+        let since = self.stage_started(t, Stage::MStep).await?;
+        if let Some(c) = self.state.checkpoints.get(&(t, Role::MStep)) {
             let c = c.checkpoint.clone();
-            self.stage_finished(t, "m-step", since).await?;
+            self.stage_finished(t, Stage::MStep, since).await?;
             return Ok(c);
         }
         let trained = if kept.is_empty() {
@@ -52,11 +52,11 @@ impl Run {
                 InitMode::Continue => theta.clone(),
             };
             let job = TrainJob { iteration: t, init, data, seed: train_seed(plan.seed, t) };
-            self.train(&format!("m-step {t}"), job).await?
+            self.train(&format!("{} {t}", Stage::MStep), job).await?
         };
-        self.append(vec![checkpoint_saved(t, "m-step", &trained)]).await?;
+        self.append(vec![checkpoint_saved(t, Role::MStep, &trained)]).await?;
         self.flush().await?;
-        self.stage_finished(t, "m-step", since).await?;
+        self.stage_finished(t, Stage::MStep, since).await?;
         Ok(trained.checkpoint)
     }
 }

@@ -2,7 +2,7 @@
 //! work to the sync worker pools and results to the [`LogWriter`].
 //!
 //! It never computes anything heavy itself: it decides what is missing (from
-//! the log folded into a [`RunState`]), sends batches, and appends each
+//! the log folded into a [`LoggedRun`]), sends batches, and appends each
 //! result before counting it. Stage by stage:
 //!
 //! ```text
@@ -28,7 +28,6 @@ mod m_step;
 mod outcome;
 mod reasoning;
 mod retrieve;
-mod rules;
 mod seal;
 mod sft;
 
@@ -36,15 +35,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use events::Event;
+use events::{Event, Role, Split, Stage};
 
+/// The pure rules shared with replay, defined in [`events::rules`].
+pub use events::{reasoning_sample, response_digest, train_seed};
 pub use outcome::{Evaluation, IterationOutcome, RunError, RunOutcome};
-pub use rules::{reasoning_sample, response_digest, train_seed};
 
 use crate::capability::{Evaluate, Factory, Generate, Judge, Retrieve, Targets, Train};
 use crate::log::{Append, Close, EventSink, Flush, LoadRun, LogWriter, Observer};
 use crate::plan::Plan;
-use crate::resume::RunState;
+use crate::resume::LoggedRun;
 use crate::workers::FaultSwitch;
 
 /// The capabilities a run needs, supplied by the root package. Each
@@ -139,7 +139,7 @@ struct Run {
     plan: Arc<Plan>,
     caps: Capabilities,
     log: Addr<LogWriter>,
-    state: RunState,
+    state: LoggedRun,
     fault: Option<Arc<FaultSwitch>>,
     generated: usize,
     reissued: usize,
@@ -159,7 +159,7 @@ impl Run {
             plan: Arc::new(plan),
             caps,
             log,
-            state: RunState::default(),
+            state: LoggedRun::default(),
             fault,
             generated: 0,
             reissued: 0,
@@ -227,14 +227,14 @@ impl Run {
         if !self.state.started {
             opening.push(started);
         }
-        if !self.state.checkpoints.contains_key(&(0, "base".to_owned())) {
+        if !self.state.checkpoints.contains_key(&(0, Role::Base)) {
             // θ⁰ is logged like every checkpoint, so replay finds the
             // M-step's starting weights (`init = fresh`) in the log alone.
             let base = &self.plan.base;
             opening.push(Event::CheckpointSaved {
                 iteration: 0,
                 step: 0,
-                role: "base".to_owned(),
+                role: Role::Base,
                 hash: base.hash,
                 path: base.path.clone(),
                 validation_score: None,
@@ -254,17 +254,17 @@ impl Run {
     }
 
     /// Logs the start of `stage` and returns the time it started.
-    async fn stage_started(&mut self, iteration: u32, stage: &str) -> Result<Instant, RunError> {
-        tracing::info!(iteration, stage, "stage started");
-        self.append(vec![Event::StageStarted { iteration, stage: stage.to_owned() }]).await?;
+    async fn stage_started(&mut self, iteration: u32, stage: Stage) -> Result<Instant, RunError> {
+        tracing::info!(iteration, stage = stage.as_str(), "stage started");
+        self.append(vec![Event::StageStarted { iteration, stage }]).await?;
         Ok(Instant::now())
     }
 
     /// Logs the end of `stage` with its wall time, and flushes.
-    async fn stage_finished(&mut self, iteration: u32, stage: &str, since: Instant) -> Result<(), RunError> {
+    async fn stage_finished(&mut self, iteration: u32, stage: Stage, since: Instant) -> Result<(), RunError> {
         let wall_ms = since.elapsed().as_millis() as u64;
-        tracing::info!(iteration, stage, wall_ms, "stage finished");
-        self.append(vec![Event::StageFinished { iteration, stage: stage.to_owned(), wall_ms }]).await?;
+        tracing::info!(iteration, stage = stage.as_str(), wall_ms, "stage finished");
+        self.append(vec![Event::StageFinished { iteration, stage, wall_ms }]).await?;
         self.flush().await
     }
 
@@ -290,7 +290,7 @@ impl Run {
         }
         let sft = self.sft().await?;
         let mut evaluations = Vec::new();
-        if let Some(e) = self.evaluate(0, "validation", &sft).await? {
+        if let Some(e) = self.evaluate(0, Split::Validation, &sft).await? {
             evaluations.push(e);
         }
 
@@ -305,7 +305,7 @@ impl Run {
             let (entries, samples) = self.sealed_set(t)?;
             let (count, digest) = self.state.sealed[&t];
             let next = self.m_step(t, &current, &entries).await?;
-            if let Some(e) = self.evaluate(t, "validation", &next).await? {
+            if let Some(e) = self.evaluate(t, Split::Validation, &next).await? {
                 evaluations.push(e);
             }
             self.append(vec![Event::IterationFinished { iteration: t }]).await?;
@@ -314,7 +314,7 @@ impl Run {
             current = next;
         }
 
-        if let Some(e) = self.evaluate(plan.em_iterations(), "test", &current).await? {
+        if let Some(e) = self.evaluate(plan.em_iterations(), Split::Test, &current).await? {
             evaluations.push(e);
         }
         self.append(vec![Event::RunFinished { wall_ms: self.started.elapsed().as_millis() as u64 }]).await?;

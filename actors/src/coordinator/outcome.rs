@@ -1,7 +1,7 @@
 //! What a run returns: its [`RunOutcome`] (checkpoints, each D_t, every
 //! evaluation) or the [`RunError`] that stopped it.
 
-use events::Digest;
+use events::{Digest, Split};
 
 use crate::capability::{CheckpointRef, EvalSummary};
 use crate::filter::FilterError;
@@ -84,8 +84,8 @@ pub struct IterationOutcome {
 pub struct Evaluation {
     /// Iteration of the evaluated model (0 = after SFT).
     pub iteration: u32,
-    /// `validation` or `test`.
-    pub split: String,
+    /// The evaluated split (validation or test).
+    pub split: Split,
     /// Its scores and report.
     pub summary: EvalSummary,
 }

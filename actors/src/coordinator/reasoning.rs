@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use events::Event;
+use events::{Event, Stage};
 
 use super::{reasoning_sample, Run, RunError};
 use crate::capability::{Generate, PromptKind, SampleOutput, SampleRequest};
@@ -14,7 +14,7 @@ impl Run {
     /// this generator.
     pub(super) async fn reasoning(&mut self) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(0, "reasoning").await?;
+        let since = self.stage_started(0, Stage::Reasoning).await?;
         let requests: Vec<SampleRequest> = plan
             .train_ids
             .iter()
@@ -24,16 +24,14 @@ impl Run {
                 SampleRequest {
                     seed: sample.seed(plan.seed),
                     sample,
-                    temperature: plan.reasoning.temperature,
-                    top_p: plan.reasoning.top_p,
-                    max_new_tokens: plan.reasoning.max_new_tokens,
+                    sampling: plan.reasoning,
                     prompt: PromptKind::ReasoningGeneration,
                 }
             })
             .collect();
         let (generator, fault) = (Arc::clone(&self.caps.generator), self.fault.clone());
         self.fan_out(
-            "reasoning".into(),
+            Stage::Reasoning.to_string(),
             &requests,
             || start_pool::<dyn Generate>("generator", plan.sampler_workers, generator, fault, None).recipient(),
             |chunk| {
@@ -57,6 +55,6 @@ impl Run {
             },
         )
         .await?;
-        self.stage_finished(0, "reasoning", since).await
+        self.stage_finished(0, Stage::Reasoning, since).await
     }
 }

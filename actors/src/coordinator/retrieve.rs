@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use events::Event;
+use events::{Event, Stage};
 
 use super::{Run, RunError};
 use crate::capability::Retrieve;
@@ -14,7 +14,7 @@ impl Run {
     /// yet retrieved.
     pub(super) async fn retrieve(&mut self) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(0, "retrieve").await?;
+        let since = self.stage_started(0, Stage::Retrieve).await?;
         let mut seen = BTreeSet::new();
         let missing: Vec<String> = plan
             .train_ids
@@ -27,7 +27,7 @@ impl Run {
         let retriever = Arc::clone(&self.caps.retriever);
         let k = plan.k;
         self.fan_out(
-            "retrieve".into(),
+            Stage::Retrieve.to_string(),
             &missing,
             || start_pool::<dyn Retrieve>("retriever", 1, retriever, None, None).recipient(),
             |chunk| (chunk[0].clone(), RetrieveBatch { input_ids: chunk.to_vec(), k }),
@@ -46,6 +46,6 @@ impl Run {
             },
         )
         .await?;
-        self.stage_finished(0, "retrieve", since).await
+        self.stage_finished(0, Stage::Retrieve, since).await
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use events::{dataset_digest, DatasetEntry, Decision, Event, SampleId};
+use events::{dataset_digest, DatasetEntry, Decision, Event, SampleId, Stage};
 
 use super::{response_digest, Run, RunError};
 use crate::filter::{decide, FilterRule, Scored};
@@ -27,7 +27,7 @@ impl Run {
     /// seal D_t with its canonical digest.
     pub(super) async fn filter_and_seal(&mut self, t: u32, reward_name: &str) -> Result<(), RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(t, "filter").await?;
+        let since = self.stage_started(t, Stage::Filter).await?;
         let mut scored = Vec::new();
         for (id, sample) in self.state.samples_of(t) {
             let reward = self.state.rewards.get(&(id.clone(), reward_name.to_owned())).ok_or_else(|| {
@@ -68,7 +68,7 @@ impl Run {
         tracing::info!(iteration = t, kept = entries.len(), digest = %events::digest_hex(&digest), "D_t sealed");
         self.append(vec![Event::DatasetSealed { iteration: t, count: entries.len() as u64, digest }]).await?;
         self.flush().await?;
-        self.stage_finished(t, "filter", since).await
+        self.stage_finished(t, Stage::Filter, since).await
     }
 
     /// D_t as the log holds it, checked against its sealed digest; and the

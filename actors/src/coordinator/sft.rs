@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use events::Event;
+use events::{Event, Role, Stage};
 
 use super::{train_seed, Run, RunError};
 use crate::capability::{CheckpointRef, Train, TrainItem, TrainJob, TrainTarget};
@@ -11,11 +11,11 @@ use crate::log::Append;
 use crate::workers::{start_pool, TrainRun, Trained};
 
 /// The `CheckpointSaved` of a finished training job.
-pub(super) fn checkpoint_saved(iteration: u32, role: &str, trained: &Trained) -> Event {
+pub(super) fn checkpoint_saved(iteration: u32, role: Role, trained: &Trained) -> Event {
     Event::CheckpointSaved {
         iteration,
         step: trained.steps,
-        role: role.to_owned(),
+        role,
         hash: trained.checkpoint.hash,
         path: trained.checkpoint.path.clone(),
         validation_score: None,
@@ -35,10 +35,10 @@ impl Run {
     /// SFT from the base checkpoint: θ¹ (reused when already logged).
     pub(super) async fn sft(&mut self) -> Result<CheckpointRef, RunError> {
         let plan = Arc::clone(&self.plan);
-        let since = self.stage_started(0, "sft").await?;
-        if let Some(c) = self.state.checkpoints.get(&(0, "sft".to_owned())) {
+        let since = self.stage_started(0, Stage::Sft).await?;
+        if let Some(c) = self.state.checkpoints.get(&(0, Role::Sft)) {
             let c = c.checkpoint.clone();
-            self.stage_finished(0, "sft", since).await?;
+            self.stage_finished(0, Stage::Sft, since).await?;
             return Ok(c);
         }
         let mut data = Vec::with_capacity(plan.train_ids.len());
@@ -55,10 +55,10 @@ impl Run {
             data.push(TrainItem { input_id: id.clone(), prompt: plan.method.policy_prompt(), target, weight: 1.0 });
         }
         let job = TrainJob { iteration: 0, init: plan.base.clone(), data, seed: train_seed(plan.seed, 0) };
-        let trained = self.train("sft", job).await?;
-        self.append(vec![checkpoint_saved(0, "sft", &trained)]).await?;
+        let trained = self.train(Stage::Sft.as_str(), job).await?;
+        self.append(vec![checkpoint_saved(0, Role::Sft, &trained)]).await?;
         self.flush().await?;
-        self.stage_finished(0, "sft", since).await?;
+        self.stage_finished(0, Stage::Sft, since).await?;
         Ok(trained.checkpoint)
     }
 }

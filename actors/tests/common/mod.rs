@@ -300,7 +300,7 @@ impl Evaluate for Evaluator {
     fn evaluate(
         &mut self,
         checkpoint: &CheckpointRef,
-        split: &str,
+        split: events::Split,
         system: &str,
         _: PromptKind,
     ) -> Result<EvalSummary, CapabilityError> {

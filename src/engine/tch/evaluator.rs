@@ -31,19 +31,13 @@ impl Evaluate for TchEvaluator {
     fn evaluate(
         &mut self,
         checkpoint: &CheckpointRef,
-        split: &str,
+        split: Split,
         system: &str,
         prompt: PromptKind,
     ) -> Result<EvalSummary, CapabilityError> {
-        let split_v = match split {
-            "validation" | "val" => Split::Val,
-            "test" => Split::Test,
-            "train" => Split::Train,
-            other => return Err(CapabilityError::fatal(format!("unknown split {other:?}"))),
-        };
         let model = load_model(&self.ctx.checkpoint_path(checkpoint))?;
         let report =
-            evaluate_checkpoint(&self.ctx, &model, &checkpoint.hash, None, split_v, system, prompt, &self.judge_path)
+            evaluate_checkpoint(&self.ctx, &model, &checkpoint.hash, None, split, system, prompt, &self.judge_path)
                 .map_err(|e| retryable("evaluation", e))?;
         let dir = self.ctx.run_dir.join("reports");
         // Named by the checkpoint too: the same system is evaluated on the
@@ -92,13 +86,14 @@ pub fn evaluate_checkpoint(
         });
     }
     let items = crate::eval::subset(&items, cfg.max_per_task, ctx.config.seed);
-    anyhow::ensure!(!items.is_empty(), "split {} of {} has no examples", split.name(), ctx.config.data.display());
+    anyhow::ensure!(!items.is_empty(), "split {} of {} has no examples", split.file_stem(), ctx.config.data.display());
+    let sampling = cfg.sampling();
     let settings = crate::eval::EvalSettings {
         sampling: SamplingSettings {
-            temperature: f64::from(cfg.temperature),
-            top_p: f64::from(cfg.top_p),
+            temperature: f64::from(sampling.temperature),
+            top_p: f64::from(sampling.top_p),
             top_k: None,
-            max_new_tokens: cfg.max_new_tokens as usize,
+            max_new_tokens: sampling.max_new_tokens as usize,
             stop_tokens: model.tokenizer().eos_ids().to_vec(),
             stop_strings: ctx.config.sampling.stop_strings.clone(),
             separator: separator_stop(prompt),
@@ -117,7 +112,7 @@ pub fn evaluate_checkpoint(
         &items,
         &settings,
         system,
-        split.name(),
+        split.file_stem(),
         Some(&mut judge),
         Some(&meteor),
     )?;
@@ -126,11 +121,7 @@ pub fn evaluate_checkpoint(
     report.provenance = Some(crate::eval::Provenance {
         checkpoint: events::digest_hex(checkpoint),
         run_id: run_id.map(str::to_owned),
-        prompt: match prompt {
-            PromptKind::Plain => "plain".into(),
-            PromptKind::Reasoning => "reasoning".into(),
-            PromptKind::ReasoningGeneration => "reasoning-generation".into(),
-        },
+        prompt: prompt.as_str().into(),
         retriever: ctx.retriever_name.clone(),
         k: ctx.config.retrieval.k,
         max_input_tokens: ctx.config.train.max_input_tokens,
@@ -139,7 +130,7 @@ pub fn evaluate_checkpoint(
             judge_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
             &events::digest_hex(&judge_hash)[..16]
         ),
-        judge_rule: ctx.config.reward.rule.clone(),
+        judge_rule: ctx.config.reward.rule.as_str().to_owned(),
         max_per_task: cfg.max_per_task,
     });
     Ok(report)

@@ -66,12 +66,8 @@ impl actors::capability::Judge for TchJudge {
 /// The LLM judge on the model at `path`, with the run's rule and templates.
 pub(super) fn judge_model(ctx: &RunContext, path: &Path) -> anyhow::Result<crate::reward::Judge<LanguageModel>> {
     let model = LanguageModel::load(path, ::tch::Device::Cpu)?;
-    let rule = match ctx.config.reward.rule.as_str() {
-        "expected" => crate::reward::ScoreRule::Expected,
-        _ => crate::reward::ScoreRule::Argmax,
-    };
     let config = crate::reward::JudgeConfig {
-        rule,
+        rule: ctx.config.reward.rule,
         batch_size: ctx.config.reward.batch_size,
         template: crate::reward::judge::templates_judge(ctx.templates.clone()),
         ..Default::default()

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use actors::capability::{CapabilityError, CheckpointRef, Generate, PromptKind, SampleOutput, SampleRequest};
-use events::digest;
 
 use super::{load_model, retryable};
 use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
@@ -53,10 +52,10 @@ impl Generate for TchPolicy {
                 prompt_ids: ids.clone(),
                 seed: r.seed,
                 settings: SamplingSettings {
-                    temperature: f64::from(r.temperature),
-                    top_p: f64::from(r.top_p),
+                    temperature: f64::from(r.sampling.temperature),
+                    top_p: f64::from(r.sampling.top_p),
                     top_k: None,
-                    max_new_tokens: r.max_new_tokens as usize,
+                    max_new_tokens: r.sampling.max_new_tokens as usize,
                     stop_tokens: tok.eos_ids().to_vec(),
                     stop_strings: self.ctx.config.sampling.stop_strings.clone(),
                     separator: separator_stop(r.prompt),
@@ -80,7 +79,7 @@ impl Generate for TchPolicy {
                 };
                 SampleOutput {
                     sample: r.sample.clone(),
-                    prompt_digest: digest(text.as_bytes()),
+                    prompt_digest: events::prompt_digest(&text),
                     reasoning,
                     response,
                     raw: g.text.clone(),

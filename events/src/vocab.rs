@@ -1,0 +1,423 @@
+//! The shared vocabulary of a run: the names that cross crate boundaries
+//! (method, stage, split, checkpoint role, prompt kind, judge rule, where an
+//! M-step starts) as enums, and the sampling settings as one plain struct.
+//!
+//! Each name has one spelling, the kebab-case text the configuration, the
+//! CLI and the log's JSON export use; [`FromStr`] reads it back (plus the
+//! aliases a type documents) and refuses anything else naming the accepted
+//! spellings. In bincode a variant is its position: variants are only ever
+//! added at the end, like [`Event`](crate::Event)'s.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A name that is none of a vocabulary type's spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {got:?} (expected one of: {expected})")]
+pub struct UnknownName {
+    /// What was being named (`method`, `stage`, `split`, …).
+    pub what: &'static str,
+    /// The rejected text.
+    pub got: String,
+    /// The accepted spellings, comma-separated.
+    pub expected: &'static str,
+}
+
+/// Defines the common parts of a unit-variant vocabulary enum: `ALL`,
+/// `as_str`, `from_name` (the exact spelling), `Display` and comparison
+/// with text. `FromStr` comes from [`exact_from_str`] or, for a type with
+/// aliases, its own impl.
+macro_rules! vocabulary {
+    (
+        $ty:ident, $what:literal, $expected:literal;
+        $($variant:ident = $name:literal,)*
+    ) => {
+        impl $ty {
+            /// Every variant, in schema order.
+            pub const ALL: [$ty; [$($name),*].len()] = [$($ty::$variant),*];
+
+            /// The spelling used in configurations, on the command line and
+            /// in the log.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),* }
+            }
+
+            /// The variant whose [`as_str`](Self::as_str) is exactly `s`, if
+            /// any (no aliases: what old log records are read with).
+            pub fn from_name(s: &str) -> Option<$ty> {
+                match s {
+                    $($name => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// The error for text that names no variant.
+            pub(crate) fn unknown_name(s: &str) -> UnknownName {
+                UnknownName { what: $what, got: s.to_owned(), expected: $expected }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+/// `FromStr` through `from_name`, exact spellings only.
+macro_rules! exact_from_str {
+    ($($ty:ident),*) => {
+        $(
+            impl FromStr for $ty {
+                type Err = UnknownName;
+
+                fn from_str(s: &str) -> Result<Self, Self::Err> {
+                    $ty::from_name(s).ok_or_else(|| $ty::unknown_name(s))
+                }
+            }
+        )*
+    };
+}
+
+/// Which of the paper's four systems a run is (REST-PG §4, Table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Supervised fine-tuning on (x, y) with the retrieval-augmented prompt.
+    Sft,
+    /// SFT on (x, reasoning ⊕ y): D_reasoning only, no self-training.
+    SftReasoning,
+    /// ReST-EM (Singh et al. 2024): SFT on (x, y), then T rounds of
+    /// expectation-maximization without reasoning.
+    RestEm,
+    /// REST-PG: SFT on D_reasoning, then T rounds of reasoning-enhanced
+    /// self-training (Algorithm 1).
+    RestPg,
+}
+
+vocabulary! {
+    Method, "method", "sft, sft-reasoning, rest-em, rest-pg";
+    Sft = "sft",
+    SftReasoning = "sft-reasoning",
+    RestEm = "rest-em",
+    RestPg = "rest-pg",
+}
+
+impl Method {
+    /// Whether the method generates reasoning data and trains on
+    /// reasoning ⊕ y (and samples reasoning ⊕ response in the E-step).
+    pub fn uses_reasoning(self) -> bool {
+        matches!(self, Method::SftReasoning | Method::RestPg)
+    }
+
+    /// Whether the method runs the E-step/M-step loop after SFT.
+    pub fn self_trains(self) -> bool {
+        matches!(self, Method::RestEm | Method::RestPg)
+    }
+
+    /// The template the policy is trained, sampled and evaluated with.
+    pub fn policy_prompt(self) -> PromptKind {
+        if self.uses_reasoning() {
+            PromptKind::Reasoning
+        } else {
+            PromptKind::Plain
+        }
+    }
+}
+
+/// A stage of the pipeline, as `StageStarted` and `StageFinished` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Top-k profile items for every input (REST-PG §3 step 1).
+    Retrieve,
+    /// The generator summarizes each train user (D_reasoning, §3 step 2).
+    Reasoning,
+    /// Supervised fine-tuning: θ¹.
+    Sft,
+    /// Algorithm 1 line 5: m samples per train input from θ_t.
+    EStep,
+    /// Algorithm 1 line 7: a reward for each sample.
+    Judge,
+    /// Algorithm 1 lines 8–9: the filter, and the seal of D_t.
+    Filter,
+    /// Algorithm 1 line 11: reward-weighted training on D_t.
+    MStep,
+    /// Evaluation on the validation split.
+    EvalValidation,
+    /// Evaluation on the test split.
+    EvalTest,
+}
+
+vocabulary! {
+    Stage, "stage", "retrieve, reasoning, sft, e-step, judge, filter, m-step, eval-validation, eval-test";
+    Retrieve = "retrieve",
+    Reasoning = "reasoning",
+    Sft = "sft",
+    EStep = "e-step",
+    Judge = "judge",
+    Filter = "filter",
+    MStep = "m-step",
+    EvalValidation = "eval-validation",
+    EvalTest = "eval-test",
+}
+
+/// A data set split. Ordered `Train < Validation < Test`.
+///
+/// The log names the validation split `validation` (its spelling here);
+/// LongLaMP's files and our data sets call it `val` ([`Split::file_stem`]),
+/// and `val` and `dev` are read as aliases wherever a split is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Split {
+    /// Training examples.
+    Train,
+    /// Validation examples.
+    #[serde(alias = "val", alias = "dev")]
+    Validation,
+    /// Test examples.
+    Test,
+}
+
+vocabulary! {
+    Split, "split", "train, validation (or val, dev), test";
+    Train = "train",
+    Validation = "validation",
+    Test = "test",
+}
+
+impl Split {
+    /// The file-name stem of the split in a data set directory (and in its
+    /// digest and manifest): `train`, `val`, `test`.
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl FromStr for Split {
+    type Err = UnknownName;
+
+    /// Any spelling or alias (`val`, `dev`), ignoring case and surrounding
+    /// space.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "val" | "dev" => Ok(Split::Validation),
+            name => Split::from_name(name).ok_or_else(|| Split::unknown_name(s)),
+        }
+    }
+}
+
+/// What a checkpoint is, as `CheckpointSaved` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The pretrained model θ_0 the run starts from.
+    Base,
+    /// The SFT checkpoint θ¹.
+    Sft,
+    /// An M-step's checkpoint θ_{t+1}.
+    MStep,
+}
+
+vocabulary! {
+    Role, "checkpoint role", "base, sft, m-step";
+    Base = "base",
+    Sft = "sft",
+    MStep = "m-step",
+}
+
+/// Where each M-step starts (REST-PG §3.3; ReST-EM restarts from the base).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitMode {
+    /// Every M-step trains from the base checkpoint (the paper's default, as
+    /// in ReST-EM: "fine-tune the base model" at each M-step).
+    #[default]
+    Fresh,
+    /// The M-step of iteration t trains from θ_t, the checkpoint that
+    /// sampled D_t.
+    Continue,
+}
+
+vocabulary! {
+    InitMode, "init mode", "fresh, continue";
+    Fresh = "fresh",
+    Continue = "continue",
+}
+
+/// Which prompt template a generation or training example uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptKind {
+    /// Prompt 1: retrieval-augmented, response only (SFT, ReST-EM).
+    Plain,
+    /// Prompt 2: reasoning-enhanced; the model writes reasoning, the
+    /// separator, then the response (REST-PG).
+    Reasoning,
+    /// Prompt 3: the reasoning generator's prompt, which also shows the
+    /// expected output y.
+    ReasoningGeneration,
+}
+
+vocabulary! {
+    PromptKind, "prompt kind", "plain, reasoning, reasoning-generation";
+    Plain = "plain",
+    Reasoning = "reasoning",
+    ReasoningGeneration = "reasoning-generation",
+}
+
+/// How the judge's score distribution becomes a reward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreRule {
+    /// The most probable score ÷ 10 (the paper's rule; ties → lower score).
+    #[default]
+    Argmax,
+    /// Σ p(s)·s ÷ 10 (G-Eval).
+    Expected,
+}
+
+vocabulary! {
+    ScoreRule, "judge score rule", "argmax, expected";
+    Argmax = "argmax",
+    Expected = "expected",
+}
+
+impl ScoreRule {
+    /// Applies the rule to a distribution over the scores 0, 1, … (the
+    /// judge's 11 values for 0..=10).
+    pub fn apply(self, dist: &[f32]) -> f32 {
+        match self {
+            ScoreRule::Argmax => {
+                let mut best = 0;
+                for (i, p) in dist.iter().enumerate() {
+                    if *p > dist[best] {
+                        best = i;
+                    }
+                }
+                best as f32 / 10.0
+            }
+            ScoreRule::Expected => dist.iter().enumerate().map(|(s, p)| s as f32 * p).sum::<f32>() / 10.0,
+        }
+    }
+}
+
+exact_from_str!(Method, Stage, Role, InitMode, PromptKind, ScoreRule);
+
+/// The sampling settings of one kind of generation (E-step samples,
+/// reasoning data, evaluation), as plain data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Softmax temperature (γ in the paper; 0 means greedy).
+    pub temperature: f32,
+    /// Nucleus-sampling probability mass, in (0, 1].
+    pub top_p: f32,
+    /// Generation budget in tokens (paper: output ≤ 1,536 tokens).
+    pub max_new_tokens: u32,
+}
+
+impl Sampling {
+    /// Checks the ranges: a finite temperature ≥ 0, `top_p` in (0, 1], a
+    /// budget of at least one token.
+    ///
+    /// # Errors
+    /// What is out of range, as a sentence fragment (`top_p 0 must be in
+    /// (0, 1]`).
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(format!("temperature {} must be finite and ≥ 0", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p {} must be in (0, 1]", self.top_p));
+        }
+        if self.max_new_tokens == 0 {
+            return Err("max_new_tokens must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T>(all: &[T])
+    where
+        T: Copy + fmt::Debug + fmt::Display + PartialEq + FromStr<Err = UnknownName> + Serialize,
+    {
+        for &v in all {
+            let name = v.to_string();
+            assert_eq!(name.parse::<T>().unwrap(), v, "{name}");
+            // serde's kebab-case name is the same spelling
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::Value::String(name));
+        }
+    }
+
+    #[test]
+    fn every_name_round_trips_and_is_its_serde_name() {
+        round_trips(&Method::ALL);
+        round_trips(&Stage::ALL);
+        round_trips(&Split::ALL);
+        round_trips(&Role::ALL);
+        round_trips(&InitMode::ALL);
+        round_trips(&PromptKind::ALL);
+        round_trips(&ScoreRule::ALL);
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_naming_the_accepted_ones() {
+        let e = "reinforce".parse::<Method>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown method \"reinforce\" (expected one of: sft, sft-reasoning, rest-em, rest-pg)"
+        );
+        assert!("best".parse::<Role>().unwrap_err().to_string().contains("base, sft, m-step"));
+        assert!("mean".parse::<ScoreRule>().unwrap_err().to_string().contains("argmax, expected"));
+        assert!("eval".parse::<Stage>().unwrap_err().to_string().contains("eval-validation"));
+    }
+
+    #[test]
+    fn the_validation_split_reads_every_old_spelling() {
+        for s in ["validation", "val", "dev", " VAL ", "Validation"] {
+            assert_eq!(s.parse::<Split>().unwrap(), Split::Validation, "{s:?}");
+        }
+        assert_eq!(Split::Validation.as_str(), "validation");
+        assert_eq!(Split::Validation.file_stem(), "val");
+        assert!("holdout".parse::<Split>().unwrap_err().to_string().contains("validation"));
+    }
+
+    #[test]
+    fn the_score_rules() {
+        let d = [0.0, 0.1, 0.2, 0.0, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0, 0.0];
+        assert_eq!(ScoreRule::Argmax.apply(&d), 0.7);
+        assert!((ScoreRule::Expected.apply(&d) - (0.1 + 0.4 + 4.9) / 10.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sampling_ranges() {
+        let ok = Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 8 };
+        assert_eq!(ok.check(), Ok(()));
+        assert!(Sampling { top_p: 0.0, ..ok }.check().unwrap_err().contains("top_p"));
+        assert!(Sampling { temperature: f32::NAN, ..ok }.check().unwrap_err().contains("temperature"));
+        assert!(Sampling { max_new_tokens: 0, ..ok }.check().unwrap_err().contains("max_new_tokens"));
+    }
+}
