@@ -53,8 +53,74 @@ pub struct ModelSection {
     pub judge: Option<PathBuf>,
     /// The reasoning generator (paper: Gemma 7B).
     pub reasoning_generator: Option<PathBuf>,
-    /// libtorch intra-op threads per model (0 = libtorch's default).
+    /// Torch intra-op threads, set at the start of every command that runs
+    /// a model (see [`torch_threads`]); 0 = the cores available to the
+    /// process. At most [`MAX_THREADS`].
     pub threads: usize,
+}
+
+/// The environment variable that overrides `model.threads` (a whole number
+/// in `1..=MAX_THREADS`).
+pub const THREADS_ENV: &str = "RESTPG_THREADS";
+
+/// The largest thread count accepted from a flag, `model.threads` or
+/// [`THREADS_ENV`].
+pub const MAX_THREADS: usize = 1024;
+
+/// The cores this process may run on: `std::thread::available_parallelism`,
+/// which honours the CPU affinity mask and a cgroup CPU quota (torch's own
+/// default counts the machine's physical cores, too many in a container or
+/// on a shared machine); 1 when it cannot be found.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The torch intra-op thread count: `flag` (a command-line `--threads`)
+/// when given, else [`THREADS_ENV`] when set, else `configured`
+/// (`model.threads`) when not 0, else [`available_cores`].
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `--threads`, `RESTPG_THREADS` or
+/// `model.threads` when the value is 0 (flag and variable), not a whole
+/// number (variable) or above [`MAX_THREADS`].
+pub fn torch_threads(flag: Option<usize>, configured: usize) -> Result<usize, ConfigError> {
+    let in_range = |key: &str, n: usize| {
+        if (1..=MAX_THREADS).contains(&n) {
+            Ok(n)
+        } else {
+            Err(invalid(key, format!("must be in 1..={MAX_THREADS}, not {n}")))
+        }
+    };
+    if let Some(n) = flag {
+        return in_range("--threads", n);
+    }
+    if let Some(v) = std::env::var_os(THREADS_ENV) {
+        let v = v.to_string_lossy();
+        let n = v
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| invalid(THREADS_ENV, format!("must be a whole number in 1..={MAX_THREADS}, not `{v}`")))?;
+        return in_range(THREADS_ENV, n);
+    }
+    match configured {
+        0 => Ok(available_cores()),
+        n => in_range("model.threads", n),
+    }
+}
+
+/// Sets torch's intra-op threads to [`torch_threads`]`(flag, configured)`
+/// and returns the count. Every command that runs a model calls it before
+/// loading one: left alone, torch starts one OpenMP thread per physical
+/// core, and spinning threads that outnumber the free cores run 5–10×
+/// slower than one.
+///
+/// # Errors
+/// As [`torch_threads`].
+pub fn apply_torch_threads(flag: Option<usize>, configured: usize) -> Result<usize, ConfigError> {
+    let n = torch_threads(flag, configured)?;
+    tch::set_num_threads(n as i32);
+    tracing::debug!(threads = n, "torch intra-op threads");
+    Ok(n)
 }
 
 /// Retrieval settings (REST-PG §3.1).
@@ -406,6 +472,9 @@ impl RunConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.model.threads > MAX_THREADS {
+            return Err(invalid("model.threads", format!("must be at most {MAX_THREADS} (0 = the available cores)")));
+        }
         if self.data.as_os_str().is_empty() {
             return Err(invalid("data", "is missing: set it to a data set directory (see `restpg data build`)"));
         }
@@ -492,6 +561,30 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_default_to_the_available_cores_and_bad_values_name_their_key() {
+        // Given no flag and no RESTPG_THREADS (this test never sets it)
+        if std::env::var_os(THREADS_ENV).is_none() {
+            assert_eq!(torch_threads(None, 0).unwrap(), available_cores());
+            assert_eq!(torch_threads(None, 3).unwrap(), 3);
+            let err = torch_threads(None, MAX_THREADS + 1).unwrap_err();
+            assert!(err.to_string().contains("`model.threads`"), "{err}");
+        }
+        assert_eq!(torch_threads(Some(2), 7).unwrap(), 2, "the flag wins");
+        let err = torch_threads(Some(0), 0).unwrap_err();
+        assert!(err.to_string().contains("`--threads`"), "{err}");
+        assert!(available_cores() >= 1);
+        // A configuration with too many threads is refused by key; a negative
+        // one is a type error that toml names.
+        let cfg = RunConfig::from_toml("[model]\nthreads = 5000\n", Path::new("run.toml")).unwrap();
+        let err = cfg.validate().unwrap_err();
+        assert!(err.to_string().contains("`model.threads`"), "{err}");
+        let err = RunConfig::from_toml("[model]\nthreads = -1\n", Path::new("run.toml")).unwrap_err();
+        assert!(err.to_string().contains("threads"), "{err}");
+        let err = RunConfig::from_toml("[model]\nthread = 2\n", Path::new("run.toml")).unwrap_err();
+        assert!(err.to_string().contains("thread"), "{err}");
+    }
 
     #[test]
     fn a_retired_key_is_accepted_and_ignored() {

@@ -30,3 +30,49 @@ fn generate_and_import_agree() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("top_p"));
 }
+
+#[test]
+fn bench_generate_prints_one_json_object_per_sample_count() {
+    // Given a small text file and the real model (the default of --model)
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompt.txt");
+    std::fs::write(&file, "The quick brown fox jumps over the lazy dog.").unwrap();
+    let file = file.to_str().unwrap();
+    // When `restpg bench generate` runs at tiny settings
+    let out = restpg(&[
+        "bench",
+        "generate",
+        "--prompt-file",
+        file,
+        "--prompt-tokens",
+        "16",
+        "--new-tokens",
+        "4",
+        "--samples",
+        "1,2",
+        "--runs",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    // Then each line is one N's figures
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, n) in lines.iter().zip([1u64, 2]) {
+        assert_eq!(line["samples"], n);
+        assert_eq!(line["generated_tokens"], 4 * n, "stop tokens are disabled: {line}");
+        assert_eq!(line["prompt_tokens"], 16);
+        for key in ["prefill_tok_s", "decode_tok_s", "e2e_tok_s", "wall_s", "peak_rss_mib"] {
+            let v = line[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {line}"));
+            assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
+        }
+    }
+    // A bad flag is named before the model loads.
+    let bad = Command::new(env!("CARGO_BIN_EXE_restpg"))
+        .args(["bench", "generate", "--prompt-file", file, "--samples", "1,x"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--samples"));
+}

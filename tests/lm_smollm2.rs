@@ -3,7 +3,7 @@
 //! The model is loaded once per test binary and shared behind a `Mutex`
 //! (tests run on parallel threads; one f32 copy is ~540 MB).
 
-use restpg::lm::{FinishReason, GenerationRequest, LanguageModel, SamplingSettings};
+use restpg::lm::{FinishReason, GenerateOptions, GenerationRequest, LanguageModel, SamplingSettings};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use tch::{Device, Kind, Tensor};
 
@@ -203,6 +203,69 @@ fn seeded_sampling_is_independent_of_the_batch() {
         .map(|seed| m.generate(&[GenerationRequest { seed, ..target.clone() }]).unwrap().remove(0).token_ids)
         .collect();
     assert!(texts.len() > 1);
+}
+
+#[test]
+fn a_sample_is_the_same_alone_and_in_a_batch_that_shares_its_prompt() {
+    // Given two targets (greedy, and T = 0.7 with a seed) and a batch that
+    // holds each of them beside other prompts, duplicates of their own
+    // prompt with other seeds, and rows that stop early
+    let m = model();
+    let sampled =
+        SamplingSettings { temperature: 0.7, top_p: 0.9, top_k: None, max_new_tokens: 14, ..Default::default() };
+    let story = chat_ids(&m, "Tell me a story about a lighthouse keeper.");
+    let color = chat_ids(&m, "What color is the sky on a clear day?");
+    let targets = [
+        GenerationRequest { prompt_ids: story.clone(), seed: 7, settings: greedy(14) },
+        GenerationRequest { prompt_ids: story.clone(), seed: 77, settings: sampled.clone() },
+    ];
+    let alone: Vec<Vec<u32>> =
+        targets.iter().map(|t| m.generate(std::slice::from_ref(t)).unwrap().remove(0).token_ids).collect();
+    let short = SamplingSettings { max_new_tokens: 3, ..sampled.clone() };
+    let batch = vec![
+        GenerationRequest { prompt_ids: color.clone(), seed: 1, settings: sampled.clone() },
+        GenerationRequest { prompt_ids: story.clone(), seed: 2, settings: sampled.clone() },
+        targets[1].clone(),
+        GenerationRequest { prompt_ids: color.clone(), seed: 3, settings: short.clone() },
+        GenerationRequest { prompt_ids: chat_ids(&m, "Hi"), seed: 4, settings: short },
+        targets[0].clone(),
+        GenerationRequest { prompt_ids: story.clone(), seed: 5, settings: sampled.clone() },
+        GenerationRequest { prompt_ids: color, seed: 1, settings: sampled },
+    ];
+    // When the batch runs with prefix sharing and compaction
+    let (gens, stats) = m.generate_with(&batch, GenerateOptions::default()).unwrap();
+    // Then each target's tokens are those it got alone, in request order
+    assert_eq!(gens[5].token_ids, alone[0], "greedy: {:?}", gens[5].text);
+    assert_eq!(gens[2].token_ids, alone[1], "sampled: {:?}", gens[2].text);
+    // and the three distinct prompts were prefilled once each
+    assert_eq!(stats.prefills, 3);
+    // and identical (prompt, seed, settings) rows agree; other seeds differ
+    assert_eq!(gens[0].token_ids, gens[7].token_ids);
+    assert_ne!(gens[1].token_ids, gens[2].token_ids);
+    assert!(gens[3].token_ids.len() <= 3 && gens[4].token_ids.len() <= 3);
+    // and finished rows left the batch: fewer row-steps than rows × steps
+    assert!(stats.decode_row_steps < batch.len() * stats.decode_steps, "{stats:?}");
+    // and the generator without sharing or compaction gives the same texts
+    let old = GenerateOptions { share_prefixes: false, compact: false, ignore_stop_tokens: false };
+    let (gens_old, stats_old) = m.generate_with(&batch, old).unwrap();
+    assert_eq!(stats_old.prefills, batch.len());
+    for (a, b) in gens.iter().zip(&gens_old) {
+        assert_eq!(a.token_ids, b.token_ids);
+    }
+}
+
+#[test]
+fn ignoring_stop_tokens_runs_every_row_to_its_length() {
+    let m = model();
+    let req =
+        GenerationRequest { prompt_ids: chat_ids(&m, "What is the capital of France?"), seed: 0, settings: greedy(40) };
+    let stopped = m.generate(std::slice::from_ref(&req)).unwrap().remove(0);
+    assert_eq!(stopped.finish, FinishReason::StopToken, "{:?}", stopped.text);
+    let opts = GenerateOptions { ignore_stop_tokens: true, ..Default::default() };
+    let (g, stats) = m.generate_with(&[req.clone(), req], opts).unwrap();
+    assert!(g.iter().all(|g| g.token_ids.len() == 40 && g.finish == FinishReason::Length));
+    assert_eq!((stats.prefills, stats.generated_tokens), (1, 80));
+    assert!(g[0].token_ids.starts_with(&stopped.token_ids));
 }
 
 #[test]

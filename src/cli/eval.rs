@@ -218,6 +218,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         Some(_) => config.method.as_str().to_owned(),
         None => format!("{system:?}").to_lowercase(),
     });
+    crate::config::apply_torch_threads(None, config.model.threads)?;
     let device = tch::Device::cuda_if_available();
     let model =
         LanguageModel::load(&model_path, device).with_context(|| format!("loading model {}", model_path.display()))?;

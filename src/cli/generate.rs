@@ -39,9 +39,9 @@ pub struct GenerateArgs {
     /// Maximum number of new tokens.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
-    /// Torch intra-op threads (default: torch's choice).
+    /// Torch intra-op threads (default: RESTPG_THREADS, else the cores available to the process).
     #[arg(long)]
-    pub threads: Option<i32>,
+    pub threads: Option<usize>,
     /// Print token counts and speed to stderr.
     #[arg(long)]
     pub verbose: bool,
@@ -72,9 +72,7 @@ impl GenerateArgs {
 /// Bad settings, a model that fails to load, generation failures.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    if let Some(n) = args.threads {
-        tch::set_num_threads(n);
-    }
+    crate::config::apply_torch_threads(args.threads, 0)?;
     let t0 = std::time::Instant::now();
     let model = LanguageModel::load(&args.model, tch::Device::cuda_if_available())
         .with_context(|| format!("loading model {}", args.model.display()))?;

@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod audit;
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod generate;
@@ -64,6 +65,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// An iteration's D_t as JSONL {"prompt", "completion", "weight", ...} (TRL / OpenRLHF shape).
     Export(audit::ExportArgs),
+    /// Throughput benchmarks on the real model (`bench generate`: an E-step's N samples of one prompt).
+    Bench(bench::BenchArgs),
 }
 
 /// Whether to colour what goes to stderr: only when it is a terminal, and
@@ -116,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => audit::replay(&args).map(drop),
         Command::Audit(args) => audit::audit(args),
         Command::Export(args) => audit::export(args, &audit::Hooks::builtin()).map(drop),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
 pub use config::{Arch, ModelConfig};
-pub use generate::{FinishReason, Generation, GenerationRequest};
+pub use generate::{FinishReason, GenerateOptions, Generation, GenerationRequest, GenerationStats};
 pub use sampling::SamplingSettings;
 pub use tokenizer::ChatTokenizer;
 use transformer::Transformer;

@@ -19,6 +19,8 @@ use crate::lm::ChatTokenizer;
 
 fn context(run_dir: &Path, config_toml: &str) -> anyhow::Result<Arc<RunContext>> {
     let config = RunConfig::from_toml(config_toml, &run_dir.join("config.toml"))?;
+    // The run's thread setting (or RESTPG_THREADS), before any model runs.
+    crate::config::apply_torch_threads(None, config.model.threads)?;
     Ok(Arc::new(RunContext::build(config, run_dir)?))
 }
 

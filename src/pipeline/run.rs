@@ -109,13 +109,8 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     let policy = model_path(&config.model.policy)?;
     let judge_path = model_path(&config.model.judge)?;
     let generator_path = model_path(&config.model.reasoning_generator)?;
-    if let Ok(n) = std::env::var("RESTPG_THREADS") {
-        if let Ok(n) = n.parse::<i32>() {
-            tch::set_num_threads(n);
-        }
-    } else if config.model.threads > 0 {
-        tch::set_num_threads(config.model.threads as i32);
-    }
+    let threads = crate::config::apply_torch_threads(None, config.model.threads)?;
+    tracing::info!(threads, "torch intra-op threads");
 
     store::create_private_dir(run_dir.join("work")).with_context(|| format!("creating {}/work", run_dir.display()))?;
     let ctx = Arc::new(RunContext::build(config.clone(), run_dir)?);

@@ -95,6 +95,63 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Number of rows (the batch dimension of every layer's tensors).
+    pub fn rows(&self) -> i64 {
+        self.layers.first().map_or(0, |(k, _)| k.size()[0])
+    }
+
+    /// Copies the filled positions of `src`, a one-row cache, into rows
+    /// `rows` (i64 indices `[m]`) of this cache at positions `at .. at +
+    /// src.len()`: a prompt prefilled once serves the `m` rows that share
+    /// it. The length of this cache is left unchanged (see
+    /// [`KvCache::set_len`]).
+    ///
+    /// # Errors
+    /// `src` has more than one row or a different layer count, or the
+    /// positions do not fit this cache's capacity.
+    pub fn fill_rows(&mut self, rows: &Tensor, src: &KvCache, at: i64) -> Result<()> {
+        if src.rows() != 1 || src.layers.len() != self.layers.len() {
+            bail!("fill_rows: source cache has {} rows and {} layers", src.rows(), src.layers.len());
+        }
+        if at < 0 || at + src.len > self.capacity {
+            bail!("fill_rows: positions {at} + {} exceed capacity {}", src.len, self.capacity);
+        }
+        let m = rows.size1()?;
+        for ((dk, dv), (sk, sv)) in self.layers.iter_mut().zip(&src.layers) {
+            for (dst, s) in [(dk, sk), (dv, sv)] {
+                let (_, heads, _, dim) = s.size4()?;
+                let s = s.f_narrow(2, 0, src.len)?.f_expand([m, heads, src.len, dim], false)?;
+                let _ = dst.f_narrow(2, at, src.len)?.f_index_copy_(0, rows, &s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the first `len` positions as filled.
+    ///
+    /// # Errors
+    /// `len` above the capacity.
+    pub fn set_len(&mut self, len: i64) -> Result<()> {
+        if !(0..=self.capacity).contains(&len) {
+            bail!("set_len: {len} outside 0..={}", self.capacity);
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Keeps only rows `rows` (i64 indices `[n]`, in that order), dropping
+    /// the others: a batch whose finished rows leave it.
+    ///
+    /// # Errors
+    /// An index out of range.
+    pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        for (k, v) in &mut self.layers {
+            *k = k.f_index_select(0, rows)?;
+            *v = v.f_index_select(0, rows)?;
+        }
+        Ok(())
+    }
 }
 
 /// The decoder. See the module docs.

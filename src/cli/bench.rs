@@ -1,0 +1,401 @@
+//! `restpg bench`: throughput benchmarks of the engine on the real model
+//! (measurements, not tests; BENCHMARKS.md keeps their figures).
+//!
+//! `restpg bench generate` is the E-step's workload: N samples of one
+//! prompt of exactly `--prompt-tokens` tokens, `--new-tokens` new tokens
+//! each. The prompt is the file's text tokenized (no chat template, no
+//! special tokens) and repeated or truncated to length. Stop tokens are
+//! disabled ([`GenerateOptions::ignore_stop_tokens`]), so every sample
+//! generates exactly `--new-tokens` tokens and each N does the same work
+//! every run. Each N runs `--runs` times after one short warm-up; every
+//! figure is the median over the runs.
+//!
+//! The figures, per N:
+//! - `prefill_tok_s`: prompt tokens run through the prefill forwards per
+//!   second of prefill (one forward of the prompt with prefix sharing; N of
+//!   them in one padded batch without);
+//! - `decode_tok_s`: generated tokens per second of decoding (after the
+//!   prefill: forwards, LM head and sampling);
+//! - `e2e_tok_s`: generated tokens per second of the whole call;
+//! - `wall_s`: the whole call, seconds;
+//! - `peak_rss_mib`: the process's peak resident memory (`VmHWM` of
+//!   `/proc/self/status`, reset before each N through `clear_refs` where the
+//!   kernel allows it, so it is that N's peak), MiB.
+//!
+//! `--no-prefix-sharing` and `--no-compaction` run the generator as it was
+//! before those optimizations, for before/after figures from one build.
+//! The llama.cpp peer (`--peer`) is not built yet.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+
+use crate::lm::{GenerateOptions, GenerationRequest, LanguageModel, SamplingSettings};
+
+/// Arguments of `restpg bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub what: BenchCommand,
+}
+
+/// The benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// N samples of one prompt (an E-step): prefill, decode and end-to-end tokens/s, peak RSS.
+    Generate(GenerateBenchArgs),
+}
+
+/// Arguments of `restpg bench generate`.
+#[derive(Args, Debug, Clone)]
+pub struct GenerateBenchArgs {
+    /// A text file; its tokens, repeated or truncated, make the prompt.
+    #[arg(long)]
+    pub prompt_file: PathBuf,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 400)]
+    pub prompt_tokens: usize,
+    /// New tokens per sample (stop tokens are disabled, so exactly this many).
+    #[arg(long, default_value_t = 128)]
+    pub new_tokens: usize,
+    /// Comma-separated sample counts N, each run as one batch of N samples of the prompt.
+    #[arg(long, default_value = "1,8,32")]
+    pub samples: String,
+    /// Sampling temperature (> 0: each sample has its own seed).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    /// Nucleus mass in (0, 1].
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f64,
+    /// Torch intra-op threads (default: RESTPG_THREADS, else the cores available to the process).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A `.gguf` file or Hugging Face directory (default: the set-up's SmolLM2-135M-Instruct Q4_1).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Timed runs per N; figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// One JSON object per N on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Prefill every sample's prompt again, in one padded batch (the generator before prefix sharing).
+    #[arg(long)]
+    pub no_prefix_sharing: bool,
+    /// Keep finished rows in the batch (the generator before compaction).
+    #[arg(long)]
+    pub no_compaction: bool,
+}
+
+/// The validated settings of `restpg bench generate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateBench {
+    /// The sample counts, in the order given.
+    pub samples: Vec<usize>,
+    /// The sampling settings of every sample.
+    pub settings: SamplingSettings,
+    /// Timed runs per N.
+    pub runs: usize,
+    /// How the generator runs.
+    pub options: GenerateOptions,
+}
+
+impl GenerateBenchArgs {
+    /// Checks the flags.
+    ///
+    /// # Errors
+    /// A message naming the flag: a sample list that is empty or holds a
+    /// value that is not a positive whole number, zero prompt or new tokens
+    /// or runs, a temperature that is not positive, a `--top-p` outside
+    /// (0, 1].
+    pub fn resolve(&self) -> Result<GenerateBench> {
+        let samples = parse_samples(&self.samples)?;
+        if self.prompt_tokens == 0 {
+            bail!("--prompt-tokens must be at least 1");
+        }
+        if self.new_tokens == 0 {
+            bail!("--new-tokens must be at least 1");
+        }
+        if self.runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            bail!("--temperature must be finite and > 0 (samples differ by seed), not {}", self.temperature);
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            bail!("--top-p must be in (0, 1], not {}", self.top_p);
+        }
+        let settings = SamplingSettings {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: None,
+            max_new_tokens: self.new_tokens,
+            ..Default::default()
+        };
+        let options = GenerateOptions {
+            share_prefixes: !self.no_prefix_sharing,
+            compact: !self.no_compaction,
+            ignore_stop_tokens: true,
+        };
+        Ok(GenerateBench { samples, settings, runs: self.runs, options })
+    }
+}
+
+/// `"1,8,32"` → `[1, 8, 32]`.
+///
+/// # Errors
+/// An empty list, or an entry that is not a whole number ≥ 1, named.
+pub fn parse_samples(list: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        match part.parse::<usize>() {
+            Ok(n) if n >= 1 => out.push(n),
+            _ => bail!("--samples: `{part}` is not a whole number >= 1 (expected a list such as 1,8,32)"),
+        }
+    }
+    Ok(out)
+}
+
+/// A prompt of exactly `n` tokens: `text`'s tokens repeated until there
+/// are enough, then truncated.
+///
+/// # Errors
+/// Text without a single token.
+pub fn prompt_of_length(model: &LanguageModel, text: &str, n: usize) -> Result<Vec<u32>> {
+    let ids = model.tokenizer().encode(text)?;
+    if ids.is_empty() {
+        bail!("the prompt file has no tokens");
+    }
+    Ok(ids.iter().copied().cycle().take(n).collect())
+}
+
+/// The medians of one N.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateFigures {
+    /// N.
+    pub samples: usize,
+    /// Prompt tokens per second of prefill.
+    pub prefill_tok_s: f64,
+    /// Prefill seconds.
+    pub prefill_s: f64,
+    /// Generated tokens per second of decoding.
+    pub decode_tok_s: f64,
+    /// Generated tokens per second of the whole call.
+    pub e2e_tok_s: f64,
+    /// Tokens generated per run, over all samples.
+    pub generated_tokens: usize,
+    /// Seconds per call.
+    pub wall_s: f64,
+    /// Peak resident memory during this N's runs, MiB (NaN where
+    /// `/proc/self/status` cannot be read).
+    pub peak_rss_mib: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Peak resident set size (`VmHWM`) in MiB, NaN where unreadable.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets `VmHWM` to the current RSS (Linux `clear_refs` value 5); a
+/// kernel that refuses leaves the lifetime peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs the benchmark for each N of `bench` on `model` with `prompt`.
+///
+/// # Errors
+/// Generation failures.
+pub fn measure(model: &LanguageModel, prompt: &[u32], bench: &GenerateBench) -> Result<Vec<GenerateFigures>> {
+    let requests = |n: usize, settings: &SamplingSettings| -> Vec<GenerationRequest> {
+        (0..n as u64)
+            .map(|seed| GenerationRequest { prompt_ids: prompt.to_vec(), seed, settings: settings.clone() })
+            .collect()
+    };
+    // Warm-up: allocator pools, OpenMP threads, page-ins of the weights.
+    let warm = SamplingSettings { max_new_tokens: 2, ..bench.settings.clone() };
+    model.generate_with(&requests(1, &warm), bench.options)?;
+    let mut out = Vec::with_capacity(bench.samples.len());
+    for &n in &bench.samples {
+        let reqs = requests(n, &bench.settings);
+        reset_peak_rss();
+        let (mut prefill, mut prefill_s, mut decode, mut e2e, mut wall) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut generated = 0;
+        for _ in 0..bench.runs {
+            let t = Instant::now();
+            let (_, stats) = model.generate_with(&reqs, bench.options)?;
+            let w = t.elapsed().as_secs_f64();
+            generated = stats.generated_tokens;
+            prefill.push(stats.prefill_tokens as f64 / stats.prefill_s);
+            prefill_s.push(stats.prefill_s);
+            decode.push(stats.generated_tokens as f64 / stats.decode_s);
+            e2e.push(stats.generated_tokens as f64 / w);
+            wall.push(w);
+        }
+        out.push(GenerateFigures {
+            samples: n,
+            prefill_tok_s: median(prefill),
+            prefill_s: median(prefill_s),
+            decode_tok_s: median(decode),
+            e2e_tok_s: median(e2e),
+            generated_tokens: generated,
+            wall_s: median(wall),
+            peak_rss_mib: peak_rss_mib(),
+        });
+    }
+    Ok(out)
+}
+
+fn model_path(arg: &Option<PathBuf>) -> Result<PathBuf> {
+    match arg {
+        Some(p) => Ok(p.clone()),
+        None => crate::paths::require(crate::paths::smollm2_gguf()),
+    }
+}
+
+fn read_prompt_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading --prompt-file {}", path.display()))
+}
+
+/// Runs `restpg bench`.
+///
+/// # Errors
+/// Bad flags (named), an unreadable prompt file, a model that fails to
+/// load, generation failures.
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.what {
+        BenchCommand::Generate(a) => generate(&a),
+    }
+}
+
+fn generate(args: &GenerateBenchArgs) -> Result<()> {
+    let bench = args.resolve()?;
+    let text = read_prompt_file(&args.prompt_file)?;
+    let threads = crate::config::apply_torch_threads(args.threads, 0)?;
+    let path = model_path(&args.model)?;
+    let model = LanguageModel::load(&path, tch::Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    let prompt = prompt_of_length(&model, &text, args.prompt_tokens)?;
+    let figures = measure(&model, &prompt, &bench)?;
+    if args.json {
+        for f in &figures {
+            let line = serde_json::json!({
+                "samples": f.samples,
+                "prompt_tokens": args.prompt_tokens,
+                "new_tokens": args.new_tokens,
+                "threads": threads,
+                "runs": bench.runs,
+                "prefix_sharing": bench.options.share_prefixes,
+                "compaction": bench.options.compact,
+                "prefill_s": f.prefill_s,
+                "prefill_tok_s": f.prefill_tok_s,
+                "decode_tok_s": f.decode_tok_s,
+                "e2e_tok_s": f.e2e_tok_s,
+                "generated_tokens": f.generated_tokens,
+                "wall_s": f.wall_s,
+                "peak_rss_mib": f.peak_rss_mib,
+            });
+            println!("{line}");
+        }
+    } else {
+        println!(
+            "{} · prompt {} tokens · {} new tokens per sample · T {} · top-p {} · {threads} threads · median of {} runs{}{}",
+            path.display(),
+            args.prompt_tokens,
+            args.new_tokens,
+            args.temperature,
+            args.top_p,
+            bench.runs,
+            if bench.options.share_prefixes { "" } else { " · no prefix sharing" },
+            if bench.options.compact { "" } else { " · no compaction" },
+        );
+        println!(
+            "{:>7}  {:>13}  {:>9}  {:>12}  {:>9}  {:>9}  {:>8}  {:>12}",
+            "samples", "prefill tok/s", "prefill s", "decode tok/s", "e2e tok/s", "generated", "wall s", "peak RSS MiB"
+        );
+        for f in &figures {
+            println!(
+                "{:>7}  {:>13.1}  {:>9.3}  {:>12.1}  {:>9.1}  {:>9}  {:>8.2}  {:>12.0}",
+                f.samples,
+                f.prefill_tok_s,
+                f.prefill_s,
+                f.decode_tok_s,
+                f.e2e_tok_s,
+                f.generated_tokens,
+                f.wall_s,
+                f.peak_rss_mib
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> GenerateBenchArgs {
+        GenerateBenchArgs {
+            prompt_file: PathBuf::from("README.md"),
+            prompt_tokens: 400,
+            new_tokens: 128,
+            samples: "1,8,32".into(),
+            temperature: 0.7,
+            top_p: 0.9,
+            threads: None,
+            model: None,
+            runs: 3,
+            json: false,
+            no_prefix_sharing: false,
+            no_compaction: false,
+        }
+    }
+
+    #[test]
+    fn flags_resolve_and_bad_ones_are_named() {
+        let b = args().resolve().unwrap();
+        assert_eq!(b.samples, vec![1, 8, 32]);
+        assert!(b.options.ignore_stop_tokens && b.options.share_prefixes && b.options.compact);
+        assert_eq!(parse_samples(" 2, 4 ").unwrap(), vec![2, 4]);
+        for (bad, flag) in [
+            (GenerateBenchArgs { samples: "1,,8".into(), ..args() }, "--samples"),
+            (GenerateBenchArgs { samples: "0".into(), ..args() }, "--samples"),
+            (GenerateBenchArgs { samples: "eight".into(), ..args() }, "--samples"),
+            (GenerateBenchArgs { prompt_tokens: 0, ..args() }, "--prompt-tokens"),
+            (GenerateBenchArgs { new_tokens: 0, ..args() }, "--new-tokens"),
+            (GenerateBenchArgs { runs: 0, ..args() }, "--runs"),
+            (GenerateBenchArgs { temperature: 0.0, ..args() }, "--temperature"),
+            (GenerateBenchArgs { top_p: 1.5, ..args() }, "--top-p"),
+        ] {
+            let err = bad.resolve().unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
