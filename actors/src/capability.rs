@@ -2,8 +2,8 @@
 //!
 //! The actors crate knows nothing of tch, tokenizers or prompt templates. The
 //! root package implements these traits with the local tch policy, BM25 or
-//! dense retrieval, the LLM judge and the trainer; a remote
-//! OpenAI-compatible server can implement them the same way. Every trait is
+//! dense retrieval, the LLM judge and the trainer (its tch engine); another
+//! engine would implement the same traits. Every trait is
 //! synchronous and `Send` but not `Sync`: each worker thread builds its own
 //! instance from a [`Factory`], so one model is owned by one thread and never
 //! shared behind a lock.

@@ -6,7 +6,8 @@
 //! seal D_t, M-step (reward-weighted training), and evaluation. It knows
 //! nothing of tch, tokenizers or prompt templates: the machine-learning work
 //! is behind the capability traits of [`capability`], which the root package
-//! implements with its local models (or a remote OpenAI-compatible server).
+//! implements with its tch engine (`src/engine/tch`); any other engine
+//! implements the same traits.
 //!
 //! The main types:
 //!

@@ -19,7 +19,7 @@ use fs2::FileExt;
 
 /// What the holder of a log does with it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
+pub(crate) enum LockRole {
     /// An [`EventLog`](crate::EventLog): appends.
     Writer,
     /// A [`LogReader`](crate::LogReader) taking a private copy of the
@@ -27,11 +27,11 @@ pub(crate) enum Role {
     Reader,
 }
 
-impl Role {
+impl LockRole {
     fn as_str(self) -> &'static str {
         match self {
-            Role::Writer => "writer",
-            Role::Reader => "reader",
+            LockRole::Writer => "writer",
+            LockRole::Reader => "reader",
         }
     }
 }
@@ -55,13 +55,13 @@ impl LockHolder {
 
     /// Whether the holder appends.
     pub fn is_writer(&self) -> bool {
-        self.role == Role::Writer.as_str()
+        self.role == LockRole::Writer.as_str()
     }
 }
 
 impl fmt::Display for LockHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.pid == 0 && self.role == Role::Reader.as_str() {
+        if self.pid == 0 && self.role == LockRole::Reader.as_str() {
             return f.write_str("readers taking a copy of the log");
         }
         if self.pid == 0 {
@@ -91,14 +91,14 @@ pub(crate) fn lock_path(log_dir: &Path) -> PathBuf {
 /// Who holds the lock when only readers do: they take it shared, write
 /// nothing into the file, and say nothing more about themselves.
 fn readers() -> LockHolder {
-    LockHolder { pid: 0, role: Role::Reader.as_str().to_owned(), since: String::new() }
+    LockHolder { pid: 0, role: LockRole::Reader.as_str().to_owned(), since: String::new() }
 }
 
 impl OwnerLock {
     /// Takes the lock exclusively as a writer (creating the file `0600`
     /// and writing this process's pid, role and time into it), or says
     /// who holds it: a writer as its file says, or readers taking a copy.
-    pub fn try_acquire(log_dir: &Path, role: Role) -> std::io::Result<Result<OwnerLock, LockHolder>> {
+    pub fn try_acquire(log_dir: &Path, role: LockRole) -> std::io::Result<Result<OwnerLock, LockHolder>> {
         let path = lock_path(log_dir);
         let mut file =
             fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::keys;
-use crate::lock::{OwnerLock, Role};
+use crate::lock::{LockRole, OwnerLock};
 use crate::reader::Core;
 use crate::rundir::existing_log_dir;
 use crate::StoreError;
@@ -20,7 +20,7 @@ use crate::StoreError;
 /// when there is no record `seq`; sled errors.
 pub fn tamper_record(dir: impl AsRef<Path>, seq: u64, f: impl FnOnce(&mut Vec<u8>)) -> Result<(), StoreError> {
     let log_dir = existing_log_dir(dir.as_ref())?;
-    let lock = OwnerLock::try_acquire(&log_dir, Role::Writer)
+    let lock = OwnerLock::try_acquire(&log_dir, LockRole::Writer)
         .map_err(|e| StoreError::io(&log_dir, e))?
         .map_err(|holder| StoreError::Locked { dir: log_dir.clone(), holder })?;
     let core = Core::open(log_dir, lock)?;
@@ -39,7 +39,7 @@ pub fn tamper_record(dir: impl AsRef<Path>, seq: u64, f: impl FnOnce(&mut Vec<u8
 /// [`StoreError::Locked`] when it is open; sled errors.
 pub fn cut_records(dir: impl AsRef<Path>, from_seq: u64) -> Result<(), StoreError> {
     let log_dir = existing_log_dir(dir.as_ref())?;
-    let lock = OwnerLock::try_acquire(&log_dir, Role::Writer)
+    let lock = OwnerLock::try_acquire(&log_dir, LockRole::Writer)
         .map_err(|e| StoreError::io(&log_dir, e))?
         .map_err(|holder| StoreError::Locked { dir: log_dir.clone(), holder })?;
     let core = Core::open(log_dir, lock)?;

@@ -11,7 +11,7 @@ use events::{Digest, Envelope, Event, GENESIS_HASH};
 
 use crate::flushed::Flushed;
 use crate::keys;
-use crate::lock::{OwnerLock, Role};
+use crate::lock::{LockRole, OwnerLock};
 use crate::reader::{check_run, Core, LogReader, META_RUN_ID};
 use crate::remote::Server;
 use crate::rundir::{create_private_dir, existing_log_dir};
@@ -406,7 +406,7 @@ impl Drop for EventLog {
 fn writer_lock(log_dir: &Path) -> Result<OwnerLock, StoreError> {
     let deadline = Instant::now() + READER_PATIENCE;
     loop {
-        match OwnerLock::try_acquire(log_dir, Role::Writer).map_err(|e| StoreError::io(log_dir, e))? {
+        match OwnerLock::try_acquire(log_dir, LockRole::Writer).map_err(|e| StoreError::io(log_dir, e))? {
             Ok(lock) => return Ok(lock),
             Err(holder) if !holder.is_writer() && !holder.is_this_process() && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
