@@ -42,6 +42,18 @@ mod by_name {
     }
 }
 
+/// What writes the reasoning data (REST-PG §3 step 2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasoningGeneratorKind {
+    /// A language model (`model.reasoning_generator`, default the policy's
+    /// base model).
+    #[default]
+    Model,
+    /// Counts over the profile and y ([`crate::engine::profile_statistics`]).
+    ProfileStatistics,
+}
+
 /// Model files. Paths may be a GGUF file or a Hugging Face-layout directory;
 /// an empty value means the set-up's SmolLM2-135M-Instruct.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,6 +65,12 @@ pub struct ModelSection {
     pub judge: Option<PathBuf>,
     /// The reasoning generator (paper: Gemma 7B).
     pub reasoning_generator: Option<PathBuf>,
+    /// What writes the reasoning data: the model at `reasoning_generator`
+    /// (the paper's way, the default), or `profile-statistics`, a summary
+    /// from counts over the profile and y for machines whose only model is
+    /// too small to summarize a user
+    /// ([`crate::engine::profile_statistics`]).
+    pub reasoning_generator_kind: ReasoningGeneratorKind,
     /// Torch intra-op threads, set at the start of every command that runs
     /// a model (see [`torch_threads`]); 0 = the cores available to the
     /// process. At most [`MAX_THREADS`].
@@ -260,11 +278,24 @@ pub struct EvalSection {
     pub validation: bool,
     /// Evaluate on test after the last iteration.
     pub test: bool,
+    /// Also evaluate on test after SFT and after every iteration (not only
+    /// the last), so a results table can pair every checkpoint with θ¹ on
+    /// test. The paper reports test only for the final system (§4); off by
+    /// default.
+    pub test_every_iteration: bool,
 }
 
 impl Default for EvalSection {
     fn default() -> Self {
-        Self { temperature: 0.1, top_p: 0.95, max_per_task: 1024, max_new_tokens: 1536, validation: true, test: true }
+        Self {
+            temperature: 0.1,
+            top_p: 0.95,
+            max_per_task: 1024,
+            max_new_tokens: 1536,
+            validation: true,
+            test: true,
+            test_every_iteration: false,
+        }
     }
 }
 

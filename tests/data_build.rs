@@ -84,6 +84,27 @@ fn build_makes_one_example_per_user_with_latest_target() {
 }
 
 #[test]
+fn a_cap_on_training_users_keeps_every_validation_and_test_user() {
+    let docs = corpus(40, 4);
+    let all =
+        build_from_docs(&docs, Task::EmailCompletion, &BuildOptions { seed: 5, ..BuildOptions::default() }).unwrap();
+    let capped = build_from_docs(
+        &docs,
+        Task::EmailCompletion,
+        &BuildOptions { seed: 5, max_train_users: Some(7), ..BuildOptions::default() },
+    )
+    .unwrap();
+    assert_eq!(capped.split(Split::Train).len(), 7);
+    assert!(all.split(Split::Train).len() > 7);
+    for s in [Split::Validation, Split::Test] {
+        assert_eq!(capped.split(s), all.split(s), "{s:?} must keep all its users");
+    }
+    // The kept training users are a subset, chosen by the seed.
+    let ids = |d: &Dataset| d.split(Split::Train).iter().map(|e| e.id.clone()).collect::<BTreeSet<_>>();
+    assert!(ids(&capped).is_subset(&ids(&all)));
+}
+
+#[test]
 fn each_task_builds_its_input_shape() {
     let docs = corpus(4, 3);
     let opts = BuildOptions::default();

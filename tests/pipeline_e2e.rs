@@ -204,6 +204,42 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     let last = ckpts.last().expect("checkpoint");
     let out = run_ok(bin().args(["generate", "--max-new-tokens", "3", "--prompt", "Hello", "--model"]).arg(last));
     assert!(!out.trim().is_empty() || out.is_empty(), "generate ran");
+    // `write` uses the run's last checkpoint, retriever and template for a
+    // user given by a profile file, and prints reasoning and response apart.
+    let profile = tmp.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"[{"subject": "Razor timeouts", "text": "The razor servers time out again. I restarted spamd."},
+            {"subject": "Lunch", "text": "Pizza on Friday? I'll bring drinks."}]"#,
+    )
+    .unwrap();
+    let (out, stderr) = run_ok_with_stderr(
+        bin()
+            .args([
+                "write",
+                "--task",
+                "email-completion",
+                "--input",
+                "Finish this e-mail: \"The razor servers\"",
+                "--profile",
+            ])
+            .arg(&profile)
+            .arg("--run")
+            .arg(&a),
+    );
+    assert!(out.starts_with("## Reasoning\n") && out.contains("\n## Response\n"), "{out}");
+    assert!(stderr.contains(&last.display().to_string()), "writes with the run's last checkpoint: {stderr}");
+    // A profile item without the task's fields is refused, naming the field.
+    std::fs::write(&profile, r#"[{"subject": "no text"}]"#).unwrap();
+    let err = bin()
+        .args(["write", "--task", "email-completion", "--input", "x", "--profile"])
+        .arg(&profile)
+        .arg("--run")
+        .arg(&a)
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success() && msg.contains("profile[0].text"), "{msg}");
     let digest_a = sealed_digest(&ev, 1);
 
     // Replay rebuilds D_1 from the log alone, and regenerating two logged

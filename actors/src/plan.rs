@@ -58,6 +58,9 @@ pub struct Plan {
     pub val_ids: Vec<String>,
     /// Test input ids; empty skips the final test evaluation.
     pub test_ids: Vec<String>,
+    /// Evaluate on test after SFT and after every iteration, not only after
+    /// the last (when `test_ids` is not empty).
+    pub test_every_iteration: bool,
     /// Profile items retrieved per input (paper: k = 5).
     pub k: usize,
     /// Samples per train input in each E-step (paper: m = 32).
@@ -126,6 +129,7 @@ impl Plan {
             train_ids,
             val_ids: Vec::new(),
             test_ids: Vec::new(),
+            test_every_iteration: false,
             k: 5,
             m: 32,
             iterations: 3,

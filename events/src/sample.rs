@@ -118,20 +118,27 @@ pub enum FinishReason {
     /// The model generated a stop token (its end-of-turn or end-of-sequence
     /// id, or a configured stop id).
     StopToken,
-    /// The text reached a stop string or a repeated separator line and was
-    /// cut before it.
+    /// The text reached a configured stop string and was cut before it (in
+    /// records written before the `Separator` reason existed, also a
+    /// repeated separator line).
     StopString,
     /// `max_new_tokens` were generated without stopping.
     Length,
+    /// A second separator line began (the model opened another response
+    /// block) and the text was cut at its start: a format failure, not a
+    /// clean stop. Added after schema version 4 as the last variant, so
+    /// older records decode unchanged.
+    Separator,
 }
 
 impl FinishReason {
-    /// Short name: `stop-token`, `stop-string`, `length`.
+    /// Short name: `stop-token`, `stop-string`, `length`, `separator`.
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::StopToken => "stop-token",
             FinishReason::StopString => "stop-string",
             FinishReason::Length => "length",
+            FinishReason::Separator => "separator",
         }
     }
 }

@@ -63,6 +63,13 @@ pub enum DataCommand {
         /// Users per task at most (default: all eligible).
         #[arg(long)]
         users: Option<usize>,
+        /// Training users per task at most, chosen after the split
+        /// (default: all); validation and test keep all theirs.
+        #[arg(long)]
+        train_users: Option<usize>,
+        /// Fraction of users in validation (and, the same, in test).
+        #[arg(long, default_value_t = 0.15)]
+        eval_frac: f64,
         /// Seed of the user sample and split.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -128,9 +135,17 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             ds.save(&out)?;
             print_counts(&ds, &out);
         }
-        DataCommand::Demo { out, users, seed, max_words, force } => {
+        DataCommand::Demo { out, users, train_users, eval_frac, seed, max_words, force } => {
             refuse_to_overwrite(&out, force)?;
-            let opts = DemoOptions { users, seed, max_words, ..DemoOptions::default() };
+            let opts = DemoOptions {
+                users,
+                train_users,
+                seed,
+                max_words,
+                val_frac: eval_frac,
+                test_frac: eval_frac,
+                ..DemoOptions::default()
+            };
             let stats = data::build_demo_dataset(&out, &opts)?;
             println!("demo data set written to {}", out.display());
             print!("{stats}");

@@ -14,6 +14,7 @@ pub mod log;
 pub mod model;
 pub mod run;
 pub mod score;
+pub mod write;
 
 /// Log output format.
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -55,6 +56,8 @@ pub enum Command {
     Data(data::DataArgs),
     /// One chat turn with a model (GGUF or Hugging Face directory), printed to stdout.
     Generate(generate::GenerateArgs),
+    /// Write for one user with a trained run's policy: retrieve from the given profile, print reasoning and response.
+    Write(write::WriteArgs),
     /// Import a GGUF into a Hugging Face directory; show a model's configuration.
     Model(model::ModelArgs),
     /// Verify, export or tail a run's event log.
@@ -114,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => eval::run_compare(args),
         Command::Data(args) => data::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Write(args) => write::run(args),
         Command::Model(args) => model::run(args),
         Command::Log(args) => log::run(args),
         Command::Replay(args) => audit::replay(&args).map(drop),

@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 
 use crate::config::RunConfig;
-use crate::pipeline::{self, RunOptions, RunSummary};
+use crate::pipeline::{self, RunOptions};
 
 /// Arguments of `restpg train`.
 #[derive(Args, Debug)]
@@ -36,9 +36,14 @@ pub struct DemoArgs {
     /// Where to write the demo data set and run (default: `runs/demo`).
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// Users per task in the demo data set.
-    #[arg(long, default_value_t = 12)]
-    pub users: usize,
+    /// Users per task in the demo data set (default: every eligible user,
+    /// about 107 e-mail senders and 26 essay authors).
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// Training users per task (the E-step samples for each); validation and
+    /// test keep all their users, 20% each.
+    #[arg(long, default_value_t = DEMO_TRAIN_USERS)]
+    pub train_users: usize,
     /// Run seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -85,7 +90,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             &RunOptions { run_dir, resume: false, progress: !args.quiet && super::stderr_is_terminal(), fault },
         )?
     };
-    print!("{}", results_table(&summary));
+    print!("{}", crate::pipeline::results::results_text(&summary));
     Ok(())
 }
 
@@ -93,6 +98,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 /// REST-PG on the real demo data with SmolLM2-135M as policy, judge and
 /// reasoning generator, T = 1, m = 4, a few training steps.
 pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");
+
+/// Training users per task of the demo: enough for SFT to teach the
+/// format, few enough for two E-steps on 2 cores.
+pub const DEMO_TRAIN_USERS: usize = 16;
 
 /// Runs `restpg demo`.
 ///
@@ -110,8 +119,15 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let data_dir = args.out.join("data");
     // Targets and profile items are cut to 80 words so that a prompt with
     // k = 2 items fits the demo's 384-token input budget.
-    let opts =
-        crate::data::DemoOptions { users: Some(args.users), seed: args.seed, max_words: 80, ..Default::default() };
+    let opts = crate::data::DemoOptions {
+        users: args.users,
+        train_users: Some(args.train_users),
+        seed: args.seed,
+        val_frac: 0.2,
+        test_frac: 0.2,
+        max_words: 80,
+        ..Default::default()
+    };
     let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
     eprintln!("demo data set: {}", data_dir.display());
     eprint!("{stats}");
@@ -128,7 +144,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             fault: None,
         },
     )?;
-    print!("{}", results_table(&summary));
+    print!("{}", crate::pipeline::results::results_text(&summary));
     println!("event log: {}", store::RunDir::new(&run_dir).log().display());
     println!("reports:   {}", run_dir.join("reports").display());
     println!("audit it:  restpg audit {} --iteration 1", run_dir.display());
@@ -142,53 +158,4 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     print!("{}", pipeline::status(&args.run_dir)?);
     Ok(())
-}
-
-/// The results table: one row per evaluation (system, split, iteration), one
-/// column per score, as Markdown; then each D_t's size and digest.
-pub fn results_table(summary: &RunSummary) -> String {
-    let mut cols: Vec<String> = Vec::new();
-    for e in &summary.outcome.evaluations {
-        for (k, _) in &e.summary.scores {
-            if !cols.contains(k) {
-                cols.push(k.clone());
-            }
-        }
-    }
-    let mut out =
-        format!("\nrun {} finished in {:.1} s\n\n| system | split | iteration |", summary.run_id, summary.wall_s);
-    for c in &cols {
-        out.push_str(&format!(" {c} |"));
-    }
-    out.push_str("\n|---|---|---|");
-    out.push_str(&"---|".repeat(cols.len()));
-    out.push('\n');
-    for e in &summary.outcome.evaluations {
-        // The SFT checkpoint θ¹ is the SFT (or SFT + reasoning) baseline;
-        // later ones are the self-trained system after iteration t.
-        let system = match (e.iteration, summary.method.uses_reasoning()) {
-            (0, true) => actors::Method::SftReasoning.to_string(),
-            (0, false) => actors::Method::Sft.to_string(),
-            (t, _) => format!("{} (t={t})", summary.method.as_str()),
-        };
-        out.push_str(&format!("| {system} | {} | {} |", e.split, e.iteration));
-        for c in &cols {
-            match e.summary.scores.iter().find(|(k, _)| k == c) {
-                Some((_, v)) => out.push_str(&format!(" {v:.4} |")),
-                None => out.push_str(" – |"),
-            }
-        }
-        out.push('\n');
-    }
-    for it in &summary.outcome.iterations {
-        out.push_str(&format!(
-            "\nD_{}: {} of {} samples kept (R ≥ τ), digest {}",
-            it.iteration,
-            it.kept,
-            it.samples,
-            events::digest_hex(&it.digest)
-        ));
-    }
-    out.push('\n');
-    out
 }

@@ -85,6 +85,11 @@ pub struct BuildOptions {
     pub min_docs: usize,
     /// Keep at most this many users (chosen by the seeded hash order).
     pub max_users: Option<usize>,
+    /// After the split, keep at most this many *training* users (chosen by
+    /// another seeded hash order); validation and test keep all theirs. A
+    /// small machine can then self-train on a few users and still evaluate
+    /// on many.
+    pub max_train_users: Option<usize>,
     /// Targets and profile texts are cut to at most this many words (at a
     /// sentence end when one lies in the last third), to keep sequences sane
     /// for a 135M model on CPU.
@@ -104,6 +109,7 @@ impl Default for BuildOptions {
             test_frac: 0.15,
             min_docs: 3,
             max_users: None,
+            max_train_users: None,
             max_words: 300,
             max_profile: 32,
             opening_words: 30,
@@ -188,7 +194,16 @@ pub fn build_from_docs(docs: &[AuthorDoc], task: Task, opts: &BuildOptions) -> a
         users.truncate(max);
         users.sort();
     }
-    let splits = split_users(&users, opts.seed, opts.val_frac, opts.test_frac);
+    let mut splits = split_users(&users, opts.seed, opts.val_frac, opts.test_frac);
+    if let Some(max) = opts.max_train_users {
+        let mut train: Vec<String> =
+            splits.iter().filter(|(_, s)| **s == Split::Train).map(|(u, _)| u.clone()).collect();
+        train.sort_by_key(|u| *user_rank(u, opts.seed ^ 0x7ea1_7a1e).as_bytes());
+        for dropped in train.iter().skip(max) {
+            splits.remove(dropped);
+        }
+        users.retain(|u| splits.contains_key(u));
+    }
     let mut examples: BTreeMap<Split, Vec<Example>> = BTreeMap::new();
     for user in &users {
         let mut user_docs = by_user.get(user.as_str()).cloned().unwrap_or_default();

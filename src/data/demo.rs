@@ -44,6 +44,9 @@ pub struct DemoOptions {
     /// Users per task at most (`None`: every eligible user; the corpora give
     /// about 90 e-mail senders and 26 essay authors).
     pub users: Option<usize>,
+    /// Training users per task at most, chosen after the split
+    /// ([`BuildOptions::max_train_users`]; `None`: all).
+    pub train_users: Option<usize>,
     /// Seed of the user sample and split.
     pub seed: u64,
     /// Fraction of users in val.
@@ -66,6 +69,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             users: None,
+            train_users: None,
             seed: 0,
             val_frac: 0.15,
             test_frac: 0.15,
@@ -405,6 +409,7 @@ pub fn build_demo(out: &Path, opts: &DemoOptions) -> anyhow::Result<Dataset> {
         val_frac: opts.val_frac,
         test_frac: opts.test_frac,
         max_users: opts.users,
+        max_train_users: opts.train_users,
         max_words: opts.max_words,
         ..BuildOptions::default()
     };

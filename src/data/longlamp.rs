@@ -312,9 +312,14 @@ impl Ctx<'_> {
     }
 }
 
-/// Validates one record and builds the example. `default_id` is used when
-/// the record has no `id`.
-pub(crate) fn record_to_example(
+/// Validates one LongLaMP record (`input`, `output`, `profile`, optional
+/// `id` and user id) and builds the example. `default_id` is used when the
+/// record has no `id`; `path` and `at` name the record in errors.
+///
+/// # Errors
+/// A missing or mistyped field, an empty profile, or a duplicate profile
+/// item id, naming `path`, `at` and the field (`profile[i].text`).
+pub fn record_to_example(
     v: &Value,
     task: Task,
     path: &Path,

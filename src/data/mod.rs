@@ -63,7 +63,9 @@ pub use dataset::Dataset;
 pub use demo::{build_demo, build_demo_dataset, DemoOptions};
 pub use error::{DataError, Location};
 pub use example::{validate_example, Example, ProfileItem};
-pub use longlamp::{load_longlamp, load_longlamp_with, parse_longlamp_with, LoadOptions, LoadReport, SkippedRecord};
+pub use longlamp::{
+    load_longlamp, load_longlamp_with, parse_longlamp_with, record_to_example, LoadOptions, LoadReport, SkippedRecord,
+};
 pub use manifest::{Manifest, MANIFEST_FILE};
 pub use split::Split;
 pub use stats::{dataset_stats, DatasetStats, LengthStats, TaskStats};

@@ -12,7 +12,12 @@
 //!   model per worker thread: sampling and reasoning generation, the LLM
 //!   judge, SFT and the M-step, and evaluation.
 //!
+//! - [`profile_statistics`]: a reasoning generator without a model, from
+//!   counts over the profile and y, for machines whose only model is too
+//!   small to summarize a user.
+//!
 //! Another backend (for instance one that calls a remote inference server)
 //! would be a sibling module implementing the same traits; none exists yet.
 
+pub mod profile_statistics;
 pub mod tch;

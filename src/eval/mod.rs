@@ -12,12 +12,14 @@
 //! them by id. Reports serialise to JSON and render as Markdown; [`report`]
 //! writes them.
 
+pub mod format;
 pub mod plots;
 pub mod report;
+pub mod table;
 pub mod ttest;
 
 use crate::data::Task;
-use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
+use crate::lm::{FinishReason, GenerationRequest, LanguageModel, SamplingSettings};
 use crate::reward::meteor::Meteor;
 use crate::reward::{lexical_value, response_of, Metric, Reward, RewardInput};
 use anyhow::{bail, ensure, Context, Result};
@@ -80,11 +82,24 @@ pub trait TextGenerator {
     /// # Errors
     /// Model failures.
     fn generate_texts(&mut self, reqs: &[GenerationRequest]) -> Result<Vec<String>>;
+
+    /// One text per request with why it ended, in order; the default calls
+    /// [`TextGenerator::generate_texts`] and reports no reason.
+    ///
+    /// # Errors
+    /// Model failures.
+    fn generate_finished(&mut self, reqs: &[GenerationRequest]) -> Result<Vec<(String, Option<FinishReason>)>> {
+        Ok(self.generate_texts(reqs)?.into_iter().map(|t| (t, None)).collect())
+    }
 }
 
 impl TextGenerator for &LanguageModel {
     fn generate_texts(&mut self, reqs: &[GenerationRequest]) -> Result<Vec<String>> {
         Ok(self.generate(reqs)?.into_iter().map(|g| g.text).collect())
+    }
+
+    fn generate_finished(&mut self, reqs: &[GenerationRequest]) -> Result<Vec<(String, Option<FinishReason>)>> {
+        Ok(self.generate(reqs)?.into_iter().map(|g| (g.text, Some(g.finish))).collect())
     }
 }
 
@@ -136,6 +151,10 @@ pub struct ExampleScore {
     pub scores: BTreeMap<Metric, f64>,
     /// The judge's distribution over scores 0..=10, when judged.
     pub judge_distribution: Option<Vec<f32>>,
+    /// Why the generation ended (`None` in reports written before it was
+    /// recorded, or from a generator that does not say).
+    #[serde(default)]
+    pub finish: Option<FinishReason>,
 }
 
 /// Means of one task.
@@ -168,6 +187,11 @@ pub struct EvalReport {
     /// depend on (absent in reports written before it was recorded).
     #[serde(default)]
     pub provenance: Option<Provenance>,
+    /// How many generations follow the template's format
+    /// ([`format::FormatRates`]; absent when the generator did not report
+    /// why its generations ended, and in older reports).
+    #[serde(default)]
+    pub format: Option<format::FormatRates>,
 }
 
 /// What an evaluation's numbers depend on besides its sampling settings:
@@ -278,12 +302,26 @@ pub fn score_generations(
             empty_response: response.is_none(),
             scores,
             judge_distribution: dist,
+            finish: None,
         });
     }
     Ok(out)
 }
 
-/// Builds the per-task means and the macro average from example scores.
+/// The format rates of `examples` (generations of a prompt with a reasoning
+/// part when `reasoning`), or `None` when any example lacks its finish
+/// reason.
+pub fn format_rates(examples: &[ExampleScore], reasoning: bool) -> Option<format::FormatRates> {
+    let mut rates = format::FormatRates::new(reasoning);
+    for ex in examples {
+        let finish = ex.finish?;
+        rates.add(format::FormatCheck::of_generation(&ex.generated, finish), finish);
+    }
+    Some(rates)
+}
+
+/// Builds the per-task means, the macro average and the format rates from
+/// example scores.
 pub fn summarize(system: &str, split: &str, settings: EvalSettings, examples: Vec<ExampleScore>) -> EvalReport {
     let mut per_task: BTreeMap<String, TaskScores> = BTreeMap::new();
     for ex in &examples {
@@ -310,6 +348,7 @@ pub fn summarize(system: &str, split: &str, settings: EvalSettings, examples: Ve
             macro_average.insert(*m, vals.iter().sum::<f64>() / vals.len() as f64);
         }
     }
+    let format = format_rates(&examples, settings.sampling.separator.is_some());
     EvalReport {
         system: system.to_string(),
         split: split.to_string(),
@@ -318,6 +357,7 @@ pub fn summarize(system: &str, split: &str, settings: EvalSettings, examples: Ve
         macro_average,
         examples,
         provenance: None,
+        format,
     }
 }
 
@@ -350,14 +390,18 @@ pub fn evaluate(
                 settings: settings.sampling.clone(),
             })
             .collect();
-        let texts = generator.generate_texts(&reqs)?;
+        let texts = generator.generate_finished(&reqs)?;
         ensure!(texts.len() == chunk.len(), "generator returned {} texts for {} prompts", texts.len(), chunk.len());
         generated.extend(texts);
         tracing::info!(done = generated.len(), total = items.len(), "eval generation");
     }
     let metrics: Vec<Metric> =
         settings.metrics.iter().copied().filter(|m| *m != Metric::Judge || judge.is_some()).collect();
-    let examples = score_generations(items, &generated, &metrics, judge, meteor)?;
+    let (texts, finishes): (Vec<String>, Vec<Option<FinishReason>>) = generated.into_iter().unzip();
+    let mut examples = score_generations(items, &texts, &metrics, judge, meteor)?;
+    for (ex, finish) in examples.iter_mut().zip(finishes) {
+        ex.finish = finish;
+    }
     let mut s = settings.clone();
     s.metrics = metrics;
     Ok(summarize(system, split, s, examples))
@@ -395,6 +439,9 @@ impl EvalReport {
             self.settings.sampling.max_new_tokens,
             self.settings.seed
         ));
+        if let Some(f) = &self.format {
+            s.push_str(&format!("Format: {}.\n", f.summary()));
+        }
         s
     }
 }

@@ -291,15 +291,13 @@ impl LanguageModel {
                     } else {
                         out[r].push(tok);
                         let st = &reqs[r].settings;
-                        if (!st.stop_strings.is_empty() || st.separator.is_some())
-                            && stop_offset(
-                                &self.tokenizer().decode(&out[r])?,
-                                &st.stop_strings,
-                                st.separator.as_deref(),
-                            )
-                            .is_some()
-                        {
-                            finish[r] = Some(FinishReason::StopString);
+                        let cut = if !st.stop_strings.is_empty() || st.separator.is_some() {
+                            stop_offset(&self.tokenizer().decode(&out[r])?, &st.stop_strings, st.separator.as_deref())
+                        } else {
+                            None
+                        };
+                        if let Some((_, rule)) = cut {
+                            finish[r] = Some(rule.finish_reason());
                         } else if out[r].len() >= st.max_new_tokens {
                             finish[r] = Some(FinishReason::Length);
                         }
@@ -333,9 +331,9 @@ impl LanguageModel {
         let mut gens = Vec::with_capacity(b);
         for (r, ids) in out.into_iter().enumerate() {
             let mut text = self.tokenizer().decode(&ids)?;
-            if finish[r] == Some(FinishReason::StopString) {
+            if matches!(finish[r], Some(FinishReason::StopString | FinishReason::Separator)) {
                 let st = &reqs[r].settings;
-                if let Some(cut) = stop_offset(&text, &st.stop_strings, st.separator.as_deref()) {
+                if let Some((cut, _)) = stop_offset(&text, &st.stop_strings, st.separator.as_deref()) {
                     text.truncate(cut);
                 }
             }

@@ -43,15 +43,37 @@ pub fn separator_lines(text: &str, separator: &str) -> Vec<SeparatorLine> {
     out
 }
 
-/// Where a generation stops, as a byte offset into `text` to cut at: the
-/// first occurrence of any of `stop_strings`, or the start of the second
-/// separator line, whichever comes first. `None` when neither occurs.
-pub fn stop_offset(text: &str, stop_strings: &[String], separator: Option<&str>) -> Option<usize> {
+/// Which rule ended a generation at a stop offset ([`stop_offset`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StopRule {
+    /// One of the configured stop strings.
+    StopString,
+    /// A second separator line: the model began another response block.
+    Separator,
+}
+
+impl StopRule {
+    /// The finish reason a generation cut by this rule logs.
+    pub fn finish_reason(self) -> events::FinishReason {
+        match self {
+            StopRule::StopString => events::FinishReason::StopString,
+            StopRule::Separator => events::FinishReason::Separator,
+        }
+    }
+}
+
+/// Where a generation stops, as a byte offset into `text` to cut at, and the
+/// rule that put it there: the first occurrence of any of `stop_strings`, or
+/// the start of the second separator line, whichever comes first (a stop
+/// string wins a tie). `None` when neither occurs.
+pub fn stop_offset(text: &str, stop_strings: &[String], separator: Option<&str>) -> Option<(usize, StopRule)> {
     let by_string = stop_strings.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min();
     let by_separator = separator.and_then(|sep| separator_lines(text, sep).get(1).map(|l| l.line_start));
     match (by_string, by_separator) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+        (Some(a), Some(b)) if b < a => Some((b, StopRule::Separator)),
+        (Some(a), _) => Some((a, StopRule::StopString)),
+        (None, Some(b)) => Some((b, StopRule::Separator)),
+        (None, None) => None,
     }
 }
 
@@ -65,17 +87,17 @@ mod tests {
         let one = "She writes tersely.\n\n### Response:\nHi Bob,\nsee you.";
         assert_eq!(stop_offset(one, &[], sep), None);
         let two = format!("{one}\n### Response:\n### Response:");
-        assert_eq!(stop_offset(&two, &[], sep), Some(one.len() + 1));
+        assert_eq!(stop_offset(&two, &[], sep), Some((one.len() + 1, StopRule::Separator)));
         // case and leading blanks as parse_output reads them
         let loose = "r\n### Response\nhello\n   ### RESPONSE: again";
-        assert_eq!(stop_offset(loose, &[], sep), Some("r\n### Response\nhello\n".len()));
+        assert_eq!(stop_offset(loose, &[], sep), Some(("r\n### Response\nhello\n".len(), StopRule::Separator)));
     }
 
     #[test]
     fn stop_strings_cut_at_their_first_occurrence() {
         let stops = vec!["<|user|>".to_string(), "\n\n\n".to_string()];
-        assert_eq!(stop_offset("abc<|user|>d\n\n\n", &stops, None), Some(3));
-        assert_eq!(stop_offset("ab\n\n\nc<|user|>", &stops, None), Some(2));
+        assert_eq!(stop_offset("abc<|user|>d\n\n\n", &stops, None), Some((3, StopRule::StopString)));
+        assert_eq!(stop_offset("ab\n\n\nc<|user|>", &stops, None), Some((2, StopRule::StopString)));
         assert_eq!(stop_offset("abc", &stops, None), None);
     }
 

@@ -53,16 +53,7 @@ impl RunContext {
             }
         }
         let k = config.retrieval.k;
-        let mut retriever: Box<dyn Retriever> = match config.retrieval.retriever.as_str() {
-            "dense" => {
-                let dir = match &config.retrieval.encoder {
-                    Some(d) => d.clone(),
-                    None => crate::paths::require(crate::paths::minilm_dir())?,
-                };
-                Box::new(retrieve::DenseRetriever::load(&dir, retrieve::DenseOptions::default())?)
-            }
-            _ => Box::new(retrieve::Bm25::new(retrieve::Bm25Params::default())),
-        };
+        let mut retriever = build_retriever(&config)?;
         let retriever_name = retriever.name();
         let mut retrievals = BTreeMap::new();
         for (_, ex) in dataset.iter() {
@@ -148,37 +139,76 @@ impl RunContext {
     ) -> Result<(String, Vec<u32>), CapabilityError> {
         let ex = self.example(input_id)?;
         let ranked = self.retrievals.get(input_id).map(Vec::as_slice).unwrap_or(&[]);
-        let items = retrieve::retrieved_items(ex, ranked);
-        // The policy's prompts must fit the training input limit; the
-        // generator's prompt also shows y, so it gets y's budget on top.
-        let budget = match kind {
-            PromptKind::ReasoningGeneration => self.config.train.max_input_tokens + self.config.train.max_output_tokens,
-            _ => self.config.train.max_input_tokens,
-        };
-        // Measure the chat-formatted prompt, which is what the model sees.
-        let count = |user: &str| tokenizer.chat(None, user).map(|c| c.ids.len()).unwrap_or(usize::MAX);
-        let mut fitted = self.templates.fit(kind, ex, &items, budget, &count);
-        if fitted.over_budget {
-            // The one policy for every stage: an input whose fixed part alone
-            // is over the budget has its request's tail trimmed (then, for
-            // the generator's prompt, y's tail), with a logged note.
-            let (trimmed, note) = trim_to_budget(&self.templates, kind, ex, budget, &count);
-            if let Some(f) = trimmed {
-                tracing::warn!(input = input_id, "{note}");
-                fitted = f;
-            }
-        }
-        if fitted.over_budget {
-            return Err(CapabilityError::fatal(format!(
-                "input {input_id}: the prompt template alone has {} tokens, over the budget of {budget} even with an empty request: raise train.max_input_tokens or shorten the template",
-                fitted.tokens
-            )));
-        }
-        let chat = tokenizer
-            .chat(None, &fitted.prompt)
-            .map_err(|e| CapabilityError::fatal(format!("tokenizing the prompt of {input_id}: {e:#}")))?;
-        Ok((chat.text, chat.ids))
+        fit_prompt(&self.config, &self.templates, tokenizer, ex, ranked, kind)
     }
+}
+
+/// The retriever a configuration names (`retrieval.retriever`: BM25, or
+/// dense with `retrieval.encoder` or the set-up's MiniLM).
+///
+/// # Errors
+/// A dense encoder that does not load (or is not set up).
+pub fn build_retriever(config: &RunConfig) -> anyhow::Result<Box<dyn Retriever>> {
+    Ok(match config.retrieval.retriever.as_str() {
+        "dense" => {
+            let dir = match &config.retrieval.encoder {
+                Some(d) => d.clone(),
+                None => crate::paths::require(crate::paths::minilm_dir())?,
+            };
+            Box::new(retrieve::DenseRetriever::load(&dir, retrieve::DenseOptions::default())?)
+        }
+        _ => Box::new(retrieve::Bm25::new(retrieve::Bm25Params::default())),
+    })
+}
+
+/// The chat-formatted prompt of template `kind` for example `ex` with its
+/// ranked profile items (`ranked`: profile indices and scores, best first),
+/// and its token ids, fitted to the configuration's budget as
+/// [`RunContext::prompt_ids`] describes (the one prompt rule of training,
+/// the E-step, evaluation and `restpg write`).
+///
+/// # Errors
+/// A tokenizer failure, or a template that does not fit the budget even
+/// with an empty request (fatal, naming the example id).
+pub fn fit_prompt(
+    config: &RunConfig,
+    templates: &Templates,
+    tokenizer: &ChatTokenizer,
+    ex: &Example,
+    ranked: &[(usize, f32)],
+    kind: PromptKind,
+) -> Result<(String, Vec<u32>), CapabilityError> {
+    let input_id = ex.id.as_str();
+    let items = retrieve::retrieved_items(ex, ranked);
+    // The policy's prompts must fit the training input limit; the
+    // generator's prompt also shows y, so it gets y's budget on top.
+    let budget = match kind {
+        PromptKind::ReasoningGeneration => config.train.max_input_tokens + config.train.max_output_tokens,
+        _ => config.train.max_input_tokens,
+    };
+    // Measure the chat-formatted prompt, which is what the model sees.
+    let count = |user: &str| tokenizer.chat(None, user).map(|c| c.ids.len()).unwrap_or(usize::MAX);
+    let mut fitted = templates.fit(kind, ex, &items, budget, &count);
+    if fitted.over_budget {
+        // The one policy for every stage: an input whose fixed part alone
+        // is over the budget has its request's tail trimmed (then, for
+        // the generator's prompt, y's tail), with a logged note.
+        let (trimmed, note) = trim_to_budget(templates, kind, ex, budget, &count);
+        if let Some(f) = trimmed {
+            tracing::warn!(input = input_id, "{note}");
+            fitted = f;
+        }
+    }
+    if fitted.over_budget {
+        return Err(CapabilityError::fatal(format!(
+            "input {input_id}: the prompt template alone has {} tokens, over the budget of {budget} even with an empty request: raise train.max_input_tokens or shorten the template",
+            fitted.tokens
+        )));
+    }
+    let chat = tokenizer
+        .chat(None, &fitted.prompt)
+        .map_err(|e| CapabilityError::fatal(format!("tokenizing the prompt of {input_id}: {e:#}")))?;
+    Ok((chat.text, chat.ids))
 }
 
 /// Retrieval from the run context's precomputed results.

@@ -19,7 +19,8 @@
 mod context;
 mod progress;
 pub mod reproduce;
+pub mod results;
 mod run;
 
-pub use context::RunContext;
+pub use context::{build_retriever, fit_prompt, RunContext};
 pub use run::{run, status, RunOptions, RunSummary};

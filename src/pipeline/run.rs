@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use events::Event;
 
 use super::context::{ContextRetriever, RunContext};
-use crate::config::RunConfig;
+use crate::config::{ReasoningGeneratorKind, RunConfig};
 use crate::data::Split;
 use crate::engine::tch::{TchEvaluator, TchJudge, TchPolicy, TchTrainer};
 
@@ -39,6 +39,10 @@ pub struct RunSummary {
     pub outcome: actors::RunOutcome,
     /// Wall time of the whole run in seconds.
     pub wall_s: f64,
+    /// Every evaluation with its report, for the results table.
+    pub rows: Vec<crate::eval::table::TableRow>,
+    /// Format rates of each iteration's E-step samples.
+    pub e_step_format: BTreeMap<u32, crate::eval::format::FormatRates>,
 }
 
 fn ckpt_error(e: impl std::fmt::Display) -> actors::capability::CapabilityError {
@@ -154,6 +158,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     let mut plan = Plan::new(run_id.clone(), config.method, config.seed, base, ctx.ids(Split::Train));
     plan.val_ids = if config.eval.validation { ctx.ids(Split::Validation) } else { Vec::new() };
     plan.test_ids = if config.eval.test { ctx.ids(Split::Test) } else { Vec::new() };
+    plan.test_every_iteration = config.eval.test_every_iteration;
     plan.k = config.retrieval.k;
     plan.m = config.sampling.m;
     plan.iterations = config.em.iterations;
@@ -164,7 +169,12 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     plan.batch_timeout = std::time::Duration::from_secs(config.sampling.batch_timeout_secs);
     plan.e_step = config.sampling.e_step();
     plan.reasoning = config.sampling.reasoning();
-    plan.generator_name = generator_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    plan.generator_name = match config.model.reasoning_generator_kind {
+        ReasoningGeneratorKind::Model => {
+            generator_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        }
+        ReasoningGeneratorKind::ProfileStatistics => crate::engine::profile_statistics::PROFILE_STATISTICS.to_owned(),
+    };
     plan.generator_checkpoint = generator_checkpoint;
     plan.batch_size = config.sampling.batch_size;
     plan.sampler_workers = config.sampling.workers;
@@ -177,8 +187,18 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
 
     let caps = capabilities(&ctx, &blobs, &judge_path, opts.progress);
     let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
-    plot_run(run_dir, &config, &outcome).context("drawing the run's plots")?;
-    Ok(RunSummary { run_id, method: config.method, outcome, wall_s: started.elapsed().as_secs_f64() })
+    let rows = super::results::table_rows(run_dir, config.method, &outcome)?;
+    super::results::plot_run(run_dir, &config, &rows).context("drawing the run's plots")?;
+    let e_step_format = super::results::e_step_format(run_dir, config.method.uses_reasoning())
+        .context("reading the E-step samples' format from the log")?;
+    Ok(RunSummary {
+        run_id,
+        method: config.method,
+        outcome,
+        wall_s: started.elapsed().as_secs_f64(),
+        rows,
+        e_step_format,
+    })
 }
 
 fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Path, progress: bool) -> Capabilities {
@@ -189,7 +209,17 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
     let c = Arc::clone(ctx);
     let policy: Factory<dyn Generate> =
         Arc::new(move || Ok(Box::new(TchPolicy::new(Arc::clone(&c))) as Box<dyn Generate>));
-    let generator = Arc::clone(&policy);
+    let generator = match ctx.config.model.reasoning_generator_kind {
+        ReasoningGeneratorKind::Model => Arc::clone(&policy),
+        ReasoningGeneratorKind::ProfileStatistics => {
+            let c = Arc::clone(ctx);
+            let g: Factory<dyn Generate> = Arc::new(move || {
+                Ok(Box::new(crate::engine::profile_statistics::ProfileStatistics::new(Arc::clone(&c)))
+                    as Box<dyn Generate>)
+            });
+            g
+        }
+    };
     let c = Arc::clone(ctx);
     let jp = judge_path.to_owned();
     let judge: Factory<dyn actors::capability::Judge> = Arc::new(move || {
@@ -274,49 +304,4 @@ pub fn status(run_dir: &Path) -> anyhow::Result<String> {
     }
     out.push('\n');
     Ok(out)
-}
-
-/// Draws `reports/rewards.svg` (the reward histogram of each iteration with
-/// τ marked, from the rewards of the log folded by [`replay`]) and, per
-/// validation metric, `reports/<metric>-per-iteration.svg` (one line per
-/// task).
-fn plot_run(run_dir: &Path, config: &RunConfig, outcome: &actors::RunOutcome) -> anyhow::Result<()> {
-    let reports = run_dir.join("reports");
-    store::create_private_dir(&reports)?;
-    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
-    let state = replay::Replay::new().without_text().fold_log(&reader)?;
-    let rewards: Vec<(u32, Vec<f32>)> = state
-        .iterations
-        .iter()
-        .map(|(t, it)| (*t, it.samples.values().flat_map(|s| s.rewards.iter().map(|r| r.reward)).collect()))
-        .filter(|(_, r): &(u32, Vec<f32>)| !r.is_empty())
-        .collect();
-    // Histograms need rewards in [0, 1]: a weighted mix may exceed it.
-    let in_range = rewards.iter().flat_map(|(_, r)| r).all(|r| (0.0..=1.0).contains(r));
-    if !rewards.is_empty() && in_range {
-        crate::eval::plots::plot_reward_histograms(&reports.join("rewards.svg"), &rewards, config.reward.tau, 20)?;
-    }
-    let mut per_metric: BTreeMap<String, BTreeMap<String, Vec<(u32, f64)>>> = BTreeMap::new();
-    for e in outcome.evaluations.iter().filter(|e| e.split == events::Split::Validation) {
-        for (name, v) in &e.summary.scores {
-            if let Some((task, metric)) = name.split_once('/') {
-                per_metric
-                    .entry(metric.to_owned())
-                    .or_default()
-                    .entry(task.to_owned())
-                    .or_default()
-                    .push((e.iteration, *v));
-            }
-        }
-    }
-    for (metric, tasks) in per_metric {
-        let series: Vec<crate::eval::plots::Series> =
-            tasks.into_iter().map(|(label, points)| crate::eval::plots::Series { label, points }).collect();
-        crate::eval::plots::plot_metric_per_iteration(
-            &reports.join(format!("{metric}-per-iteration.svg")),
-            &metric,
-            &series,
-        )?;
-    }
-    Ok(())
 }

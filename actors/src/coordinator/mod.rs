@@ -293,6 +293,12 @@ impl Run {
         if let Some(e) = self.evaluate(0, Split::Validation, &sft).await? {
             evaluations.push(e);
         }
+        let test_each = plan.test_every_iteration && plan.em_iterations() > 0;
+        if test_each {
+            if let Some(e) = self.evaluate(0, Split::Test, &sft).await? {
+                evaluations.push(e);
+            }
+        }
 
         let mut current = sft.clone();
         let mut iterations = Vec::new();
@@ -308,14 +314,21 @@ impl Run {
             if let Some(e) = self.evaluate(t, Split::Validation, &next).await? {
                 evaluations.push(e);
             }
+            if test_each {
+                if let Some(e) = self.evaluate(t, Split::Test, &next).await? {
+                    evaluations.push(e);
+                }
+            }
             self.append(vec![Event::IterationFinished { iteration: t }]).await?;
             self.flush().await?;
             iterations.push(IterationOutcome { iteration: t, samples, kept: count, digest, checkpoint: next.clone() });
             current = next;
         }
 
-        if let Some(e) = self.evaluate(plan.em_iterations(), Split::Test, &current).await? {
-            evaluations.push(e);
+        if !test_each {
+            if let Some(e) = self.evaluate(plan.em_iterations(), Split::Test, &current).await? {
+                evaluations.push(e);
+            }
         }
         self.append(vec![Event::RunFinished { wall_ms: self.started.elapsed().as_millis() as u64 }]).await?;
         self.flush().await?;

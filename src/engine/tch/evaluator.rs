@@ -50,6 +50,27 @@ impl Evaluate for TchEvaluator {
     }
 }
 
+/// The decoding of evaluation and `restpg write`: `[eval]`'s temperature,
+/// nucleus mass and budget, the stop rules of `[sampling]` (stop strings,
+/// the model's end-of-sequence ids, and a second separator line for a
+/// reasoning prompt).
+pub fn inference_sampling(
+    config: &crate::config::RunConfig,
+    model: &LanguageModel,
+    prompt: PromptKind,
+) -> SamplingSettings {
+    let sampling = config.eval.sampling();
+    SamplingSettings {
+        temperature: f64::from(sampling.temperature),
+        top_p: f64::from(sampling.top_p),
+        top_k: None,
+        max_new_tokens: sampling.max_new_tokens as usize,
+        stop_tokens: model.tokenizer().eos_ids().to_vec(),
+        stop_strings: config.sampling.stop_strings.clone(),
+        separator: separator_stop(prompt),
+    }
+}
+
 /// Evaluates `model` (whose weights hash to `checkpoint`) on `split` the way
 /// a run does: the run context's retrieval and prompt fitting
 /// ([`RunContext::prompt_ids`]), its evaluation decoding (`[eval]`, stop
@@ -87,17 +108,8 @@ pub fn evaluate_checkpoint(
     }
     let items = crate::eval::subset(&items, cfg.max_per_task, ctx.config.seed);
     anyhow::ensure!(!items.is_empty(), "split {} of {} has no examples", split.file_stem(), ctx.config.data.display());
-    let sampling = cfg.sampling();
     let settings = crate::eval::EvalSettings {
-        sampling: SamplingSettings {
-            temperature: f64::from(sampling.temperature),
-            top_p: f64::from(sampling.top_p),
-            top_k: None,
-            max_new_tokens: sampling.max_new_tokens as usize,
-            stop_tokens: model.tokenizer().eos_ids().to_vec(),
-            stop_strings: ctx.config.sampling.stop_strings.clone(),
-            separator: separator_stop(prompt),
-        },
+        sampling: inference_sampling(&ctx.config, model, prompt),
         seed: ctx.config.seed,
         batch_size: ctx.config.sampling.batch_size,
         ..Default::default()

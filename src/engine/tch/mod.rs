@@ -21,7 +21,7 @@ use std::path::Path;
 
 use actors::capability::CapabilityError;
 
-pub use evaluator::{evaluate_checkpoint, TchEvaluator};
+pub use evaluator::{evaluate_checkpoint, inference_sampling, TchEvaluator};
 pub use judge::TchJudge;
 pub use policy::TchPolicy;
 pub use trainer::TchTrainer;
