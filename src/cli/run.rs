@@ -180,6 +180,13 @@ pub fn results_table(summary: &RunSummary) -> String {
         }
         out.push('\n');
     }
+    if let Some(check) = &summary.reward_check {
+        out.push_str(&format!("\n{}", check.summary_line()));
+        if let Some(w) = check.warning() {
+            out.push_str(&format!("\n{w}"));
+        }
+        out.push('\n');
+    }
     for it in &summary.outcome.iterations {
         out.push_str(&format!(
             "\nD_{}: {} of {} samples kept (R ≥ τ), digest {}",
