@@ -114,16 +114,12 @@ fn first_sentence(text: &str) -> String {
 /// line repeated, the first sentence repeated.
 pub fn degenerate_texts(expected: &str, separator: &str) -> [String; 3] {
     let sentence = first_sentence(expected);
-    [
-        String::new(),
-        vec![separator; DEGENERATE_REPEATS].join("\n"),
-        vec![sentence.as_str(); DEGENERATE_REPEATS].join(" "),
-    ]
+    [String::new(), [separator; DEGENERATE_REPEATS].join("\n"), [sentence.as_str(); DEGENERATE_REPEATS].join(" ")]
 }
 
 /// The examples a check scores: up to `per_task` per task, in the order
 /// given.
-pub fn pick<'a>(examples: &'a [Example], per_task: usize) -> BTreeMap<Task, Vec<&'a Example>> {
+pub fn pick(examples: &[Example], per_task: usize) -> BTreeMap<Task, Vec<&Example>> {
     let mut by_task: BTreeMap<Task, Vec<&Example>> = BTreeMap::new();
     for ex in examples {
         let group = by_task.entry(ex.task).or_default();
