@@ -222,8 +222,8 @@ impl SamplingSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardSection {
-    /// Reward spec: `judge`, `rouge-1`, `rouge-l`, `meteor` or a weighted mix
-    /// such as `0.5*judge+0.5*rouge-l`.
+    /// Reward spec: `judge`, `rouge-1`, `rouge-l`, `meteor`, `similarity` or
+    /// a weighted mix such as `0.5*judge+0.5*rouge-l`.
     pub name: String,
     /// Judge scoring rule: `argmax` (paper) or `expected` (G-Eval).
     #[serde(with = "by_name")]
@@ -234,11 +234,23 @@ pub struct RewardSection {
     pub max_kept_per_input: u32,
     /// Judge prompts per batch.
     pub batch_size: usize,
+    /// K of the reward check, the run's first stage: at most this many
+    /// validation examples per task are scored as the user's own text,
+    /// another user's and degenerate text (`restpg reward check`); 0 skips
+    /// the check.
+    pub check_per_task: usize,
 }
 
 impl Default for RewardSection {
     fn default() -> Self {
-        Self { name: "judge".into(), rule: ScoreRule::Argmax, tau: 1.0, max_kept_per_input: 10, batch_size: 8 }
+        Self {
+            name: "judge".into(),
+            rule: ScoreRule::Argmax,
+            tau: 1.0,
+            max_kept_per_input: 10,
+            batch_size: 8,
+            check_per_task: 8,
+        }
     }
 }
 
@@ -564,8 +576,8 @@ impl RunConfig {
             .name
             .parse()
             .map_err(|e: crate::reward::spec::SpecError| invalid("reward.name", e.to_string()))?;
-        // Every metric lies in [0, 1], so a weighted mix lies in [0, Σ weights].
-        let (lo, hi) = (0.0f64, spec.terms.iter().map(|(w, _)| w).sum::<f64>());
+        // The mix Σ wᵢ·metricᵢ ranges over its metrics' ranges, weighted.
+        let (lo, hi) = spec.range();
         if !(self.reward.tau >= lo as f32 && self.reward.tau <= hi as f32) {
             return Err(invalid(
                 "reward.tau",

@@ -60,8 +60,8 @@ fn report_means_markdown_json_and_comparison() {
         (0..items.len()).map(|i| format!("Completely unrelated words number {i} here.")).collect();
     let mut ga = Canned { texts: a_texts, seeds: vec![] };
     let mut gb = Canned { texts: b_texts, seeds: vec![] };
-    let ra = evaluate(&mut ga, &items, &settings(), "A", "test", None, None).unwrap();
-    let rb = evaluate(&mut gb, &items, &settings(), "B", "test", None, None).unwrap();
+    let ra = evaluate(&mut ga, &items, &settings(), "A", "test", None, &restpg::reward::Scorers::default()).unwrap();
+    let rb = evaluate(&mut gb, &items, &settings(), "B", "test", None, &restpg::reward::Scorers::default()).unwrap();
     assert_eq!(ra.per_task["email-completion"].n, 3);
     assert_eq!(ra.per_task["email-completion"].empty_responses, 1);
     let ex1 = ra.examples.iter().find(|e| e.id == "ex1").unwrap();
@@ -156,7 +156,7 @@ fn decoding_settings_from_f32_configs_print_in_their_shortest_form() {
     settings.sampling.temperature = f64::from(0.1f32);
     settings.sampling.top_p = f64::from(0.95f32);
     let mut gen = Canned { texts: items.iter().map(|i| i.expected.clone()).collect(), seeds: vec![] };
-    let report = evaluate(&mut gen, &items, &settings, "A", "test", None, None).unwrap();
+    let report = evaluate(&mut gen, &items, &settings, "A", "test", None, &restpg::reward::Scorers::default()).unwrap();
     // When it is written as Markdown
     let md = report.to_markdown();
     // Then they print as written in the configuration, not as 0.10000000149011612

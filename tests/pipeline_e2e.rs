@@ -13,7 +13,10 @@
 //! - `restpg export` writes D_1 in TRL's prompt-completion shape, each
 //!   prompt rebuilt to the exact text the policy saw;
 //! - a new run says it is starting, a resumed one that it resumes, and
-//!   neither colours a piped stderr.
+//!   neither colours a piped stderr;
+//! - the reward check is the first stage, logged once as `RewardChecked`,
+//!   shown by `restpg status` and in `reports/reward-check.md`, and not
+//!   redone by a resumed run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -164,9 +167,22 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
         "CheckpointSaved",
         "EvaluationDone",
         "RunFinished",
+        "RewardChecked",
     ] {
         assert!(kinds.contains(k), "no {k} event in {kinds:?}");
     }
+    // The reward check ran first, once, and `status` and the report show it.
+    let first_stage = ev.iter().find_map(|e| match e {
+        Event::StageStarted { stage, .. } => Some(*stage),
+        _ => None,
+    });
+    assert_eq!(first_stage, Some(events::Stage::RewardCheck));
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::RewardChecked { .. })).count(), 1);
+    let status = run_ok(bin().arg("status").arg(&a));
+    assert!(status.contains("reward check `judge` (K = 8"), "{status}");
+    assert!(status.contains("AUC own>other") && status.contains("RewardChecked=1"), "{status}");
+    let report = std::fs::read_to_string(a.join("reports/reward-check.md")).expect("reward check report");
+    assert!(report.contains("Reward check: `judge`"), "{report}");
     // Exactly m samples per train input, none duplicated, each judged and
     // filtered once.
     let mut per_input: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
@@ -311,8 +327,12 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
 
-    // …then resuming finishes with the same D_1 as the uninterrupted run.
+    // …then resuming finishes with the same D_1 as the uninterrupted run,
+    // without checking the reward again (its report is not rewritten).
+    let check_report = b.join("reports/reward-check.json");
+    let checked_at = std::fs::metadata(&check_report).and_then(|m| m.modified()).expect("reward check before the kill");
     let (_, stderr) = run_ok_with_stderr(bin().args(["train", "--quiet", "--resume"]).arg(&b));
+    assert_eq!(std::fs::metadata(&check_report).and_then(|m| m.modified()).unwrap(), checked_at);
     assert!(stderr.contains("resuming from the log"), "{stderr}");
     let ev_b = events_of(&b);
     assert_eq!(
@@ -320,6 +340,7 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
         events::digest_hex(&digest_a),
         "resumed run sealed a different D_1"
     );
+    assert_eq!(ev_b.iter().filter(|e| matches!(e, Event::RewardChecked { .. })).count(), 1);
     let mut ids = BTreeSet::new();
     for e in &ev_b {
         if let Event::SampleGenerated { sample, .. } = e {

@@ -163,6 +163,40 @@ pub trait Judge: Send {
     fn judge(&mut self, requests: &[JudgeRequest]) -> Result<Vec<Judgement>, CapabilityError>;
 }
 
+/// What a reward check found (logged as `RewardChecked`): how the reward
+/// scores (a) each checked user's own expected output, (b) another user's
+/// for the same task and (c) degenerate texts, as AUCs (Mann–Whitney U /
+/// (n·m), ties 1/2) and group means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RewardCheckSummary {
+    /// The reward's name (as [`Judge::name`] gives it).
+    pub reward_name: String,
+    /// Examples checked.
+    pub examples: u32,
+    /// Texts scored in groups a, b and c.
+    pub counts: [u32; 3],
+    /// AUC of a over b (`None` when a group is empty).
+    pub auc_own_other: Option<f64>,
+    /// AUC of a over c.
+    pub auc_own_degenerate: Option<f64>,
+    /// AUC of b over c.
+    pub auc_other_degenerate: Option<f64>,
+    /// Mean reward of groups a, b and c.
+    pub means: [Option<f64>; 3],
+}
+
+/// Checks the run's reward before the run trusts it (the first stage). The
+/// implementation holds the data set and picks the examples.
+pub trait CheckReward: Send {
+    /// Scores up to `per_task` examples per task in the three groups of
+    /// [`RewardCheckSummary`].
+    ///
+    /// # Errors
+    /// A reward that does not build or fails (retryable), no examples
+    /// (fatal).
+    fn check(&mut self, per_task: usize) -> Result<RewardCheckSummary, CapabilityError>;
+}
+
 /// The target side of a training example. The actors do not hold the data
 /// set, so SFT targets name the reference output y by input id and the root
 /// side fills in its text.

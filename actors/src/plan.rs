@@ -104,6 +104,9 @@ pub struct Plan {
     pub max_attempts: u32,
     /// Test-only fault switch; `None` in real runs.
     pub fault: Option<FaultPlan>,
+    /// K of the reward check, the run's first stage: at most this many
+    /// examples per task are scored; 0 skips the check.
+    pub reward_check_per_task: usize,
     /// The run's `RunStarted` record (configuration, code version, seed,
     /// data set digest, settings). When set, the coordinator opens the log
     /// with it and with the base checkpoint θ⁰ (`CheckpointSaved`,
@@ -149,6 +152,7 @@ impl Plan {
             max_in_flight: 2,
             max_attempts: 3,
             fault: None,
+            reward_check_per_task: 0,
             run_started: None,
         }
     }

@@ -69,6 +69,9 @@ pub struct LoggedRun {
     pub finished_iterations: BTreeSet<u32>,
     /// Whether the run already finished.
     pub run_finished: bool,
+    /// Rewards already checked, by (reward name, K), as `RewardChecked`'s
+    /// event id names them.
+    pub reward_checks: BTreeSet<(String, u32)>,
     /// Reasons of earlier `RunFailed` events, in log order.
     pub failures: Vec<String>,
     /// Whether the log holds the run's `RunStarted`.
@@ -130,6 +133,9 @@ impl LoggedRun {
                 self.finished_iterations.insert(*iteration);
             }
             Event::RunFinished { .. } => self.run_finished = true,
+            Event::RewardChecked { reward_name, per_task, .. } => {
+                self.reward_checks.insert((reward_name.clone(), *per_task));
+            }
             Event::RunFailed { reason } => self.failures.push(reason.clone()),
             Event::RunStarted { .. } => {
                 self.started = true;

@@ -18,8 +18,8 @@ use actix::prelude::*;
 use events::Event;
 
 use crate::capability::{
-    CapabilityError, CheckpointRef, EvalSummary, Evaluate, Factory, Generate, Judge, JudgeRequest, Judgement,
-    PromptKind, Retrieval, Retrieve, SampleOutput, SampleRequest, Train, TrainJob,
+    CapabilityError, CheckReward, CheckpointRef, EvalSummary, Evaluate, Factory, Generate, Judge, JudgeRequest,
+    Judgement, PromptKind, Retrieval, Retrieve, RewardCheckSummary, SampleOutput, SampleRequest, Train, TrainJob,
 };
 use crate::log::Append;
 use crate::plan::FaultPlan;
@@ -375,5 +375,21 @@ impl Handler<EvaluateRun> for Worker<dyn Evaluate> {
 
     fn handle(&mut self, msg: EvaluateRun, ctx: &mut SyncContext<Self>) -> Self::Result {
         self.call(ctx, |e, _, _| e.evaluate(&msg.checkpoint, msg.split, &msg.system, msg.prompt))
+    }
+}
+
+/// Runs the reward check with K examples per task at most.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<RewardCheckSummary, WorkerError>")]
+pub struct RewardCheckRun {
+    /// K.
+    pub per_task: usize,
+}
+
+impl Handler<RewardCheckRun> for Worker<dyn CheckReward> {
+    type Result = Result<RewardCheckSummary, WorkerError>;
+
+    fn handle(&mut self, msg: RewardCheckRun, ctx: &mut SyncContext<Self>) -> Self::Result {
+        self.call(ctx, |c, _, _| c.check(msg.per_task))
     }
 }

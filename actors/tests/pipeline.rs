@@ -24,6 +24,7 @@ fn skeleton(events: &[Event]) -> Vec<String> {
             Event::IterationFinished { iteration } => Some(format!("iteration {iteration}")),
             Event::RunFinished { .. } => Some("finished".into()),
             Event::RunFailed { reason } => Some(format!("failed {reason}")),
+            Event::RewardChecked { per_task, .. } => Some(format!("checked {per_task}")),
             _ => None,
         })
         .collect()
@@ -69,7 +70,10 @@ fn a_rest_pg_run_with_two_iterations_logs_every_stage_in_order() {
     // Then the log's skeleton is Algorithm 1, in order
     let events = read_events(dir.path());
     let expected = lines(
-        "start 0 retrieve
+        "start 0 reward-check
+         checked 4
+         end 0 reward-check
+         start 0 retrieve
          end 0 retrieve
          start 0 reasoning
          end 0 reasoning
@@ -199,7 +203,10 @@ fn the_sft_method_trains_once_and_never_samples() {
     assert_eq!(
         skeleton(&events),
         lines(
-            "start 0 retrieve
+            "start 0 reward-check
+             checked 4
+             end 0 reward-check
+             start 0 retrieve
              end 0 retrieve
              start 0 sft
              checkpoint 0 sft
@@ -421,6 +428,10 @@ fn a_run_stopped_mid_e_step_resumes_to_the_same_d_t_without_regenerating_logged_
     assert!(regenerated.iter().all(|s| !logged.contains(s)));
     assert!(doubles.rec.reasoning.lock().unwrap().is_empty());
     assert!(doubles.rec.jobs.lock().unwrap().iter().all(|j| j.iteration > 0));
+    // nor the reward check: the log holds it once
+    assert!(doubles.rec.reward_checks.lock().unwrap().is_empty());
+    let checks = read_events(dir.path()).iter().filter(|e| matches!(e, Event::RewardChecked { .. })).count();
+    assert_eq!(checks, 1);
     // and every D_t and the final model equal the uninterrupted run's
     assert!(resumed.resumed);
     assert_eq!(resumed.iterations, reference.iterations);

@@ -191,11 +191,11 @@ impl Envelope {
     fn encode_unhashed(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&self.schema_version.to_le_bytes());
-        let legacy = || {
-            EventV2::downcast(&EventV3::from(&self.payload)).unwrap_or_else(|| {
-                panic!("a {} payload cannot be written in schema version {}", self.payload.kind(), self.schema_version)
-            })
+        let unwritable = || -> ! {
+            panic!("a {} payload cannot be written in schema version {}", self.payload.kind(), self.schema_version)
         };
+        let v3 = || EventV3::downcast(&self.payload).unwrap_or_else(|| unwritable());
+        let legacy = || EventV2::downcast(&v3()).unwrap_or_else(|| unwritable());
         let time = (self.time.timestamp(), self.time.timestamp_subsec_nanos());
         let encoded = match self.schema_version {
             1 => {
@@ -212,7 +212,7 @@ impl Envelope {
                 bincode_config(),
             ),
             3 => bincode::serde::encode_into_std_write(
-                (self.seq, time, &self.run_id, &self.event_id, EventV3::from(&self.payload), &self.prev_hash),
+                (self.seq, time, &self.run_id, &self.event_id, v3(), &self.prev_hash),
                 &mut out,
                 bincode_config(),
             ),

@@ -213,6 +213,31 @@ pub enum Event {
         /// Why (e.g. D_t is empty: no sample reached τ).
         reason: String,
     },
+    /// The run's reward was checked before the run trusted it: for up to
+    /// `per_task` examples per task it scored (a) the user's own expected
+    /// output, (b) another user's for the same task and (c) degenerate texts
+    /// (empty, the separator repeated, one sentence repeated). AUCs are
+    /// Mann–Whitney U / (n·m), ties counting 1/2; `None` when a group was
+    /// empty.
+    RewardChecked {
+        /// Which reward (the configured spec, as `RewardAssigned` names it).
+        reward_name: String,
+        /// K: examples per task at most.
+        per_task: u32,
+        /// Examples checked.
+        examples: u32,
+        /// Texts scored in groups a, b and c.
+        counts: [u32; 3],
+        /// AUC of a over b: below 0.75 the reward cannot tell this user's
+        /// text from someone else's.
+        auc_own_other: Option<f64>,
+        /// AUC of a over c.
+        auc_own_degenerate: Option<f64>,
+        /// AUC of b over c.
+        auc_other_degenerate: Option<f64>,
+        /// Mean reward of groups a, b and c.
+        means: [Option<f64>; 3],
+    },
 }
 
 macro_rules! event_kinds {
@@ -273,6 +298,7 @@ event_kinds! {
     RunFinished = 14, "run-finished";
     RunFailed = 15, "run-failed";
     MStepSkipped = 16, "m-step-skipped";
+    RewardChecked = 17, "reward-checked";
 }
 
 impl fmt::Display for EventKind {
@@ -325,6 +351,7 @@ impl Event {
     /// | checkpoint saved | iteration, role, step |
     /// | evaluation done | iteration, split, system |
     /// | run failed | the reason's text |
+    /// | reward checked | reward name, K |
     pub fn event_id(&self, run_id: &str) -> Digest {
         let mut h = KeyHasher::new("restpg.event-id.v1");
         h.str(run_id).u64(u64::from(self.kind().code()));
@@ -365,6 +392,9 @@ impl Event {
             }
             Event::RunFailed { reason } => {
                 h.bytes(&digest(reason.as_bytes()));
+            }
+            Event::RewardChecked { reward_name, per_task, .. } => {
+                h.str(reward_name).u64(u64::from(*per_task));
             }
         }
         h.finish()
@@ -409,6 +439,7 @@ impl Event {
                 | EventKind::IterationFinished
                 | EventKind::RunFinished
                 | EventKind::RunFailed
+                | EventKind::RewardChecked
         )
     }
 }
@@ -463,6 +494,32 @@ mod tests {
             rank: 0,
         };
         assert_ne!(a.event_id("run-a"), filter.event_id("run-a"));
+    }
+
+    fn checked(reward_name: &str, per_task: u32, auc: f64) -> Event {
+        Event::RewardChecked {
+            reward_name: reward_name.into(),
+            per_task,
+            examples: 4,
+            counts: [4, 4, 12],
+            auc_own_other: Some(auc),
+            auc_own_degenerate: Some(1.0),
+            auc_other_degenerate: None,
+            means: [Some(1.0), Some(0.2), None],
+        }
+    }
+
+    #[test]
+    fn a_reward_check_is_named_by_its_reward_and_k() {
+        // The same check logged again (a resumed run) is the same fact…
+        assert_eq!(checked("judge", 8, 0.6).event_id("r"), checked("judge", 8, 0.9).event_id("r"));
+        // …another reward or another K is another.
+        assert_ne!(checked("judge", 8, 0.6).event_id("r"), checked("meteor", 8, 0.6).event_id("r"));
+        assert_ne!(checked("judge", 8, 0.6).event_id("r"), checked("judge", 4, 0.6).event_id("r"));
+        let e = checked("judge", 8, 0.6);
+        assert_eq!((e.kind(), e.kind().code(), e.kind().as_str()), (EventKind::RewardChecked, 17, "reward-checked"));
+        assert!(e.is_step_boundary());
+        assert_eq!(e.iteration(), None);
     }
 
     #[test]

@@ -479,11 +479,12 @@ impl TryFrom<EventV3> for Event {
     }
 }
 
-impl From<&Event> for EventV3 {
+impl EventV3 {
     /// The version-3 form of `e`, for re-encoding a record read in an old
-    /// version (every payload of today has one: names become their text).
-    fn from(e: &Event) -> EventV3 {
-        match e.clone() {
+    /// version (names become their text); `None` for a variant added after
+    /// version 3 (`RewardChecked`), which no old record holds.
+    pub(crate) fn downcast(e: &Event) -> Option<EventV3> {
+        Some(match e.clone() {
             Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
                 EventV3::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
             }
@@ -551,6 +552,7 @@ impl From<&Event> for EventV3 {
             Event::RunFinished { wall_ms } => EventV3::RunFinished { wall_ms },
             Event::RunFailed { reason } => EventV3::RunFailed { reason },
             Event::MStepSkipped { iteration, reason } => EventV3::MStepSkipped { iteration, reason },
-        }
+            Event::RewardChecked { .. } => return None,
+        })
     }
 }

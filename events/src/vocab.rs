@@ -162,10 +162,13 @@ pub enum Stage {
     EvalValidation,
     /// Evaluation on the test split.
     EvalTest,
+    /// Before the first stage: whether the reward tells a user's own text
+    /// from another user's and from degenerate text (`RewardChecked`).
+    RewardCheck,
 }
 
 vocabulary! {
-    Stage, "stage", "retrieve, reasoning, sft, e-step, judge, filter, m-step, eval-validation, eval-test";
+    Stage, "stage", "retrieve, reasoning, sft, e-step, judge, filter, m-step, eval-validation, eval-test, reward-check";
     Retrieve = "retrieve",
     Reasoning = "reasoning",
     Sft = "sft",
@@ -175,6 +178,7 @@ vocabulary! {
     MStep = "m-step",
     EvalValidation = "eval-validation",
     EvalTest = "eval-test",
+    RewardCheck = "reward-check",
 }
 
 /// A data set split. Ordered `Train < Validation < Test`.

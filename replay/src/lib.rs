@@ -80,7 +80,7 @@ pub use specs::{
     TextMismatch,
 };
 pub use state::{
-    Anomaly, CheckpointRecord, EvaluationRecord, FilterRecord, Generated, IterationState, ProgressPoint, RewardRecord,
-    RunEnd, RunRecord, RunState, SampleRecord, SampleText, SealRecord, StageRecord,
+    Anomaly, CheckpointRecord, EvaluationRecord, FilterRecord, Generated, IterationState, ProgressPoint,
+    RewardCheckRecord, RewardRecord, RunEnd, RunRecord, RunState, SampleRecord, SampleText, SealRecord, StageRecord,
 };
 pub use verify::{CapSource, RebuildError, VerifiedIteration, VerifyError, Violation};

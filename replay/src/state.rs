@@ -229,6 +229,30 @@ pub struct StageRecord {
     pub wall_ms: Option<u64>,
 }
 
+/// A `RewardChecked` record: how well the run's reward told a user's own
+/// text (a) from another user's (b) and from degenerate text (c).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RewardCheckRecord {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The reward checked.
+    pub reward_name: String,
+    /// K: examples per task at most.
+    pub per_task: u32,
+    /// Examples checked.
+    pub examples: u32,
+    /// Texts scored in groups a, b, c.
+    pub counts: [u32; 3],
+    /// AUC of a over b.
+    pub auc_own_other: Option<f64>,
+    /// AUC of a over c.
+    pub auc_own_degenerate: Option<f64>,
+    /// AUC of b over c.
+    pub auc_other_degenerate: Option<f64>,
+    /// Mean reward of groups a, b, c.
+    pub means: [Option<f64>; 3],
+}
+
 /// A `RunFinished` or `RunFailed` record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum RunEnd {
@@ -326,6 +350,8 @@ pub struct RunState {
     pub anomalies: Vec<Anomaly>,
     /// Every stage start and end, in log order (the stage timings).
     pub stages: Vec<StageRecord>,
+    /// Every reward check, in log order (one per run and reward).
+    pub reward_checks: Vec<RewardCheckRecord>,
     /// Every end of the run (a failure, then a finish after a resume), in
     /// log order.
     pub ends: Vec<RunEnd>,
@@ -365,6 +391,7 @@ impl RunState {
             evaluations: Vec::new(),
             anomalies: Vec::new(),
             stages: Vec::new(),
+            reward_checks: Vec::new(),
             ends: Vec::new(),
             kinds: BTreeMap::new(),
             records: 0,
@@ -564,6 +591,26 @@ impl RunState {
             }
             Event::RunFinished { wall_ms } => self.ends.push(RunEnd::Finished { seq, wall_ms }),
             Event::RunFailed { reason } => self.ends.push(RunEnd::Failed { seq, reason }),
+            Event::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            } => self.reward_checks.push(RewardCheckRecord {
+                seq,
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            }),
             Event::ReasoningGenerated { .. } | Event::MStepSkipped { .. } => {}
         }
     }

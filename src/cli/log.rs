@@ -361,5 +361,8 @@ fn summary(event: &Event) -> String {
         Event::IterationFinished { iteration } => format!("t{iteration}"),
         Event::RunFinished { wall_ms } => format!("in {:.1} s", *wall_ms as f64 / 1000.0),
         Event::RunFailed { reason } => clip(reason, 120),
+        e @ Event::RewardChecked { .. } => {
+            crate::reward::check::RewardCheck::from_event(e).map(|c| c.summary_line()).unwrap_or_default()
+        }
     }
 }

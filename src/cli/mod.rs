@@ -12,6 +12,7 @@ pub mod eval;
 pub mod generate;
 pub mod log;
 pub mod model;
+pub mod reward;
 pub mod run;
 pub mod score;
 pub mod write;
@@ -46,8 +47,10 @@ pub enum Command {
     Train(run::TrainArgs),
     /// Where a run is and what it has produced, from its log.
     Status(run::StatusArgs),
-    /// LongLaMP's lexical metrics (ROUGE-1/2/L, METEOR) of predictions vs references, JSONL {"id","output"}.
+    /// LongLaMP's metrics (ROUGE-1/2/L, METEOR, similarity) of predictions vs references, JSONL {"id","output"}.
     Score(score::ScoreArgs),
+    /// Check a reward before trusting it: AUCs of own text over another user's and over degenerate text.
+    Reward(reward::RewardArgs),
     /// Generate for a split and score with the judge and ROUGE/METEOR; writes report.json/report.md.
     Eval(eval::EvalArgs),
     /// Paired t-test between two evaluation reports; writes comparison.md/comparison.json.
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => run::train(args),
         Command::Status(args) => run::status(args),
         Command::Score(args) => score::run(args),
+        Command::Reward(args) => reward::run(args),
         Command::Eval(args) => eval::run_eval(args),
         Command::Compare(args) => eval::run_compare(args),
         Command::Data(args) => data::run(args),

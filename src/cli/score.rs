@@ -10,8 +10,7 @@
 //! arithmetic means; Hugging Face `evaluate`'s ROUGE default aggregates with a
 //! bootstrap (the median of resampled means), which only approximates this.
 
-use crate::reward::meteor::Meteor;
-use crate::reward::{lexical_value, Metric};
+use crate::reward::{Metric, Scorers};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of `restpg score`.
 #[derive(Args, Debug, Clone)]
 pub struct ScoreArgs {
-    /// Comma-separated metrics: rouge-1, rouge-2, rouge-l, meteor.
+    /// Comma-separated metrics: rouge-1, rouge-2, rouge-l, meteor, similarity.
     #[arg(long, default_value = "rouge-1,rouge-l,meteor")]
     pub metrics: String,
     /// Predictions, JSONL lines {"id", "output"}.
@@ -99,12 +98,13 @@ pub type PairScores = (String, BTreeMap<Metric, f64>);
 /// references' order) and the means.
 ///
 /// # Errors
-/// Ids present on one side only (up to ten of each named).
+/// Ids present on one side only (up to ten of each named); a metric whose
+/// scorer `scorers` lacks.
 pub fn score_pairs(
     predictions: &[(String, String)],
     references: &[(String, String)],
     metrics: &[Metric],
-    meteor: Option<&Meteor>,
+    scorers: &Scorers,
 ) -> Result<(Vec<PairScores>, BTreeMap<Metric, f64>)> {
     let preds: HashMap<&str, &str> = predictions.iter().map(|(i, o)| (i.as_str(), o.as_str())).collect();
     let refs: HashMap<&str, &str> = references.iter().map(|(i, o)| (i.as_str(), o.as_str())).collect();
@@ -115,13 +115,17 @@ pub fn score_pairs(
     if !missing.is_empty() || !extra.is_empty() {
         bail!("predictions and references must have the same ids: no prediction for {missing:?}; no reference for {extra:?}");
     }
+    let pairs: Vec<(&str, &str)> = references.iter().map(|(id, r)| (r.as_str(), preds[id.as_str()])).collect();
+    let mut columns: BTreeMap<Metric, Vec<f64>> = BTreeMap::new();
+    for m in metrics {
+        columns.insert(*m, scorers.values(*m, &pairs)?);
+    }
     let mut rows = Vec::with_capacity(references.len());
     let mut sums: BTreeMap<Metric, f64> = BTreeMap::new();
-    for (id, reference) in references {
-        let pred = preds[id.as_str()];
+    for (k, (id, _)) in references.iter().enumerate() {
         let mut scores = BTreeMap::new();
         for m in metrics {
-            let v = lexical_value(*m, meteor, reference, pred);
+            let v = columns[m][k];
             *sums.entry(*m).or_insert(0.0) += v;
             scores.insert(*m, v);
         }
@@ -135,13 +139,14 @@ pub fn score_pairs(
 /// Runs `restpg score`.
 ///
 /// # Errors
-/// Bad metrics, unreadable or mismatched files, missing METEOR data.
+/// Bad metrics, unreadable or mismatched files, missing METEOR data or
+/// similarity encoder.
 pub fn run(args: ScoreArgs) -> Result<()> {
     let metrics = parse_metrics(&args.metrics)?;
     let preds = read_outputs(&args.predictions)?;
     let refs = read_outputs(&args.references)?;
-    let meteor = if metrics.contains(&Metric::Meteor) { Some(Meteor::load_default()?) } else { None };
-    let (rows, means) = score_pairs(&preds, &refs, &metrics, meteor.as_ref())?;
+    let scorers = Scorers::for_metrics(&metrics)?;
+    let (rows, means) = score_pairs(&preds, &refs, &metrics, &scorers)?;
     let row_json = |id: &str, s: &BTreeMap<Metric, f64>| {
         let mut o = serde_json::Map::new();
         o.insert("id".into(), serde_json::Value::String(id.to_string()));

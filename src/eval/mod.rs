@@ -20,8 +20,7 @@ pub mod ttest;
 
 use crate::data::Task;
 use crate::lm::{FinishReason, GenerationRequest, LanguageModel, SamplingSettings};
-use crate::reward::meteor::Meteor;
-use crate::reward::{lexical_value, response_of, Metric, Reward, RewardInput};
+use crate::reward::{response_of, Metric, Reward, RewardInput, Scorers};
 use anyhow::{bail, ensure, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -244,21 +243,24 @@ impl Provenance {
 /// generation; also used by the `score` path and tests).
 ///
 /// # Errors
-/// Judge failures; a judge metric requested without a judge; METEOR
-/// requested without its scorer.
+/// Judge failures; a judge metric requested without a judge; METEOR or
+/// `similarity` requested without its scorer in `scorers`.
 pub fn score_generations(
     items: &[EvalItem],
     generated: &[String],
     metrics: &[Metric],
     mut judge: Option<&mut dyn Reward>,
-    meteor: Option<&Meteor>,
+    scorers: &Scorers,
 ) -> Result<Vec<ExampleScore>> {
     ensure!(items.len() == generated.len(), "{} items but {} generations", items.len(), generated.len());
     if metrics.contains(&Metric::Judge) && judge.is_none() {
         bail!("the judge metric was requested but no judge was given");
     }
-    if metrics.contains(&Metric::Meteor) && meteor.is_none() {
+    if metrics.contains(&Metric::Meteor) && scorers.meteor.is_none() {
         bail!("METEOR was requested but its data is not loaded");
+    }
+    if metrics.contains(&Metric::Similarity) && scorers.similarity.is_none() {
+        bail!("similarity was requested but its sentence encoder is not loaded");
     }
     // The one place a raw generation is split: every metric sees this.
     let responses: Vec<Option<String>> = generated.iter().map(|g| response_of(g)).collect();
@@ -277,6 +279,18 @@ pub fn score_generations(
         }
         _ => None,
     };
+    // Every other metric scores the non-empty responses in one batch.
+    let mut other: BTreeMap<Metric, Vec<f64>> = BTreeMap::new();
+    let scored: Vec<usize> = (0..items.len()).filter(|k| responses[*k].is_some()).collect();
+    for m in metrics.iter().filter(|m| **m != Metric::Judge) {
+        let pairs: Vec<(&str, &str)> =
+            scored.iter().map(|k| (items[*k].expected.as_str(), responses[*k].as_deref().unwrap_or(""))).collect();
+        let mut values = vec![0.0; items.len()];
+        for (k, v) in scored.iter().zip(scorers.values(*m, &pairs)?) {
+            values[*k] = v;
+        }
+        other.insert(*m, values);
+    }
     let mut out = Vec::with_capacity(items.len());
     for (k, (it, g)) in items.iter().zip(generated).enumerate() {
         let response = responses[k].clone();
@@ -290,7 +304,7 @@ pub fn score_generations(
                     dist = r.distribution.clone();
                     f64::from(r.reward)
                 }
-                (m, Some(resp)) => lexical_value(*m, meteor, &it.expected, resp),
+                (m, Some(_)) => other[m][k],
             };
             scores.insert(*m, v);
         }
@@ -372,7 +386,7 @@ pub fn evaluate(
     system: &str,
     split: &str,
     judge: Option<&mut dyn Reward>,
-    meteor: Option<&Meteor>,
+    scorers: &Scorers,
 ) -> Result<EvalReport> {
     settings.sampling.validate()?;
     ensure!(settings.batch_size > 0, "eval batch_size must be at least 1");
@@ -398,7 +412,7 @@ pub fn evaluate(
     let metrics: Vec<Metric> =
         settings.metrics.iter().copied().filter(|m| *m != Metric::Judge || judge.is_some()).collect();
     let (texts, finishes): (Vec<String>, Vec<Option<FinishReason>>) = generated.into_iter().unzip();
-    let mut examples = score_generations(items, &texts, &metrics, judge, meteor)?;
+    let mut examples = score_generations(items, &texts, &metrics, judge, scorers)?;
     for (ex, finish) in examples.iter_mut().zip(finishes) {
         ex.finish = finish;
     }

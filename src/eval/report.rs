@@ -1,10 +1,32 @@
-//! Writing an [`EvalReport`] to disk and flattening its scores for the log.
+//! Writing an [`EvalReport`] to disk and flattening its scores for the log,
+//! and the run's reward check report (`reports/reward-check.{json,md}`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use super::EvalReport;
+use crate::reward::check::RewardCheck;
+
+/// File stem of the reward check report in a run's `reports/`.
+pub const REWARD_CHECK_STEM: &str = "reward-check";
+
+/// Writes `check` as `<stem>.json` and `<stem>.md` in `dir` (created if
+/// missing; owner-only files; the Markdown carries the warning when the
+/// reward is weak) and returns the Markdown's path.
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn write_reward_check(check: &RewardCheck, dir: &Path, stem: &str) -> Result<PathBuf> {
+    store::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let md = dir.join(format!("{stem}.md"));
+    for (path, text) in
+        [(dir.join(format!("{stem}.json")), serde_json::to_string_pretty(check)?), (md.clone(), check.to_markdown())]
+    {
+        store::write_private_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(md)
+}
 
 impl EvalReport {
     /// Writes the report as `<stem>.json` and `<stem>.md` in `dir` (created

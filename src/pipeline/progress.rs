@@ -21,6 +21,14 @@ pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
     let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
     Arc::new(move |event: &Event| {
         tracing::debug!(target: "restpg::pipeline", kind = ?event.kind(), "event appended");
+        if let Some(check) = crate::reward::check::RewardCheck::from_event(event) {
+            // Always on stderr, bars or not: a weak reward makes the run's
+            // D_t noise, and the user should know before it is trained on.
+            eprintln!("{}", check.summary_line());
+            if let Some(w) = check.warning() {
+                eprintln!("\n{}\n{w}\n{}\n", "!".repeat(78), "!".repeat(78));
+            }
+        }
         if !bars {
             return;
         }
@@ -32,7 +40,7 @@ pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
                     Stage::Reasoning => train,
                     Stage::EStep | Stage::Judge => train * m,
                     Stage::Sft | Stage::MStep => steps,
-                    Stage::Filter | Stage::EvalValidation | Stage::EvalTest => 0,
+                    Stage::Filter | Stage::EvalValidation | Stage::EvalTest | Stage::RewardCheck => 0,
                 };
                 let pb = if len > 0 { ProgressBar::new(len) } else { ProgressBar::new_spinner() };
                 let style =

@@ -144,6 +144,13 @@ pub fn results_text(summary: &RunSummary) -> String {
     for (t, f) in &summary.e_step_format {
         out.push_str(&format!("  E-step samples, iteration {t}: {}\n", f.summary()));
     }
+    if let Some(check) = &summary.reward_check {
+        out.push_str(&format!("\n{}", check.summary_line()));
+        if let Some(w) = check.warning() {
+            out.push_str(&format!("\n{w}"));
+        }
+        out.push('\n');
+    }
     for it in &summary.outcome.iterations {
         out.push_str(&format!(
             "\nD_{}: {} of {} samples kept (R ≥ τ), digest {}",

@@ -13,7 +13,7 @@ use events::Event;
 use super::context::{ContextRetriever, RunContext};
 use crate::config::{ReasoningGeneratorKind, RunConfig};
 use crate::data::Split;
-use crate::engine::tch::{TchEvaluator, TchJudge, TchPolicy, TchTrainer};
+use crate::engine::tch::{TchEvaluator, TchJudge, TchPolicy, TchRewardCheck, TchTrainer};
 
 /// How to start a run.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct RunSummary {
     pub rows: Vec<crate::eval::table::TableRow>,
     /// Format rates of each iteration's E-step samples.
     pub e_step_format: BTreeMap<u32, crate::eval::format::FormatRates>,
+    /// The run's reward check, as its log holds it (`None` when K = 0).
+    pub reward_check: Option<crate::reward::check::RewardCheck>,
 }
 
 fn ckpt_error(e: impl std::fmt::Display) -> actors::capability::CapabilityError {
@@ -181,6 +183,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     plan.judge_workers = 1;
     plan.max_in_flight = config.sampling.max_in_flight;
     plan.fault = opts.fault;
+    plan.reward_check_per_task = config.reward.check_per_task;
     // The coordinator opens the log with these (a resumed run keeps the
     // ones it started with), so the log has one writer.
     plan.run_started = Some(run_started);
@@ -191,6 +194,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     super::results::plot_run(run_dir, &config, &rows).context("drawing the run's plots")?;
     let e_step_format = super::results::e_step_format(run_dir, config.method.uses_reasoning())
         .context("reading the E-step samples' format from the log")?;
+    let reward_check = logged_reward_check(run_dir)?;
     Ok(RunSummary {
         run_id,
         method: config.method,
@@ -198,6 +202,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
         wall_s: started.elapsed().as_secs_f64(),
         rows,
         e_step_format,
+        reward_check,
     })
 }
 
@@ -228,6 +233,13 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
             .map_err(|e| ckpt_error(format!("{e:#}")))
     });
     let c = Arc::clone(ctx);
+    let jp = judge_path.to_owned();
+    let reward_check: Factory<dyn actors::capability::CheckReward> = Arc::new(move || {
+        TchRewardCheck::new(Arc::clone(&c), &jp)
+            .map(|j| Box::new(j) as Box<dyn actors::capability::CheckReward>)
+            .map_err(|e| ckpt_error(format!("{e:#}")))
+    });
+    let c = Arc::clone(ctx);
     let b = blobs.clone();
     let trainer: Factory<dyn actors::capability::Train> =
         Arc::new(
@@ -244,11 +256,22 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
         policy,
         generator,
         judge,
+        reward_check,
         trainer,
         evaluator,
         targets: Arc::clone(ctx) as Arc<dyn actors::capability::Targets>,
         observer,
     }
+}
+
+/// The first reward check of the run in `run_dir`, from its log.
+///
+/// # Errors
+/// A log that does not open or fold.
+pub fn logged_reward_check(run_dir: &Path) -> anyhow::Result<Option<crate::reward::check::RewardCheck>> {
+    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
+    let state = replay::Replay::new().without_text().fold_log(&reader)?;
+    Ok(state.reward_checks.first().map(crate::reward::check::RewardCheck::from_record))
 }
 
 /// Where a run is and what it has produced, from its log alone (folded by
@@ -286,6 +309,13 @@ pub fn status(run_dir: &Path) -> anyhow::Result<String> {
     }
     for c in &state.checkpoints {
         lines.push((c.seq, format!("checkpoint {} (iteration {}): {}", c.role, c.iteration, c.path)));
+    }
+    for c in &state.reward_checks {
+        let check = crate::reward::check::RewardCheck::from_record(c);
+        lines.push((c.seq, check.summary_line()));
+        if let Some(w) = check.warning() {
+            lines.push((c.seq, w));
+        }
     }
     for e in &state.evaluations {
         let s: Vec<String> = e.scores.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();

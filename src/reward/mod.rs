@@ -8,22 +8,31 @@
 //! [`RewardOutput::empty_response`] set — counted, never an error.
 //!
 //! Rewards are configured by name through [`RewardSpec`]: `judge`,
-//! `rouge-1`, `rouge-2`, `rouge-l`, `meteor`, or a weighted mix such as
-//! `0.5*judge+0.5*rouge-l`, made into one reward by [`Composite`]. The
+//! `rouge-1`, `rouge-2`, `rouge-l`, `meteor`, `similarity` (MiniLM sentence
+//! embeddings, [`similarity`]), or a weighted mix such as
+//! `0.5*judge+0.5*rouge-l`, made into one reward by [`Composite`]; the
+//! non-judge metrics are scored through [`Scorers`]. Before a run trusts a
+//! reward, [`check`] measures whether it tells a user's own text from
+//! another user's and from degenerate text. The
 //! lexical metrics follow LongLaMP's evaluation exactly ([`rouge`]: Google's
 //! `rouge_score`; [`meteor`]: NLTK's METEOR as
 //! called by Hugging Face `evaluate`), proven by parity fixtures generated
 //! from the Python references (`scripts/make_parity_fixtures.py`). The LLM
 //! judge of the paper is in [`judge`].
 
+pub mod check;
 pub mod composite;
 pub mod judge;
 pub mod meteor;
 pub mod rouge;
+pub mod scorers;
+pub mod similarity;
 pub mod spec;
 
 pub use composite::Composite;
 pub use judge::{Judge, JudgeConfig, ScoreModel, ScoreRule};
+pub use scorers::Scorers;
+pub use similarity::Similarity;
 pub use spec::{Metric, RewardSpec};
 
 use anyhow::Result;
@@ -80,19 +89,5 @@ pub fn nonempty(response: &str) -> Option<String> {
         None
     } else {
         Some(r.to_string())
-    }
-}
-
-/// Value of a lexical metric for one pair (0 for [`Metric::Judge`] or a
-/// missing METEOR scorer).
-pub fn lexical_value(metric: Metric, meteor: Option<&meteor::Meteor>, reference: &str, prediction: &str) -> f64 {
-    let rt = || rouge::tokenize(reference);
-    let pt = || rouge::tokenize(prediction);
-    match metric {
-        Metric::Rouge1 => rouge::rouge_n_tokens(&rt(), &pt(), 1).fmeasure,
-        Metric::Rouge2 => rouge::rouge_n_tokens(&rt(), &pt(), 2).fmeasure,
-        Metric::RougeL => rouge::rouge_l_tokens(&rt(), &pt()).fmeasure,
-        Metric::Meteor => meteor.map(|m| m.score(reference, prediction)).unwrap_or(0.0),
-        Metric::Judge => 0.0,
     }
 }

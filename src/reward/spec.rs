@@ -1,7 +1,8 @@
 //! Rewards and metrics configured by name.
 //!
 //! Grammar (whitespace ignored): `term ('+' term)*`, `term = [weight '*'] name`,
-//! `name ∈ {judge, rouge-1, rouge-2, rouge-l, meteor}` (case-insensitive;
+//! `name ∈ {judge, rouge-1, rouge-2, rouge-l, meteor, similarity}`
+//! (case-insensitive;
 //! `rouge1`, `rougeL`, `rouge_l` are accepted aliases), `weight` a
 //! non-negative decimal. `rouge-l` alone means weight 1. A mix's weights need
 //! not sum to 1; the reward is Σ wᵢ·metricᵢ. Unknown names, bad weights and
@@ -28,10 +29,15 @@ pub enum Metric {
     /// METEOR.
     #[serde(rename = "meteor")]
     Meteor,
+    /// Cosine similarity of mean-pooled all-MiniLM-L6-v2 sentence
+    /// embeddings, clamped to [0, 1] (see [`crate::reward::similarity`]).
+    #[serde(rename = "similarity")]
+    Similarity,
 }
 
 impl Metric {
-    /// Canonical name (`judge`, `rouge-1`, `rouge-2`, `rouge-l`, `meteor`).
+    /// Canonical name (`judge`, `rouge-1`, `rouge-2`, `rouge-l`, `meteor`,
+    /// `similarity`).
     pub fn name(self) -> &'static str {
         match self {
             Metric::Judge => "judge",
@@ -39,11 +45,24 @@ impl Metric {
             Metric::Rouge2 => "rouge-2",
             Metric::RougeL => "rouge-l",
             Metric::Meteor => "meteor",
+            Metric::Similarity => "similarity",
+        }
+    }
+
+    /// The range `(lowest, highest)` of the metric's value. Every metric
+    /// here lies in [0, 1]: the judge's score / 10, the F-measures, METEOR,
+    /// and the clamped cosine of [`Metric::Similarity`].
+    pub fn range(self) -> (f64, f64) {
+        match self {
+            Metric::Judge | Metric::Rouge1 | Metric::Rouge2 | Metric::RougeL | Metric::Meteor | Metric::Similarity => {
+                (0.0, 1.0)
+            }
         }
     }
 
     /// All metrics in canonical order.
-    pub const ALL: [Metric; 5] = [Metric::Judge, Metric::Rouge1, Metric::Rouge2, Metric::RougeL, Metric::Meteor];
+    pub const ALL: [Metric; 6] =
+        [Metric::Judge, Metric::Rouge1, Metric::Rouge2, Metric::RougeL, Metric::Meteor, Metric::Similarity];
 }
 
 impl fmt::Display for Metric {
@@ -56,7 +75,7 @@ impl fmt::Display for Metric {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SpecError {
     /// Unknown metric name.
-    #[error("unknown metric {0:?} (expected one of judge, rouge-1, rouge-2, rouge-l, meteor)")]
+    #[error("unknown metric {0:?} (expected one of judge, rouge-1, rouge-2, rouge-l, meteor, similarity)")]
     UnknownMetric(String),
     /// A weight that is not a finite non-negative number.
     #[error("bad weight {0:?} in reward spec (expected a non-negative number, as in 0.5*judge)")]
@@ -79,6 +98,7 @@ impl FromStr for Metric {
             "rouge-2" | "rouge2" => Metric::Rouge2,
             "rouge-l" | "rougel" => Metric::RougeL,
             "meteor" => Metric::Meteor,
+            "similarity" => Metric::Similarity,
             _ => return Err(SpecError::UnknownMetric(s.trim().to_string())),
         })
     }
@@ -105,6 +125,20 @@ impl RewardSpec {
     /// Whether METEOR takes part (its data must be loaded).
     pub fn uses_meteor(&self) -> bool {
         self.terms.iter().any(|(_, m)| *m == Metric::Meteor)
+    }
+
+    /// The metrics of the spec, in the order written.
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.terms.iter().map(|(_, m)| *m).collect()
+    }
+
+    /// The range `(lowest, highest)` of the mix Σ wᵢ·metricᵢ, from each
+    /// metric's [`Metric::range`] (weights are non-negative).
+    pub fn range(&self) -> (f64, f64) {
+        self.terms.iter().fold((0.0, 0.0), |(lo, hi), (w, m)| {
+            let (a, b) = m.range();
+            (lo + w * a, hi + w * b)
+        })
     }
 }
 
@@ -163,6 +197,16 @@ mod tests {
         assert_eq!(s.terms, vec![(0.5, Metric::Judge), (0.5, Metric::RougeL)]);
         assert_eq!(s.to_string(), "0.5*judge+0.5*rouge-l");
         assert_eq!("rougeL".parse::<Metric>().unwrap(), Metric::RougeL);
+        let s: RewardSpec = "0.5*similarity+0.5*meteor".parse().unwrap();
+        assert_eq!(s.terms, vec![(0.5, Metric::Similarity), (0.5, Metric::Meteor)]);
+        assert_eq!(s.to_string(), "0.5*similarity+0.5*meteor");
+    }
+
+    #[test]
+    fn a_mix_ranges_over_its_weighted_metric_ranges() {
+        let s: RewardSpec = "0.5*similarity+2*meteor".parse().unwrap();
+        assert_eq!(s.range(), (0.0, 2.5));
+        assert_eq!(RewardSpec::single(Metric::Similarity).range(), (0.0, 1.0));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! result before counting it. Stage by stage:
 //!
 //! ```text
-//! retrieve → [reasoning] → SFT (θ¹) → eval(val)
+//! reward check → retrieve → [reasoning] → SFT (θ¹) → eval(val)
 //!   → for t = 1..T: E-step → judge → filter → seal D_t → M-step → eval(val)
 //!   → eval(test) → RunFinished
 //! ```
@@ -15,8 +15,8 @@
 //! (`RunStarted` and the base checkpoint θ⁰, carried by the [`Plan`]) are
 //! appended here, before the first stage.
 //!
-//! One file per stage (`retrieve`, `reasoning`, `sft`, `e_step`, `judge`,
-//! `seal`, `m_step`, `evaluate`); every batched stage talks to its pool
+//! One file per stage (`reward_check`, `retrieve`, `reasoning`, `sft`,
+//! `e_step`, `judge`, `seal`, `m_step`, `evaluate`); every batched stage talks to its pool
 //! through the one fan-out in `fan_out`, every single job (training,
 //! evaluation) through the one single-job helper beside it.
 
@@ -28,6 +28,7 @@ mod m_step;
 mod outcome;
 mod reasoning;
 mod retrieve;
+mod reward_check;
 mod seal;
 mod sft;
 
@@ -41,7 +42,7 @@ use events::{Event, Role, Split, Stage};
 pub use events::{reasoning_sample, response_digest, train_seed};
 pub use outcome::{Evaluation, IterationOutcome, RunError, RunOutcome};
 
-use crate::capability::{Evaluate, Factory, Generate, Judge, Retrieve, Targets, Train};
+use crate::capability::{CheckReward, Evaluate, Factory, Generate, Judge, Retrieve, Targets, Train};
 use crate::log::{Append, Close, EventSink, Flush, LoadRun, LogWriter, Observer};
 use crate::plan::Plan;
 use crate::resume::LoggedRun;
@@ -60,6 +61,8 @@ pub struct Capabilities {
     pub generator: Factory<dyn Generate>,
     /// Builds the judge (one per judge worker).
     pub judge: Factory<dyn Judge>,
+    /// Builds the reward check (one worker, only for the first stage).
+    pub reward_check: Factory<dyn CheckReward>,
     /// Builds the trainer (one worker).
     pub trainer: Factory<dyn Train>,
     /// Builds the evaluator (one worker).
@@ -284,6 +287,7 @@ impl Run {
         }
         self.open().await?;
 
+        self.reward_check().await?;
         self.retrieve().await?;
         if plan.method.uses_reasoning() {
             self.reasoning().await?;

@@ -24,6 +24,8 @@ pub struct Recorder {
     pub judged: Mutex<Vec<SampleId>>,
     /// Every training job.
     pub jobs: Mutex<Vec<TrainJob>>,
+    /// K of every reward check run.
+    pub reward_checks: Mutex<Vec<usize>>,
     /// Policy instances built (initial + restarts).
     pub policy_builds: AtomicUsize,
     /// The thread each policy instance was built in.
@@ -112,16 +114,40 @@ impl Doubles {
         let trainer: Factory<dyn Train> = Arc::new(move || {
             Ok(Box::new(Trainer { rec: Arc::clone(&rec), fail, script: Arc::clone(&script) }) as Box<dyn Train>)
         });
+        let rec = Arc::clone(&self.rec);
+        let reward_check: Factory<dyn CheckReward> =
+            Arc::new(move || Ok(Box::new(RewardChecker { rec: Arc::clone(&rec) }) as Box<dyn CheckReward>));
         Capabilities {
             retriever: Arc::new(|| Ok(Box::new(Retriever) as Box<dyn Retrieve>)),
             policy,
             generator,
             judge,
+            reward_check,
             trainer,
             evaluator: Arc::new(|| Ok(Box::new(Evaluator) as Box<dyn Evaluate>)),
             targets: Arc::new(Joiner),
             observer: None,
         }
+    }
+}
+
+/// A reward check that records its K and reports fixed figures.
+pub struct RewardChecker {
+    rec: Arc<Recorder>,
+}
+
+impl CheckReward for RewardChecker {
+    fn check(&mut self, per_task: usize) -> Result<RewardCheckSummary, CapabilityError> {
+        self.rec.reward_checks.lock().unwrap().push(per_task);
+        Ok(RewardCheckSummary {
+            reward_name: "double".into(),
+            examples: 2,
+            counts: [2, 2, 6],
+            auc_own_other: Some(0.9),
+            auc_own_degenerate: Some(1.0),
+            auc_other_degenerate: Some(0.8),
+            means: [Some(0.9), Some(0.4), Some(0.1)],
+        })
     }
 }
 
@@ -316,7 +342,8 @@ pub fn base() -> CheckpointRef {
 }
 
 /// A small plan: `inputs` train inputs, 2 validation, 2 test, m = 4, T = 2,
-/// τ = 0.5, cap 2, batches of 2 over 2 sampler workers.
+/// τ = 0.5, cap 2, batches of 2 over 2 sampler workers, a reward check of
+/// K = 4.
 pub fn plan(run_id: &str, method: Method, inputs: usize) -> Plan {
     let ids = |p: &str, n: usize| (0..n).map(|i| format!("{p}-{i}")).collect::<Vec<_>>();
     let mut p = Plan::new(run_id, method, 42, base(), ids("train", inputs));
@@ -330,6 +357,7 @@ pub fn plan(run_id: &str, method: Method, inputs: usize) -> Plan {
     p.sampler_workers = 2;
     p.judge_workers = 2;
     p.max_in_flight = 2;
+    p.reward_check_per_task = 4;
     p
 }
 

@@ -112,12 +112,12 @@ pub fn evaluate_checkpoint(
         sampling: inference_sampling(&ctx.config, model, prompt),
         seed: ctx.config.seed,
         batch_size: ctx.config.sampling.batch_size,
-        ..Default::default()
+        metrics: eval_metrics(&ctx.config.reward.name),
     };
     // The evaluation judge is the LLM judge whatever the training reward
     // is (the paper reports the judge score and the lexical metrics).
     let mut judge = judge_model(ctx, judge_path)?;
-    let meteor = crate::reward::meteor::Meteor::load_default()?;
+    let scorers = crate::reward::Scorers::for_metrics(&settings.metrics)?;
     let mut generator: &LanguageModel = model;
     let mut report = crate::eval::evaluate(
         &mut generator,
@@ -126,7 +126,7 @@ pub fn evaluate_checkpoint(
         system,
         split.file_stem(),
         Some(&mut judge),
-        Some(&meteor),
+        &scorers,
     )?;
     let judge_hash =
         store::hash_path(judge_path).map_err(|e| anyhow::anyhow!("hashing the judge {}: {e}", judge_path.display()))?;
@@ -146,4 +146,35 @@ pub fn evaluate_checkpoint(
         max_per_task: cfg.max_per_task,
     });
     Ok(report)
+}
+
+/// The metrics of an evaluation: the paper's (judge, ROUGE-1, ROUGE-L,
+/// METEOR) and every other metric the run's reward spec `reward` names (so a
+/// run rewarded by `similarity` reports it too); the paper's alone when the
+/// spec does not parse (the configuration's validation reports that).
+fn eval_metrics(reward: &str) -> Vec<crate::reward::Metric> {
+    let mut metrics = crate::eval::EvalSettings::default().metrics;
+    if let Ok(spec) = reward.parse::<crate::reward::RewardSpec>() {
+        for m in spec.metrics() {
+            if !metrics.contains(&m) {
+                metrics.push(m);
+            }
+        }
+    }
+    metrics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reward::Metric;
+
+    #[test]
+    fn evaluation_adds_the_rewards_metrics_to_the_papers() {
+        let paper = vec![Metric::Judge, Metric::Rouge1, Metric::RougeL, Metric::Meteor];
+        assert_eq!(eval_metrics("judge"), paper);
+        let mut with = paper.clone();
+        with.push(Metric::Similarity);
+        assert_eq!(eval_metrics("0.5*similarity+0.5*meteor"), with);
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`TchPolicy`]: the policy sampler and reasoning generator.
 //! - [`TchJudge`]: the reward R(x, y, ŷ) on the final response only.
+//! - [`TchRewardCheck`]: the run's first stage, the reward check, on the
+//!   same [`TchJudge`].
 //! - [`TchTrainer`]: SFT and the reward-weighted M-step, saving each
 //!   checkpoint into the run's content-addressed blob store.
 //! - [`TchEvaluator`]: generation at the inference temperature on a split,
@@ -15,6 +17,7 @@
 mod evaluator;
 mod judge;
 mod policy;
+mod reward_check;
 mod trainer;
 
 use std::path::Path;
@@ -24,6 +27,7 @@ use actors::capability::CapabilityError;
 pub use evaluator::{evaluate_checkpoint, inference_sampling, TchEvaluator};
 pub use judge::TchJudge;
 pub use policy::TchPolicy;
+pub use reward_check::TchRewardCheck;
 pub use trainer::TchTrainer;
 
 use crate::lm::LanguageModel;
