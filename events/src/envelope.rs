@@ -582,6 +582,39 @@ pub(crate) mod tests {
         assert_eq!(seal_fixture(fixture_v3_events(), 3, V3_RUN.0, V3_RUN.1), committed);
     }
 
+    /// The records of the committed version-4 fixture: the version-3
+    /// fixture's facts (one of every kind, every stage, checkpoint role and
+    /// split), as the version-4 build writes them.
+    pub(crate) fn fixture_v4_events() -> Vec<Event> {
+        fixture_v3_events()
+    }
+
+    /// Where the version-4 fixture lies.
+    pub(crate) fn fixture_v4_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4_records.bin")
+    }
+
+    /// The version-4 fixture's run id and start time.
+    const V4_RUN: (&str, &str) = ("fixture-run-v4", "2026-12-02T03:10:00.75Z");
+
+    /// Writes the version-4 fixture. Run once by the version-4 build, before
+    /// version 5 changed the payload (`cargo test -p restpg-events --
+    /// --ignored write_v4_fixture`); it is committed and never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v4_fixture() {
+        std::fs::write(fixture_v4_path(), seal_fixture(fixture_v4_events(), 4, V4_RUN.0, V4_RUN.1)).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_payload_encodes_exactly_as_version_4_did() {
+        // Given the records the version-4 build wrote, when this build seals
+        // the same facts in version 4, then the bytes agree: the version-4
+        // payload this build reads is that build's, field for field.
+        let committed = std::fs::read(fixture_v4_path()).unwrap();
+        assert_eq!(seal_fixture(fixture_v4_events(), 4, V4_RUN.0, V4_RUN.1), committed);
+    }
+
     /// A version-3 record of `payload` whose text `from` was replaced by `to`
     /// (same length), rehashed: a record an old build could have written.
     fn v3_record_with(payload: Event, from: &str, to: &str) -> Vec<u8> {
