@@ -97,6 +97,7 @@ pub fn evaluate_checkpoint(
             stop_tokens: model.tokenizer().eos_ids().to_vec(),
             stop_strings: ctx.config.sampling.stop_strings.clone(),
             separator: separator_stop(prompt),
+            penalties: sampling.penalties,
         },
         seed: ctx.config.seed,
         batch_size: ctx.config.sampling.batch_size,
