@@ -310,17 +310,18 @@ fn a_greedy_generation_that_loops_repeats_no_3_gram_with_no_repeat_ngram_size_3(
     let m = model();
     let user = reasoning_prompt(
         &[
-            "I love hiking in the mountains with my dog on weekends.",
-            "My favourite food is spicy ramen, and I cook it every Friday.",
+            "Hi team, quick note: the build is green again. I fixed the flaky test by pinning the seed. Cheers, Dana",
+            "Thanks for the review! I will merge after lunch. Dana",
         ],
-        "Write a short note inviting a friend to a weekend trip.",
+        "Write an email to the team announcing that the release is delayed by two days.",
     );
     let prompt_ids = chat_ids(&m, &user);
     let plain = GenerationRequest { prompt_ids: prompt_ids.clone(), seed: 0, settings: greedy(160) };
     let looped = m.generate(std::slice::from_ref(&plain)).unwrap().remove(0);
-    // it loops: some 3-gram of its output comes back again and again
+    // it loops: 3-grams of its output come back ("I'm happy to …", "any
+    // questions you may have")
     let repeats = repeated_ngrams(&looped.token_ids, 3);
-    assert!(repeats.len() >= 10, "expected a loop, got {:?}", looped.text);
+    assert!(repeats.len() >= 5, "expected a loop, got {:?}", looped.text);
     // When no_repeat_ngram_size = 3 guards the same decoding
     let settings =
         SamplingSettings { penalties: Penalties { no_repeat_ngram_size: 3, ..Penalties::default() }, ..greedy(160) };
