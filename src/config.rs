@@ -14,7 +14,7 @@
 
 use crate::train::TrainConfig;
 use actors::Method;
-use events::{Sampling, ScoreRule};
+use events::{Penalties, Sampling, ScoreRule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -186,6 +186,21 @@ pub struct SamplingSection {
     /// Seconds one generation or judge batch may take before its worker is
     /// presumed hung; the batch is then re-issued like a failed one.
     pub batch_timeout_secs: u64,
+    /// CTRL repetition penalty over the prompt and the output so far (HF
+    /// `repetition_penalty`; 1 is off, the paper's setting).
+    pub repetition_penalty: f32,
+    /// Subtracted per occurrence in the output so far (OpenAI/vLLM
+    /// `frequency_penalty`, in [-2, 2]; 0 is off).
+    pub frequency_penalty: f32,
+    /// Subtracted once per token already in the output (OpenAI/vLLM
+    /// `presence_penalty`, in [-2, 2]; 0 is off).
+    pub presence_penalty: f32,
+    /// No n-gram of this length repeats one in the prompt or the output
+    /// (HF `no_repeat_ngram_size`; 0 is off).
+    pub no_repeat_ngram_size: u32,
+    /// Drop tokens less probable than `min_p ×` the most probable one, after
+    /// temperature (HF/vLLM `min_p`, in [0, 1]; 0 is off).
+    pub min_p: f32,
 }
 
 impl Default for SamplingSection {
@@ -201,14 +216,35 @@ impl Default for SamplingSection {
             max_in_flight: 2,
             stop_strings: Vec::new(),
             batch_timeout_secs: 3600,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            no_repeat_ngram_size: 0,
+            min_p: 0.0,
         }
     }
 }
 
 impl SamplingSection {
-    /// The E-step's sampling settings (γ, nucleus mass, budget).
+    /// The E-step's sampling settings (γ, nucleus mass, budget, guards).
     pub fn e_step(&self) -> Sampling {
-        Sampling { temperature: self.temperature, top_p: self.top_p, max_new_tokens: self.max_new_tokens }
+        Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_new_tokens: self.max_new_tokens,
+            penalties: self.penalties(),
+        }
+    }
+
+    /// The repetition guards of these keys ([`Penalties`]).
+    pub fn penalties(&self) -> Penalties {
+        Penalties {
+            repetition_penalty: self.repetition_penalty,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            min_p: self.min_p,
+        }
     }
 
     /// The reasoning generator's sampling settings: the E-step's, with the
@@ -295,6 +331,21 @@ pub struct EvalSection {
     /// test. The paper reports test only for the final system (§4); off by
     /// default.
     pub test_every_iteration: bool,
+    /// CTRL repetition penalty over the prompt and the output so far (HF
+    /// `repetition_penalty`; 1 is off, the paper's setting).
+    pub repetition_penalty: f32,
+    /// Subtracted per occurrence in the output so far (OpenAI/vLLM
+    /// `frequency_penalty`, in [-2, 2]; 0 is off).
+    pub frequency_penalty: f32,
+    /// Subtracted once per token already in the output (OpenAI/vLLM
+    /// `presence_penalty`, in [-2, 2]; 0 is off).
+    pub presence_penalty: f32,
+    /// No n-gram of this length repeats one in the prompt or the output
+    /// (HF `no_repeat_ngram_size`; 0 is off).
+    pub no_repeat_ngram_size: u32,
+    /// Drop tokens less probable than `min_p ×` the most probable one, after
+    /// temperature (HF/vLLM `min_p`, in [0, 1]; 0 is off).
+    pub min_p: f32,
 }
 
 impl Default for EvalSection {
@@ -307,6 +358,11 @@ impl Default for EvalSection {
             validation: true,
             test: true,
             test_every_iteration: false,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            no_repeat_ngram_size: 0,
+            min_p: 0.0,
         }
     }
 }
@@ -314,7 +370,23 @@ impl Default for EvalSection {
 impl EvalSection {
     /// The sampling settings at inference (paper: temperature 0.1).
     pub fn sampling(&self) -> Sampling {
-        Sampling { temperature: self.temperature, top_p: self.top_p, max_new_tokens: self.max_new_tokens }
+        Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_new_tokens: self.max_new_tokens,
+            penalties: self.penalties(),
+        }
+    }
+
+    /// The repetition guards of these keys ([`Penalties`]).
+    pub fn penalties(&self) -> Penalties {
+        Penalties {
+            repetition_penalty: self.repetition_penalty,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            min_p: self.min_p,
+        }
     }
 }
 
@@ -596,14 +668,66 @@ impl RunConfig {
         if !(self.eval.top_p > 0.0 && self.eval.top_p <= 1.0) {
             return Err(invalid("eval.top_p", "must be in (0, 1]"));
         }
+        for (section, p) in [("sampling", self.sampling.penalties()), ("eval", self.eval.penalties())] {
+            check_penalties(section, &p)?;
+        }
         self.train.validate().map_err(|e| invalid("train", e.to_string()))?;
         Ok(())
     }
 }
 
+/// [`Penalties::check`] for the keys of `[section]`, naming the first bad
+/// key (`sampling.min_p`) and its range.
+fn check_penalties(section: &str, p: &Penalties) -> Result<(), ConfigError> {
+    p.check().map_err(|message| {
+        let key = message.split_whitespace().next().unwrap_or_default();
+        let rest = message.strip_prefix(key).unwrap_or(&message).trim_start();
+        invalid(&format!("{section}.{key}"), rest.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repetition_guards_default_to_off_and_out_of_range_values_name_their_key() {
+        // Given the paper defaults, then every guard is off in both sections
+        let cfg = RunConfig::default();
+        assert!(cfg.sampling.e_step().penalties.is_neutral());
+        assert!(cfg.eval.sampling().penalties.is_neutral());
+        // and the canonical TOML writes them, and reads them back
+        let toml = cfg.to_toml().unwrap();
+        for key in ["repetition_penalty = 1.0", "no_repeat_ngram_size = 0", "min_p = 0.0"] {
+            assert_eq!(toml.matches(key).count(), 2, "{key} in [sampling] and [eval]:\n{toml}");
+        }
+        let data = env!("CARGO_MANIFEST_DIR");
+        let with = |extra: &str| {
+            let text = format!("data = {data:?}\n{extra}");
+            RunConfig::from_toml(&text, Path::new("run.toml")).unwrap()
+        };
+        // Given guards in range, then they pass and reach the sampling settings
+        let ok = with("[sampling]\nrepetition_penalty = 1.2\nno_repeat_ngram_size = 3\n[eval]\nmin_p = 0.05\n");
+        ok.validate().unwrap();
+        assert_eq!(ok.sampling.e_step().penalties.repetition_penalty, 1.2);
+        assert_eq!(ok.sampling.reasoning().penalties.no_repeat_ngram_size, 3);
+        assert_eq!(ok.eval.sampling().penalties.min_p, 0.05);
+        // When a value is out of range, then validation names the key and the range
+        for (extra, key, range) in [
+            ("[sampling]\nrepetition_penalty = 0.0\n", "`sampling.repetition_penalty`", "finite and > 0"),
+            ("[sampling]\nfrequency_penalty = 2.5\n", "`sampling.frequency_penalty`", "[-2, 2]"),
+            ("[sampling]\npresence_penalty = -3.0\n", "`sampling.presence_penalty`", "[-2, 2]"),
+            ("[sampling]\nmin_p = 1.5\n", "`sampling.min_p`", "[0, 1]"),
+            ("[eval]\nrepetition_penalty = -1.0\n", "`eval.repetition_penalty`", "> 0"),
+            ("[eval]\nmin_p = -0.5\n", "`eval.min_p`", "[0, 1]"),
+        ] {
+            let err = with(extra).validate().unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(range), "{extra}: {err}");
+        }
+        // and a negative n-gram size is a type error that toml names
+        let err = RunConfig::from_toml("[sampling]\nno_repeat_ngram_size = -1\n", Path::new("run.toml")).unwrap_err();
+        assert!(err.to_string().contains("no_repeat_ngram_size"), "{err}");
+    }
 
     #[test]
     fn threads_default_to_the_available_cores_and_bad_values_name_their_key() {

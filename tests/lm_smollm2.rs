@@ -3,7 +3,7 @@
 //! The model is loaded once per test binary and shared behind a `Mutex`
 //! (tests run on parallel threads; one f32 copy is ~540 MB).
 
-use restpg::lm::{FinishReason, GenerateOptions, GenerationRequest, LanguageModel, SamplingSettings};
+use restpg::lm::{FinishReason, GenerateOptions, GenerationRequest, LanguageModel, Penalties, SamplingSettings};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use tch::{Device, Kind, Tensor};
 
@@ -21,6 +21,39 @@ fn model() -> MutexGuard<'static, LanguageModel> {
 
 fn greedy(max: usize) -> SamplingSettings {
     SamplingSettings { temperature: 0.0, top_p: 1.0, top_k: None, max_new_tokens: max, ..Default::default() }
+}
+
+/// Every repetition guard on, at values users set.
+fn guards() -> Penalties {
+    Penalties {
+        repetition_penalty: 1.3,
+        frequency_penalty: 0.4,
+        presence_penalty: 0.2,
+        no_repeat_ngram_size: 3,
+        min_p: 0.05,
+    }
+}
+
+/// The reasoning template (`prompts/reasoning_input.txt`) for a small
+/// profile: the prompt the untrained policy loops on.
+fn reasoning_prompt(profile: &[&str], input: &str) -> String {
+    let profile: String = profile.iter().enumerate().map(|(i, t)| format!("Text {}: {t}\n", i + 1)).collect();
+    include_str!("../prompts/reasoning_input.txt")
+        .replace("{profile}", profile.trim_end())
+        .replace("{input}", input)
+        .replace("{separator}", "### Response:")
+}
+
+/// The n-grams of `ids` that occur more than once.
+fn repeated_ngrams(ids: &[u32], n: usize) -> Vec<Vec<u32>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated = std::collections::BTreeSet::new();
+    for w in ids.windows(n) {
+        if !seen.insert(w) {
+            repeated.insert(w.to_vec());
+        }
+    }
+    repeated.into_iter().collect()
 }
 
 fn chat_ids(m: &LanguageModel, user: &str) -> Vec<u32> {
@@ -215,9 +248,13 @@ fn a_sample_is_the_same_alone_and_in_a_batch_that_shares_its_prompt() {
         SamplingSettings { temperature: 0.7, top_p: 0.9, top_k: None, max_new_tokens: 14, ..Default::default() };
     let story = chat_ids(&m, "Tell me a story about a lighthouse keeper.");
     let color = chat_ids(&m, "What color is the sky on a clear day?");
+    let guarded = SamplingSettings { penalties: guards(), ..sampled.clone() };
+    let guarded_greedy = SamplingSettings { penalties: guards(), ..greedy(14) };
     let targets = [
         GenerationRequest { prompt_ids: story.clone(), seed: 7, settings: greedy(14) },
         GenerationRequest { prompt_ids: story.clone(), seed: 77, settings: sampled.clone() },
+        GenerationRequest { prompt_ids: story.clone(), seed: 77, settings: guarded.clone() },
+        GenerationRequest { prompt_ids: color.clone(), seed: 8, settings: guarded_greedy },
     ];
     let alone: Vec<Vec<u32>> =
         targets.iter().map(|t| m.generate(std::slice::from_ref(t)).unwrap().remove(0).token_ids).collect();
@@ -230,15 +267,28 @@ fn a_sample_is_the_same_alone_and_in_a_batch_that_shares_its_prompt() {
         GenerationRequest { prompt_ids: chat_ids(&m, "Hi"), seed: 4, settings: short },
         targets[0].clone(),
         GenerationRequest { prompt_ids: story.clone(), seed: 5, settings: sampled.clone() },
-        GenerationRequest { prompt_ids: color, seed: 1, settings: sampled },
+        GenerationRequest { prompt_ids: color.clone(), seed: 1, settings: sampled.clone() },
+        targets[2].clone(),
+        GenerationRequest { prompt_ids: story.clone(), seed: 6, settings: guarded.clone() },
+        targets[3].clone(),
+        GenerationRequest { prompt_ids: color, seed: 9, settings: SamplingSettings { max_new_tokens: 2, ..guarded } },
     ];
     // When the batch runs with prefix sharing and compaction
     let (gens, stats) = m.generate_with(&batch, GenerateOptions::default()).unwrap();
     // Then each target's tokens are those it got alone, in request order
     assert_eq!(gens[5].token_ids, alone[0], "greedy: {:?}", gens[5].text);
     assert_eq!(gens[2].token_ids, alone[1], "sampled: {:?}", gens[2].text);
+    // (rows with repetition guards too: their token history is their own)
+    assert_eq!(gens[8].token_ids, alone[2], "guarded: {:?}", gens[8].text);
+    assert_eq!(gens[10].token_ids, alone[3], "guarded greedy: {:?}", gens[10].text);
+    // and the guards changed what was drawn from the same seed
+    assert_ne!(alone[1], alone[2], "the guards changed nothing");
     // and the three distinct prompts were prefilled once each
     assert_eq!(stats.prefills, 3);
+    // and no guarded row repeats a 3-gram of its own
+    for g in [&gens[8], &gens[9], &gens[10]] {
+        assert_eq!(repeated_ngrams(&g.token_ids, 3), Vec::<Vec<u32>>::new(), "{:?}", g.text);
+    }
     // and identical (prompt, seed, settings) rows agree; other seeds differ
     assert_eq!(gens[0].token_ids, gens[7].token_ids);
     assert_ne!(gens[1].token_ids, gens[2].token_ids);
@@ -252,6 +302,41 @@ fn a_sample_is_the_same_alone_and_in_a_batch_that_shares_its_prompt() {
     for (a, b) in gens.iter().zip(&gens_old) {
         assert_eq!(a.token_ids, b.token_ids);
     }
+}
+
+#[test]
+fn a_greedy_generation_that_loops_repeats_no_3_gram_with_no_repeat_ngram_size_3() {
+    // Given the untrained SmolLM2 on the reasoning template, decoded greedily
+    let m = model();
+    let user = reasoning_prompt(
+        &[
+            "Hi team, quick note: the build is green again. I fixed the flaky test by pinning the seed. Cheers, Dana",
+            "Thanks for the review! I will merge after lunch. Dana",
+        ],
+        "Write an email to the team announcing that the release is delayed by two days.",
+    );
+    let prompt_ids = chat_ids(&m, &user);
+    let plain = GenerationRequest { prompt_ids: prompt_ids.clone(), seed: 0, settings: greedy(160) };
+    let looped = m.generate(std::slice::from_ref(&plain)).unwrap().remove(0);
+    // it loops: 3-grams of its output come back ("I'm happy to …", "any
+    // questions you may have")
+    let repeats = repeated_ngrams(&looped.token_ids, 3);
+    assert!(repeats.len() >= 5, "expected a loop, got {:?}", looped.text);
+    // When no_repeat_ngram_size = 3 guards the same decoding
+    let settings =
+        SamplingSettings { penalties: Penalties { no_repeat_ngram_size: 3, ..Penalties::default() }, ..greedy(160) };
+    let guarded = m.generate(&[GenerationRequest { settings, ..plain }]).unwrap().remove(0);
+    // Then no 3-gram repeats, in the output or between the prompt and the
+    // output (HF counts the whole sequence)
+    let mut whole = prompt_ids.clone();
+    whole.extend(&guarded.token_ids);
+    let new: Vec<Vec<u32>> = repeated_ngrams(&whole, 3)
+        .into_iter()
+        .filter(|g| guarded.token_ids.windows(3).any(|w| w == g.as_slice()))
+        .collect();
+    assert_eq!(new, Vec::<Vec<u32>>::new(), "{:?}", guarded.text);
+    assert_ne!(guarded.token_ids, looped.token_ids);
+    assert!(guarded.token_ids.len() > 20, "{:?}", guarded.text);
 }
 
 #[test]

@@ -45,6 +45,8 @@ fn events() -> Vec<Event> {
             temperature: 0.7,
             top_p: 0.95,
             finish: Some(events::FinishReason::StopToken),
+            penalties: events::Penalties::default(),
+            precision: events::Precision::F32,
         });
         evs.push(Event::FilterDecided {
             sample: sample(n),

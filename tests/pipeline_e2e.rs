@@ -9,7 +9,8 @@
 //!   the E-step and resumed with `--resume`: its D_1 digest equals the
 //!   uninterrupted run's;
 //! - `restpg replay` rebuilds D_1 from the log alone and verifies it, and
-//!   `--resample` regenerates logged samples to the identical text;
+//!   `--resample` regenerates logged samples to the identical text, with
+//!   the repetition guards each sample logged (all of them on here);
 //! - `restpg export` writes D_1 in TRL's prompt-completion shape, each
 //!   prompt rebuilt to the exact text the policy saw;
 //! - a new run says it is starting, a resumed one that it resumes, and
@@ -88,6 +89,11 @@ m = {M}
 max_new_tokens = 12
 reasoning_max_new_tokens = 12
 batch_size = 4
+repetition_penalty = 1.2
+frequency_penalty = 0.3
+presence_penalty = 0.2
+no_repeat_ngram_size = 3
+min_p = 0.05
 
 [reward]
 tau = 0.0
@@ -189,8 +195,17 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     let (mut samples, mut rewards, mut decisions) = (0, 0, 0);
     for e in &ev {
         match e {
-            Event::SampleGenerated { sample, .. } if sample.iteration == 1 => {
+            Event::SampleGenerated { sample, penalties, precision, .. } if sample.iteration == 1 => {
                 samples += 1;
+                // Each sample logs the guards it was drawn with.
+                let want = events::Penalties {
+                    repetition_penalty: 1.2,
+                    frequency_penalty: 0.3,
+                    presence_penalty: 0.2,
+                    no_repeat_ngram_size: 3,
+                    min_p: 0.05,
+                };
+                assert_eq!((*penalties, *precision), (want, events::Precision::F32), "{sample}");
                 assert!(
                     per_input.entry(sample.input_id.clone()).or_default().insert(sample.index),
                     "duplicate {sample}"

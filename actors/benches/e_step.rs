@@ -35,6 +35,7 @@ impl Generate for ZeroPolicy {
                 finish: events::FinishReason::StopToken,
                 prompt_tokens: 1,
                 output_tokens: 1,
+                precision: events::Precision::F32,
             })
             .collect())
     }
@@ -58,7 +59,12 @@ fn requests() -> Vec<SampleRequest> {
                 SampleRequest {
                     seed: sample.seed(42),
                     sample,
-                    sampling: events::Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 16 },
+                    sampling: events::Sampling {
+                        temperature: 0.7,
+                        top_p: 0.95,
+                        max_new_tokens: 16,
+                        penalties: events::Penalties::default(),
+                    },
                     prompt: PromptKind::Plain,
                 }
             })

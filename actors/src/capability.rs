@@ -87,7 +87,8 @@ pub struct SampleRequest {
     pub sample: SampleId,
     /// Per-sample seed (derived from the run seed and `sample`).
     pub seed: u64,
-    /// Temperature (γ in the paper; 0 = greedy), nucleus mass and budget.
+    /// Temperature (γ in the paper; 0 = greedy), nucleus mass, budget and
+    /// repetition guards.
     pub sampling: events::Sampling,
     /// Which template to build the prompt with.
     pub prompt: PromptKind,
@@ -113,6 +114,8 @@ pub struct SampleOutput {
     pub output_tokens: u32,
     /// Why generation ended.
     pub finish: events::FinishReason,
+    /// The precision the model ran in.
+    pub precision: events::Precision,
 }
 
 /// A policy that samples outputs (the E-step's sampler, and the reasoning

@@ -19,6 +19,7 @@
 //! | 2 | `(seq, (unix seconds i64, nanoseconds u32), run_id, event_id, payload, prev_hash)` |
 //! | 3 | as 2, with the version-3 payload |
 //! | 4 | as 2, with the version-4 payload |
+//! | 5 | as 2, with the version-5 payload |
 //!
 //! Version 1 was this schema's first draft; version 2 stores time as two
 //! integers (about 6 bytes instead of about 30, and no text to parse when a
@@ -38,17 +39,25 @@
 //! know fails the record ([`RecordError::Upcast`], naming the record and
 //! the field). The committed fixture `tests/fixtures/v3_records.bin`,
 //! written by the version-3 build, keeps that path honest.
+//!
+//! Version 5 added what a sample was drawn with: `SampleGenerated` records
+//! its repetition guards ([`Penalties`](crate::Penalties)) and the model's
+//! [`Precision`](crate::Precision). Version 4 payloads decode as the legacy
+//! `EventV4` and upcast to neutral guards in f32 (what every version-4
+//! sample was drawn with); the committed fixture
+//! `tests/fixtures/v4_records.bin`, written by the version-4 build, keeps
+//! that path honest.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{digest_hex, serde_digest, Digest};
 use crate::event::{Event, EventKind};
-use crate::legacy::{EventV2, EventV3, UpcastError};
+use crate::legacy::{EventV2, EventV3, EventV4, UpcastError};
 use crate::vocab::UnknownName;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 4;
+pub const SCHEMA_VERSION: u16 = 5;
 
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u16 = 1;
@@ -138,7 +147,8 @@ pub enum RecordError {
 type BodyV1 = (u64, String, String, [u8; 32], EventV2, [u8; 32]);
 type BodyV2 = (u64, (i64, u32), String, [u8; 32], EventV2, [u8; 32]);
 type BodyV3 = (u64, (i64, u32), String, [u8; 32], EventV3, [u8; 32]);
-type BodyV4 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
+type BodyV4 = (u64, (i64, u32), String, [u8; 32], EventV4, [u8; 32]);
+type BodyV5 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
 
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -191,11 +201,11 @@ impl Envelope {
     fn encode_unhashed(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&self.schema_version.to_le_bytes());
-        let unwritable = || -> ! {
+        let cannot = || -> ! {
             panic!("a {} payload cannot be written in schema version {}", self.payload.kind(), self.schema_version)
         };
-        let v3 = || EventV3::downcast(&self.payload).unwrap_or_else(|| unwritable());
-        let legacy = || EventV2::downcast(&v3()).unwrap_or_else(|| unwritable());
+        let v4 = || EventV4::downcast(&self.payload).unwrap_or_else(|| cannot());
+        let legacy = || EventV2::downcast(&EventV3::from(&v4())).unwrap_or_else(|| cannot());
         let time = (self.time.timestamp(), self.time.timestamp_subsec_nanos());
         let encoded = match self.schema_version {
             1 => {
@@ -212,7 +222,12 @@ impl Envelope {
                 bincode_config(),
             ),
             3 => bincode::serde::encode_into_std_write(
-                (self.seq, time, &self.run_id, &self.event_id, v3(), &self.prev_hash),
+                (self.seq, time, &self.run_id, &self.event_id, EventV3::from(&v4()), &self.prev_hash),
+                &mut out,
+                bincode_config(),
+            ),
+            4 => bincode::serde::encode_into_std_write(
+                (self.seq, time, &self.run_id, &self.event_id, v4(), &self.prev_hash),
                 &mut out,
                 bincode_config(),
             ),
@@ -251,15 +266,12 @@ impl Envelope {
         let time_of = |(secs, nanos): (i64, u32)| {
             DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad(format!("time out of range: {secs}s {nanos}ns")))
         };
-        let upcast = |seq: u64, old: EventV3| {
-            Event::try_from(old).map_err(|UpcastError { kind, field, source }| RecordError::Upcast {
-                version,
-                seq,
-                kind,
-                field,
-                source,
-            })
-        };
+        let upcast =
+            |seq: u64, old: EventV3| {
+                EventV4::try_from(old).map(Event::from).map_err(|UpcastError { kind, field, source }| {
+                    RecordError::Upcast { version, seq, kind, field, source }
+                })
+            };
         let (seq, time, run_id, event_id, payload, prev_hash) = match version {
             1 => {
                 let (b, _): (BodyV1, usize) = decode_exact(body).map_err(bad)?;
@@ -276,8 +288,12 @@ impl Envelope {
                 let (b, _): (BodyV3, usize) = decode_exact(body).map_err(bad)?;
                 (b.0, time_of(b.1)?, b.2, b.3, upcast(b.0, b.4)?, b.5)
             }
-            _ => {
+            4 => {
                 let (b, _): (BodyV4, usize) = decode_exact(body).map_err(bad)?;
+                (b.0, time_of(b.1)?, b.2, b.3, Event::from(b.4), b.5)
+            }
+            _ => {
+                let (b, _): (BodyV5, usize) = decode_exact(body).map_err(bad)?;
                 (b.0, time_of(b.1)?, b.2, b.3, b.4, b.5)
             }
         };
@@ -329,7 +345,7 @@ fn finish<T>(decoded: Result<(T, usize), bincode::error::DecodeError>, body: &[u
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{digest, Decision, FinishReason, Role, SampleId, Split, Stage};
+    use crate::{digest, Decision, FinishReason, Penalties, Precision, Role, SampleId, Split, Stage};
 
     /// The records of the committed version-1 fixture: one of every kind
     /// that a small run writes, chained from genesis.
@@ -365,6 +381,8 @@ pub(crate) mod tests {
                 temperature: 0.7,
                 top_p: 0.95,
                 finish: None,
+                penalties: Penalties::default(),
+                precision: Precision::F32,
             },
             Event::RewardAssigned {
                 sample: s(0),
@@ -472,6 +490,8 @@ pub(crate) mod tests {
             temperature: 0.7,
             top_p: 0.95,
             finish: Some(finish),
+            penalties: Penalties::default(),
+            precision: Precision::F32,
         };
         let rewarded = |i, reward| Event::RewardAssigned {
             sample: s(i),
@@ -582,6 +602,39 @@ pub(crate) mod tests {
         assert_eq!(seal_fixture(fixture_v3_events(), 3, V3_RUN.0, V3_RUN.1), committed);
     }
 
+    /// The records of the committed version-4 fixture: the version-3
+    /// fixture's facts (one of every kind, every stage, checkpoint role and
+    /// split), as the version-4 build writes them.
+    pub(crate) fn fixture_v4_events() -> Vec<Event> {
+        fixture_v3_events()
+    }
+
+    /// Where the version-4 fixture lies.
+    pub(crate) fn fixture_v4_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4_records.bin")
+    }
+
+    /// The version-4 fixture's run id and start time.
+    const V4_RUN: (&str, &str) = ("fixture-run-v4", "2026-12-02T03:10:00.75Z");
+
+    /// Writes the version-4 fixture. Run once by the version-4 build, before
+    /// version 5 changed the payload (`cargo test -p restpg-events --
+    /// --ignored write_v4_fixture`); it is committed and never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v4_fixture() {
+        std::fs::write(fixture_v4_path(), seal_fixture(fixture_v4_events(), 4, V4_RUN.0, V4_RUN.1)).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_payload_encodes_exactly_as_version_4_did() {
+        // Given the records the version-4 build wrote, when this build seals
+        // the same facts in version 4, then the bytes agree: the version-4
+        // payload this build reads is that build's, field for field.
+        let committed = std::fs::read(fixture_v4_path()).unwrap();
+        assert_eq!(seal_fixture(fixture_v4_events(), 4, V4_RUN.0, V4_RUN.1), committed);
+    }
+
     /// A version-3 record of `payload` whose text `from` was replaced by `to`
     /// (same length), rehashed: a record an old build could have written.
     fn v3_record_with(payload: Event, from: &str, to: &str) -> Vec<u8> {
@@ -640,6 +693,31 @@ pub(crate) mod tests {
             assert_eq!(back, env);
             assert_eq!(back.schema_version, SCHEMA_VERSION);
         }
+    }
+
+    #[test]
+    fn a_sample_with_guards_and_bf16_round_trips_but_has_no_version_4_form() {
+        // Given a sample drawn with every guard on, in bf16
+        let mut payload = fixture_events().remove(2);
+        let guards = Penalties {
+            repetition_penalty: 1.2,
+            frequency_penalty: 0.5,
+            presence_penalty: -0.25,
+            no_repeat_ngram_size: 3,
+            min_p: 0.05,
+        };
+        if let Event::SampleGenerated { penalties, precision, .. } = &mut payload {
+            (*penalties, *precision) = (guards, Precision::Bf16);
+        }
+        // When it is sealed and read back, then it keeps both
+        let env = Envelope::seal(0, Utc::now(), "r", payload.clone(), GENESIS_HASH);
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        // and version 4, which could not say either, has no form for it
+        assert_eq!(EventV4::downcast(&payload), None);
+        if let Event::SampleGenerated { precision, .. } = &mut payload {
+            *precision = Precision::F32;
+        }
+        assert_eq!(EventV4::downcast(&payload), None, "guards alone have no version-4 form");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{digest, serde_digest, Digest, KeyHasher};
 use crate::sample::{Decision, FinishReason, SampleId};
 use crate::settings::RunSettings;
-use crate::vocab::{Role, Split, Stage};
+use crate::vocab::{Penalties, Precision, Role, Split, Stage};
 
 /// One fact about a run.
 ///
@@ -113,6 +113,12 @@ pub enum Event {
         /// Why generation ended; `None` only in records written before
         /// schema version 3.
         finish: Option<FinishReason>,
+        /// The repetition guards it was drawn with; neutral in records
+        /// written before schema version 5 (which had none).
+        penalties: Penalties,
+        /// The precision the model ran in; `F32` in records written before
+        /// schema version 5 (the only one there was).
+        precision: Precision,
     },
     /// A reward was assigned to a sample.
     RewardAssigned {
@@ -461,6 +467,8 @@ mod tests {
             temperature: 0.7,
             top_p: 0.95,
             finish: Some(FinishReason::StopToken),
+            penalties: Penalties::default(),
+            precision: Precision::F32,
         }
     }
 

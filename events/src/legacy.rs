@@ -1,9 +1,9 @@
-//! Schema versions 1 to 3 of the payload, kept only to decode old records
+//! Schema versions 1 to 4 of the payload, kept only to decode old records
 //! and upcast them into the current [`Event`] (cqrs-es style: old versions
 //! are read, never written by new code). Versions 1 and 2 share one payload
-//! ([`EventV2`]; they differ in the envelope's time field); version 3 has
-//! its own ([`EventV3`]). Each old payload upcasts one version at a time:
-//! `EventV2 → EventV3 → Event`.
+//! ([`EventV2`]; they differ in the envelope's time field); versions 3 and 4
+//! have their own ([`EventV3`], [`EventV4`]). Each old payload upcasts one
+//! version at a time: `EventV2 → EventV3 → EventV4 → Event`.
 //!
 //! - Version 3 added fields: from version 2, `SampleGenerated.finish` and
 //!   `RunStarted.settings` become `None`, meaning "not recorded".
@@ -14,6 +14,11 @@
 //!   any other text fails the record with an [`UpcastError`] naming the
 //!   field, never a default. Event ids hash those same spellings, so the
 //!   ids of old and new records of one fact agree.
+//! - Version 5 added fields: `SampleGenerated.penalties` (the repetition
+//!   guards) and `SampleGenerated.precision`. A version-4 sample was drawn
+//!   without guards in f32, the only precision there was, so it upcasts to
+//!   [`Penalties::default`] (neutral) and [`Precision::F32`]: exactly what
+//!   happened, not a guess.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +26,7 @@ use crate::digest::{serde_digest, Digest};
 use crate::event::{Event, EventKind};
 use crate::sample::{Decision, FinishReason, SampleId};
 use crate::settings::RunSettings;
-use crate::vocab::{Role, Split, Stage, UnknownName};
+use crate::vocab::{Penalties, Precision, Role, Split, Stage, UnknownName};
 
 /// The payload as schema versions 1 and 2 wrote it (same variant order).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -392,10 +397,10 @@ pub struct UpcastError {
     pub source: UnknownName,
 }
 
-impl TryFrom<EventV3> for Event {
+impl TryFrom<EventV3> for EventV4 {
     type Error = UpcastError;
 
-    fn try_from(e: EventV3) -> Result<Event, UpcastError> {
+    fn try_from(e: EventV3) -> Result<EventV4, UpcastError> {
         fn name<T>(
             kind: EventKind,
             field: &'static str,
@@ -415,18 +420,20 @@ impl TryFrom<EventV3> for Event {
                 seed,
                 dataset_digest,
                 settings,
-            } => Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings },
+            } => {
+                EventV4::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
+            }
             EventV3::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
-                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+                EventV4::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
             EventV3::ReasoningGenerated { input_id, generator, seed, reasoning } => {
-                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+                EventV4::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
             EventV3::StageStarted { iteration, stage: s } => {
-                Event::StageStarted { iteration, stage: stage(EventKind::StageStarted, s)? }
+                EventV4::StageStarted { iteration, stage: stage(EventKind::StageStarted, s)? }
             }
             EventV3::StageFinished { iteration, stage: s, wall_ms } => {
-                Event::StageFinished { iteration, stage: stage(EventKind::StageFinished, s)?, wall_ms }
+                EventV4::StageFinished { iteration, stage: stage(EventKind::StageFinished, s)?, wall_ms }
             }
             EventV3::SampleGenerated {
                 sample,
@@ -440,7 +447,7 @@ impl TryFrom<EventV3> for Event {
                 temperature,
                 top_p,
                 finish,
-            } => Event::SampleGenerated {
+            } => EventV4::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -454,53 +461,60 @@ impl TryFrom<EventV3> for Event {
                 finish,
             },
             EventV3::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
-                Event::RewardAssigned { sample, reward, reward_name, judge_distribution }
+                EventV4::RewardAssigned { sample, reward, reward_name, judge_distribution }
             }
             EventV3::FilterDecided { sample, decision, reward, tau, rank } => {
-                Event::FilterDecided { sample, decision, reward, tau, rank }
+                EventV4::FilterDecided { sample, decision, reward, tau, rank }
             }
-            EventV3::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV3::DatasetSealed { iteration, count, digest } => EventV4::DatasetSealed { iteration, count, digest },
             EventV3::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
-                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+                EventV4::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
             EventV3::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
                 let role = name(EventKind::CheckpointSaved, "role", role, Role::from_name, Role::unknown_name)?;
-                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+                EventV4::CheckpointSaved { iteration, step, role, hash, path, validation_score }
             }
             EventV3::EvaluationDone { iteration, split, system, scores, report_path } => {
                 let split = name(EventKind::EvaluationDone, "split", split, Split::from_name, Split::unknown_name)?;
-                Event::EvaluationDone { iteration, split, system, scores, report_path }
+                EventV4::EvaluationDone { iteration, split, system, scores, report_path }
             }
-            EventV3::IterationFinished { iteration } => Event::IterationFinished { iteration },
-            EventV3::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
-            EventV3::RunFailed { reason } => Event::RunFailed { reason },
-            EventV3::MStepSkipped { iteration, reason } => Event::MStepSkipped { iteration, reason },
+            EventV3::IterationFinished { iteration } => EventV4::IterationFinished { iteration },
+            EventV3::RunFinished { wall_ms } => EventV4::RunFinished { wall_ms },
+            EventV3::RunFailed { reason } => EventV4::RunFailed { reason },
+            EventV3::MStepSkipped { iteration, reason } => EventV4::MStepSkipped { iteration, reason },
         })
     }
 }
 
-impl EventV3 {
+impl From<&EventV4> for EventV3 {
     /// The version-3 form of `e`, for re-encoding a record read in an old
-    /// version (names become their text); `None` for a variant added after
-    /// version 3 (`RewardChecked`), which no old record holds.
-    pub(crate) fn downcast(e: &Event) -> Option<EventV3> {
-        Some(match e.clone() {
-            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
+    /// version (every version-4 payload has one: names become their text).
+    fn from(e: &EventV4) -> EventV3 {
+        match e.clone() {
+            EventV4::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings,
+            } => {
                 EventV3::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
             }
-            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+            EventV4::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
                 EventV3::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
-            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+            EventV4::ReasoningGenerated { input_id, generator, seed, reasoning } => {
                 EventV3::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
-            Event::StageStarted { iteration, stage } => {
+            EventV4::StageStarted { iteration, stage } => {
                 EventV3::StageStarted { iteration, stage: stage.as_str().to_owned() }
             }
-            Event::StageFinished { iteration, stage, wall_ms } => {
+            EventV4::StageFinished { iteration, stage, wall_ms } => {
                 EventV3::StageFinished { iteration, stage: stage.as_str().to_owned(), wall_ms }
             }
-            Event::SampleGenerated {
+            EventV4::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -525,17 +539,17 @@ impl EventV3 {
                 top_p,
                 finish,
             },
-            Event::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+            EventV4::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
                 EventV3::RewardAssigned { sample, reward, reward_name, judge_distribution }
             }
-            Event::FilterDecided { sample, decision, reward, tau, rank } => {
+            EventV4::FilterDecided { sample, decision, reward, tau, rank } => {
                 EventV3::FilterDecided { sample, decision, reward, tau, rank }
             }
-            Event::DatasetSealed { iteration, count, digest } => EventV3::DatasetSealed { iteration, count, digest },
-            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+            EventV4::DatasetSealed { iteration, count, digest } => EventV3::DatasetSealed { iteration, count, digest },
+            EventV4::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
                 EventV3::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
-            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+            EventV4::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
                 EventV3::CheckpointSaved {
                     iteration,
                     step,
@@ -545,14 +559,265 @@ impl EventV3 {
                     validation_score,
                 }
             }
-            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+            EventV4::EvaluationDone { iteration, split, system, scores, report_path } => {
                 EventV3::EvaluationDone { iteration, split: split.as_str().to_owned(), system, scores, report_path }
             }
-            Event::IterationFinished { iteration } => EventV3::IterationFinished { iteration },
-            Event::RunFinished { wall_ms } => EventV3::RunFinished { wall_ms },
-            Event::RunFailed { reason } => EventV3::RunFailed { reason },
-            Event::MStepSkipped { iteration, reason } => EventV3::MStepSkipped { iteration, reason },
-            Event::RewardChecked { .. } => return None,
+            EventV4::IterationFinished { iteration } => EventV3::IterationFinished { iteration },
+            EventV4::RunFinished { wall_ms } => EventV3::RunFinished { wall_ms },
+            EventV4::RunFailed { reason } => EventV3::RunFailed { reason },
+            EventV4::MStepSkipped { iteration, reason } => EventV3::MStepSkipped { iteration, reason },
+        }
+    }
+}
+
+/// The payload as schema version 4 wrote it: typed names, and samples
+/// without repetition guards or precision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum EventV4 {
+    RunStarted {
+        method: String,
+        config_toml: String,
+        #[serde(with = "serde_digest")]
+        config_digest: Digest,
+        code_version: String,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        dataset_digest: Digest,
+        settings: Option<RunSettings>,
+    },
+    RetrievalDone {
+        input_id: String,
+        task: String,
+        retriever: String,
+        k: u32,
+        item_indices: Vec<u32>,
+        scores: Vec<f32>,
+    },
+    ReasoningGenerated {
+        input_id: String,
+        generator: String,
+        seed: u64,
+        reasoning: String,
+    },
+    StageStarted {
+        iteration: u32,
+        stage: Stage,
+    },
+    StageFinished {
+        iteration: u32,
+        stage: Stage,
+        wall_ms: u64,
+    },
+    SampleGenerated {
+        sample: SampleId,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        prompt_digest: Digest,
+        reasoning: Option<String>,
+        response: String,
+        prompt_tokens: u32,
+        output_tokens: u32,
+        #[serde(with = "serde_digest")]
+        checkpoint: Digest,
+        temperature: f32,
+        top_p: f32,
+        finish: Option<FinishReason>,
+    },
+    RewardAssigned {
+        sample: SampleId,
+        reward: f32,
+        reward_name: String,
+        judge_distribution: Vec<f32>,
+    },
+    FilterDecided {
+        sample: SampleId,
+        decision: Decision,
+        reward: f32,
+        tau: f32,
+        rank: u32,
+    },
+    DatasetSealed {
+        iteration: u32,
+        count: u64,
+        #[serde(with = "serde_digest")]
+        digest: Digest,
+    },
+    TrainingProgress {
+        iteration: u32,
+        step: u64,
+        loss: f32,
+        learning_rate: f32,
+        tokens: u64,
+    },
+    CheckpointSaved {
+        iteration: u32,
+        step: u64,
+        role: Role,
+        #[serde(with = "serde_digest")]
+        hash: Digest,
+        path: String,
+        validation_score: Option<f64>,
+    },
+    EvaluationDone {
+        iteration: u32,
+        split: Split,
+        system: String,
+        scores: Vec<(String, f64)>,
+        report_path: String,
+    },
+    IterationFinished {
+        iteration: u32,
+    },
+    RunFinished {
+        wall_ms: u64,
+    },
+    RunFailed {
+        reason: String,
+    },
+    MStepSkipped {
+        iteration: u32,
+        reason: String,
+    },
+}
+
+impl From<EventV4> for Event {
+    /// A version-4 sample was drawn without repetition guards, in f32.
+    fn from(e: EventV4) -> Event {
+        match e {
+            EventV4::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings,
+            } => Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings },
+            EventV4::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            EventV4::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            EventV4::StageStarted { iteration, stage } => Event::StageStarted { iteration, stage },
+            EventV4::StageFinished { iteration, stage, wall_ms } => Event::StageFinished { iteration, stage, wall_ms },
+            EventV4::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+            } => Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties: Penalties::default(),
+                precision: Precision::F32,
+            },
+            EventV4::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+                Event::RewardAssigned { sample, reward, reward_name, judge_distribution }
+            }
+            EventV4::FilterDecided { sample, decision, reward, tau, rank } => {
+                Event::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            EventV4::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV4::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            EventV4::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+            }
+            EventV4::EvaluationDone { iteration, split, system, scores, report_path } => {
+                Event::EvaluationDone { iteration, split, system, scores, report_path }
+            }
+            EventV4::IterationFinished { iteration } => Event::IterationFinished { iteration },
+            EventV4::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
+            EventV4::RunFailed { reason } => Event::RunFailed { reason },
+            EventV4::MStepSkipped { iteration, reason } => Event::MStepSkipped { iteration, reason },
+        }
+    }
+}
+
+impl EventV4 {
+    /// The version-4 form of `e`, for re-encoding a record that was read in
+    /// version 4 or older; `None` when `e` holds what version 4 cannot say
+    /// (a sample drawn with repetition guards or in another precision than
+    /// f32, or a variant added after version 4).
+    pub(crate) fn downcast(e: &Event) -> Option<EventV4> {
+        Some(match e.clone() {
+            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
+                EventV4::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
+            }
+            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                EventV4::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                EventV4::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            Event::StageStarted { iteration, stage } => EventV4::StageStarted { iteration, stage },
+            Event::StageFinished { iteration, stage, wall_ms } => EventV4::StageFinished { iteration, stage, wall_ms },
+            Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision: Precision::F32,
+            } if penalties.is_neutral() => EventV4::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+            },
+            Event::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+                EventV4::RewardAssigned { sample, reward, reward_name, judge_distribution }
+            }
+            Event::FilterDecided { sample, decision, reward, tau, rank } => {
+                EventV4::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            Event::DatasetSealed { iteration, count, digest } => EventV4::DatasetSealed { iteration, count, digest },
+            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                EventV4::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                EventV4::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+            }
+            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+                EventV4::EvaluationDone { iteration, split, system, scores, report_path }
+            }
+            Event::IterationFinished { iteration } => EventV4::IterationFinished { iteration },
+            Event::RunFinished { wall_ms } => EventV4::RunFinished { wall_ms },
+            Event::RunFailed { reason } => EventV4::RunFailed { reason },
+            Event::MStepSkipped { iteration, reason } => EventV4::MStepSkipped { iteration, reason },
+            _ => return None,
         })
     }
 }

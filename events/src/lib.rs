@@ -24,7 +24,8 @@
 //! - [`dataset_digest`] is the canonical digest of a training set, computed
 //!   by the pipeline when it seals D_t and again by replay from the log alone.
 //! - The shared vocabulary: [`Method`], [`Stage`], [`Split`], [`Role`],
-//!   [`InitMode`], [`PromptKind`], [`ScoreRule`] and [`Sampling`], one type
+//!   [`InitMode`], [`PromptKind`], [`ScoreRule`], [`Precision`], [`Sampling`]
+//!   and its [`Penalties`], one type
 //!   each for the names every crate passes around, spelled as the
 //!   configuration and the log spell them.
 //! - [`filter`] and [`rules`] are the pure rules the run and replay must
@@ -71,4 +72,6 @@ pub use event::{Event, EventKind, EventKindParseError};
 pub use rules::{prompt_digest, reasoning_sample, response_digest, train_seed};
 pub use sample::{dataset_digest, DatasetEntry, Decision, FinishReason, SampleId, SampleIdParseError};
 pub use settings::RunSettings;
-pub use vocab::{InitMode, Method, PromptKind, Role, Sampling, ScoreRule, Split, Stage, UnknownName};
+pub use vocab::{
+    InitMode, Method, Penalties, Precision, PromptKind, Role, Sampling, ScoreRule, Split, Stage, UnknownName,
+};

@@ -1,6 +1,7 @@
 //! The shared vocabulary of a run: the names that cross crate boundaries
 //! (method, stage, split, checkpoint role, prompt kind, judge rule, where an
-//! M-step starts) as enums, and the sampling settings as one plain struct.
+//! M-step starts, the precision a sample was drawn in) as enums, and the
+//! sampling settings (with their repetition penalties) as plain structs.
 //!
 //! Each name has one spelling, the kebab-case text the configuration, the
 //! CLI and the log's JSON export use; [`FromStr`] reads it back (plus the
@@ -325,7 +326,115 @@ impl ScoreRule {
     }
 }
 
-exact_from_str!(Method, Stage, Role, InitMode, PromptKind, ScoreRule);
+/// The floating-point precision a model ran in when it drew a sample.
+/// Replaying a sample needs the same precision: the logits, and so the
+/// choices, differ between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// 32-bit floats throughout (the tch engine today; every record written
+    /// before schema version 5).
+    #[default]
+    F32,
+    /// bfloat16 weights and activations.
+    Bf16,
+}
+
+vocabulary! {
+    Precision, "precision", "f32, bf16";
+    F32 = "f32",
+    Bf16 = "bf16",
+}
+
+exact_from_str!(Method, Stage, Role, InitMode, PromptKind, ScoreRule, Precision);
+
+/// The guards against repetition applied to a row's logits before a token is
+/// chosen, with the meanings Hugging Face `generate` and vLLM give them.
+/// [`Penalties::default`] is neutral: every guard off, the distribution
+/// untouched.
+///
+/// In the order they are applied (HF's processors, then its warpers):
+///
+/// 1. `repetition_penalty` p (Keskar et al. 2019, "CTRL", §4.1; HF
+///    `RepetitionPenaltyLogitsProcessor`, vLLM `repetition_penalty`): for
+///    every distinct token id in the **prompt and the tokens generated so
+///    far**, a logit `l > 0` becomes `l / p` and a logit `l < 0` becomes
+///    `l · p` (0 stays 0). `1` is off; `p > 1` discourages repetition.
+/// 2. `frequency_penalty` f and `presence_penalty` r (OpenAI API, vLLM):
+///    over the **generated tokens only**, a token seen c times gets
+///    `l − f·c − r·[c > 0]`. `0` is off.
+/// 3. `no_repeat_ngram_size` n (HF `NoRepeatNGramLogitsProcessor`): a token
+///    that would complete an n-gram already present in the **prompt and the
+///    generated tokens** (HF's whole `input_ids`) gets logit −∞. `0` is off.
+/// 4. `min_p` (HF `MinPLogitsWarper`, vLLM `min_p`; Nguyen et al. 2024):
+///    after temperature, top-k and top-p, tokens whose probability is below
+///    `min_p ×` the most probable token's are dropped. `0` is off; it never
+///    changes a greedy choice.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Penalties {
+    /// CTRL repetition penalty, finite and > 0; 1 is off.
+    pub repetition_penalty: f32,
+    /// Subtracted per occurrence in the generated tokens, in [-2, 2]; 0 is off.
+    pub frequency_penalty: f32,
+    /// Subtracted once from every token already generated, in [-2, 2]; 0 is off.
+    pub presence_penalty: f32,
+    /// Length of the n-grams that may not repeat; 0 is off.
+    pub no_repeat_ngram_size: u32,
+    /// Probability floor relative to the most probable token, in [0, 1]; 0 is off.
+    pub min_p: f32,
+}
+
+impl Default for Penalties {
+    /// Every guard off: repetition penalty 1, the others 0.
+    fn default() -> Self {
+        Penalties {
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            no_repeat_ngram_size: 0,
+            min_p: 0.0,
+        }
+    }
+}
+
+impl Penalties {
+    /// Whether every guard is off (the distribution is untouched).
+    pub fn is_neutral(&self) -> bool {
+        *self == Penalties::default()
+    }
+
+    /// Whether a guard changes the logits (all but `min_p`, which only
+    /// narrows the support), so the logits must be adjusted per row.
+    pub fn changes_logits(&self) -> bool {
+        self.repetition_penalty != 1.0
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+            || self.no_repeat_ngram_size > 0
+    }
+
+    /// Checks the ranges: `repetition_penalty` finite and > 0,
+    /// `frequency_penalty` and `presence_penalty` in [-2, 2] (the OpenAI
+    /// API's and vLLM's range), `min_p` in [0, 1].
+    ///
+    /// # Errors
+    /// What is out of range, naming the key, as a sentence fragment
+    /// (`repetition_penalty 0 must be finite and > 0`).
+    pub fn check(&self) -> Result<(), String> {
+        let p = self.repetition_penalty;
+        if !(p.is_finite() && p > 0.0) {
+            return Err(format!("repetition_penalty {p} must be finite and > 0 (1 is off)"));
+        }
+        for (key, v) in [("frequency_penalty", self.frequency_penalty), ("presence_penalty", self.presence_penalty)] {
+            if !(-2.0..=2.0).contains(&v) {
+                return Err(format!("{key} {v} must be in [-2, 2] (0 is off)"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(format!("min_p {} must be in [0, 1] (0 is off)", self.min_p));
+        }
+        Ok(())
+    }
+}
 
 /// The sampling settings of one kind of generation (E-step samples,
 /// reasoning data, evaluation), as plain data.
@@ -337,11 +446,13 @@ pub struct Sampling {
     pub top_p: f32,
     /// Generation budget in tokens (paper: output ≤ 1,536 tokens).
     pub max_new_tokens: u32,
+    /// Guards against repetition (neutral in the paper's settings).
+    pub penalties: Penalties,
 }
 
 impl Sampling {
     /// Checks the ranges: a finite temperature ≥ 0, `top_p` in (0, 1], a
-    /// budget of at least one token.
+    /// budget of at least one token, and [`Penalties::check`].
     ///
     /// # Errors
     /// What is out of range, as a sentence fragment (`top_p 0 must be in
@@ -356,7 +467,7 @@ impl Sampling {
         if self.max_new_tokens == 0 {
             return Err("max_new_tokens must be at least 1".into());
         }
-        Ok(())
+        self.penalties.check()
     }
 }
 
@@ -385,6 +496,7 @@ mod tests {
         round_trips(&InitMode::ALL);
         round_trips(&PromptKind::ALL);
         round_trips(&ScoreRule::ALL);
+        round_trips(&Precision::ALL);
     }
 
     #[test]
@@ -418,10 +530,32 @@ mod tests {
 
     #[test]
     fn sampling_ranges() {
-        let ok = Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 8 };
+        let ok = Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 8, penalties: Penalties::default() };
         assert_eq!(ok.check(), Ok(()));
         assert!(Sampling { top_p: 0.0, ..ok }.check().unwrap_err().contains("top_p"));
         assert!(Sampling { temperature: f32::NAN, ..ok }.check().unwrap_err().contains("temperature"));
         assert!(Sampling { max_new_tokens: 0, ..ok }.check().unwrap_err().contains("max_new_tokens"));
+    }
+
+    #[test]
+    fn penalty_ranges_name_the_key() {
+        let neutral = Penalties::default();
+        assert!(neutral.is_neutral() && !neutral.changes_logits());
+        assert_eq!(neutral.check(), Ok(()));
+        let bad = |p: Penalties| p.check().unwrap_err();
+        for v in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert!(bad(Penalties { repetition_penalty: v, ..neutral }).starts_with("repetition_penalty"), "{v}");
+        }
+        assert!(bad(Penalties { frequency_penalty: 2.5, ..neutral }).starts_with("frequency_penalty 2.5"));
+        assert!(bad(Penalties { presence_penalty: -2.01, ..neutral }).contains("[-2, 2]"));
+        assert!(bad(Penalties { presence_penalty: f32::NAN, ..neutral }).starts_with("presence_penalty"));
+        assert!(bad(Penalties { min_p: 1.5, ..neutral }).starts_with("min_p 1.5 must be in [0, 1]"));
+        assert!(bad(Penalties { min_p: -0.1, ..neutral }).starts_with("min_p"));
+        let on = Penalties { repetition_penalty: 1.2, no_repeat_ngram_size: 3, min_p: 0.05, ..neutral };
+        assert_eq!(on.check(), Ok(()));
+        assert!(on.changes_logits() && !on.is_neutral());
+        assert!(!Penalties { min_p: 0.1, ..neutral }.changes_logits());
+        let ok = Sampling { temperature: 0.7, top_p: 0.95, max_new_tokens: 8, penalties: on };
+        assert!(Sampling { penalties: Penalties { min_p: 2.0, ..on }, ..ok }.check().unwrap_err().contains("min_p"));
     }
 }

@@ -93,6 +93,10 @@ pub struct ResampleItem {
     pub temperature: f32,
     /// Nucleus mass.
     pub top_p: f32,
+    /// The repetition guards it was drawn with: drawing again needs the same.
+    pub penalties: events::Penalties,
+    /// The precision the model ran in: drawing again needs the same.
+    pub precision: events::Precision,
     /// Generated length in tokens (a generation budget that reproduces it).
     pub output_tokens: u32,
     /// The logged reasoning.
@@ -272,6 +276,8 @@ impl RunState {
                 checkpoint: g.checkpoint,
                 temperature: g.temperature,
                 top_p: g.top_p,
+                penalties: g.penalties,
+                precision: g.precision,
                 output_tokens: g.output_tokens,
                 reasoning: text.reasoning.clone(),
                 response: text.response.clone(),
@@ -313,6 +319,8 @@ mod tests {
             checkpoint: [0; 32],
             temperature: 0.7,
             top_p: 0.95,
+            penalties: events::Penalties::default(),
+            precision: events::Precision::F32,
             output_tokens: 3,
             reasoning: Some("terse".into()),
             response: "See you Monday.".into(),

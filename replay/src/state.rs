@@ -74,6 +74,11 @@ pub struct Generated {
     pub top_p: f32,
     /// Why generation ended (`None` in logs older than schema 3).
     pub finish: Option<events::FinishReason>,
+    /// The repetition guards it was drawn with (neutral in logs older than
+    /// schema 5).
+    pub penalties: events::Penalties,
+    /// The precision the model ran in (`F32` in logs older than schema 5).
+    pub precision: events::Precision,
     /// Whether the output had a reasoning part.
     pub has_reasoning: bool,
 }
@@ -492,6 +497,8 @@ impl RunState {
                 temperature,
                 top_p,
                 finish,
+                penalties,
+                precision,
             } => {
                 if !self.in_scope(sample.iteration) {
                     return;
@@ -511,6 +518,8 @@ impl RunState {
                     temperature,
                     top_p,
                     finish,
+                    penalties,
+                    precision,
                     has_reasoning,
                 };
                 let rec = self.sample_mut(&sample);

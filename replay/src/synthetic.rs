@@ -199,6 +199,8 @@ impl SyntheticRun {
                 temperature: 0.7,
                 top_p: 0.95,
                 finish: Some(events::FinishReason::StopToken),
+                penalties: events::Penalties::default(),
+                precision: events::Precision::F32,
             });
             f(Event::RewardAssigned {
                 sample: sample.clone(),

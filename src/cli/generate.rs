@@ -39,6 +39,21 @@ pub struct GenerateArgs {
     /// Maximum number of new tokens.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
+    /// CTRL repetition penalty over the prompt and the output (1 = off; HF `repetition_penalty`).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Subtracted per occurrence in the output, in [-2, 2] (0 = off; OpenAI/vLLM).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Subtracted once per token already in the output, in [-2, 2] (0 = off; OpenAI/vLLM).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
+    /// Ban any n-gram of this length that is already in the prompt or the output (0 = off; HF).
+    #[arg(long, default_value_t = 0)]
+    pub no_repeat_ngram_size: u32,
+    /// Drop tokens less probable than min_p × the most probable one, in [0, 1] (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
     /// Torch intra-op threads (default: RESTPG_THREADS, else the cores available to the process).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -58,9 +73,16 @@ impl GenerateArgs {
             top_p: self.top_p,
             top_k: self.top_k,
             max_new_tokens: self.max_new_tokens,
+            penalties: crate::lm::Penalties {
+                repetition_penalty: self.repetition_penalty,
+                frequency_penalty: self.frequency_penalty,
+                presence_penalty: self.presence_penalty,
+                no_repeat_ngram_size: self.no_repeat_ngram_size,
+                min_p: self.min_p,
+            },
             ..Default::default()
         };
-        s.validate()?;
+        s.validate().map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
         Ok(s)
     }
 }

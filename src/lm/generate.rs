@@ -13,7 +13,12 @@
 //! live rows only. Results come back in request order.
 //!
 //! Each row has its own `ChaCha20Rng` seeded from the request, and sampling
-//! happens on the CPU from that row's logits alone ([`super::sampling`]). A
+//! happens on the CPU from that row's logits alone ([`super::sampling`]).
+//! A row whose repetition guards change the logits
+//! ([`events::Penalties::changes_logits`]) also has its own
+//! [`TokenHistory`] (its prompt and the tokens it generated): its logits are
+//! adjusted and its softmax computed on the CPU from that row alone, while
+//! the other rows keep the batched softmax. A
 //! prompt's prefill does not depend on the batch at all (it runs alone), so
 //! the same (checkpoint, prompt, seed, settings) gives the same tokens
 //! whatever else is in the batch or shares the prompt, up to float rounding
@@ -29,7 +34,8 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::sampling::{sample_from_probs, SamplingSettings};
+use super::penalties::TokenHistory;
+use super::sampling::{sample_from_probs, sample_with_history, SamplingSettings};
 use super::stop::stop_offset;
 use super::{pad_batch, LanguageModel};
 
@@ -239,6 +245,14 @@ impl LanguageModel {
         if !live.is_empty() {
             let max_new = live.iter().map(|&r| reqs[r].settings.max_new_tokens).max().unwrap_or(0);
             let mut rngs: Vec<ChaCha20Rng> = reqs.iter().map(|r| ChaCha20Rng::seed_from_u64(r.seed)).collect();
+            // The token history of each row whose guards change its logits.
+            let mut histories: Vec<Option<TokenHistory>> = reqs
+                .iter()
+                .map(|r| {
+                    let p = r.settings.penalties;
+                    p.changes_logits().then(|| TokenHistory::new(&r.prompt_ids, p))
+                })
+                .collect();
             let stops: Vec<Vec<u32>> = reqs
                 .iter()
                 .map(|r| match options.ignore_stop_tokens {
@@ -282,8 +296,15 @@ impl LanguageModel {
                         continue;
                     }
                     let row = slot * vocab..(slot + 1) * vocab;
-                    let tok = sample_from_probs(&flat[row.clone()], &probs[row], &reqs[r].settings, &mut rngs[r])
-                        .map_err(|e| anyhow::anyhow!("generate: request {r}, step {}: {e}", out[r].len()))?;
+                    let picked = match &histories[r] {
+                        Some(h) => sample_with_history(&flat[row], h, &reqs[r].settings, &mut rngs[r]),
+                        None => sample_from_probs(&flat[row.clone()], &probs[row], &reqs[r].settings, &mut rngs[r]),
+                    };
+                    let tok =
+                        picked.map_err(|e| anyhow::anyhow!("generate: request {r}, step {}: {e}", out[r].len()))?;
+                    if let Some(h) = &mut histories[r] {
+                        h.push(tok);
+                    }
                     stats.generated_tokens += 1;
                     next[slot] = tok as i64;
                     if stops[r].contains(&tok) {

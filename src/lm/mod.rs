@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod config;
 mod generate;
 pub mod gguf;
+pub mod penalties;
 pub mod sampling;
 pub mod stop;
 pub mod tokenizer;
@@ -32,7 +33,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 pub use config::{Arch, ModelConfig};
 pub use generate::{FinishReason, GenerateOptions, Generation, GenerationRequest, GenerationStats};
-pub use sampling::SamplingSettings;
+pub use penalties::TokenHistory;
+pub use sampling::{Penalties, SamplingSettings};
 pub use tokenizer::ChatTokenizer;
 use transformer::Transformer;
 
@@ -169,6 +171,13 @@ impl LanguageModel {
     /// Where the model was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// The precision the forward pass runs in, as a sample records it:
+    /// always f32 today (every checkpoint is loaded as f32 and the layers
+    /// compute in f32).
+    pub fn precision(&self) -> events::Precision {
+        events::Precision::F32
     }
 
     /// The device of the parameters.

@@ -1,15 +1,20 @@
 //! Choosing the next token from one row of logits: greedy (temperature 0),
-//! or temperature-scaled sampling restricted by top-k and nucleus (top-p,
-//! Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration").
+//! or temperature-scaled sampling restricted by top-k, nucleus (top-p,
+//! Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration")
+//! and min-p, after the repetition guards ([`events::Penalties`],
+//! [`super::penalties`]) have adjusted the logits.
 //!
 //! Sampling runs on the CPU in f64 from the row's logits with the row's own
-//! `ChaCha20Rng`, so a sequence's choices depend only on its own logits and
-//! seed, never on what else shares the batch.
+//! `ChaCha20Rng`, so a sequence's choices depend only on its own logits,
+//! tokens and seed, never on what else shares the batch.
 
 use anyhow::{bail, Result};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
+
+use super::penalties::TokenHistory;
+pub use events::Penalties;
 
 /// How to pick tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +41,9 @@ pub struct SamplingSettings {
     /// and starts another `### Response:` block is opening a turn of its own.
     #[serde(default)]
     pub separator: Option<String>,
+    /// Guards against repetition and the min-p floor (neutral: off).
+    #[serde(default)]
+    pub penalties: Penalties,
 }
 
 impl Default for SamplingSettings {
@@ -49,13 +57,14 @@ impl Default for SamplingSettings {
             stop_tokens: vec![],
             stop_strings: vec![],
             separator: None,
+            penalties: Penalties::default(),
         }
     }
 }
 
 impl SamplingSettings {
     /// Checks ranges: `temperature >= 0` and finite, `0 < top_p <= 1`,
-    /// `top_k >= 1`.
+    /// `top_k >= 1`, and the penalties' ([`Penalties::check`]).
     ///
     /// # Errors
     /// A message naming the bad field.
@@ -74,6 +83,9 @@ impl SamplingSettings {
         }
         if self.separator.as_deref().is_some_and(|s| s.trim().is_empty()) {
             bail!("separator must not be blank");
+        }
+        if let Err(e) = self.penalties.check() {
+            bail!("{e}");
         }
         Ok(())
     }
@@ -140,11 +152,50 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> Re
     if s.is_greedy() {
         return Ok(argmax(logits));
     }
+    let probs = tempered_softmax(logits, s.temperature);
+    sample_from_probs(logits, &probs, s, rng)
+}
+
+/// softmax(logits / temperature) in f64, max-subtracted, stored as f32. A
+/// logit of −∞ (a banned token) gets probability 0.
+fn tempered_softmax(logits: &[f32], temperature: f64) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut probs: Vec<f32> = logits.iter().map(|&l| ((l as f64 - max) / s.temperature).exp() as f32).collect();
+    let mut probs: Vec<f32> = logits.iter().map(|&l| ((l as f64 - max) / temperature).exp() as f32).collect();
     let total: f64 = probs.iter().map(|&p| p as f64).sum();
     probs.iter_mut().for_each(|p| *p = (*p as f64 / total) as f32);
-    sample_from_probs(logits, &probs, s, rng)
+    probs
+}
+
+/// Picks a token id for a sequence whose guards change the logits
+/// ([`Penalties::changes_logits`]): checks the raw row (`[V]`), adjusts a
+/// copy by `history` ([`TokenHistory::apply`]), then picks as [`sample`]
+/// does from the adjusted logits (greedy: their argmax; else their tempered
+/// softmax, restricted by top-k, top-p and min-p). Draws at most one
+/// uniform number from `rng`.
+///
+/// When every token is banned (an n-gram guard on a sequence that has
+/// followed its last n−1 tokens with every id of the vocabulary) the raw
+/// logits are used instead, so a choice is always made.
+///
+/// # Errors
+/// [`NonFiniteLogits`] when a raw logit is NaN or infinite.
+pub fn sample_with_history(
+    logits: &[f32],
+    history: &TokenHistory,
+    s: &SamplingSettings,
+    rng: &mut ChaCha20Rng,
+) -> Result<u32, NonFiniteLogits> {
+    check_finite(logits)?;
+    let mut adjusted = logits.to_vec();
+    history.apply(&mut adjusted);
+    if adjusted.iter().all(|&l| l == f32::NEG_INFINITY) {
+        adjusted.copy_from_slice(logits);
+    }
+    if s.is_greedy() {
+        return Ok(argmax(&adjusted));
+    }
+    let probs = tempered_softmax(&adjusted, s.temperature);
+    Ok(draw(&probs, s, rng))
 }
 
 /// Picks a token id given one row's logits and `probs = softmax(logits /
@@ -157,6 +208,12 @@ pub fn sample(logits: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> Re
 /// distribution when top-k is off or covers the vocabulary (HF
 /// `TopPLogitsWarper` after `TopKLogitsWarper`). Tokens are ordered by
 /// probability descending, id ascending.
+///
+/// Then min-p (HF `MinPLogitsWarper`, applied after top-k and top-p as HF
+/// orders its warpers): tokens whose probability is below `min_p ×` the most
+/// probable token's are dropped (compared in f64). The ratio to the most
+/// probable token does not change when top-k or top-p renormalize, so the
+/// set it keeps is the same in either order.
 ///
 /// Only tokens above a probability threshold are sorted; the threshold is
 /// lowered until the candidates hold the top-k tokens or `top_p` of the full
@@ -177,11 +234,36 @@ pub fn sample_from_probs(
     if s.is_greedy() {
         return Ok(argmax(logits));
     }
+    Ok(draw(probs, s, rng))
+}
+
+/// The non-greedy draw of [`sample_from_probs`] from `probs` (`[V]`).
+fn draw(probs: &[f32], s: &SamplingSettings, rng: &mut ChaCha20Rng) -> u32 {
     let v = probs.len();
+    let min_p = f64::from(s.penalties.min_p);
     // The full mass, summed in id order (≈ 1; exact sums keep `top_k = V`
     // and `top_k = None` bit-identical).
     let total: f64 = probs.iter().map(|&p| p as f64).sum();
     let top_k = s.top_k.filter(|&k| k < v);
+    if s.top_p >= 1.0 && top_k.is_none() && min_p > 0.0 {
+        // Min-p alone: the tokens at or above the floor, in id order.
+        let floor = min_p * probs.iter().copied().fold(0.0f32, f32::max) as f64;
+        let kept = |p: f32| p > 0.0 && p as f64 >= floor;
+        let mass: f64 = probs.iter().filter(|&&p| kept(p)).map(|&p| p as f64).sum();
+        let u = rng.random::<f64>() * mass;
+        let mut acc = 0.0;
+        let mut last = 0;
+        for (i, &p) in probs.iter().enumerate() {
+            if kept(p) {
+                acc += p as f64;
+                last = i;
+                if u < acc {
+                    return i as u32;
+                }
+            }
+        }
+        return last as u32;
+    }
     if s.top_p >= 1.0 && top_k.is_none() {
         let u = rng.random::<f64>() * total;
         let mut acc = 0.0;
@@ -191,11 +273,11 @@ pub fn sample_from_probs(
                 acc += p as f64;
                 last = i;
                 if u < acc {
-                    return Ok(i as u32);
+                    return i as u32;
                 }
             }
         }
-        return Ok(last as u32);
+        return last as u32;
     }
     let mut thr = 1e-4f32;
     let mut cand: Vec<(u32, f32)>;
@@ -235,16 +317,23 @@ pub fn sample_from_probs(
         }
         cand.truncate(keep.max(1));
     }
+    if min_p > 0.0 {
+        // Candidates are sorted by probability: keep the prefix at or above
+        // the floor (the most probable token always stays).
+        let floor = min_p * cand.first().map_or(0.0, |c| c.1 as f64);
+        let keep = cand.iter().take_while(|c| c.1 as f64 >= floor).count();
+        cand.truncate(keep.max(1));
+    }
     let mass: f64 = cand.iter().map(|c| c.1 as f64).sum();
     let u: f64 = rng.random::<f64>() * mass;
     let mut acc = 0.0;
     for c in &cand {
         acc += c.1 as f64;
         if u < acc {
-            return Ok(c.0);
+            return c.0;
         }
     }
-    Ok(cand.last().map_or(0, |c| c.0))
+    cand.last().map_or(0, |c| c.0)
 }
 
 #[cfg(test)]
@@ -393,6 +482,91 @@ mod tests {
             assert_eq!(sample(&logits, &s, &mut rng).unwrap(), best, "T = {t}");
         }
         assert!(!settings(0.1, 0.9, None).is_greedy());
+    }
+
+    fn probs_of(p: &[f64]) -> Vec<f32> {
+        p.iter().map(|&x| x as f32).collect()
+    }
+
+    /// Which ids `n` draws of `s` from `logits` produce.
+    fn support(logits: &[f32], s: &SamplingSettings, n: usize) -> std::collections::BTreeSet<u32> {
+        let mut rng = ChaCha20Rng::seed_from_u64(17);
+        (0..n).map(|_| sample(logits, s, &mut rng).unwrap()).collect()
+    }
+
+    #[test]
+    fn min_p_drops_tokens_below_the_floor_after_temperature() {
+        // Given p = (0.5, 0.3, 0.15, 0.05) at T = 1
+        let logits: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05].iter().map(|p| p.ln() as f32).collect();
+        let with = |t: f64, top_p: f64, min_p: f32| SamplingSettings {
+            penalties: Penalties { min_p, ..Penalties::default() },
+            ..settings(t, top_p, None)
+        };
+        // When min_p = 0.2 the floor is 0.2 × 0.5 = 0.1: token 3 (0.05) is dropped
+        assert_eq!(support(&logits, &with(1.0, 1.0, 0.2), 3000), [0, 1, 2].into());
+        // and min_p = 0.5 (floor 0.25) keeps tokens 0 and 1 only
+        assert_eq!(support(&logits, &with(1.0, 1.0, 0.5), 3000), [0, 1].into());
+        // and after top-p the same floor keeps the same set (the ratio to the
+        // top token does not change when top-p renormalizes)
+        assert_eq!(support(&logits, &with(1.0, 0.99, 0.5), 3000), [0, 1].into());
+        assert_eq!(support(&logits, &with(1.0, 0.99, 0.2), 3000), [0, 1, 2].into());
+        // At T = 2 the distribution is ∝ √p = (0.379, 0.294, 0.208, 0.120):
+        // the floor 0.5 × 0.379 = 0.19 now keeps token 2 (min-p follows temperature)
+        assert_eq!(support(&logits, &with(2.0, 1.0, 0.5), 3000), [0, 1, 2].into());
+        // min_p 0 is off, and min_p never changes a greedy choice
+        assert_eq!(support(&logits, &with(1.0, 1.0, 0.0), 3000), [0, 1, 2, 3].into());
+        assert_eq!(support(&logits, &with(0.0, 1.0, 0.9), 10), [0].into());
+        // and with min-p alone the draw is the one over the renormalized kept mass
+        let probs = probs_of(&[0.5, 0.3, 0.15, 0.05]);
+        let (mut a, mut b) = (ChaCha20Rng::seed_from_u64(3), ChaCha20Rng::seed_from_u64(3));
+        let kept = probs_of(&[0.5, 0.3, 0.0, 0.0]);
+        for _ in 0..200 {
+            assert_eq!(
+                sample_from_probs(&logits, &probs, &with(1.0, 1.0, 0.5), &mut a).unwrap(),
+                sample_from_probs(&logits, &kept, &settings(1.0, 1.0, None), &mut b).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_guarded_draw_is_the_draw_from_the_hand_penalized_logits() {
+        // Given logits (2.0, 1.9, 0.5, -1.0), a prompt [0, 3] and output [2, 2]
+        let logits = [2.0f32, 1.9, 0.5, -1.0];
+        let p = Penalties {
+            repetition_penalty: 1.25,
+            frequency_penalty: 0.5,
+            presence_penalty: 0.25,
+            ..Default::default()
+        };
+        let mut h = TokenHistory::new(&[0, 3], p);
+        h.push(2);
+        h.push(2);
+        // By hand: token 0 is 2.0 / 1.25 = 1.6; token 2 is 0.5 / 1.25 − 0.5·2
+        // − 0.25 = −0.85; token 3 is −1.0 · 1.25 = −1.25; token 1 is untouched
+        let by_hand = [1.6f32, 1.9, 0.5 / 1.25 - 1.0 - 0.25, -1.25];
+        // When drawn greedily, the penalty moves the argmax from 0 to 1
+        let mut rng = ChaCha20Rng::seed_from_u64(0);
+        assert_eq!(sample(&logits, &settings(0.0, 1.0, None), &mut rng).unwrap(), 0);
+        assert_eq!(sample_with_history(&logits, &h, &settings(0.0, 1.0, None), &mut rng).unwrap(), 1);
+        // and sampled, every draw is the draw from the hand-penalized logits
+        let s = settings(0.8, 0.95, None);
+        let (mut a, mut b) = (ChaCha20Rng::seed_from_u64(9), ChaCha20Rng::seed_from_u64(9));
+        for _ in 0..300 {
+            assert_eq!(sample_with_history(&logits, &h, &s, &mut a).unwrap(), sample(&by_hand, &s, &mut b).unwrap());
+        }
+        // and a banned n-gram completion is never drawn, even when it is the argmax
+        // (the sequence 2, 0, 1, 2 has had 0 after 2, and now ends in 2)
+        let mut h = TokenHistory::new(&[2, 0, 1], Penalties { no_repeat_ngram_size: 2, ..Default::default() });
+        h.push(2);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        assert_eq!(sample_with_history(&logits, &h, &settings(0.0, 1.0, None), &mut rng).unwrap(), 1);
+        for _ in 0..300 {
+            let t = sample_with_history(&logits, &h, &settings(1.0, 1.0, None), &mut rng).unwrap();
+            assert_ne!(t, 0, "the bigram (2, 0) was repeated");
+        }
+        // and raw non-finite logits are still an error
+        let e = sample_with_history(&[0.0, f32::NAN], &h, &s, &mut rng).unwrap_err();
+        assert_eq!(e.token, 1);
     }
 
     #[test]

@@ -33,12 +33,14 @@ fn checkpoint(run_dir: &Path, hash: &events::Digest) -> anyhow::Result<Checkpoin
 }
 
 /// Regenerates the samples of `spec` from their logged seed, checkpoint and
-/// settings and checks that prompt digest, reasoning and response are
+/// settings (temperature, nucleus mass and repetition guards, as each sample
+/// logged them) and checks that prompt digest, reasoning and response are
 /// identical to the log. Returns how many were checked.
 ///
 /// # Errors
-/// A missing or corrupt checkpoint, or the first sample whose prompt or text
-/// differs (naming the sample and the byte offset).
+/// A missing or corrupt checkpoint, a sample logged in a precision this
+/// engine does not run in, or the first sample whose prompt or text differs
+/// (naming the sample and the byte offset).
 pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) -> anyhow::Result<usize> {
     let ctx = context(run_dir, config_toml)?;
     let prompt = ctx.config.method.policy_prompt();
@@ -49,11 +51,24 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
         let request = SampleRequest {
             sample: item.sample.clone(),
             seed: item.seed,
-            sampling: events::Sampling { temperature: item.temperature, top_p: item.top_p, max_new_tokens },
+            sampling: events::Sampling {
+                temperature: item.temperature,
+                top_p: item.top_p,
+                max_new_tokens,
+                penalties: item.penalties,
+            },
             prompt,
         };
         let out = policy.generate(&[request]).map_err(|e| anyhow::anyhow!("{e}"))?;
         let out = &out[0];
+        if out.precision != item.precision {
+            bail!(
+                "{}: it was sampled in {}, but this build's engine runs in {}; its text cannot be reproduced",
+                item.sample,
+                item.precision,
+                out.precision
+            );
+        }
         if out.prompt_digest != item.prompt_digest {
             bail!(
                 "{}: the rebuilt prompt's digest {} differs from the logged {}",

@@ -63,6 +63,8 @@ impl Run {
                         temperature: req.sampling.temperature,
                         top_p: req.sampling.top_p,
                         finish: Some(out.finish),
+                        penalties: req.sampling.penalties,
+                        precision: out.precision,
                     })
                     .collect()
             },

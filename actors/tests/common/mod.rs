@@ -234,6 +234,7 @@ impl Generate for Policy {
                 prompt_tokens: 10,
                 output_tokens: 5,
                 finish: events::FinishReason::StopToken,
+                precision: events::Precision::F32,
             });
         }
         Ok(out)

@@ -51,7 +51,7 @@ impl Evaluate for TchEvaluator {
 }
 
 /// The decoding of evaluation and `restpg write`: `[eval]`'s temperature,
-/// nucleus mass and budget, the stop rules of `[sampling]` (stop strings,
+/// nucleus mass, budget and repetition guards, the stop rules of `[sampling]` (stop strings,
 /// the model's end-of-sequence ids, and a second separator line for a
 /// reasoning prompt).
 pub fn inference_sampling(
@@ -68,6 +68,7 @@ pub fn inference_sampling(
         stop_tokens: model.tokenizer().eos_ids().to_vec(),
         stop_strings: config.sampling.stop_strings.clone(),
         separator: separator_stop(prompt),
+        penalties: sampling.penalties,
     }
 }
 

@@ -59,6 +59,7 @@ impl Generate for TchPolicy {
                     stop_tokens: tok.eos_ids().to_vec(),
                     stop_strings: self.ctx.config.sampling.stop_strings.clone(),
                     separator: separator_stop(r.prompt),
+                    penalties: r.sampling.penalties,
                 },
             });
             prompts.push((text, ids.len()));
@@ -86,6 +87,7 @@ impl Generate for TchPolicy {
                     prompt_tokens: prompt_tokens as u32,
                     output_tokens: g.token_ids.len() as u32,
                     finish: g.finish,
+                    precision: model.precision(),
                 }
             })
             .collect())

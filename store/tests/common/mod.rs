@@ -24,6 +24,8 @@ pub fn sample_event(n: u64) -> Event {
         temperature: 0.7,
         top_p: 0.95,
         finish: Some(events::FinishReason::StopToken),
+        penalties: events::Penalties::default(),
+        precision: events::Precision::F32,
     }
 }
 
