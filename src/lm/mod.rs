@@ -9,7 +9,8 @@
 //! differentiable [`LanguageModel::forward`] for training, batched
 //! generation with a KV cache and per-sequence seeds
 //! ([`LanguageModel::generate`]), and scoring ([`LanguageModel::token_logprobs`],
-//! [`LanguageModel::next_token_logprobs`]).
+//! [`LanguageModel::next_token_logprobs`], and the judge's
+//! [`LanguageModel::tail_logprobs`] with prefix sharing, [`score`]).
 //!
 //! `tch::Tensor` is `Send` but not `Sync`: a model has one owner thread
 //! (e.g. a `SyncArbiter` worker that builds its own copy), and is never
@@ -21,6 +22,7 @@ pub mod config;
 mod generate;
 pub mod gguf;
 pub mod sampling;
+pub mod score;
 pub mod stop;
 pub mod tokenizer;
 pub mod transformer;
@@ -33,6 +35,7 @@ use tch::{nn, Device, Kind, Tensor};
 pub use config::{Arch, ModelConfig};
 pub use generate::{FinishReason, GenerateOptions, Generation, GenerationRequest, GenerationStats};
 pub use sampling::SamplingSettings;
+pub use score::ScoreOptions;
 pub use tokenizer::ChatTokenizer;
 use transformer::Transformer;
 
