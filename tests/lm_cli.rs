@@ -106,7 +106,7 @@ fn bench_judge_prints_one_json_object_with_its_figures() {
     assert_eq!(line["threads"], 1);
     assert_eq!(line["one_pass"], true);
     assert_eq!(line["prefix_sharing"], true);
-    for key in ["calls_per_s", "s_per_call", "wall_s", "mean_prompt_tokens", "peak_rss_mib"] {
+    for key in ["calls_per_s", "s_per_call", "wall_s", "cpu_s_per_call", "mean_prompt_tokens", "peak_rss_mib"] {
         let v = line[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {line}"));
         assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
     }

@@ -37,6 +37,7 @@
 //! of `--batch-size` prompts as in a run. Figures (medians over `--runs`
 //! after one warm-up call): `calls_per_s`, `s_per_call` (the whole
 //! `score` call ÷ calls, prompt building included), `wall_s`,
+//! `cpu_s_per_call` (process CPU time ÷ calls),
 //! `mean_prompt_tokens`, `peak_rss_mib`. `--pass-per-prefix` and
 //! `--no-prefix-sharing` run the judge as it was before single-pass scoring
 //! and prefix sharing.
@@ -296,6 +297,22 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU time of the process (user + system, all threads) in seconds, from
+/// fields 14 and 15 of `/proc/self/stat` (in `USER_HZ` = 100 ticks per
+/// second on Linux); NaN where unreadable.
+fn process_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which ends at the last ')'.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let (u, k) = (f.get(11)?.parse::<f64>().ok()?, f.get(12)?.parse::<f64>().ok()?);
+            Some((u + k) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 /// Resets `VmHWM` to the current RSS (Linux `clear_refs` value 5); a
 /// kernel that refuses leaves the lifetime peak.
 fn reset_peak_rss() {
@@ -446,6 +463,10 @@ pub struct JudgeFigures {
     pub s_per_call: f64,
     /// Seconds per run (all calls).
     pub wall_s: f64,
+    /// CPU seconds (user + system, all threads) of the process per judge
+    /// call: less sensitive than wall time to other work on shared cores
+    /// (NaN where `/proc/self/stat` cannot be read).
+    pub cpu_s_per_call: f64,
     /// Mean judge prompt length, tokens.
     pub mean_prompt_tokens: f64,
     /// Peak resident memory during the runs, MiB (NaN where unreadable).
@@ -471,18 +492,20 @@ pub fn measure_judge(model: &LanguageModel, args: &JudgeBenchArgs) -> Result<Jud
     // Warm-up: allocator pools, OpenMP threads, page-ins of the weights.
     judge.score(&items[..1])?;
     reset_peak_rss();
-    let mut wall = Vec::with_capacity(args.runs);
+    let (mut wall, mut cpu) = (Vec::with_capacity(args.runs), Vec::with_capacity(args.runs));
+    let calls = args.calls as f64;
     for _ in 0..args.runs {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), process_cpu_s());
         judge.score(&items)?;
         wall.push(t.elapsed().as_secs_f64());
+        cpu.push((process_cpu_s() - c) / calls);
     }
     let wall_s = median(wall);
-    let calls = args.calls as f64;
     Ok(JudgeFigures {
         calls_per_s: calls / wall_s,
         s_per_call: wall_s / calls,
         wall_s,
+        cpu_s_per_call: median(cpu),
         mean_prompt_tokens: lens as f64 / calls,
         peak_rss_mib: peak_rss_mib(),
     })
@@ -508,6 +531,7 @@ fn judge(args: &JudgeBenchArgs) -> Result<()> {
             "calls_per_s": f.calls_per_s,
             "s_per_call": f.s_per_call,
             "wall_s": f.wall_s,
+            "cpu_s_per_call": f.cpu_s_per_call,
             "peak_rss_mib": f.peak_rss_mib,
         });
         println!("{line}");
@@ -524,8 +548,11 @@ fn judge(args: &JudgeBenchArgs) -> Result<()> {
             if args.pass_per_prefix { " · a pass per prefix" } else { "" },
             if args.no_prefix_sharing { " · no prefix sharing" } else { "" },
         );
-        println!("{:>8}  {:>8}  {:>8}  {:>12}", "calls/s", "s/call", "wall s", "peak RSS MiB");
-        println!("{:>8.2}  {:>8.3}  {:>8.2}  {:>12.0}", f.calls_per_s, f.s_per_call, f.wall_s, f.peak_rss_mib);
+        println!("{:>8}  {:>8}  {:>8}  {:>10}  {:>12}", "calls/s", "s/call", "wall s", "CPU s/call", "peak RSS MiB");
+        println!(
+            "{:>8.2}  {:>8.3}  {:>8.2}  {:>10.3}  {:>12.0}",
+            f.calls_per_s, f.s_per_call, f.wall_s, f.cpu_s_per_call, f.peak_rss_mib
+        );
     }
     Ok(())
 }
