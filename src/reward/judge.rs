@@ -449,7 +449,7 @@ mod tests {
             self.calls.push(tails.to_vec());
             let mut out = Vec::new();
             for (s, &k) in seqs.iter().zip(tails) {
-                ensure!(k >= 1 && k <= s.len(), "tail {k} of {} tokens", s.len());
+                ensure!((1..=s.len()).contains(&k), "tail {k} of {} tokens", s.len());
                 let row = (s.len() - k..s.len())
                     .map(|i| match s[i] {
                         t if t == u32::from(b'1') => self.after_one.clone(),
