@@ -1,6 +1,7 @@
 //! LLM-judge throughput on SmolLM2-135M-Instruct for ~600-token judge
 //! prompts (the built-in judge template around ~250-word texts), batched.
 //! Run: `cargo bench --bench reward_judge` (CPU; uses CUDA when present).
+//! `restpg bench judge` measures the same workload on the demo's texts.
 
 use restpg::lm::LanguageModel;
 use restpg::reward::judge::{Judge, JudgeConfig};
@@ -29,7 +30,7 @@ fn main() -> anyhow::Result<()> {
     let n: usize = std::env::var("JUDGE_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
     let items = &items[..n.min(items.len())];
     for batch in [1usize, 4, 8] {
-        let mut judge = Judge::new(&model, JudgeConfig { batch_size: batch * 2, ..JudgeConfig::default() })?;
+        let mut judge = Judge::new(&model, JudgeConfig { batch_size: batch, ..JudgeConfig::default() })?;
         let lens: Vec<usize> = items
             .iter()
             .map(|it| judge.prompt_ids(&it.input, &it.expected, &it.response).map(|v| v.len()))
@@ -38,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         let out = judge.score(items)?;
         let dt = t.elapsed().as_secs_f64();
         println!(
-            "device {device:?}: {} judge calls, prompts {:.0} tokens on average (2 forward rows each: prompt, prompt+\"1\"), {batch} calls per forward batch: {:.3} calls/s ({:.2} s/call); mean reward {:.3}",
+            "device {device:?}: {} judge calls, prompts {:.0} tokens on average (one forward row each: prompt + \"1\", read at its last two positions), {batch} calls per forward batch: {:.3} calls/s ({:.2} s/call); mean reward {:.3}",
             items.len(),
             lens.iter().sum::<usize>() as f64 / lens.len() as f64,
             items.len() as f64 / dt,

@@ -76,3 +76,44 @@ fn bench_generate_prints_one_json_object_per_sample_count() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--samples"));
 }
+
+#[test]
+fn bench_judge_prints_one_json_object_with_its_figures() {
+    // Given the real model and the demo's essays (the defaults)
+    // When `restpg bench judge` runs at tiny settings
+    let out = restpg(&[
+        "bench",
+        "judge",
+        "--calls",
+        "2",
+        "--prompt-tokens",
+        "64",
+        "--samples-per-input",
+        "2",
+        "--runs",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    // Then one line holds the figures of the run
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let line = &lines[0];
+    assert_eq!(line["calls"], 2);
+    assert_eq!(line["prompt_tokens"], 64);
+    assert_eq!(line["runs"], 1);
+    assert_eq!(line["threads"], 1);
+    assert_eq!(line["one_pass"], true);
+    assert_eq!(line["prefix_sharing"], true);
+    for key in ["calls_per_s", "s_per_call", "wall_s", "cpu_s_per_call", "mean_prompt_tokens", "peak_rss_mib"] {
+        let v = line[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {line}"));
+        assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
+    }
+    let (cps, spc) = (line["calls_per_s"].as_f64().unwrap(), line["s_per_call"].as_f64().unwrap());
+    assert!((cps * spc - 1.0).abs() < 1e-9, "calls/s and s/call are inverses: {line}");
+    // A bad flag is named before the model loads.
+    let bad = Command::new(env!("CARGO_BIN_EXE_restpg")).args(["bench", "judge", "--calls", "0"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--calls"));
+}

@@ -87,3 +87,104 @@ fn real_judge_distribution_rules_and_determinism() {
         }
     }
 }
+
+/// Three responses to one request (their prompts share the request and the
+/// reference, more than `MIN_SHARED_PREFIX` tokens) and one to another.
+fn e_step_items() -> Vec<RewardInput> {
+    let input = "Write an email to the list about the build failure.";
+    let expected = "Hi all, the nightly build failed again on the ARM box last night. I looked at the logs this \
+                    morning and I think the new linker flags we merged on Tuesday are to blame: the link step runs \
+                    out of memory. I will revert them today unless someone objects. Cheers, Dan";
+    let mut items: Vec<RewardInput> = [
+        "The nightly build broke on ARM, probably the linker flags we added yesterday.",
+        "Hello team, ARM nightly failed. Linker flags from Tuesday ran the link out of memory; reverting today.",
+        "I like turtles.",
+    ]
+    .iter()
+    .map(|r| RewardInput { input: input.into(), expected: expected.into(), response: (*r).into() })
+    .collect();
+    items.push(RewardInput {
+        input: "Write an email about lunch.".into(),
+        expected: "Shall we meet at noon at the usual place?".into(),
+        response: "Lunch at noon? Usual spot.".into(),
+    });
+    items
+}
+
+fn max_abs_diff(a: &[restpg::reward::RewardOutput], b: &[restpg::reward::RewardOutput]) -> f32 {
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        let (p, q) = (x.distribution.as_ref().unwrap(), y.distribution.as_ref().unwrap());
+        assert_eq!(p.len(), 11);
+        for (u, v) in p.iter().zip(q) {
+            worst = worst.max((u - v).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn one_pass_with_shared_prefixes_equals_a_pass_per_prefix_on_real_judge_prompts() {
+    use restpg::lm::ScoreOptions;
+    use restpg::reward::judge::ScoreWith;
+    // Given the real SmolLM2, the built-in judge template and E-step-like prompts
+    let m = model();
+    let items = e_step_items();
+    // The judge before single-pass scoring: a forward per score prefix, every row whole.
+    let unshared = ScoreWith { model: &m, options: ScoreOptions { share_prefixes: false } };
+    let mut before = Judge::new(unshared, JudgeConfig { pass_per_prefix: true, ..JudgeConfig::default() }).unwrap();
+    let mut after = Judge::new(&m, JudgeConfig::default()).unwrap();
+    let prompt_len = after.prompt_ids(&items[0].input, &items[0].expected, &items[0].response).unwrap().len();
+    assert!(prompt_len > 300, "a real-sized judge prompt: {prompt_len} tokens");
+    // When both judge them
+    let old = before.score(&items).unwrap();
+    let new = after.score(&items).unwrap();
+    // Then the distributions agree to float tolerance, as do the rewards
+    let d = max_abs_diff(&old, &new);
+    eprintln!("max |p_before - p_after| = {d:e}");
+    assert!(d < 1e-4, "max abs diff {d}");
+    for (x, y) in old.iter().zip(&new) {
+        assert!((x.reward - y.reward).abs() < 1e-4, "{} vs {}", x.reward, y.reward);
+    }
+    // and the result does not depend on chunking (one prompt per forward: nothing shared)
+    let mut single = Judge::new(&m, JudgeConfig { batch_size: 1, ..JudgeConfig::default() }).unwrap();
+    let one_by_one = single.score(&items).unwrap();
+    let d1 = max_abs_diff(&new, &one_by_one);
+    assert!(d1 < 1e-4, "batch 8 vs batch 1: {d1}");
+    // nor on prefix sharing alone.
+    let mut no_share = Judge::new(unshared, JudgeConfig::default()).unwrap();
+    let d2 = max_abs_diff(&new, &no_share.score(&items).unwrap());
+    assert!(d2 < 1e-4, "shared vs unshared prefixes: {d2}");
+}
+
+#[test]
+fn tail_logprobs_read_the_next_token_distribution_at_each_of_the_last_positions() {
+    use restpg::lm::ScoreOptions;
+    // Given two rows that share a long prefix, and a short one
+    let m = model();
+    let tk = m.tokenizer();
+    let base = tk.chat(None, &"The quick brown fox jumps over the lazy dog. ".repeat(8)).unwrap().ids;
+    let a: Vec<u32> = base.iter().copied().chain(tk.encode("Yes, 1").unwrap()).collect();
+    let b: Vec<u32> = base.iter().copied().chain(tk.encode("No").unwrap()).collect();
+    let c = tk.chat(None, "Hi").unwrap().ids;
+    let seqs = vec![a.clone(), b.clone(), c.clone()];
+    let tails = [3, 1, 2];
+    // When the last positions are read with and without prefix sharing
+    let shared = m.tail_logprobs(&seqs, &tails).unwrap();
+    let whole = m.tail_logprobs_with(&seqs, &tails, ScoreOptions { share_prefixes: false }).unwrap();
+    // Then position j of row r is the next-token distribution after its prefix
+    for (r, (s, &k)) in seqs.iter().zip(&tails).enumerate() {
+        assert_eq!(shared[r].len(), k);
+        let prefixes: Vec<Vec<u32>> = (0..k).map(|j| s[..s.len() - k + 1 + j].to_vec()).collect();
+        let next = m.next_token_logprobs(&prefixes).unwrap();
+        for (j, want) in next.iter().enumerate() {
+            for (x, (y, z)) in shared[r][j].iter().zip(whole[r][j].iter().zip(want)) {
+                assert!((x - z).abs() < 1e-3 && (y - z).abs() < 1e-3, "row {r} position {j}: {x} {y} {z}");
+            }
+        }
+    }
+    // and bad tails are refused with the row named.
+    let e = m.tail_logprobs(&[c.clone()], &[c.len() + 1]).unwrap_err().to_string();
+    assert!(e.contains("row 0"), "{e}");
+    assert!(m.tail_logprobs(&[c], &[0]).is_err());
+}

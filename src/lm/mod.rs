@@ -9,7 +9,8 @@
 //! differentiable [`LanguageModel::forward`] for training, batched
 //! generation with a KV cache and per-sequence seeds
 //! ([`LanguageModel::generate`]), and scoring ([`LanguageModel::token_logprobs`],
-//! [`LanguageModel::next_token_logprobs`]).
+//! [`LanguageModel::next_token_logprobs`], and the judge's
+//! [`LanguageModel::tail_logprobs`] with prefix sharing, [`score`]).
 //!
 //! `tch::Tensor` is `Send` but not `Sync`: a model has one owner thread
 //! (e.g. a `SyncArbiter` worker that builds its own copy), and is never
@@ -22,6 +23,7 @@ mod generate;
 pub mod gguf;
 pub mod penalties;
 pub mod sampling;
+pub mod score;
 pub mod stop;
 pub mod tokenizer;
 pub mod transformer;
@@ -35,6 +37,7 @@ pub use config::{Arch, ModelConfig};
 pub use generate::{FinishReason, GenerateOptions, Generation, GenerationRequest, GenerationStats};
 pub use penalties::TokenHistory;
 pub use sampling::{Penalties, SamplingSettings};
+pub use score::ScoreOptions;
 pub use tokenizer::ChatTokenizer;
 use transformer::Transformer;
 

@@ -11,8 +11,16 @@
 //! (`encode("7")`, `encode("10")`); for SmolLM2's tokenizer, which splits
 //! digits, "10" is the two tokens "1","0". The score sequences form a trie.
 //! The probability of a sequence is the product of its next-token
-//! probabilities (P("10") = P("1") · P("0" | "1")), computed with one extra
-//! forward pass per proper prefix (here: the prompt followed by "1"). A score
+//! probabilities (P("10") = P("1") · P("0" | "1")). Every proper prefix of a
+//! score is a trie node whose next-token distribution is needed. When the
+//! nodes form one chain (each a prefix of the longest, as `[]`, `["1"]` for
+//! SmolLM2) one forward over the prompt followed by the longest node gives
+//! them all: the prompt's last position holds P(first token), the position
+//! of "1" holds P(· | "1") ([`ScoreModel::tail_logprobs`]). A trie that
+//! branches (say "10" = "1","0" and "7" = "7","_") needs one forward per
+//! branch, each over the prompt followed by a node that no other node
+//! extends. [`JudgeConfig::pass_per_prefix`] keeps the judge as it was before
+//! (one forward per node), for before/after measurements. A score
 //! that is a prefix of another is only a *final* answer when the answer does
 //! not continue into the longer one: P("1" final) = P("1") · (1 − P("0" | "1")).
 //! The 11 final probabilities are renormalised to sum to 1 (mass on
@@ -30,14 +38,17 @@ use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 
 /// What the judge needs from a language model: the tokenizer and one forward
-/// pass returning next-token log-probabilities.
+/// pass returning next-token log-probabilities at the last positions.
 pub trait ScoreModel {
-    /// Log-softmax over the vocabulary of the token after each prompt:
-    /// `[B][V]`, one row per prompt (natural log).
+    /// Log-softmax over the vocabulary (natural log) at the last `tails[r]`
+    /// positions of each `seqs[r]`: `[B][tails[r]][V]`, in position order, so
+    /// entry `j` is the distribution of the token after
+    /// `seqs[r][..len - tails[r] + 1 + j]` and the last entry the one after
+    /// the whole sequence. All rows in one batch (the judge chunks them).
     ///
     /// # Errors
-    /// Model failures.
-    fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
+    /// A tail of 0 or longer than its sequence; model failures.
+    fn tail_logprobs(&mut self, seqs: &[Vec<u32>], tails: &[usize]) -> Result<Vec<Vec<Vec<f32>>>>;
     /// Token ids of `text` (no special tokens added).
     ///
     /// # Errors
@@ -59,8 +70,8 @@ pub trait ScoreModel {
 /// The tch language model as a judge (owned): the same as the borrowed
 /// implementation below, which it calls.
 impl ScoreModel for crate::lm::LanguageModel {
-    fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        ScoreModel::next_token_logprobs(&mut &*self, prompts)
+    fn tail_logprobs(&mut self, seqs: &[Vec<u32>], tails: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
+        ScoreModel::tail_logprobs(&mut &*self, seqs, tails)
     }
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         ScoreModel::encode(&self, text)
@@ -75,9 +86,11 @@ impl ScoreModel for crate::lm::LanguageModel {
 
 /// The tch language model as a judge (borrowed, e.g. the policy judging
 /// itself in a test or the evaluation sharing one model).
+/// Rows are grouped by shared prefix, each prefix run once
+/// ([`crate::lm::score`]).
 impl ScoreModel for &crate::lm::LanguageModel {
-    fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        crate::lm::LanguageModel::next_token_logprobs(self, prompts)
+    fn tail_logprobs(&mut self, seqs: &[Vec<u32>], tails: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
+        crate::lm::LanguageModel::tail_logprobs(self, seqs, tails)
     }
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         self.tokenizer().encode(text)
@@ -87,6 +100,32 @@ impl ScoreModel for &crate::lm::LanguageModel {
     }
     fn chat_prompt_ids(&self, system: Option<&str>, user: &str) -> Result<Vec<u32>> {
         Ok(self.tokenizer().chat(system, user)?.ids)
+    }
+}
+
+/// The tch language model as a judge under explicit
+/// [`crate::lm::ScoreOptions`] (prefix sharing off, to measure what it buys
+/// or compare with the judge before it).
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreWith<'a> {
+    /// The model.
+    pub model: &'a crate::lm::LanguageModel,
+    /// How its forwards run.
+    pub options: crate::lm::ScoreOptions,
+}
+
+impl ScoreModel for ScoreWith<'_> {
+    fn tail_logprobs(&mut self, seqs: &[Vec<u32>], tails: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.model.tail_logprobs_with(seqs, tails, self.options)
+    }
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        ScoreModel::encode(&self.model, text)
+    }
+    fn decode(&self, ids: &[u32]) -> Result<String> {
+        ScoreModel::decode(&self.model, ids)
+    }
+    fn chat_prompt_ids(&self, system: Option<&str>, user: &str) -> Result<Vec<u32>> {
+        ScoreModel::chat_prompt_ids(&self.model, system, user)
     }
 }
 
@@ -116,6 +155,11 @@ pub struct JudgeConfig {
     /// Text appended after the chat prompt's assistant start, before the
     /// score (e.g. "Score: "); empty by default.
     pub answer_prefix: String,
+    /// One forward per score prefix (trie node), each reading one position:
+    /// the judge before single-pass scoring, for before/after measurements
+    /// (`restpg bench judge --pass-per-prefix`) and the equivalence test.
+    /// Off (the default): one forward per chain of prefixes.
+    pub pass_per_prefix: bool,
 }
 
 impl std::fmt::Debug for JudgeConfig {
@@ -124,6 +168,7 @@ impl std::fmt::Debug for JudgeConfig {
             .field("rule", &self.rule)
             .field("batch_size", &self.batch_size)
             .field("answer_prefix", &self.answer_prefix)
+            .field("pass_per_prefix", &self.pass_per_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +181,7 @@ impl Default for JudgeConfig {
             template: templates_judge(crate::prompt::Templates::builtin()),
             system: None,
             answer_prefix: String::new(),
+            pass_per_prefix: false,
         }
     }
 }
@@ -148,6 +194,18 @@ struct ScoreTrie {
     /// Prefixes whose next-token distribution is needed (root = empty),
     /// each with the distinct next tokens that continue to some score.
     nodes: BTreeMap<Vec<u32>, Vec<u32>>,
+    /// The nodes that no other node extends: one forward over the prompt
+    /// followed by such a node gives the distributions of all its prefixes.
+    chains: Vec<Vec<u32>>,
+}
+
+/// One forward of the judge per prompt: the tokens appended to the prompt
+/// and how many last positions are read. Position `j` of the `tail` read
+/// gives the distribution after node `suffix[..suffix.len() + 1 - tail + j]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pass {
+    suffix: Vec<u32>,
+    tail: usize,
 }
 
 impl ScoreTrie {
@@ -179,7 +237,18 @@ impl ScoreTrie {
                 }
             }
         }
-        Ok(ScoreTrie { seqs, nodes })
+        let chains =
+            nodes.keys().filter(|n| !nodes.keys().any(|m| m.len() > n.len() && m.starts_with(n))).cloned().collect();
+        Ok(ScoreTrie { seqs, nodes, chains })
+    }
+
+    /// The forwards that cover every node: one per chain, reading all of its
+    /// positions, or (`per_prefix`) one per node, reading its last.
+    fn passes(&self, per_prefix: bool) -> Vec<Pass> {
+        match per_prefix {
+            true => self.nodes.keys().map(|n| Pass { suffix: n.clone(), tail: 1 }).collect(),
+            false => self.chains.iter().map(|c| Pass { suffix: c.clone(), tail: c.len() + 1 }).collect(),
+        }
     }
 
     /// Final-answer probabilities of the 11 scores, renormalised, from the
@@ -276,26 +345,39 @@ impl<M: ScoreModel> Judge<M> {
     /// # Errors
     /// Model failures, or no probability on any score.
     pub fn distributions(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let nodes: Vec<Vec<u32>> = self.trie.nodes.keys().cloned().collect();
+        ensure!(!prompts.iter().any(Vec::is_empty), "judge prompt without tokens");
+        let passes = self.trie.passes(self.config.pass_per_prefix);
         let mut out = Vec::with_capacity(prompts.len());
         // Keep the rows of one prompt together; cut whole prompts into chunks.
-        let per_chunk = (self.config.batch_size / nodes.len().max(1)).max(1);
+        let per_chunk = (self.config.batch_size / passes.len().max(1)).max(1);
         for chunk in prompts.chunks(per_chunk) {
-            let mut rows = Vec::with_capacity(chunk.len() * nodes.len());
+            let mut rows = Vec::with_capacity(chunk.len() * passes.len());
+            let mut tails = Vec::with_capacity(rows.capacity());
             for p in chunk {
-                for n in &nodes {
+                for pass in &passes {
                     let mut ids = p.clone();
-                    ids.extend_from_slice(n);
+                    ids.extend_from_slice(&pass.suffix);
                     rows.push(ids);
+                    tails.push(pass.tail);
                 }
             }
-            let lps = self.model.next_token_logprobs(&rows)?;
+            let lps = self.model.tail_logprobs(&rows, &tails)?;
             ensure!(lps.len() == rows.len(), "judge model returned {} rows for {} prompts", lps.len(), rows.len());
             let mut it = lps.into_iter();
             for _ in chunk {
                 let mut logp = BTreeMap::new();
-                for n in &nodes {
-                    logp.insert(n.clone(), it.next().context("judge rows ran out")?);
+                for pass in &passes {
+                    let positions = it.next().context("judge rows ran out")?;
+                    ensure!(
+                        positions.len() == pass.tail,
+                        "judge model returned {} positions for a tail of {}",
+                        positions.len(),
+                        pass.tail
+                    );
+                    for (j, row) in positions.into_iter().enumerate() {
+                        let node = pass.suffix[..pass.suffix.len() + 1 - pass.tail + j].to_vec();
+                        logp.entry(node).or_insert(row);
+                    }
                 }
                 out.push(self.trie.distribution(&logp)?);
             }
@@ -330,27 +412,67 @@ impl<M: ScoreModel> Reward for Judge<M> {
 mod tests {
     use super::*;
 
-    /// A character-level toy model: vocabulary = bytes; the next-token
-    /// distribution is fixed per prompt suffix.
+    /// Token 200 decodes to nothing; with `seven_two_tokens` "7" is
+    /// encoded as "7" followed by it, so the score trie branches.
+    const SILENT: u32 = 200;
+
+    /// A character-level toy model: vocabulary = bytes (and [`SILENT`]); the
+    /// next-token distribution is fixed per last token of the prefix.
     struct Toy {
-        /// log-probs after a prompt ending in "1" vs otherwise.
+        /// log-probs after a prefix ending in "1".
         after_one: Vec<f32>,
+        /// log-probs after a prefix ending in "7".
+        after_seven: Vec<f32>,
+        /// log-probs after any other prefix.
         root: Vec<f32>,
         digits_ok: bool,
+        seven_two_tokens: bool,
+        /// The tails asked for, one list per model call.
+        calls: Vec<Vec<usize>>,
+    }
+
+    impl Toy {
+        fn new(root: Vec<f32>, after_one: Vec<f32>) -> Self {
+            Toy {
+                root,
+                after_one,
+                after_seven: vec![0.0; 256],
+                digits_ok: true,
+                seven_two_tokens: false,
+                calls: vec![],
+            }
+        }
     }
 
     impl ScoreModel for Toy {
-        fn next_token_logprobs(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-            Ok(prompts
-                .iter()
-                .map(|p| if p.last() == Some(&u32::from(b'1')) { self.after_one.clone() } else { self.root.clone() })
-                .collect())
+        fn tail_logprobs(&mut self, seqs: &[Vec<u32>], tails: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
+            self.calls.push(tails.to_vec());
+            let mut out = Vec::new();
+            for (s, &k) in seqs.iter().zip(tails) {
+                ensure!((1..=s.len()).contains(&k), "tail {k} of {} tokens", s.len());
+                let row = (s.len() - k..s.len())
+                    .map(|i| match s[i] {
+                        t if t == u32::from(b'1') => self.after_one.clone(),
+                        t if t == u32::from(b'7') => self.after_seven.clone(),
+                        _ => self.root.clone(),
+                    })
+                    .collect();
+                out.push(row);
+            }
+            Ok(out)
         }
         fn encode(&self, text: &str) -> Result<Vec<u32>> {
-            Ok(text.bytes().filter(|b| self.digits_ok || !b.is_ascii_digit()).map(u32::from).collect())
+            let mut ids = Vec::new();
+            for b in text.bytes().filter(|b| self.digits_ok || !b.is_ascii_digit()) {
+                ids.push(u32::from(b));
+                if self.seven_two_tokens && b == b'7' {
+                    ids.push(SILENT);
+                }
+            }
+            Ok(ids)
         }
         fn decode(&self, ids: &[u32]) -> Result<String> {
-            Ok(ids.iter().map(|i| char::from(*i as u8)).collect())
+            Ok(ids.iter().filter(|&&i| i != SILENT).map(|i| char::from(*i as u8)).collect())
         }
         fn chat_prompt_ids(&self, _system: Option<&str>, user: &str) -> Result<Vec<u32>> {
             self.encode(&format!("U:{user}\nA:"))
@@ -368,14 +490,12 @@ mod tests {
     #[test]
     fn two_token_ten_and_final_one() {
         // P("1")=0.4, P("7")=0.3, P("x")=0.3 at the root; after "1": P("0")=0.75.
-        let toy = Toy {
-            root: logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]),
-            after_one: logp(&[(b'0', 0.75), (b'\n', 0.25)]),
-            digits_ok: true,
-        };
+        let toy = Toy::new(logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]), logp(&[(b'0', 0.75), (b'\n', 0.25)]));
         let mut j = Judge::new(toy, JudgeConfig::default()).unwrap();
         assert_eq!(j.score_tokens()[10], vec![u32::from(b'1'), u32::from(b'0')]);
         let d = j.distributions(&[vec![65, 66]]).unwrap().remove(0);
+        // One row per prompt: the prompt and "1", its last two positions read.
+        assert_eq!(j.model_mut().calls, vec![vec![2]]);
         let sum: f32 = d.iter().sum();
         assert!((sum - 1.0).abs() < 1e-5, "sums to {sum}");
         // Unnormalised: P(10)=0.3, P(1 final)=0.1, P(7)=0.3 → /0.7 (+ tiny mass elsewhere).
@@ -384,6 +504,51 @@ mod tests {
         assert!((d[7] - 0.3 / 0.7).abs() < 1e-4);
         // Argmax tie between 7 and 10 resolves to the lower score.
         assert_eq!(ScoreRule::Argmax.apply(&d), 0.7);
+    }
+
+    #[test]
+    fn a_chain_of_prefixes_takes_one_pass_and_agrees_with_a_pass_per_prefix() {
+        let toy = || Toy::new(logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]), logp(&[(b'0', 0.75), (b'\n', 0.25)]));
+        let prompts = vec![vec![65, 66], vec![67], vec![68, 69, 70]];
+        let mut one = Judge::new(toy(), JudgeConfig { batch_size: 2, ..JudgeConfig::default() }).unwrap();
+        let a = one.distributions(&prompts).unwrap();
+        // Two prompts per chunk of 2 rows, one row each, two positions read.
+        assert_eq!(one.model_mut().calls, vec![vec![2, 2], vec![2]]);
+        let per_prefix = JudgeConfig { batch_size: 2, pass_per_prefix: true, ..JudgeConfig::default() };
+        let mut old = Judge::new(toy(), per_prefix).unwrap();
+        let b = old.distributions(&prompts).unwrap();
+        // Before: two rows per prompt (the prompt, and the prompt with "1"), one position each.
+        assert_eq!(old.model_mut().calls, vec![vec![1, 1], vec![1, 1], vec![1, 1]]);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_branching_trie_takes_one_pass_per_branch() {
+        // "7" is two tokens, "7" and a silent one: the nodes [], ["1"], ["7"] form no chain.
+        let toy = Toy {
+            after_seven: logp(&[(SILENT as u8, 0.5), (b'x', 0.5)]),
+            seven_two_tokens: true,
+            ..Toy::new(logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]), logp(&[(b'0', 0.75), (b'\n', 0.25)]))
+        };
+        let mut j = Judge::new(toy, JudgeConfig::default()).unwrap();
+        assert_eq!(j.score_tokens()[7], vec![u32::from(b'7'), SILENT]);
+        let d = j.distributions(&[vec![65, 66]]).unwrap().remove(0);
+        // Two rows: the prompt with "1" and the prompt with "7", two positions each.
+        assert_eq!(j.model_mut().calls, vec![vec![2, 2]]);
+        // Unnormalised: P(10)=0.3, P(1 final)=0.1, P(7)=0.3·0.5=0.15.
+        let total = 0.3 + 0.1 + 0.15;
+        assert!((d[10] - 0.3 / total).abs() < 1e-4, "{d:?}");
+        assert!((d[1] - 0.1 / total).abs() < 1e-4, "{d:?}");
+        assert!((d[7] - 0.15 / total).abs() < 1e-4, "{d:?}");
+        // The same as one pass per prefix (three rows).
+        let toy = Toy {
+            after_seven: logp(&[(SILENT as u8, 0.5), (b'x', 0.5)]),
+            seven_two_tokens: true,
+            ..Toy::new(logp(&[(b'1', 0.4), (b'7', 0.3), (b'x', 0.3)]), logp(&[(b'0', 0.75), (b'\n', 0.25)]))
+        };
+        let mut old = Judge::new(toy, JudgeConfig { pass_per_prefix: true, ..JudgeConfig::default() }).unwrap();
+        assert_eq!(old.distributions(&[vec![65, 66]]).unwrap().remove(0), d);
+        assert_eq!(old.model_mut().calls, vec![vec![1, 1, 1]]);
     }
 
     #[test]
@@ -398,14 +563,14 @@ mod tests {
 
     #[test]
     fn refuses_tokenizer_without_score_tokens() {
-        let toy = Toy { root: vec![0.0; 256], after_one: vec![0.0; 256], digits_ok: false };
+        let toy = Toy { digits_ok: false, ..Toy::new(vec![0.0; 256], vec![0.0; 256]) };
         let e = Judge::new(toy, JudgeConfig::default()).unwrap_err();
         assert!(e.to_string().contains("cannot be used as a judge"), "{e}");
     }
 
     #[test]
     fn empty_response_scores_zero_without_a_call() {
-        let toy = Toy { root: logp(&[(b'5', 1.0)]), after_one: logp(&[(b'0', 1.0)]), digits_ok: true };
+        let toy = Toy::new(logp(&[(b'5', 1.0)]), logp(&[(b'0', 1.0)]));
         let mut j = Judge::new(toy, JudgeConfig::default()).unwrap();
         let items = vec![
             RewardInput { input: "x".into(), expected: "y".into(), response: "  \n".into() },
@@ -422,7 +587,7 @@ mod tests {
     fn the_response_is_judged_as_given_never_parsed_again() {
         // Given a final response that itself holds a separator line (the E-step
         // already split reasoning from response once)
-        let toy = Toy { root: logp(&[(b'5', 1.0)]), after_one: logp(&[(b'0', 1.0)]), digits_ok: true };
+        let toy = Toy::new(logp(&[(b'5', 1.0)]), logp(&[(b'0', 1.0)]));
         let j = Judge::new(toy, JudgeConfig::default()).unwrap();
         let response = "first part\n### Response:\nsecond part";
         // when its judge prompt is built, then the whole response is in it
