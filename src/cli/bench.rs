@@ -67,6 +67,8 @@ pub enum BenchCommand {
     Generate(GenerateBenchArgs),
     /// Judge calls on ~600-token prompts of the demo data: calls/s, s/call, peak RSS.
     Judge(JudgeBenchArgs),
+    /// Training steps of one micro-batch (an M-step/SFT step): tokens/s, s/step, peak RSS.
+    Train(super::bench_train::TrainBenchArgs),
 }
 
 /// Arguments of `restpg bench judge`.
@@ -274,7 +276,8 @@ pub struct GenerateFigures {
     pub peak_rss_mib: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (the mean of the middle two for an even count); `v` must not be empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
@@ -285,7 +288,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Peak resident set size (`VmHWM`) in MiB, NaN where unreadable.
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -315,7 +318,7 @@ fn process_cpu_s() -> f64 {
 
 /// Resets `VmHWM` to the current RSS (Linux `clear_refs` value 5); a
 /// kernel that refuses leaves the lifetime peak.
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -363,7 +366,11 @@ pub fn measure(model: &LanguageModel, prompt: &[u32], bench: &GenerateBench) -> 
     Ok(out)
 }
 
-fn model_path(arg: &Option<PathBuf>) -> Result<PathBuf> {
+/// `--model`, else the set-up's SmolLM2 GGUF.
+///
+/// # Errors
+/// The default model is not set up.
+pub(crate) fn model_path(arg: &Option<PathBuf>) -> Result<PathBuf> {
     match arg {
         Some(p) => Ok(p.clone()),
         None => crate::paths::require(crate::paths::smollm2_gguf()),
@@ -566,6 +573,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCommand::Generate(a) => generate(&a),
         BenchCommand::Judge(a) => judge(&a),
+        BenchCommand::Train(a) => super::bench_train::run(&a),
     }
 }
 

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod audit;
 pub mod bench;
+pub mod bench_train;
 pub mod data;
 pub mod eval;
 pub mod generate;
@@ -71,7 +72,7 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// An iteration's D_t as JSONL {"prompt", "completion", "weight", ...} (TRL / OpenRLHF shape).
     Export(audit::ExportArgs),
-    /// Throughput benchmarks on the real model (`bench generate`: an E-step's N samples of one prompt).
+    /// Throughput benchmarks on the real model (`bench generate`: an E-step's N samples of one prompt; `bench train`: M-step steps).
     Bench(bench::BenchArgs),
 }
 

@@ -87,8 +87,11 @@ pub struct TrainConfig {
     pub max_steps: u64,
     /// Examples per optimiser step (the effective batch).
     pub batch_size: usize,
-    /// Examples per forward/backward pass; gradients are accumulated over
-    /// `ceil(batch_size / micro_batch_size)` passes.
+    /// Examples per micro-batch; gradients are accumulated over
+    /// `ceil(batch_size / micro_batch_size)` micro-batches. A micro-batch of
+    /// more padded tokens than [`crate::train::trainer::FORWARD_TOKEN_BUDGET`]
+    /// runs as several forward/backward passes of fewer rows (the same
+    /// gradient, less memory).
     pub micro_batch_size: usize,
     /// Decoupled weight decay coefficient (not applied to 1-D tensors:
     /// norm gains and biases).

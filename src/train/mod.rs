@@ -36,6 +36,7 @@
 //! Determinism: same data, configuration (seed included) and torch thread
 //! count give the same weights bit for bit. There is no dropout in the
 //! policy model, so the data order is the only randomness.
+pub mod adamw_fused;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;

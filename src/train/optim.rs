@@ -21,12 +21,16 @@
 //!   α_t). Weight decay is decoupled as for AdamW (`X ← X·(1 − lr·λ)`), which
 //!   the paper does not have; it follows the Hugging Face implementation.
 //!
+//! AdamW on the CPU runs fused, one pass over memory per parameter
+//! ([`super::adamw_fused`]).
+//!
 //! Weight decay skips 1-D tensors (RMSNorm gains and biases): decaying a norm
 //! gain towards 0 rather than 1 only hurts, the usual practice since BERT.
 
 use anyhow::{bail, Context, Result};
 use tch::{nn::VarStore, Kind, Tensor};
 
+use super::adamw_fused;
 use super::config::{AdafactorParams, AdamWParams, OptimizerKind, TrainConfig};
 
 /// One trainable tensor of the model with its name in the `VarStore`.
@@ -206,11 +210,18 @@ impl Optimizer {
     /// (parameters without a gradient are left alone, state included), then
     /// increments the step counter.
     ///
+    /// AdamW on contiguous f32 CPU tensors (every parameter of a model on the
+    /// CPU) runs as one pass over each parameter's memory
+    /// ([`adamw_fused`]); elsewhere (another device) as tensor operations,
+    /// which round differently in the last bits. Either way the result does
+    /// not depend on the thread count of the update.
+    ///
     /// # Errors
     /// A tch error naming the parameter.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let t = self.step + 1;
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
         for (p, s) in self.params.iter_mut().zip(self.slots.iter_mut()) {
             let g = p.tensor.grad();
             if !g.defined() {
@@ -218,6 +229,11 @@ impl Optimizer {
             }
             let wd = if p.decay { self.weight_decay } else { 0.0 };
             match s {
+                Slots::Adam { exp_avg, exp_avg_sq } if adamw_fused::applies(&p.tensor, exp_avg, exp_avg_sq) => {
+                    let h = &self.adamw;
+                    let c = adamw_fused::AdamWCoefficients::new(lr, wd, h.beta1, h.beta2, h.eps, t);
+                    adamw_fused::update_tensors(&mut p.tensor, &g, exp_avg, exp_avg_sq, &c, threads)
+                }
                 Slots::Adam { exp_avg, exp_avg_sq } => {
                     adamw_update(&mut p.tensor, &g, exp_avg, exp_avg_sq, &self.adamw, lr, wd, t)
                 }

@@ -1,5 +1,6 @@
-//! The training loop: seeded data order, gradient accumulation, clipping, the
-//! schedule, the optimiser, and resume checkpoints.
+//! The training loop: seeded data order, gradient accumulation (micro-batches
+//! cut to a token budget per forward pass), clipping, the schedule, the
+//! optimiser, and resume checkpoints.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,37 @@ pub struct TrainSummary {
     pub resumed_from: Option<u64>,
     /// Whether the call stopped at [`Trainer::stop_after`] before `max_steps`.
     pub stopped_early: bool,
+}
+
+/// Padded tokens (rows × longest row) above which a micro-batch is run as
+/// several forward/backward passes of fewer rows.
+///
+/// The activations a backward pass needs grow with the padded tokens of its
+/// forward pass (≈ 0.65 MiB per token for SmolLM2-135M in f32), so a
+/// micro-batch of 4 × 512 tokens in one pass peaks above 7 GiB; as four
+/// passes of one row it stays under 4 GiB. The gradients summed over the
+/// passes are the micro-batch's (each pass's loss carries the step's
+/// normaliser), so the update is the same up to the rounding of the sum;
+/// the split depends only on the rows' lengths, so it is the same in a
+/// fresh, a resumed and a replayed run.
+pub const FORWARD_TOKEN_BUDGET: usize = 512;
+
+/// `micro` (sorted by length) cut into consecutive forward passes of at
+/// most [`FORWARD_TOKEN_BUDGET`] padded tokens each (at least one row per
+/// pass).
+fn forward_passes<'a, 'e>(micro: &'a [&'e PreparedExample]) -> Vec<&'a [&'e PreparedExample]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < micro.len() {
+        let mut end = start + 1;
+        // Rows are sorted by length, so the last row of a pass is its longest.
+        while end < micro.len() && (end + 1 - start) * micro[end].ids.len() <= FORWARD_TOKEN_BUDGET {
+            end += 1;
+        }
+        out.push(&micro[start..end]);
+        start = end;
+    }
+    out
 }
 
 /// The data order: a seeded ChaCha8 RNG reshuffles the examples at the start
@@ -207,7 +239,7 @@ impl Trainer {
             zero_grads(opt.params_mut());
             let mut step_loss = 0.0;
             let mut step_tokens = 0;
-            for micro in chosen.chunks(cfg.micro_batch_size) {
+            for micro in chosen.chunks(cfg.micro_batch_size).flat_map(forward_passes) {
                 let batch = Batch::new(micro, device)?;
                 let loss = model_weighted_loss(model, &batch, normaliser)
                     .with_context(|| format!("forward pass at step {step}"))?;
@@ -352,6 +384,29 @@ fn digest(examples: &[PreparedExample]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn example(len: usize) -> PreparedExample {
+        let ex = TrainExample { id: format!("l{len}"), prompt_ids: vec![1], target_ids: vec![2; len - 1], weight: 1.0 };
+        PreparedExample::new(&ex, 8, 4096).expect("valid")
+    }
+
+    #[test]
+    fn micro_batches_are_cut_to_the_token_budget() {
+        let rows: Vec<PreparedExample> = [100, 120, 128, 200, 300, 600].into_iter().map(example).collect();
+        let refs: Vec<&PreparedExample> = rows.iter().collect();
+        let lens = |passes: Vec<&[&PreparedExample]>| -> Vec<Vec<usize>> {
+            passes.iter().map(|p| p.iter().map(|e| e.ids.len()).collect()).collect()
+        };
+        // 4 × 128 = 512 fits; 2 × 300 does not; a row over the budget runs alone.
+        assert_eq!(lens(forward_passes(&refs)), vec![vec![100, 120, 128], vec![200], vec![300], vec![600]]);
+        assert_eq!(lens(forward_passes(&refs[..2])), vec![vec![100, 120]]);
+        let four: Vec<PreparedExample> = (0..4).map(|_| example(512)).collect();
+        let four: Vec<&PreparedExample> = four.iter().collect();
+        assert_eq!(forward_passes(&four).len(), 4);
+        let small: Vec<PreparedExample> = (0..4).map(|_| example(64)).collect();
+        let small: Vec<&PreparedExample> = small.iter().collect();
+        assert_eq!(forward_passes(&small).len(), 1);
+    }
 
     #[test]
     fn data_order_is_seeded_and_resumable() {

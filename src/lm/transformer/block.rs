@@ -8,18 +8,19 @@
 use anyhow::Result;
 use tch::Tensor;
 
-use super::layers::{Attention, AttentionShape, Mlp, RmsNorm, RopeTables, Scope, WeightSource};
+use super::layers::{Attention, AttentionMask, AttentionShape, Mlp, RmsNorm, RopeTables, Scope, WeightSource};
 use crate::lm::config::ModelConfig;
 
 /// One decoder layer of a loaded model.
 pub(crate) trait DecoderLayer: Send {
-    /// The layer's output for `x` `[B, T, d]`; `past` positions are cached
-    /// in `cache`, which receives this call's keys and values.
+    /// The layer's output for `x` `[B, T, d]` under the forward pass's shared
+    /// `mask`; `past` positions are cached in `cache`, which receives this
+    /// call's keys and values.
     fn forward(
         &self,
         x: &Tensor,
         rope: &RopeTables,
-        mask: &Tensor,
+        mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
     ) -> Result<Tensor>;
@@ -65,7 +66,7 @@ impl DecoderLayer for PreNormBlock {
         &self,
         x: &Tensor,
         rope: &RopeTables,
-        mask: &Tensor,
+        mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
     ) -> Result<Tensor> {

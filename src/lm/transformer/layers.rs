@@ -145,8 +145,44 @@ pub(crate) struct AttentionShape {
     pub(crate) qkv_bias: bool,
 }
 
+/// The attention mask of one forward pass, built once and shared by every
+/// layer: additive (`0` where a query may attend to a key, `−∞` where not),
+/// `[B, 1, rep·T, Tk]` with each query row repeated for the `rep` query heads
+/// of a KV head (the layout of [`Attention::forward`]'s grouped queries).
+///
+/// `scaled_dot_product_attention` turns a boolean mask into exactly this
+/// additive form itself, but does so in every layer, and in training each
+/// layer's autograd graph then keeps its own float copy; one shared tensor
+/// gives the same scores bit for bit at a fraction of the memory.
+pub(crate) struct AttentionMask {
+    bias: Tensor,
+    rep: i64,
+}
+
+impl AttentionMask {
+    /// From `allowed` `[B, 1, T, Tk]` (bool, true where a query may attend
+    /// to a key) for attention with `rep` query heads per KV head.
+    ///
+    /// # Errors
+    /// `allowed` is not 4-D, or `rep` < 1.
+    pub(crate) fn new(allowed: &Tensor, rep: i64) -> Result<Self> {
+        let (b, one, t, tk) = allowed.size4()?;
+        if one != 1 || rep < 1 {
+            bail!("attention mask is {:?} with {rep} query heads per KV head", allowed.size());
+        }
+        let allowed = if rep > 1 {
+            allowed.f_unsqueeze(2)?.f_expand([b, 1, rep, t, tk], false)?.f_reshape([b, 1, rep * t, tk])?
+        } else {
+            allowed.shallow_clone()
+        };
+        let zeros = Tensor::f_zeros(allowed.size(), (Kind::Float, allowed.device()))?;
+        let bias = zeros.f_masked_fill(&allowed.f_logical_not()?, f64::NEG_INFINITY)?;
+        Ok(AttentionMask { bias, rep })
+    }
+}
+
 /// Grouped-query attention (Ainslie et al. 2023) with RoPE on q and k and
-/// `scaled_dot_product_attention` under an explicit boolean mask.
+/// `scaled_dot_product_attention` under an explicit [`AttentionMask`].
 pub(crate) struct Attention {
     q: Linear,
     k: Linear,
@@ -178,7 +214,7 @@ impl Attention {
         &self,
         x: &Tensor,
         rope: &RopeTables,
-        mask: &Tensor,
+        mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
     ) -> Result<Tensor> {
@@ -199,27 +235,24 @@ impl Attention {
         };
         let tk = past + t;
         let rep = h / kvh;
+        if mask.rep != rep || mask.bias.size()[2] != rep * t || mask.bias.size()[3] != tk {
+            bail!(
+                "attention mask {:?} (×{}) does not fit {rep}×{t} queries over {tk} keys",
+                mask.bias.size(),
+                mask.rep
+            );
+        }
         // Grouped-query attention without copying K/V: query heads
         // `g*rep .. (g+1)*rep` share KV head `g` (HF `repeat_kv`), so the
         // queries of one group are stacked along the sequence axis
-        // ([B, kvh, rep*T, D]) and the mask is repeated to match.
+        // ([B, kvh, rep*T, D]); the mask's rows are repeated to match.
+        let scale = 1.0 / (hd as f64).sqrt();
         let out = if rep > 1 {
             let qg = q.f_reshape([b, kvh, rep * t, hd])?;
-            let (mb, mt) = (mask.size()[0], mask.size()[2]);
-            let mg = mask.f_unsqueeze(2)?.f_expand([mb, 1, rep, mt, tk], false)?.f_reshape([mb, 1, rep * mt, tk])?;
-            let o = Tensor::f_scaled_dot_product_attention(
-                &qg,
-                &k,
-                &v,
-                Some(&mg),
-                0.0,
-                false,
-                1.0 / (hd as f64).sqrt(),
-                false,
-            )?;
+            let o = Tensor::f_scaled_dot_product_attention(&qg, &k, &v, Some(&mask.bias), 0.0, false, scale, false)?;
             o.f_reshape([b, h, t, hd])?
         } else {
-            Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, 1.0 / (hd as f64).sqrt(), false)?
+            Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(&mask.bias), 0.0, false, scale, false)?
         };
         let out = out.f_transpose(1, 2)?.f_reshape([b, t, h * hd])?;
         self.o.forward(&out)

@@ -14,9 +14,10 @@
 //! a new file with its [`Family`] and, where its block differs, its own
 //! decoder layer; plus its variant of [`Arch`].
 //!
-//! Attention runs `scaled_dot_product_attention` with an explicit boolean
-//! mask that combines causality with each row's padding, so prompts padded
-//! on the left or right can share a batch.
+//! Attention runs `scaled_dot_product_attention` with an explicit mask that
+//! combines causality with each row's padding, so prompts padded on the left
+//! or right can share a batch; the mask is built once per forward pass, in
+//! the additive form the kernel uses, and shared by every layer.
 //!
 //! Parameters live in a `tch::nn::VarStore` under their Hugging Face names
 //! (`model.layers.0.self_attn.q_proj.weight`, …), built by path scoping;
@@ -36,7 +37,7 @@ use tch::{nn, Device, Kind, Tensor};
 use self::block::{DecoderLayer, LoadLayer};
 pub use self::layers::Activation;
 pub(crate) use self::layers::WeightSource;
-use self::layers::{RmsNorm, Rope, Scope};
+use self::layers::{AttentionMask, RmsNorm, Rope, Scope};
 use super::config::{Arch, ModelConfig};
 
 /// What distinguishes a decoder family: the names it goes by and how it
@@ -254,7 +255,10 @@ impl Transformer {
         let kpos = Tensor::f_arange(tk, (Kind::Int64, dev))?.f_view([1, 1, 1, tk])?;
         let qpos = Tensor::f_arange(t, (Kind::Int64, dev))?.f_add_scalar(past)?.f_view([1, 1, t, 1])?;
         let keys_real = key_mask.f_to_kind(Kind::Bool)?.f_view([b, 1, 1, tk])?;
-        let mask = kpos.f_le_tensor(&qpos)?.f_logical_and(&keys_real)?.f_logical_or(&kpos.f_eq_tensor(&qpos)?)?;
+        let allowed = kpos.f_le_tensor(&qpos)?.f_logical_and(&keys_real)?.f_logical_or(&kpos.f_eq_tensor(&qpos)?)?;
+        // Built once, shared by every layer (see `AttentionMask`).
+        let rep = (self.cfg.num_heads / self.cfg.num_kv_heads.max(1)) as i64;
+        let mask = AttentionMask::new(&allowed, rep)?;
         // RoPE tables [B, 1, T, head_dim].
         let rope = self.rope.tables(positions)?;
 
