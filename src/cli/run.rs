@@ -101,7 +101,7 @@ pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");
 
 /// Training users per task of the demo: enough for SFT to teach the
 /// format, few enough for two E-steps on 2 cores.
-pub const DEMO_TRAIN_USERS: usize = 16;
+pub const DEMO_TRAIN_USERS: usize = 10;
 
 /// Runs `restpg demo`.
 ///

@@ -231,6 +231,7 @@ impl Generate for ProfileStatistics {
                     raw: text,
                     prompt_tokens: 0,
                     finish: events::FinishReason::StopToken,
+                    precision: events::Precision::F32,
                 })
             })
             .collect()
