@@ -184,7 +184,7 @@ fn tail_logprobs_read_the_next_token_distribution_at_each_of_the_last_positions(
         }
     }
     // and bad tails are refused with the row named.
-    let e = m.tail_logprobs(&[c.clone()], &[c.len() + 1]).unwrap_err().to_string();
+    let e = m.tail_logprobs(std::slice::from_ref(&c), &[c.len() + 1]).unwrap_err().to_string();
     assert!(e.contains("row 0"), "{e}");
     assert!(m.tail_logprobs(&[c], &[0]).is_err());
 }
