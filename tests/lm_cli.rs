@@ -28,7 +28,7 @@ fn generate_and_import_agree() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("top_p"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--top-p"));
 }
 
 #[test]

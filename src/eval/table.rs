@@ -146,7 +146,7 @@ mod tests {
         let t = results_table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[2].starts_with("| sft-reasoning | validation | 4 | 0.2000 |"), "{t}");
-        assert!(lines[3].contains("0.3625 (+0.1625, p=0.00") && lines[3].contains('†'), "{t}");
+        assert!(lines[3].contains("0.4125 (+0.2125, p=0.00") && lines[3].contains('†'), "{t}");
         // no θ¹ on test: no test, just the mean
         assert!(lines[4].contains("| 2 | 0.3500 |"), "{t}");
         assert!(lines[2].ends_with("| 4/4 (100%) |"), "{t}");
