@@ -6,10 +6,10 @@
 //! generates with the run's evaluation decoding, and prints the reasoning
 //! and the response separately.
 //!
-//! The profile file is the LongLaMP profile format: a JSON array of items
-//! (or an object with a `profile` array), each carrying the task's profile
-//! fields (`subject`/`text` for e-mails, `summary`/`content` for topic
-//! writing, …), as the data set files hold them.
+//! The profile file is a JSON array of items (or an object with a `profile`
+//! array), each carrying the task's profile fields (`subject`/`text` for
+//! e-mails, `summary`/`content` for topic writing, …): flat as LongLaMP
+//! writes them, or under `fields` as a restpg data set file holds them.
 
 use std::path::{Path, PathBuf};
 
@@ -77,6 +77,27 @@ pub fn read_profile(path: &Path, task: Task, input: &str) -> anyhow::Result<Exam
             .remove("profile")
             .with_context(|| format!("{}: an object must have a `profile` array", path.display()))?,
         _ => anyhow::bail!("{}: expected a JSON array of profile items", path.display()),
+    };
+    // Items as a restpg data set file holds them (`{"id", "fields": {…}}`)
+    // are read like LongLaMP's flat items.
+    let profile = match profile {
+        serde_json::Value::Array(items) => serde_json::Value::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    serde_json::Value::Object(mut obj) => {
+                        if let Some(serde_json::Value::Object(fields)) = obj.remove("fields") {
+                            for (k, v) in fields {
+                                obj.entry(k).or_insert(v);
+                            }
+                        }
+                        serde_json::Value::Object(obj)
+                    }
+                    other => other,
+                })
+                .collect(),
+        ),
+        other => other,
     };
     anyhow::ensure!(!input.trim().is_empty(), "--input is empty");
     let record = serde_json::json!({ "id": "write", "input": input, "output": "", "profile": profile });
@@ -160,4 +181,30 @@ pub fn run(args: WriteArgs) -> anyhow::Result<()> {
     println!("## Response\n\n{}\n", w.response);
     eprintln!("(checkpoint {}; ended by {})", ckpt.display(), w.finish);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_reads_flat_and_as_a_data_set_file_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.json");
+        for text in [
+            r#"[{"subject": "Razor", "text": "Servers down."}]"#,
+            r#"[{"id": "u-d0", "fields": {"subject": "Razor", "text": "Servers down."}}]"#,
+            r#"{"profile": [{"subject": "Razor", "text": "Servers down."}]}"#,
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let ex = read_profile(&p, Task::EmailCompletion, "Finish it").unwrap();
+            assert_eq!(ex.profile[0].field("text"), "Servers down.", "{text}");
+            assert_eq!(ex.profile[0].field("subject"), "Razor", "{text}");
+        }
+        std::fs::write(&p, r#"[{"fields": {"subject": "no text"}}]"#).unwrap();
+        let err = read_profile(&p, Task::EmailCompletion, "x").unwrap_err().to_string();
+        assert!(err.contains("profile[0].text"), "{err}");
+        std::fs::write(&p, "[").unwrap();
+        assert!(read_profile(&p, Task::EmailCompletion, "x").unwrap_err().to_string().contains("p.json"));
+    }
 }
