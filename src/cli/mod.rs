@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_train;
 pub mod data;
 pub mod eval;
+pub mod experiment;
 pub mod generate;
 pub mod log;
 pub mod model;
@@ -48,6 +49,8 @@ pub enum Command {
     Train(run::TrainArgs),
     /// Where a run is and what it has produced, from its log.
     Status(run::StatusArgs),
+    /// The paper's comparison: SFT, SFT with reasoning, ReST-EM and REST-PG on one data set, then Table 1.
+    Experiment(experiment::ExperimentArgs),
     /// LongLaMP's metrics (ROUGE-1/2/L, METEOR, similarity) of predictions vs references, JSONL {"id","output"}.
     Score(score::ScoreArgs),
     /// Check a reward before trusting it: AUCs of own text over another user's and over degenerate text.
@@ -116,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => run::demo(args),
         Command::Train(args) => run::train(args),
         Command::Status(args) => run::status(args),
+        Command::Experiment(args) => experiment::run(args),
         Command::Score(args) => score::run(args),
         Command::Reward(args) => reward::run(args),
         Command::Eval(args) => eval::run_eval(args),

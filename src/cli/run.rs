@@ -96,7 +96,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 
 /// The demo's embedded configuration, sized for 2 CPU cores: REST-PG on the
 /// real demo data with SmolLM2-135M as policy and judge, reasoning data from
-/// profile statistics, the METEOR reward, T = 2, m = 4, 12 training steps.
+/// profile statistics, the METEOR reward, T = 2, m = 4, 24 training steps.
 pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");
 
 /// Training users per task of the demo: enough for SFT to teach the
@@ -117,15 +117,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let data_dir = args.out.join("data");
-    // Targets and profile items are cut to 80 words so that a prompt with
-    // k = 2 items fits the demo's 384-token input budget.
+    // Targets and profile items are cut to `DEMO_MAX_WORDS` words.
     let opts = crate::data::DemoOptions {
         users: args.users,
         train_users: Some(args.train_users),
         seed: args.seed,
         val_frac: 0.2,
         test_frac: 0.2,
-        max_words: 80,
+        max_words: crate::data::DEMO_MAX_WORDS,
         ..Default::default()
     };
     let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;

@@ -38,6 +38,11 @@ use super::build::{build_from_docs, AuthorDoc, BuildOptions};
 use super::stats::{dataset_stats, whitespace_tokens, DatasetStats};
 use super::{Dataset, Example, Split, Task};
 
+/// Word cap of targets and profile items in the data `restpg demo` and
+/// `restpg experiment` build: with k = 2 retrieved items a prompt fits the
+/// demo's 320-token input budget, and a response fits its 224 new tokens.
+pub const DEMO_MAX_WORDS: usize = 80;
+
 /// Options of [`build_demo_dataset`].
 #[derive(Clone, Debug)]
 pub struct DemoOptions {

@@ -60,7 +60,7 @@ mod task;
 
 pub use build::{build_from_docs, cut_words, read_docs, split_for_user, split_users, AuthorDoc, BuildOptions};
 pub use dataset::Dataset;
-pub use demo::{build_demo, build_demo_dataset, DemoOptions};
+pub use demo::{build_demo, build_demo_dataset, DemoOptions, DEMO_MAX_WORDS};
 pub use error::{DataError, Location};
 pub use example::{validate_example, Example, ProfileItem};
 pub use longlamp::{

@@ -16,6 +16,7 @@ pub mod format;
 pub mod plots;
 pub mod report;
 pub mod table;
+pub mod table1;
 pub mod ttest;
 
 use crate::data::Task;

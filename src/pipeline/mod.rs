@@ -17,6 +17,7 @@
 //!   same engine.
 
 mod context;
+pub mod experiment;
 mod progress;
 pub mod reproduce;
 pub mod results;
