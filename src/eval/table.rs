@@ -33,13 +33,22 @@ pub struct TableRow {
 /// reports hold, by id.
 ///
 /// # Errors
-/// Reports over different example ids (naming the count on each side), or
-/// the t-test's own errors (fewer than two pairs).
+/// Reports over different example ids (naming the count on each side), an
+/// example without a `metric` score (naming it; never read as 0), or the
+/// t-test's own errors (fewer than two pairs).
 pub fn paired_on_metric(a: &EvalReport, b: &EvalReport, metric: Metric) -> anyhow::Result<ttest::TTest> {
-    let ia: BTreeMap<&str, f64> =
-        a.examples.iter().map(|e| (e.id.as_str(), e.scores.get(&metric).copied().unwrap_or(0.0))).collect();
-    let ib: BTreeMap<&str, f64> =
-        b.examples.iter().map(|e| (e.id.as_str(), e.scores.get(&metric).copied().unwrap_or(0.0))).collect();
+    let values = |r: &EvalReport| -> anyhow::Result<BTreeMap<String, f64>> {
+        r.examples
+            .iter()
+            .map(|e| {
+                let v = e.scores.get(&metric).copied();
+                let v =
+                    v.ok_or_else(|| anyhow::anyhow!("example {:?} of {:?} has no {metric} score", e.id, r.system))?;
+                Ok((e.id.clone(), v))
+            })
+            .collect()
+    };
+    let (ia, ib) = (values(a)?, values(b)?);
     anyhow::ensure!(
         ia.len() == ib.len() && ia.keys().all(|k| ib.contains_key(k)),
         "the reports cover different examples ({} and {})",
@@ -156,5 +165,8 @@ mod tests {
     fn reports_over_different_examples_get_no_test() {
         let err = paired_on_metric(&report(&[0.1, 0.2, 0.3]), &report(&[0.1, 0.2]), Metric::Meteor).unwrap_err();
         assert!(err.to_string().contains("different examples"), "{err}");
+        // A missing score is named, never read as 0.
+        let err = paired_on_metric(&report(&[0.1, 0.2]), &report(&[0.1, 0.2]), Metric::Judge).unwrap_err();
+        assert!(err.to_string().contains("example \"e0\" of \"x\" has no judge score"), "{err}");
     }
 }

@@ -184,7 +184,6 @@ pub fn run_experiment(path: &Path, out: &Path, progress: bool) -> anyhow::Result
     let here = path.parent().unwrap_or(Path::new("."));
     let (base, _) = RunConfig::load(&here.join(&cfg.base))
         .with_context(|| format!("{}: the base configuration `base`", path.display()))?;
-    // Every system's configuration is checked before the first one runs.
     let data_dir = match &cfg.data {
         ExperimentData::Demo { .. } => out.join("data"),
         ExperimentData::Dir { dir } => here.join(dir),
@@ -202,7 +201,6 @@ pub fn run_experiment(path: &Path, out: &Path, progress: bool) -> anyhow::Result
         if let Some(v) = cfg.validation {
             c.eval.validation = v;
         }
-        c.validate().with_context(|| format!("{}: system {method}", path.display()))?;
         configs.push(c);
     }
     store::create_private_dir(out).with_context(|| format!("creating {}", out.display()))?;
@@ -234,6 +232,11 @@ pub fn run_experiment(path: &Path, out: &Path, progress: bool) -> anyhow::Result
         }
     }
 
+    // Every system's configuration is checked (with the data in place)
+    // before the first one runs.
+    for (method, c) in cfg.systems.iter().zip(&configs) {
+        c.validate().with_context(|| format!("{}: system {method}", path.display()))?;
+    }
     let mut systems = Vec::new();
     for (method, config) in cfg.systems.iter().zip(configs) {
         let run_dir = out.join(method.as_str());
