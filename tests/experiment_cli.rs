@@ -4,21 +4,9 @@
 //! and a second invocation reading both finished runs back from their logs.
 
 use std::path::Path;
-use std::process::Command;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_restpg"));
-    c.env("RESTPG_THREADS", "1");
-    c
-}
-
-fn run_ok(cmd: &mut Command) -> (String, String) {
-    let out = cmd.output().expect("spawn restpg");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    assert!(out.status.success(), "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    (stdout, stderr)
-}
+mod common;
+use common::cli::{bin, run_ok};
 
 const BASE: &str = r#"
 method = "rest-pg"

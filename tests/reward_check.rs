@@ -3,9 +3,11 @@
 //! SmolLM2 judge, at tiny scale.
 
 use std::path::Path;
-use std::process::Command;
 
 use restpg::reward::{Metric, Scorers, Similarity};
+
+mod common;
+use common::cli::{bin, run_ok};
 
 fn similarity() -> Similarity {
     Similarity::load_default().expect("all-MiniLM-L6-v2 (run scripts/setup.sh)")
@@ -27,20 +29,6 @@ fn similarity_ranks_a_light_paraphrase_above_an_unrelated_text() {
     let scorers = Scorers::for_metrics(&[Metric::Similarity]).unwrap();
     let v = scorers.value(Metric::Similarity, text, paraphrase).unwrap();
     assert!((v - para).abs() < 1e-6, "{v} vs {para}");
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_restpg"));
-    c.env("RESTPG_THREADS", "1");
-    c
-}
-
-fn run_ok(cmd: &mut Command) -> (String, String) {
-    let out = cmd.output().expect("spawn restpg");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    assert!(out.status.success(), "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    (stdout, stderr)
 }
 
 /// The AUC in the column `col` (0-based) of the check's table row.

@@ -117,16 +117,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let data_dir = args.out.join("data");
-    // Targets and profile items are cut to `DEMO_MAX_WORDS` words.
-    let opts = crate::data::DemoOptions {
-        users: args.users,
-        train_users: Some(args.train_users),
-        seed: args.seed,
-        val_frac: 0.2,
-        test_frac: 0.2,
-        max_words: crate::data::DEMO_MAX_WORDS,
-        ..Default::default()
-    };
+    let opts = crate::data::DemoOptions::for_demo_run(args.users, Some(args.train_users), args.seed);
     let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
     eprintln!("demo data set: {}", data_dir.display());
     eprint!("{stats}");

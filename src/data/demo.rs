@@ -87,6 +87,22 @@ impl Default for DemoOptions {
     }
 }
 
+impl DemoOptions {
+    /// The data `restpg demo` and `restpg experiment` build: 20% of the
+    /// users each in validation and test, texts cut to [`DEMO_MAX_WORDS`].
+    pub fn for_demo_run(users: Option<usize>, train_users: Option<usize>, seed: u64) -> Self {
+        DemoOptions {
+            users,
+            train_users,
+            seed,
+            val_frac: 0.2,
+            test_frac: 0.2,
+            max_words: DEMO_MAX_WORDS,
+            ..Default::default()
+        }
+    }
+}
+
 /// Counts of what the SpamAssassin adapter read, kept and dropped (and why).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EmailReport {

@@ -84,6 +84,11 @@ pub struct FormatRates {
 }
 
 impl FormatRates {
+    /// The results tables' cell: `well formed/n (rate%)`.
+    pub fn well_formed_cell(&self) -> String {
+        format!("{}/{} ({:.0}%)", self.well_formed, self.n, 100.0 * self.rate(self.well_formed))
+    }
+
     /// Empty counts for a prompt with (`reasoning`) or without a reasoning
     /// part.
     pub fn new(reasoning: bool) -> Self {

@@ -29,6 +29,15 @@ pub fn write_reward_check(check: &RewardCheck, dir: &Path, stem: &str) -> Result
 }
 
 impl EvalReport {
+    /// Reads a report written by [`EvalReport::write`].
+    ///
+    /// # Errors
+    /// A file that cannot be read or parsed, naming its path.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading report {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing report {}", path.display()))
+    }
+
     /// Writes the report as `<stem>.json` and `<stem>.md` in `dir` (created
     /// if missing; owner-only files) and returns the JSON's path.
     ///

@@ -59,18 +59,19 @@ pub fn paired_on_metric(a: &EvalReport, b: &EvalReport, metric: Metric) -> anyho
     Ok(ttest::paired_t_test(&xb, &xa)?)
 }
 
+/// Every metric any of `reports` holds, in [`Metric::ALL`] order.
+pub fn metrics_of<'a>(reports: impl IntoIterator<Item = &'a EvalReport>) -> Vec<Metric> {
+    let mut held = Vec::new();
+    for r in reports {
+        held.extend(r.metrics());
+    }
+    Metric::ALL.iter().copied().filter(|m| held.contains(m)).collect()
+}
+
 /// Renders `rows` as Markdown: per split, θ¹ first, then the later
 /// iterations; every cell of a later row reads `mean (Δ vs θ¹, p)`.
 pub fn results_table(rows: &[TableRow]) -> String {
-    let mut metrics: Vec<Metric> = Vec::new();
-    for r in rows {
-        for m in r.report.metrics() {
-            if !metrics.contains(&m) {
-                metrics.push(m);
-            }
-        }
-    }
-    metrics.sort_by_key(|m| Metric::ALL.iter().position(|x| x == m));
+    let metrics = metrics_of(rows.iter().map(|r| &r.report));
     let mut out = String::from("| system | split | n |");
     for m in &metrics {
         out.push_str(&format!(" {} |", m.name()));
@@ -98,7 +99,7 @@ pub fn results_table(rows: &[TableRow]) -> String {
             out.push_str(&format!(" {cell} |"));
         }
         let format = match &r.report.format {
-            Some(f) => format!("{}/{} ({:.0}%)", f.well_formed, f.n, 100.0 * f.rate(f.well_formed)),
+            Some(f) => f.well_formed_cell(),
             None => "–".into(),
         };
         out.push_str(&format!(" {format} |\n"));

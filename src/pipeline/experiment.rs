@@ -32,7 +32,6 @@ use super::run::{run, RunOptions};
 use crate::config::RunConfig;
 use crate::eval::table1::{table1, SystemRow, Table1};
 use crate::eval::EvalReport;
-use crate::reward::Metric;
 
 /// Where the experiment's data comes from.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -165,10 +164,7 @@ fn finished_test_eval(run_dir: &Path) -> anyhow::Result<Option<(f64, u32, EvalRe
         state.evaluations.iter().filter(|e| e.split == Split::Test).max_by_key(|e| (e.iteration, e.seq)).with_context(
             || format!("{} finished without a test evaluation (is `eval.test` off?)", run_dir.display()),
         )?;
-    let path = run_dir.join(&e.report_path);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading report {}", path.display()))?;
-    let report: EvalReport =
-        serde_json::from_str(&text).with_context(|| format!("parsing report {}", path.display()))?;
+    let report = EvalReport::load(&run_dir.join(&e.report_path))?;
     Ok(Some((*wall_ms as f64 / 1000.0, e.iteration, report)))
 }
 
@@ -217,15 +213,7 @@ pub fn run_experiment(path: &Path, out: &Path, progress: bool) -> anyhow::Result
     if let ExperimentData::Demo { train_users, users } = &cfg.data {
         if !data_dir.join(crate::data::MANIFEST_FILE).exists() {
             let _ = std::fs::remove_dir_all(&data_dir);
-            let opts = crate::data::DemoOptions {
-                users: *users,
-                train_users: *train_users,
-                seed: cfg.seed,
-                val_frac: 0.2,
-                test_frac: 0.2,
-                max_words: crate::data::DEMO_MAX_WORDS,
-                ..Default::default()
-            };
+            let opts = crate::data::DemoOptions::for_demo_run(*users, *train_users, cfg.seed);
             let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
             eprintln!("experiment data set: {}", data_dir.display());
             eprint!("{stats}");
@@ -268,15 +256,7 @@ pub fn run_experiment(path: &Path, out: &Path, progress: bool) -> anyhow::Result
 
     let rows: Vec<SystemRow> =
         systems.iter().map(|s| SystemRow { system: s.report.system.clone(), report: s.report.clone() }).collect();
-    let mut metrics: Vec<Metric> = Vec::new();
-    for r in &rows {
-        for m in r.report.metrics() {
-            if !metrics.contains(&m) {
-                metrics.push(m);
-            }
-        }
-    }
-    metrics.sort_by_key(|m| Metric::ALL.iter().position(|x| x == m));
+    let metrics = crate::eval::table::metrics_of(rows.iter().map(|r| &r.report));
     let tables: Vec<Table1> = metrics.iter().map(|m| table1(&rows, *m)).collect::<Result<_, _>>()?;
     let summary = ExperimentSummary { out: out.to_path_buf(), systems, tables };
     store::write_private_file(out.join("table1.md"), summary.to_markdown().as_bytes())
@@ -298,7 +278,7 @@ impl ExperimentSummary {
         out.push_str("| system | run directory | well formed | run wall time |\n|---|---|---:|---:|\n");
         for s in &self.systems {
             let format = match &s.report.format {
-                Some(f) => format!("{}/{} ({:.0}%)", f.well_formed, f.n, 100.0 * f.rate(f.well_formed)),
+                Some(f) => f.well_formed_cell(),
                 None => "–".into(),
             };
             out.push_str(&format!(

@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context as _;
-
 use super::run::RunSummary;
 use crate::config::RunConfig;
 use crate::eval::format::{FormatCheck, FormatRates};
@@ -39,9 +37,7 @@ pub fn table_rows(
     for e in &outcome.evaluations {
         let path = Path::new(&e.summary.report_path);
         let path = if path.is_absolute() { path.to_path_buf() } else { run_dir.join(path) };
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading report {}", path.display()))?;
-        let report: EvalReport =
-            serde_json::from_str(&text).with_context(|| format!("parsing report {}", path.display()))?;
+        let report = EvalReport::load(&path)?;
         rows.push(TableRow {
             system: system_label(method, e.iteration),
             iteration: e.iteration,

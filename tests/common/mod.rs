@@ -1,5 +1,6 @@
-//! Helpers shared by `tests/bad_input.rs` and `tests/fuzz.rs`.
+//! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod cli;
 pub mod gguf_writer;
