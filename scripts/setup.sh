@@ -11,6 +11,25 @@
 # `.cargo/config.toml` can point tch at libtorch with a relative path.
 set -euo pipefail
 
+# Options (each adds an optional part; without options only what the demo
+# and the tests need is set up):
+#   --llamacpp  llama-cpp-python 0.3.36 (llama.cpp), built for this CPU into
+#               $CACHE/llamacpp/venv: the peer of `restpg bench generate
+#               --peer llamacpp` and the llama.cpp server of the engine tests.
+#   --cuda      the CUDA build of the same libtorch (torch 2.11.0 with its
+#               CUDA 13 libraries) into $CACHE/libtorch-cuda, for
+#               `scripts/gpu-check.sh` on a machine with an NVIDIA GPU.
+WANT_LLAMACPP=0
+WANT_CUDA=0
+for arg in "$@"; do
+  case "$arg" in
+    --llamacpp) WANT_LLAMACPP=1 ;;
+    --cuda) WANT_CUDA=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
+    *) echo "restpg setup: error: unknown option $arg (expected --llamacpp or --cuda)" >&2; exit 2 ;;
+  esac
+done
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${RESTPG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/restpg}"
 DL="$CACHE/dl"
@@ -82,7 +101,9 @@ WHEEL_ARGS="--python-version 3.11 --platform manylinux_2_28_x86_64 --implementat
 
 # Fast path: everything already unpacked.
 if [ -f "$CACHE/libtorch/.complete" ] && [ -f "$CACHE/models/.complete" ] && [ -f "$CACHE/corpora/.complete" ] \
-   && [ -f "$CACHE/nltk/.complete" ] && [ -f /usr/share/wordnet/data.noun ]; then
+   && [ -f "$CACHE/nltk/.complete" ] && [ -f /usr/share/wordnet/data.noun ] \
+   && { [ "$WANT_LLAMACPP" = 0 ] || [ -f "$CACHE/llamacpp/.complete" ]; } \
+   && { [ "$WANT_CUDA" = 0 ] || [ -f "$CACHE/libtorch-cuda/.complete" ]; }; then
   ln -sfn "$CACHE" "$ROOT/.restpg"
   exit 0
 fi
@@ -231,3 +252,44 @@ PY
 }
 unpack_once nltk build_punkt
 # --- end of METEOR data --------------------------------------------------------
+
+# --- llama.cpp (--llamacpp) ----------------------------------------------------
+# llama-cpp-python's source release, checked against its sha256, compiled for
+# this CPU's vector extensions with GGML_NATIVE=OFF and AMX off (a native
+# build crashed with a general protection fault in libggml-cpu on a machine of
+# this kind). Its Python dependencies are pinned by scripts/llamacpp-constraints.txt.
+LLAMACPP_VERSION=0.3.36
+LLAMACPP_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+build_llamacpp() {
+  local tmp; tmp=$(mktemp -d "$DL/.tmp.XXXXXX")
+  log "downloading llama-cpp-python==$LLAMACPP_VERSION (source)"
+  if ! python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python -d "$tmp" \
+      "llama-cpp-python==$LLAMACPP_VERSION" >"$tmp/pip.log" 2>&1; then
+    cat "$tmp/pip.log" >&2; rm -rf "$tmp"; die "could not download llama-cpp-python==$LLAMACPP_VERSION"
+  fi
+  local sdist; sdist=$(find "$tmp" -maxdepth 1 -name 'llama_cpp_python-*.tar.gz' | head -n1)
+  [ -n "$sdist" ] || { rm -rf "$tmp"; die "pip returned no source archive for llama-cpp-python"; }
+  local got; got=$(sha256sum "$sdist" | cut -d' ' -f1)
+  [ "$got" = "$LLAMACPP_SHA256" ] || { rm -rf "$tmp"; die "checksum mismatch for llama-cpp-python: expected $LLAMACPP_SHA256, got $got"; }
+  local flags="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF"
+  local cpu; cpu=$(grep -m1 '^flags' /proc/cpuinfo || true)
+  has() { case " $cpu " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+  has avx && flags="$flags -DGGML_AVX=ON"
+  has avx2 && flags="$flags -DGGML_AVX2=ON"
+  has fma && flags="$flags -DGGML_FMA=ON"
+  has f16c && flags="$flags -DGGML_F16C=ON"
+  has avx512f && flags="$flags -DGGML_AVX512=ON"
+  has avx512_vnni && flags="$flags -DGGML_AVX512_VNNI=ON"
+  has avx512_bf16 && flags="$flags -DGGML_AVX512_BF16=ON"
+  has avx512vbmi && flags="$flags -DGGML_AVX512_VBMI=ON"
+  log "building llama.cpp ($flags); this takes 5-15 minutes"
+  python3 -m venv "$OUT/venv"
+  if ! CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$OUT/venv/bin/python" -m pip install --quiet \
+      --no-cache-dir -c "$ROOT/scripts/llamacpp-constraints.txt" "$sdist[server]" >"$tmp/build.log" 2>&1; then
+    tail -n 40 "$tmp/build.log" >&2; rm -rf "$tmp"; die "building llama-cpp-python failed (its log's end is above)"
+  fi
+  echo "$flags" > "$OUT/cmake-flags"
+  rm -rf "$tmp"
+  "$OUT/venv/bin/python" -c "import llama_cpp" || die "llama_cpp does not import after the build"
+}
+if [ "$WANT_LLAMACPP" = 1 ]; then unpack_once llamacpp build_llamacpp; fi

@@ -12,6 +12,7 @@
 //! made absolute) is kept in the log's `RunStarted` event, with its digest,
 //! so a run can always be traced back to the exact settings it used.
 
+pub use crate::lm::placement::{DeviceChoice, DtypeChoice};
 use crate::train::TrainConfig;
 use actors::Method;
 use events::{Penalties, Sampling, ScoreRule};
@@ -75,6 +76,17 @@ pub struct ModelSection {
     /// a model (see [`torch_threads`]); 0 = the cores available to the
     /// process. At most [`MAX_THREADS`].
     pub threads: usize,
+    /// Where every model of the run (policy, judge, reasoning generator,
+    /// trainer) runs: `cpu` (the default), `cuda`, or `auto` (CUDA when
+    /// libtorch sees a GPU). A `cuda` that libtorch cannot see is refused
+    /// when the first model loads.
+    pub device: DeviceChoice,
+    /// The precision of inference (sampling, evaluation, judging, reasoning
+    /// generation): `auto` (the default: bf16 on a GPU or on a CPU that
+    /// multiplies bf16 natively, else f32), `f32` or `bf16`. Training keeps
+    /// f32 weights. Each sample logs the precision it was drawn in, and
+    /// `replay --resample` uses that one.
+    pub dtype: DtypeChoice,
 }
 
 /// The environment variable that overrides `model.threads` (a whole number
@@ -590,6 +602,9 @@ impl RunConfig {
         if self.model.threads > MAX_THREADS {
             return Err(invalid("model.threads", format!("must be at most {MAX_THREADS} (0 = the available cores)")));
         }
+        if let Err(e) = self.model.device.resolve() {
+            return Err(invalid("model.device", e.to_string()));
+        }
         if self.data.as_os_str().is_empty() {
             return Err(invalid("data", "is missing: set it to a data set directory (see `restpg data build`)"));
         }
@@ -751,6 +766,25 @@ mod tests {
         assert!(err.to_string().contains("threads"), "{err}");
         let err = RunConfig::from_toml("[model]\nthread = 2\n", Path::new("run.toml")).unwrap_err();
         assert!(err.to_string().contains("thread"), "{err}");
+    }
+
+    #[test]
+    fn device_and_dtype_parse_by_name_and_a_missing_gpu_is_refused_by_key() {
+        let cfg = RunConfig::from_toml("[model]\ndevice = \"auto\"\ndtype = \"bf16\"\n", Path::new("run.toml")).unwrap();
+        assert_eq!((cfg.model.device, cfg.model.dtype), (DeviceChoice::Auto, DtypeChoice::Bf16));
+        // The canonical TOML keeps them.
+        let again = RunConfig::from_toml(&cfg.to_toml().unwrap(), Path::new("log")).unwrap();
+        assert_eq!((again.model.device, again.model.dtype), (DeviceChoice::Auto, DtypeChoice::Bf16));
+        // Defaults: the CPU, and the precision that is fast on it.
+        let d = RunConfig::default();
+        assert_eq!((d.model.device, d.model.dtype), (DeviceChoice::Cpu, DtypeChoice::Auto));
+        let err = RunConfig::from_toml("[model]\ndtype = \"fp16\"\n", Path::new("run.toml")).unwrap_err();
+        assert!(err.to_string().contains("dtype") && err.to_string().contains("fp16"), "{err}");
+        if !tch::Cuda::is_available() {
+            let cfg = RunConfig::from_toml("[model]\ndevice = \"cuda\"\n", Path::new("run.toml")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("`model.device`") && err.contains("setup.sh --cuda"), "{err}");
+        }
     }
 
     #[test]

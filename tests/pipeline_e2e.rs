@@ -10,7 +10,8 @@
 //!   uninterrupted run's;
 //! - `restpg replay` rebuilds D_1 from the log alone and verifies it, and
 //!   `--resample` regenerates logged samples to the identical text, with
-//!   the repetition guards each sample logged (all of them on here);
+//!   the repetition guards and the precision each sample logged (all guards
+//!   on, bf16 here);
 //! - `restpg export` writes D_1 in TRL's prompt-completion shape, each
 //!   prompt rebuilt to the exact text the policy saw;
 //! - a new run says it is starting, a resumed one that it resumes, and
@@ -80,6 +81,10 @@ fn config(data: &Path) -> String {
 method = "rest-pg"
 seed = 7
 data = "{data}"
+
+[model]
+# Samples drawn in bf16: replay --resample must take the same path.
+dtype = "bf16"
 
 [retrieval]
 k = 1
@@ -205,7 +210,7 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
                     no_repeat_ngram_size: 3,
                     min_p: 0.05,
                 };
-                assert_eq!((*penalties, *precision), (want, events::Precision::F32), "{sample}");
+                assert_eq!((*penalties, *precision), (want, events::Precision::Bf16), "{sample}");
                 assert!(
                     per_input.entry(sample.input_id.clone()).or_default().insert(sample.index),
                     "duplicate {sample}"

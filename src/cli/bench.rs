@@ -101,6 +101,12 @@ pub struct JudgeBenchArgs {
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where the model runs: cpu, cuda, or auto (CUDA when libtorch sees a GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::lm::placement::DeviceChoice,
+    /// Inference precision: auto (bf16 where the CPU multiplies bf16 natively, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: crate::lm::placement::DtypeChoice,
     /// One forward per score prefix (the judge before single-pass scoring).
     #[arg(long)]
     pub pass_per_prefix: bool,
@@ -163,12 +169,25 @@ pub struct GenerateBenchArgs {
     /// One JSON object per N on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where the model runs: cpu, cuda, or auto (CUDA when libtorch sees a GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::lm::placement::DeviceChoice,
+    /// Inference precision: auto (bf16 where the CPU multiplies bf16 natively, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: crate::lm::placement::DtypeChoice,
     /// Prefill every sample's prompt again, in one padded batch (the generator before prefix sharing).
     #[arg(long)]
     pub no_prefix_sharing: bool,
     /// Keep finished rows in the batch (the generator before compaction).
     #[arg(long)]
     pub no_compaction: bool,
+    /// Also run the workload through another engine in this invocation and print the ratios
+    /// (llamacpp: llama-cpp-python, installed by `scripts/setup.sh --llamacpp`).
+    #[arg(long, value_enum)]
+    pub peer: Option<super::bench_peer::Peer>,
+    /// The GGUF file the peer runs (default: the set-up's SmolLM2-135M-Instruct Q4_1, the file restpg loads).
+    #[arg(long)]
+    pub peer_model: Option<PathBuf>,
 }
 
 /// The validated settings of `restpg bench generate`.
@@ -522,7 +541,9 @@ fn judge(args: &JudgeBenchArgs) -> Result<()> {
     args.validate()?;
     let threads = crate::config::apply_torch_threads(args.threads, 0)?;
     let path = model_path(&args.model)?;
-    let model = LanguageModel::load(&path, tch::Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    let device = args.device.resolve()?;
+    let precision = args.dtype.resolve(device);
+    let model = LanguageModel::load_in(&path, device, precision)?;
     let f = measure_judge(&model, args)?;
     if args.json {
         let line = serde_json::json!({
@@ -532,6 +553,7 @@ fn judge(args: &JudgeBenchArgs) -> Result<()> {
             "samples_per_input": args.samples_per_input,
             "batch_size": args.batch_size,
             "threads": threads,
+            "dtype": precision.to_string(),
             "runs": args.runs,
             "one_pass": !args.pass_per_prefix,
             "prefix_sharing": !args.no_prefix_sharing,
@@ -544,7 +566,7 @@ fn judge(args: &JudgeBenchArgs) -> Result<()> {
         println!("{line}");
     } else {
         println!(
-            "{} · {} calls of ~{} tokens ({:.0} mean) · {} per input · batch {} · {threads} threads · median of {} runs{}{}",
+            "{} · {precision} · {} calls of ~{} tokens ({:.0} mean) · {} per input · batch {} · {threads} threads · median of {} runs{}{}",
             path.display(),
             args.calls,
             args.prompt_tokens,
@@ -582,16 +604,34 @@ fn generate(args: &GenerateBenchArgs) -> Result<()> {
     let text = read_prompt_file(&args.prompt_file)?;
     let threads = crate::config::apply_torch_threads(args.threads, 0)?;
     let path = model_path(&args.model)?;
-    let model = LanguageModel::load(&path, tch::Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    let device = args.device.resolve()?;
+    let precision = args.dtype.resolve(device);
+    let model = LanguageModel::load_in(&path, device, precision)?;
     let prompt = prompt_of_length(&model, &text, args.prompt_tokens)?;
     let figures = measure(&model, &prompt, &bench)?;
+    drop(model);
+    let peer = match args.peer {
+        Some(peer) => {
+            let gguf = match &args.peer_model {
+                Some(p) => p.clone(),
+                None if path.extension().is_some_and(|e| e == "gguf") => path.clone(),
+                None => crate::paths::require(crate::paths::smollm2_gguf())?,
+            };
+            Some((peer, super::bench_peer::run(peer, &gguf, &prompt, &bench, args.new_tokens, threads)?))
+        }
+        None => None,
+    };
+    let engine = format!("restpg {precision}");
     if args.json {
-        for f in &figures {
-            let line = serde_json::json!({
+        let line = |engine: &str, f: &GenerateFigures| {
+            serde_json::json!({
+                "engine": engine,
                 "samples": f.samples,
                 "prompt_tokens": args.prompt_tokens,
                 "new_tokens": args.new_tokens,
                 "threads": threads,
+                "device": format!("{device:?}"),
+                "dtype": precision.to_string(),
                 "runs": bench.runs,
                 "prefix_sharing": bench.options.share_prefixes,
                 "compaction": bench.options.compact,
@@ -602,37 +642,76 @@ fn generate(args: &GenerateBenchArgs) -> Result<()> {
                 "generated_tokens": f.generated_tokens,
                 "wall_s": f.wall_s,
                 "peak_rss_mib": f.peak_rss_mib,
-            });
-            println!("{line}");
-        }
-    } else {
-        println!(
-            "{} · prompt {} tokens · {} new tokens per sample · T {} · top-p {} · {threads} threads · median of {} runs{}{}",
-            path.display(),
-            args.prompt_tokens,
-            args.new_tokens,
-            args.temperature,
-            args.top_p,
-            bench.runs,
-            if bench.options.share_prefixes { "" } else { " · no prefix sharing" },
-            if bench.options.compact { "" } else { " · no compaction" },
-        );
-        println!(
-            "{:>7}  {:>13}  {:>9}  {:>12}  {:>9}  {:>9}  {:>8}  {:>12}",
-            "samples", "prefill tok/s", "prefill s", "decode tok/s", "e2e tok/s", "generated", "wall s", "peak RSS MiB"
-        );
+            })
+        };
         for f in &figures {
-            println!(
-                "{:>7}  {:>13.1}  {:>9.3}  {:>12.1}  {:>9.1}  {:>9}  {:>8.2}  {:>12.0}",
-                f.samples,
-                f.prefill_tok_s,
-                f.prefill_s,
-                f.decode_tok_s,
-                f.e2e_tok_s,
-                f.generated_tokens,
-                f.wall_s,
-                f.peak_rss_mib
-            );
+            println!("{}", line(&engine, f));
+        }
+        if let Some((_, peer)) = &peer {
+            for (ours, theirs) in figures.iter().zip(peer) {
+                let mut v = line("llamacpp", theirs);
+                v["ratio_e2e"] = (ours.e2e_tok_s / theirs.e2e_tok_s).into();
+                v["ratio_decode"] = (ours.decode_tok_s / theirs.decode_tok_s).into();
+                v["ratio_prefill"] = (ours.prefill_tok_s / theirs.prefill_tok_s).into();
+                println!("{v}");
+            }
+        }
+        return Ok(());
+    }
+    println!(
+        "{} · {:?} · prompt {} tokens · {} new tokens per sample · T {} · top-p {} · {threads} threads · median of {} runs{}{}",
+        path.display(),
+        device,
+        args.prompt_tokens,
+        args.new_tokens,
+        args.temperature,
+        args.top_p,
+        bench.runs,
+        if bench.options.share_prefixes { "" } else { " · no prefix sharing" },
+        if bench.options.compact { "" } else { " · no compaction" },
+    );
+    println!(
+        "{:>12}  {:>7}  {:>13}  {:>9}  {:>12}  {:>9}  {:>9}  {:>8}  {:>12}",
+        "engine",
+        "samples",
+        "prefill tok/s",
+        "prefill s",
+        "decode tok/s",
+        "e2e tok/s",
+        "generated",
+        "wall s",
+        "peak RSS MiB"
+    );
+    let row = |engine: &str, f: &GenerateFigures| {
+        println!(
+            "{:>12}  {:>7}  {:>13.1}  {:>9.3}  {:>12.1}  {:>9.1}  {:>9}  {:>8.2}  {:>12.0}",
+            engine,
+            f.samples,
+            f.prefill_tok_s,
+            f.prefill_s,
+            f.decode_tok_s,
+            f.e2e_tok_s,
+            f.generated_tokens,
+            f.wall_s,
+            f.peak_rss_mib
+        );
+    };
+    match &peer {
+        None => figures.iter().for_each(|f| row(&engine, f)),
+        Some((_, peer)) => {
+            for (ours, theirs) in figures.iter().zip(peer) {
+                row(&engine, ours);
+                row("llamacpp", theirs);
+                println!(
+                    "{:>12}  {:>7}  {:>12.2}×  {:>9}  {:>11.2}×  {:>8.2}×",
+                    "ratio",
+                    ours.samples,
+                    ours.prefill_tok_s / theirs.prefill_tok_s,
+                    "",
+                    ours.decode_tok_s / theirs.decode_tok_s,
+                    ours.e2e_tok_s / theirs.e2e_tok_s
+                );
+            }
         }
     }
     Ok(())
@@ -654,8 +733,12 @@ mod tests {
             model: None,
             runs: 3,
             json: false,
+            device: crate::lm::placement::DeviceChoice::Cpu,
+            dtype: crate::lm::placement::DtypeChoice::Auto,
             no_prefix_sharing: false,
             no_compaction: false,
+            peer: None,
+            peer_model: None,
         }
     }
 

@@ -75,6 +75,9 @@ pub struct TrainBenchArgs {
     /// Torch intra-op threads (default: RESTPG_THREADS, else the cores available to the process).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the model runs: cpu, cuda, or auto (CUDA when libtorch sees a GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::lm::placement::DeviceChoice,
     /// A `.gguf` file or Hugging Face directory (default: the set-up's SmolLM2-135M-Instruct Q4_1).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -177,17 +180,21 @@ pub struct TrainFigures {
     pub peak_rss_mib: f64,
 }
 
-/// Trains a fresh copy of the model at `path` `bench.runs` times on `data`.
+/// Trains a fresh copy of the model at `path` on `device` `bench.runs` times on `data`.
 ///
 /// # Errors
 /// Model loading or training failures.
-pub fn measure(path: &std::path::Path, data: &[TrainExample], bench: &TrainBench) -> Result<TrainFigures> {
+pub fn measure(
+    path: &std::path::Path,
+    device: tch::Device,
+    data: &[TrainExample],
+    bench: &TrainBench,
+) -> Result<TrainFigures> {
     let tokens_per_step = data.iter().map(|e| e.prompt_ids.len() + e.target_ids.len()).sum();
     let mut step_s = Vec::with_capacity(bench.runs);
     let mut peak = f64::NAN;
     for run in 0..bench.runs {
-        let mut model =
-            LanguageModel::load(path, tch::Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
+        let mut model = LanguageModel::load(path, device).with_context(|| format!("loading {}", path.display()))?;
         // A fresh work directory per run, so that no run resumes another.
         let dir = std::env::temp_dir().join(format!("restpg-bench-train-{}-{run}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -232,7 +239,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             LanguageModel::load(&path, tch::Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
         sequences(&model, &text, args.micro_batch, args.seq, bench.prompt_tokens)?
     };
-    let f = measure(&path, &data, &bench)?;
+    let f = measure(&path, args.device.resolve()?, &data, &bench)?;
     let optimizer = format!("{:?}", bench.config.optimizer).to_lowercase();
     if args.json {
         let line = serde_json::json!({
@@ -279,6 +286,7 @@ mod tests {
             prompt_tokens: None,
             optimizer: BenchOptimizer::Adamw,
             threads: None,
+            device: crate::lm::placement::DeviceChoice::Cpu,
             model: None,
             runs: 3,
             json: false,

@@ -219,9 +219,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         None => format!("{system:?}").to_lowercase(),
     });
     crate::config::apply_torch_threads(None, config.model.threads)?;
-    let device = tch::Device::cuda_if_available();
-    let model =
-        LanguageModel::load(&model_path, device).with_context(|| format!("loading model {}", model_path.display()))?;
+    let model = LanguageModel::load_placed(&model_path, config.model.device, config.model.dtype)
+        .with_context(|| format!("loading model {}", model_path.display()))?;
     let hash = store::hash_path(&model_path).with_context(|| format!("hashing {}", model_path.display()))?;
     store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let ctx_dir = args.run.clone().unwrap_or_else(|| args.out.clone());

@@ -57,6 +57,12 @@ pub struct GenerateArgs {
     /// Torch intra-op threads (default: RESTPG_THREADS, else the cores available to the process).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the model runs: cpu, cuda, or auto (CUDA when libtorch sees a GPU).
+    #[arg(long, default_value = "auto")]
+    pub device: crate::lm::placement::DeviceChoice,
+    /// Precision: auto (bf16 on a GPU or a CPU that multiplies bf16 natively, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: crate::lm::placement::DtypeChoice,
     /// Print token counts and speed to stderr.
     #[arg(long)]
     pub verbose: bool,
@@ -96,7 +102,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     crate::config::apply_torch_threads(args.threads, 0)?;
     let t0 = std::time::Instant::now();
-    let model = LanguageModel::load(&args.model, tch::Device::cuda_if_available())
+    let model = LanguageModel::load_placed(&args.model, args.device, args.dtype)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let tk = model.tokenizer();
     let prompt_ids = tk.chat(args.system.as_deref(), &args.prompt)?.ids;
@@ -107,7 +113,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     println!("{}", g.text);
     if args.verbose {
         eprintln!(
-            "load {:.2}s; prompt {} tokens; generated {} tokens in {:.2}s ({:?})",
+            "{:?} {}; load {:.2}s; prompt {} tokens; generated {} tokens in {:.2}s ({:?})",
+            model.device(),
+            model.precision(),
             (t1 - t0).as_secs_f64(),
             prompt_ids.len(),
             g.token_ids.len(),

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod audit;
 pub mod bench;
+pub mod bench_peer;
 pub mod bench_train;
 pub mod data;
 pub mod eval;

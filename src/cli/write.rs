@@ -172,7 +172,7 @@ pub fn run(args: WriteArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("{} has no trained checkpoint yet: pass --model", args.run.display()),
     };
     crate::config::apply_torch_threads(None, config.model.threads)?;
-    let model = LanguageModel::load(&ckpt, tch::Device::Cpu)
+    let model = LanguageModel::load_placed(&ckpt, config.model.device, config.model.dtype)
         .with_context(|| format!("loading checkpoint {}", ckpt.display()))?;
     let w = write_one(&config, &model, &ex, args.seed, args.show_prompt)?;
     if config.method.uses_reasoning() {

@@ -208,7 +208,7 @@ impl LanguageModel {
         }
         let mut cache = self.model.new_cache(n, capacity)?;
         let d = self.config().hidden_size as i64;
-        let mut last = Tensor::f_zeros([n, d], (Kind::Float, dev))?;
+        let mut last = Tensor::f_zeros([n, d], (self.model.kind(), dev))?;
         let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
         for group in group_by_prompt(&refs) {
             let prompt = refs[group[0]];
@@ -244,6 +244,10 @@ impl LanguageModel {
             reqs.iter().map(|r| (r.settings.max_new_tokens == 0).then_some(FinishReason::Length)).collect();
         // `live[slot]` is the request in batch row `slot`.
         let mut live: Vec<usize> = (0..b).filter(|&r| finish[r].is_none()).collect();
+        // Longest prompts first: rows with the same left padding sit side by
+        // side (and stay so as finished rows leave), so a decode step attends
+        // in one call per prompt length (`KeyRun`).
+        live.sort_by_key(|&r| std::cmp::Reverse(reqs[r].prompt_ids.len()));
         if !live.is_empty() {
             let max_new = live.iter().map(|&r| reqs[r].settings.max_new_tokens).max().unwrap_or(0);
             let mut rngs: Vec<ChaCha20Rng> = reqs.iter().map(|r| ChaCha20Rng::seed_from_u64(r.seed)).collect();

@@ -47,6 +47,8 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
     let max_new_tokens = ctx.config.sampling.max_new_tokens;
     let mut policy = TchPolicy::new(Arc::clone(&ctx));
     for item in &spec.items {
+        // The precision the sample logged, whatever `dtype = "auto"` means here.
+        policy.set_precision(item.precision);
         policy.load(&checkpoint(run_dir, &item.checkpoint)?).map_err(|e| anyhow::anyhow!("{e}"))?;
         let request = SampleRequest {
             sample: item.sample.clone(),

@@ -8,7 +8,7 @@ use actors::capability::{CapabilityError, CheckpointRef, EvalSummary, Evaluate, 
 
 use super::judge::judge_model;
 use super::policy::separator_stop;
-use super::{load_model, retryable};
+use super::{load_inference_model, retryable};
 use crate::data::Split;
 use crate::lm::{LanguageModel, SamplingSettings};
 use crate::pipeline::RunContext;
@@ -35,7 +35,7 @@ impl Evaluate for TchEvaluator {
         system: &str,
         prompt: PromptKind,
     ) -> Result<EvalSummary, CapabilityError> {
-        let model = load_model(&self.ctx.checkpoint_path(checkpoint))?;
+        let model = load_inference_model(&self.ctx, &self.ctx.checkpoint_path(checkpoint), None)?;
         let report =
             evaluate_checkpoint(&self.ctx, &model, &checkpoint.hash, None, split, system, prompt, &self.judge_path)
                 .map_err(|e| retryable("evaluation", e))?;

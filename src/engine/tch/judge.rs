@@ -65,7 +65,7 @@ impl actors::capability::Judge for TchJudge {
 
 /// The LLM judge on the model at `path`, with the run's rule and templates.
 pub(super) fn judge_model(ctx: &RunContext, path: &Path) -> anyhow::Result<crate::reward::Judge<LanguageModel>> {
-    let model = LanguageModel::load(path, ::tch::Device::Cpu)?;
+    let model = super::load_inference_model(ctx, path, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = crate::reward::JudgeConfig {
         rule: ctx.config.reward.rule,
         batch_size: ctx.config.reward.batch_size,

@@ -31,6 +31,7 @@ pub use reward_check::TchRewardCheck;
 pub use trainer::TchTrainer;
 
 use crate::lm::LanguageModel;
+use crate::pipeline::RunContext;
 
 /// Turns an `anyhow` error from the model side into a capability error that
 /// a rebuilt worker may not repeat.
@@ -38,9 +39,30 @@ fn retryable(what: &str, e: anyhow::Error) -> CapabilityError {
     CapabilityError::retryable(format!("{what}: {e:#}"))
 }
 
-/// Loads a checkpoint (a GGUF file or a Hugging Face-layout directory) on
-/// the CPU with the configured thread count.
-fn load_model(path: &Path) -> Result<LanguageModel, CapabilityError> {
-    LanguageModel::load(path, ::tch::Device::Cpu)
+/// The device of the run's models (`[model] device`).
+///
+/// # Errors
+/// A fatal capability error for `cuda` when libtorch sees no GPU.
+fn device(ctx: &RunContext) -> Result<::tch::Device, CapabilityError> {
+    ctx.config.model.device.resolve().map_err(|e| CapabilityError::fatal(format!("[model] {e}")))
+}
+
+/// Loads a checkpoint (a GGUF file or a Hugging Face-layout directory) in
+/// f32 on the run's device, for training.
+fn load_model(ctx: &RunContext, path: &Path) -> Result<LanguageModel, CapabilityError> {
+    LanguageModel::load(path, device(ctx)?)
+        .map_err(|e| CapabilityError::fatal(format!("loading checkpoint {}: {e:#}", path.display())))
+}
+
+/// Loads a checkpoint for inference on the run's device in `precision`, or
+/// when `None`, the configured `[model] dtype` resolved on that device.
+fn load_inference_model(
+    ctx: &RunContext,
+    path: &Path,
+    precision: Option<events::Precision>,
+) -> Result<LanguageModel, CapabilityError> {
+    let device = device(ctx)?;
+    let precision = precision.unwrap_or_else(|| ctx.config.model.dtype.resolve(device));
+    LanguageModel::load_in(path, device, precision)
         .map_err(|e| CapabilityError::fatal(format!("loading checkpoint {}: {e:#}", path.display())))
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actors::capability::{CapabilityError, CheckpointRef, Generate, PromptKind, SampleOutput, SampleRequest};
 
-use super::{load_model, retryable};
+use super::{load_inference_model, retryable};
 use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
 use crate::pipeline::RunContext;
 use crate::prompt::{parse_output, RESPONSE_SEPARATOR};
@@ -13,13 +13,25 @@ use crate::prompt::{parse_output, RESPONSE_SEPARATOR};
 pub struct TchPolicy {
     ctx: Arc<RunContext>,
     loaded: Option<(CheckpointRef, LanguageModel)>,
+    /// The precision to run in instead of the configured `dtype`.
+    precision: Option<events::Precision>,
 }
 
 impl TchPolicy {
     /// A sampler with no weights loaded yet (they come with the first
-    /// batch's checkpoint).
+    /// batch's checkpoint), in the run's configured precision.
     pub fn new(ctx: Arc<RunContext>) -> Self {
-        Self { ctx, loaded: None }
+        Self { ctx, loaded: None, precision: None }
+    }
+
+    /// Runs in `precision` from the next [`Generate::load`] on, whatever
+    /// the configuration's `dtype` resolves to here: `replay --resample`
+    /// regenerates each sample in the precision it logged.
+    pub fn set_precision(&mut self, precision: events::Precision) {
+        if self.precision != Some(precision) {
+            self.precision = Some(precision);
+            self.loaded = None;
+        }
     }
 
     fn model(&self) -> Result<&LanguageModel, CapabilityError> {
@@ -36,7 +48,7 @@ impl Generate for TchPolicy {
             return Ok(());
         }
         self.loaded = None;
-        let model = load_model(&self.ctx.checkpoint_path(checkpoint))?;
+        let model = load_inference_model(&self.ctx, &self.ctx.checkpoint_path(checkpoint), self.precision)?;
         self.loaded = Some((checkpoint.clone(), model));
         Ok(())
     }

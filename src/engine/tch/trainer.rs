@@ -27,7 +27,7 @@ impl Train for TchTrainer {
         job: &TrainJob,
         progress: &mut dyn FnMut(TrainProgressReport),
     ) -> Result<CheckpointRef, CapabilityError> {
-        let mut model = load_model(&self.ctx.checkpoint_path(&job.init))?;
+        let mut model = load_model(&self.ctx, &self.ctx.checkpoint_path(&job.init))?;
         let tok = model.tokenizer().clone();
         let mut data = Vec::with_capacity(job.data.len());
         for item in &job.data {

@@ -15,7 +15,9 @@ use crate::lm::config::ModelConfig;
 pub(crate) trait DecoderLayer: Send {
     /// The layer's output for `x` `[B, T, d]` under the forward pass's shared
     /// `mask`; `past` positions are cached in `cache`, which receives this
-    /// call's keys and values.
+    /// call's keys and values. `grad` says whether autograd records this
+    /// forward (then every parameter variable must appear in the graph;
+    /// without, fused products may stand in for several of them).
     fn forward(
         &self,
         x: &Tensor,
@@ -23,7 +25,12 @@ pub(crate) trait DecoderLayer: Send {
         mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
+        grad: bool,
     ) -> Result<Tensor>;
+
+    /// Converts every parameter to `kind` in place (the `VarStore`'s
+    /// variables see it).
+    fn set_kind(&mut self, kind: tch::Kind) -> Result<()>;
 }
 
 /// Loads one decoder layer of a family from its scope
@@ -69,11 +76,19 @@ impl DecoderLayer for PreNormBlock {
         mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
+        grad: bool,
     ) -> Result<Tensor> {
         let hn = self.input_norm.forward(x)?;
-        let a = self.attn.forward(&hn, rope, mask, past, cache)?;
+        let a = self.attn.forward(&hn, rope, mask, past, cache, grad)?;
         let x = x.f_add(&a)?;
         let hn = self.post_norm.forward(&x)?;
-        Ok(x.f_add(&self.mlp.forward(&hn)?)?)
+        Ok(x.f_add(&self.mlp.forward(&hn, grad)?)?)
+    }
+
+    fn set_kind(&mut self, kind: tch::Kind) -> Result<()> {
+        self.input_norm.set_kind(kind)?;
+        self.attn.set_kind(kind)?;
+        self.post_norm.set_kind(kind)?;
+        self.mlp.set_kind(kind)
     }
 }

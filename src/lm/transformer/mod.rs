@@ -17,7 +17,13 @@
 //! Attention runs `scaled_dot_product_attention` with an explicit mask that
 //! combines causality with each row's padding, so prompts padded on the left
 //! or right can share a batch; the mask is built once per forward pass, in
-//! the additive form the kernel uses, and shared by every layer.
+//! the additive form the kernel uses, and shared by every layer. A decode
+//! step over left-padded rows attends each run of equally padded rows over
+//! its real keys only, which makes a sampled row independent of its batch
+//! bit for bit (`layers::KeyRun`).
+//!
+//! The model runs in f32 or bf16 ([`Transformer::set_kind`]); q/k/v and
+//! gate/up run as one fused product each in forwards without gradients.
 //!
 //! Parameters live in a `tch::nn::VarStore` under their Hugging Face names
 //! (`model.layers.0.self_attn.q_proj.weight`, …), built by path scoping;
@@ -164,6 +170,10 @@ pub struct Transformer {
     lm_head: Tensor,
     rope: Rope,
     device: Device,
+    /// A scalar that requires a gradient: an op on it records a graph
+    /// exactly when grad mode is on, which is how a forward learns whether
+    /// autograd is watching (tch offers no query of grad mode).
+    grad_probe: Tensor,
 }
 
 impl Transformer {
@@ -188,7 +198,33 @@ impl Transformer {
             root.pp("lm_head").var("weight", &[v, d], src)?
         };
         let rope = Rope::new(cfg.head_dim, cfg.rope_theta, vs.device())?;
-        Ok(Transformer { cfg: cfg.clone(), embed, blocks, norm, lm_head, rope, device: vs.device() })
+        let grad_probe = Tensor::f_zeros([1], (Kind::Float, vs.device()))?.set_requires_grad(true);
+        Ok(Transformer { cfg: cfg.clone(), embed, blocks, norm, lm_head, rope, device: vs.device(), grad_probe })
+    }
+
+    /// The precision of the parameters, activations and KV cache.
+    pub fn kind(&self) -> Kind {
+        self.embed.kind()
+    }
+
+    /// Converts every parameter to `kind` (`Float` or `BFloat16`) in place,
+    /// refusing a model that is being trained: its variables (in the
+    /// `VarStore` it was loaded into) see the new data. Activations and the
+    /// KV cache follow the parameters; logits are returned in f32.
+    ///
+    /// # Errors
+    /// A kind other than `Float` and `BFloat16`, or a failed conversion.
+    pub(crate) fn set_kind(&mut self, kind: Kind) -> Result<()> {
+        if !matches!(kind, Kind::Float | Kind::BFloat16) {
+            bail!("the transformer runs in f32 or bf16, not {kind:?}");
+        }
+        for blk in &mut self.blocks {
+            blk.set_kind(kind)?;
+        }
+        self.norm.set_kind(kind)?;
+        layers::set_kind(&mut self.embed, kind)?;
+        layers::set_kind(&mut self.lm_head, kind)?;
+        Ok(())
     }
 
     /// The configuration.
@@ -210,8 +246,8 @@ impl Transformer {
         let mut layers = Vec::with_capacity(self.blocks.len());
         for _ in &self.blocks {
             layers.push((
-                Tensor::f_zeros(shape, (Kind::Float, self.device))?,
-                Tensor::f_zeros(shape, (Kind::Float, self.device))?,
+                Tensor::f_zeros(shape, (self.kind(), self.device))?,
+                Tensor::f_zeros(shape, (self.kind(), self.device))?,
             ));
         }
         Ok(KvCache { layers, len: 0, capacity })
@@ -258,9 +294,19 @@ impl Transformer {
         let allowed = kpos.f_le_tensor(&qpos)?.f_logical_and(&keys_real)?.f_logical_or(&kpos.f_eq_tensor(&qpos)?)?;
         // Built once, shared by every layer (see `AttentionMask`).
         let rep = (self.cfg.num_heads / self.cfg.num_kv_heads.max(1)) as i64;
-        let mask = AttentionMask::new(&allowed, rep)?;
+        let kind = self.kind();
+        let mut mask = AttentionMask::new(&allowed, rep, kind)?;
+        // A decode step over left-padded rows: each run of rows attends over
+        // its own real keys only, so a row's output does not depend on the
+        // padding its batch needs (see `KeyRun`).
+        if t == 1 && cache.is_some() {
+            if let Some(runs) = layers::key_runs(key_mask)? {
+                mask = mask.with_runs(runs);
+            }
+        }
         // RoPE tables [B, 1, T, head_dim].
-        let rope = self.rope.tables(positions)?;
+        let rope = self.rope.tables(positions, kind)?;
+        let grad = self.grad_probe.f_mul_scalar(1.0)?.requires_grad();
 
         let mut x = Tensor::f_embedding(&self.embed, input_ids, -1, false, false)?;
         if self.cfg.arch.family().scale_embeddings {
@@ -271,7 +317,7 @@ impl Transformer {
                 Some(c) => Some(&mut c.layers[li]),
                 None => None,
             };
-            x = blk.forward(&x, &rope, &mask, past, layer_cache)?;
+            x = blk.forward(&x, &rope, &mask, past, layer_cache, grad)?;
         }
         if let Some(c) = cache {
             c.len = tk;
@@ -279,11 +325,11 @@ impl Transformer {
         self.norm.forward(&x)
     }
 
-    /// LM-head logits `[.., V]` from hidden states `[.., d]`.
+    /// LM-head logits `[.., V]` (f32) from hidden states `[.., d]`.
     ///
     /// # Errors
     /// Shape mismatch.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden.f_linear(&self.lm_head, None::<&Tensor>)?)
+        Ok(layers::linear(hidden, &self.lm_head, None)?.f_to_kind(Kind::Float)?)
     }
 }
