@@ -293,3 +293,25 @@ build_llamacpp() {
   "$OUT/venv/bin/python" -c "import llama_cpp" || die "llama_cpp does not import after the build"
 }
 if [ "$WANT_LLAMACPP" = 1 ]; then unpack_once llamacpp build_llamacpp; fi
+
+# --- CUDA libtorch (--cuda) ----------------------------------------------------
+# The same torch 2.11.0 wheel as the CPU libtorch (checked against the same
+# sha256), kept whole this time, with the CUDA 13 libraries its metadata pins
+# exactly (cuda-toolkit 13.0.2, cuDNN 9.19.0.56, cuSPARSELt 0.8.0, NCCL 2.28.9,
+# NVSHMEM 3.4.5), installed side by side under $CACHE/libtorch-cuda/site so
+# that the libraries' own run paths ($ORIGIN/../../nvidia/...) find each
+# other. Several GB; only scripts/gpu-check.sh uses it (LIBTORCH=
+# $CACHE/libtorch-cuda/site/torch); the default build stays on the CPU one.
+build_libtorch_cuda() {
+  local torch; torch=$(fetch_pypi torch==2.11.0 7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a "$WHEEL_ARGS")
+  log "installing the CUDA libraries of torch 2.11.0 (several GB)"
+  if ! python3 -m pip install --quiet --no-compile --no-deps --target "$OUT/site" "$torch" >"$OUT/pip.log" 2>&1 \
+     || ! python3 -m pip install --quiet --no-compile --target "$OUT/site" \
+          "cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]==13.0.2" \
+          "nvidia-cudnn-cu13==9.19.0.56" "nvidia-cusparselt-cu13==0.8.0" "nvidia-nccl-cu13==2.28.9" \
+          "nvidia-nvshmem-cu13==3.4.5" >>"$OUT/pip.log" 2>&1; then
+    tail -n 30 "$OUT/pip.log" >&2; die "installing the CUDA build of libtorch failed (pip's message is above)"
+  fi
+  [ -f "$OUT/site/torch/lib/libtorch_cuda.so" ] || die "the torch wheel has no libtorch_cuda.so"
+}
+if [ "$WANT_CUDA" = 1 ]; then unpack_once libtorch-cuda build_libtorch_cuda; fi

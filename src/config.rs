@@ -770,7 +770,8 @@ mod tests {
 
     #[test]
     fn device_and_dtype_parse_by_name_and_a_missing_gpu_is_refused_by_key() {
-        let cfg = RunConfig::from_toml("[model]\ndevice = \"auto\"\ndtype = \"bf16\"\n", Path::new("run.toml")).unwrap();
+        let cfg =
+            RunConfig::from_toml("[model]\ndevice = \"auto\"\ndtype = \"bf16\"\n", Path::new("run.toml")).unwrap();
         assert_eq!((cfg.model.device, cfg.model.dtype), (DeviceChoice::Auto, DtypeChoice::Bf16));
         // The canonical TOML keeps them.
         let again = RunConfig::from_toml(&cfg.to_toml().unwrap(), Path::new("log")).unwrap();

@@ -78,6 +78,54 @@ fn bench_generate_prints_one_json_object_per_sample_count() {
 }
 
 #[test]
+fn bench_generate_runs_the_same_workload_through_llama_cpp_and_prints_the_ratios() {
+    // Given the set-up's llama-cpp-python (the test command runs
+    // `scripts/setup.sh --llamacpp`) and a small prompt file
+    assert!(
+        restpg::cli::bench_peer::llamacpp_python().exists(),
+        "llama-cpp-python is missing: run ./scripts/setup.sh --llamacpp"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompt.txt");
+    std::fs::write(&file, "The quick brown fox jumps over the lazy dog.").unwrap();
+    // When `bench generate --peer llamacpp` runs at tiny settings
+    let out = restpg(&[
+        "bench",
+        "generate",
+        "--prompt-file",
+        file.to_str().unwrap(),
+        "--prompt-tokens",
+        "24",
+        "--new-tokens",
+        "6",
+        "--samples",
+        "1,3",
+        "--runs",
+        "1",
+        "--threads",
+        "1",
+        "--peer",
+        "llamacpp",
+        "--json",
+    ]);
+    // Then restpg's lines come first, then llama.cpp's with the ratios
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for (line, (engine, n)) in lines.iter().zip([("restpg", 1u64), ("restpg", 3), ("llamacpp", 1), ("llamacpp", 3)]) {
+        assert!(line["engine"].as_str().unwrap().starts_with(engine), "{line}");
+        assert_eq!(line["samples"], n);
+        // llama.cpp ran the same workload: every sequence wrote all its tokens
+        assert_eq!(line["generated_tokens"], 6 * n, "{line}");
+    }
+    for line in &lines[2..] {
+        for key in ["ratio_e2e", "ratio_decode", "ratio_prefill", "e2e_tok_s"] {
+            let v = line[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {line}"));
+            assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
+        }
+    }
+}
+
+#[test]
 fn bench_judge_prints_one_json_object_with_its_figures() {
     // Given the real model and the demo's essays (the defaults)
     // When `restpg bench judge` runs at tiny settings

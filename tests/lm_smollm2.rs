@@ -274,10 +274,11 @@ fn bf16_converts_every_parameter_and_stays_close_to_f32() {
     }
     // and the next-token distributions agree where it matters: the same
     // most likely token, log-probabilities of the likely tokens close
-    let prompts: Vec<Vec<u32>> = ["The capital of France is", "Write a short email to Dana about the release.", "2 + 2 ="]
-        .iter()
-        .map(|p| chat_ids(&m32, p))
-        .collect();
+    let prompts: Vec<Vec<u32>> =
+        ["The capital of France is", "Write a short email to Dana about the release.", "2 + 2 ="]
+            .iter()
+            .map(|p| chat_ids(&m32, p))
+            .collect();
     let a = m32.next_token_logprobs(&prompts).unwrap();
     let b = m16.next_token_logprobs(&prompts).unwrap();
     for (r, (a, b)) in a.iter().zip(&b).enumerate() {

@@ -494,7 +494,13 @@ impl Mlp {
         let mut gate = Linear::load(&s.pp("gate_proj"), intermediate, hidden, false, src)?;
         let mut up = Linear::load(&s.pp("up_proj"), intermediate, hidden, false, src)?;
         let gate_up = Fused::new(&mut [&mut gate, &mut up], Kind::Float)?;
-        Ok(Mlp { gate, up, down: Linear::load(&s.pp("down_proj"), hidden, intermediate, false, src)?, gate_up, activation })
+        Ok(Mlp {
+            gate,
+            up,
+            down: Linear::load(&s.pp("down_proj"), hidden, intermediate, false, src)?,
+            gate_up,
+            activation,
+        })
     }
 
     /// Converts every parameter to `kind` in place, fusing gate and up anew.
