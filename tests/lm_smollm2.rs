@@ -337,8 +337,8 @@ fn the_fused_projections_of_inference_equal_the_separate_ones_of_training() {
 fn sample_is_batch_invariant(m: &LanguageModel, unshared: bool) {
     let sampled =
         SamplingSettings { temperature: 0.7, top_p: 0.9, top_k: None, max_new_tokens: 14, ..Default::default() };
-    let story = chat_ids(&m, "Tell me a story about a lighthouse keeper.");
-    let color = chat_ids(&m, "What color is the sky on a clear day?");
+    let story = chat_ids(m, "Tell me a story about a lighthouse keeper.");
+    let color = chat_ids(m, "What color is the sky on a clear day?");
     let guarded = SamplingSettings { penalties: guards(), ..sampled.clone() };
     let guarded_greedy = SamplingSettings { penalties: guards(), ..greedy(14) };
     let targets = [
@@ -355,7 +355,7 @@ fn sample_is_batch_invariant(m: &LanguageModel, unshared: bool) {
         GenerationRequest { prompt_ids: story.clone(), seed: 2, settings: sampled.clone() },
         targets[1].clone(),
         GenerationRequest { prompt_ids: color.clone(), seed: 3, settings: short.clone() },
-        GenerationRequest { prompt_ids: chat_ids(&m, "Hi"), seed: 4, settings: short },
+        GenerationRequest { prompt_ids: chat_ids(m, "Hi"), seed: 4, settings: short },
         targets[0].clone(),
         GenerationRequest { prompt_ids: story.clone(), seed: 5, settings: sampled.clone() },
         GenerationRequest { prompt_ids: color.clone(), seed: 1, settings: sampled.clone() },

@@ -298,7 +298,7 @@ pub(crate) fn key_runs(key_mask: &Tensor) -> Result<Option<Vec<KeyRun>>> {
     for r in 0..b {
         let row = &flat[(r * tk) as usize..((r + 1) * tk) as usize];
         let start = row.iter().position(|&m| m != 0).unwrap_or(row.len()) as i64;
-        if start == tk || row[start as usize..].iter().any(|&m| m == 0) {
+        if start == tk || row[start as usize..].contains(&0) {
             return Ok(None);
         }
         match runs.last_mut() {
