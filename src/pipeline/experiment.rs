@@ -304,6 +304,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_experiments_and_their_base_configurations_parse() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        for name in ["experiment-cpu.toml", "experiment-gpu.toml"] {
+            let e = ExperimentConfig::load(&configs.join(name)).unwrap();
+            assert_eq!(e.systems, paper_systems(), "{name}");
+            let base = configs.join(&e.base);
+            let text = std::fs::read_to_string(&base).unwrap();
+            let run = crate::config::RunConfig::from_toml(&text, &base).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if name.contains("gpu") {
+                assert_eq!(run.model.device, crate::config::DeviceChoice::Cuda);
+            }
+        }
+    }
+
+    #[test]
     fn experiment_files_are_checked() {
         let c = parse("base = \"demo.toml\"\n[data]\nsource = \"demo\"\ntrain_users = 3\n").unwrap();
         assert_eq!(c.systems, paper_systems());
