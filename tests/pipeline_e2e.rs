@@ -148,16 +148,26 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
     let cfg = tmp.path().join("run.toml");
     std::fs::write(&cfg, config(&data)).expect("config");
 
-    // Given an uninterrupted run whose sampler fails once (re-issued).
-    let a = tmp.path().join("a");
+    // Given an uninterrupted run whose sampler fails once (re-issued), its
+    // run directory given relative to the working directory, as the demo
+    // gives `runs/demo/run`.
+    let a = tmp.path().join("runs/a");
     let (_, stderr) = run_ok_with_stderr(
         bin()
+            .current_dir(tmp.path())
             .args(["train", "--quiet", "--test-fault-sampler-once-at-batch", "1", "--config"])
             .arg(&cfg)
-            .arg("--run-dir")
-            .arg(&a),
+            .args(["--run-dir", "runs/a"]),
     );
     let ev = events_of(&a);
+    // The log names each report relative to the run directory, and it is
+    // there.
+    for e in &ev {
+        if let Event::EvaluationDone { report_path, .. } = e {
+            assert!(report_path.starts_with("reports/"), "{report_path}");
+            assert!(a.join(report_path).is_file(), "{report_path} not in {}", a.display());
+        }
+    }
     // A new run says so (its log holds nothing when the coordinator starts;
     // it then writes RunStarted and the base checkpoint), in plain text on
     // a pipe.

@@ -136,7 +136,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     )?;
     print!("{}", crate::pipeline::results::results_text(&summary));
     println!("event log: {}", store::RunDir::new(&run_dir).log().display());
-    println!("reports:   {}", run_dir.join("reports").display());
+    println!("reports:   {}", store::RunDir::new(&run_dir).reports().display());
     println!("audit it:  restpg audit {} --iteration 1", run_dir.display());
     Ok(())
 }

@@ -164,7 +164,7 @@ fn finished_test_eval(run_dir: &Path) -> anyhow::Result<Option<(f64, u32, EvalRe
         state.evaluations.iter().filter(|e| e.split == Split::Test).max_by_key(|e| (e.iteration, e.seq)).with_context(
             || format!("{} finished without a test evaluation (is `eval.test` off?)", run_dir.display()),
         )?;
-    let report = EvalReport::load(&run_dir.join(&e.report_path))?;
+    let report = EvalReport::load(&store::RunDir::new(run_dir).resolve(&e.report_path))?;
     Ok(Some((*wall_ms as f64 / 1000.0, e.iteration, report)))
 }
 

@@ -24,7 +24,7 @@ pub fn system_label(method: actors::Method, iteration: u32) -> String {
 }
 
 /// Loads the report behind every evaluation of `outcome` (the JSON each
-/// `EvaluationDone` names; a relative path is taken from `run_dir`).
+/// `EvaluationDone` names, resolved by [`store::RunDir::resolve`]).
 ///
 /// # Errors
 /// A report that cannot be read or parsed, naming its path.
@@ -35,9 +35,7 @@ pub fn table_rows(
 ) -> anyhow::Result<Vec<TableRow>> {
     let mut rows = Vec::new();
     for e in &outcome.evaluations {
-        let path = Path::new(&e.summary.report_path);
-        let path = if path.is_absolute() { path.to_path_buf() } else { run_dir.join(path) };
-        let report = EvalReport::load(&path)?;
+        let report = EvalReport::load(&store::RunDir::new(run_dir).resolve(&e.summary.report_path))?;
         rows.push(TableRow {
             system: system_label(method, e.iteration),
             iteration: e.iteration,
@@ -80,7 +78,7 @@ pub fn e_step_format(run_dir: &Path, reasoning: bool) -> anyhow::Result<BTreeMap
 /// # Errors
 /// A log that cannot be folded, or a plot that cannot be written.
 pub fn plot_run(run_dir: &Path, config: &RunConfig, rows: &[TableRow]) -> anyhow::Result<()> {
-    let reports = run_dir.join("reports");
+    let reports = store::RunDir::new(run_dir).reports();
     store::create_private_dir(&reports)?;
     let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
     let state = replay::Replay::new().without_text().fold_log(&reader)?;

@@ -79,7 +79,7 @@ pub use flushed::Flushed;
 pub use follow::{follow, Follow};
 pub use lock::LockHolder;
 pub use reader::{LogReader, Records};
-pub use rundir::{create_private_dir, create_private_file, write_private_file, RunDir};
+pub use rundir::{create_private_dir, create_private_file, write_private_file, RunDir, REPORTS};
 pub use salvage::{salvage, Salvaged};
 pub use verify::{Problem, ProblemReason, VerifyReport};
 pub use writer::{AppendOutcome, EventLog, FlushPolicy};

@@ -8,6 +8,8 @@
 //!     reader.sock          where other processes read while it is open
 //!     flushed       0600   records the writer had made durable at its last flush
 //!   blobs/          0700   checkpoints named by content hash
+//!   reports/        0700   evaluation and reward check reports (the log names
+//!                          them relative to RUN_DIR)
 //! ```
 //!
 //! A run directory holds users' personal text (profiles, prompts, generated
@@ -22,6 +24,9 @@ use std::path::{Path, PathBuf};
 
 use crate::blob::BlobStore;
 use crate::StoreError;
+
+/// The name of the reports directory in a run directory.
+pub const REPORTS: &str = "reports";
 
 /// A run directory (see the module docs for its layout): where things go.
 /// [`EventLog`](crate::EventLog) takes [`RunDir::log`], [`BlobStore`] takes
@@ -63,6 +68,31 @@ impl RunDir {
     /// `RUN_DIR/blobs`, the checkpoint store.
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs")
+    }
+
+    /// `RUN_DIR/reports`, where evaluations and the reward check write
+    /// their reports.
+    pub fn reports(&self) -> PathBuf {
+        self.root.join(REPORTS)
+    }
+
+    /// A report path as the log holds it (`EvaluationDone::report_path`,
+    /// relative to the run directory, e.g. `reports/x.json`) as a path to
+    /// open: an absolute path is kept, a relative one is taken from the run
+    /// directory. Logs written before reports were named relative to the
+    /// run directory hold the path the evaluator was handed, the run
+    /// directory joined with `reports/…` as given on the command line; that
+    /// leading run directory is dropped before joining.
+    pub fn resolve(&self, logged: &str) -> PathBuf {
+        let path = Path::new(logged);
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        let within = match path.strip_prefix(&self.root) {
+            Ok(rest) if !self.root.as_os_str().is_empty() && rest.starts_with(REPORTS) => rest,
+            _ => path,
+        };
+        self.root.join(within)
     }
 
     /// The checkpoint store of this run (created if missing).
@@ -144,4 +174,23 @@ pub(crate) fn tighten_files(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_report_path_resolves_from_the_run_directory() {
+        let dir = RunDir::new("runs/demo/run");
+        // The contract: relative to the run directory.
+        assert_eq!(dir.resolve("reports/a.json"), Path::new("runs/demo/run/reports/a.json"));
+        assert_eq!(dir.resolve("/abs/reports/a.json"), Path::new("/abs/reports/a.json"));
+        // A log from before the contract was kept names the run directory
+        // as it was given; it is not joined twice.
+        assert_eq!(dir.resolve("runs/demo/run/reports/a.json"), Path::new("runs/demo/run/reports/a.json"));
+        // A run directory that merely shares a prefix is not stripped.
+        assert_eq!(RunDir::new("runs").resolve("runs/x.json"), Path::new("runs/runs/x.json"));
+        assert_eq!(dir.reports(), Path::new("runs/demo/run/reports"));
+    }
 }

@@ -39,14 +39,16 @@ impl Evaluate for TchEvaluator {
         let report =
             evaluate_checkpoint(&self.ctx, &model, &checkpoint.hash, None, split, system, prompt, &self.judge_path)
                 .map_err(|e| retryable("evaluation", e))?;
-        let dir = self.ctx.run_dir.join("reports");
+        let dir = store::RunDir::new(&self.ctx.run_dir).reports();
         // Named by the checkpoint too: the same system is evaluated on the
         // same split after several iterations.
         let stem = format!("{system}-{split}-{}", &events::digest_hex(&checkpoint.hash)[..12]);
-        let path = report
+        report
             .write(&dir, &stem)
             .map_err(|e| CapabilityError::retryable(format!("writing a report into {}: {e:#}", dir.display())))?;
-        Ok(EvalSummary { scores: report.flat_scores(), report_path: path.to_string_lossy().into_owned() })
+        // The log names it relative to the run directory (`EvaluationDone`),
+        // so a run directory can be moved or opened from anywhere.
+        Ok(EvalSummary { scores: report.flat_scores(), report_path: format!("{}/{stem}.json", store::REPORTS) })
     }
 }
 

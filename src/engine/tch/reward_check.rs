@@ -68,7 +68,7 @@ impl CheckReward for TchRewardCheck {
     fn check(&mut self, per_task: usize) -> Result<RewardCheckSummary, CapabilityError> {
         let c = self.run(per_task).map_err(|e| CapabilityError::retryable(format!("reward check: {e:#}")))?;
         // The run's report of it; the log's `RewardChecked` is the record.
-        let reports = self.ctx.run_dir.join("reports");
+        let reports = store::RunDir::new(&self.ctx.run_dir).reports();
         crate::eval::report::write_reward_check(&c, &reports, crate::eval::report::REWARD_CHECK_STEM)
             .map_err(|e| CapabilityError::fatal(format!("{e:#}")))?;
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
