@@ -47,7 +47,8 @@ pub struct DemoArgs {
     /// Run seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Replace an existing demo directory instead of refusing.
+    /// Replace an existing demo directory instead of resuming the run in it
+    /// (a resumed demo keeps the data set and settings it started with).
     #[arg(long)]
     pub force: bool,
     /// No progress bars.
@@ -109,27 +110,35 @@ pub const DEMO_TRAIN_USERS: usize = 10;
 /// Missing set-up artifacts, an existing demo directory without `--force`,
 /// or a failed run.
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    if args.out.exists() {
-        if !args.force {
-            bail!("{} exists: pass --force to replace it, or --out elsewhere", args.out.display());
-        }
-        std::fs::remove_dir_all(&args.out).with_context(|| format!("removing {}", args.out.display()))?;
-    }
-    store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let data_dir = args.out.join("data");
-    let opts = crate::data::DemoOptions::for_demo_run(args.users, Some(args.train_users), args.seed);
-    let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
-    eprintln!("demo data set: {}", data_dir.display());
-    eprint!("{stats}");
-    let mut config = RunConfig::from_toml(DEMO_CONFIG, Path::new("configs/demo.toml"))?;
-    config.data = data_dir;
-    config.seed = args.seed;
     let run_dir = args.out.join("run");
+    let resume = args.out.exists() && !args.force && demo_to_resume(&args, &run_dir)?;
+    let config = if resume {
+        eprintln!(
+            "resuming the demo in {} from its log, with the data set and settings it started with \
+             (--force starts anew)",
+            args.out.display()
+        );
+        None
+    } else {
+        if args.out.exists() {
+            std::fs::remove_dir_all(&args.out).with_context(|| format!("removing {}", args.out.display()))?;
+        }
+        store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        let data_dir = args.out.join("data");
+        let opts = crate::data::DemoOptions::for_demo_run(args.users, Some(args.train_users), args.seed);
+        let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
+        eprintln!("demo data set: {}", data_dir.display());
+        eprint!("{stats}");
+        let mut config = RunConfig::from_toml(DEMO_CONFIG, Path::new("configs/demo.toml"))?;
+        config.data = data_dir;
+        config.seed = args.seed;
+        Some(config)
+    };
     let summary = pipeline::run(
-        Some(config),
+        config,
         &RunOptions {
             run_dir: run_dir.clone(),
-            resume: false,
+            resume,
             progress: !args.quiet && super::stderr_is_terminal(),
             fault: None,
         },
@@ -139,6 +148,39 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("reports:   {}", store::RunDir::new(&run_dir).reports().display());
     println!("audit it:  restpg audit {} --iteration 1", run_dir.display());
     Ok(())
+}
+
+/// Whether the existing `args.out` holds a demo run to resume (the README's
+/// command run again after an interruption continues instead of starting
+/// over).
+///
+/// # Errors
+/// A directory that holds no demo run, or one started with another seed,
+/// each telling the user to pass `--force` or `--out`.
+fn demo_to_resume(args: &DemoArgs, run_dir: &Path) -> anyhow::Result<bool> {
+    let config_path = run_dir.join("config.toml");
+    let none = || {
+        anyhow::anyhow!(
+            "{} exists but holds no demo run to resume: pass --force to replace it, or --out elsewhere",
+            args.out.display()
+        )
+    };
+    if !config_path.is_file() {
+        return Err(none());
+    }
+    let (logged, _) = RunConfig::load(&config_path)?;
+    if logged.seed != args.seed {
+        bail!(
+            "{} holds a demo run with seed {}, not {}: pass --force to replace it, or --out elsewhere",
+            args.out.display(),
+            logged.seed,
+            args.seed
+        );
+    }
+    if !store::RunDir::new(run_dir).log().join("db").is_file() {
+        return Err(none());
+    }
+    Ok(true)
 }
 
 /// Runs `restpg status`.

@@ -1,5 +1,5 @@
-//! A reader for GGUF files (llama.cpp's single-file model format) and the
-//! dequantization of its tensor types to f32.
+//! A reader and writer of GGUF files (llama.cpp's single-file model format)
+//! and the dequantization of its tensor types to f32.
 //!
 //! Layout (GGUF spec v3, <https://github.com/ggml-org/ggml/blob/master/docs/gguf.md>):
 //! magic `GGUF`, `u32` version, `u64` tensor count, `u64` metadata count, the
@@ -26,7 +26,8 @@
 //! One part per file: [`reader`] (the container), [`metadata`] (typed
 //! metadata reads), [`types`] (value and tensor types), [`dequant`] (the
 //! kernels), [`permute`] (llama.cpp's q/k permutation), [`tensors`]
-//! (llama.cpp's tensor names and HF-layout tensors), and the resolution of a
+//! (llama.cpp's tensor names and HF-layout tensors), [`writer`] (a checkpoint
+//! written back as a GGUF llama.cpp serves), and the resolution of a
 //! GGUF into a model configuration (`config.rs`) and a tokenizer
 //! (`tokenizer.rs`).
 
@@ -39,10 +40,12 @@ pub mod reader;
 pub mod tensors;
 mod tokenizer;
 pub mod types;
+pub mod writer;
 
 pub use dequant::dequantize;
 pub use error::GgufError;
-pub use permute::unpermute_qk;
+pub use permute::{permute_qk, unpermute_qk};
 pub use reader::{GgufFile, TensorInfo, MAX_ARRAY_NESTING};
 pub use tensors::{gguf_tensor, hf_to_gguf};
 pub use types::{GgmlType, GgufValue};
+pub use writer::{write_gguf, ExportDtype, ExportSummary};

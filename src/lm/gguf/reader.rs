@@ -3,6 +3,7 @@
 //! from the memory map.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -55,8 +56,13 @@ pub struct GgufFile {
     pub meta: HashMap<String, GgufValue>,
     /// Tensor table in file order.
     pub tensors: Vec<TensorInfo>,
+    /// Each metadata pair's byte range in the file, in file order.
+    meta_spans: Vec<(String, Range<usize>)>,
     data: Backing,
 }
+
+/// The tensor data alignment when `general.alignment` is absent (GGUF spec).
+pub const DEFAULT_ALIGNMENT: usize = 32;
 
 struct Cursor<'a> {
     buf: &'a [u8],
@@ -197,6 +203,7 @@ impl Backing {
 struct Parsed {
     version: u32,
     meta: HashMap<String, GgufValue>,
+    meta_spans: Vec<(String, Range<usize>)>,
     tensors: Vec<TensorInfo>,
 }
 
@@ -219,10 +226,13 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
     let n_tensors = c.count(MIN_TENSOR_INFO_BYTES, "tensor count")?;
     let n_kv = c.count(MIN_KV_BYTES, "metadata count")?;
     let mut meta = HashMap::new();
+    let mut meta_spans = Vec::with_capacity(n_kv.min(1 << 12));
     for i in 0..n_kv {
+        let at = c.pos;
         let key = c.string(&format!("metadata key #{i}"))?;
         let ty = c.u32(&format!("type of {key}"))?;
         let v = c.value(ty, &format!("value of {key}"))?;
+        meta_spans.push((key.clone(), at..c.pos));
         meta.insert(key, v);
     }
     // The count was checked before the metadata was read; check it again
@@ -264,7 +274,7 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
                 what: format!("{v:?} is not in 1..=2^32-1"),
             })
         }
-        None => 32,
+        None => DEFAULT_ALIGNMENT,
     };
     let data_start =
         c.pos.div_ceil(align).checked_mul(align).ok_or_else(|| c.err(format!("alignment {align} overflows")))?;
@@ -304,7 +314,7 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed, GgufError> {
         let shape: Vec<usize> = dims.iter().rev().copied().collect();
         tensors.push(TensorInfo { name, shape, ty, start, len });
     }
-    Ok(Parsed { version, meta, tensors })
+    Ok(Parsed { version, meta, meta_spans, tensors })
 }
 
 impl GgufFile {
@@ -337,8 +347,25 @@ impl GgufFile {
     }
 
     fn parse(path: &Path, backing: Backing) -> Result<Self, GgufError> {
-        let Parsed { version, meta, tensors } = parse_header(path, backing.bytes())?;
-        Ok(GgufFile { path: path.to_path_buf(), version, meta, tensors, data: backing })
+        let Parsed { version, meta, meta_spans, tensors } = parse_header(path, backing.bytes())?;
+        Ok(GgufFile { path: path.to_path_buf(), version, meta, meta_spans, tensors, data: backing })
+    }
+
+    /// Each metadata pair as stored, in file order: (key, its bytes from the
+    /// key's length through the end of its value). A writer copies these to
+    /// keep every value's exact type (llama.cpp checks them: a `u32` key
+    /// written as `u64` is refused), which [`GgufValue`] does not keep.
+    pub fn raw_metadata(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let bytes = self.data.bytes();
+        self.meta_spans.iter().map(move |(k, r)| (k.as_str(), &bytes[r.clone()]))
+    }
+
+    /// Where tensor data starts, as `general.alignment` (default 32) says.
+    pub fn alignment(&self) -> usize {
+        match self.meta.get("general.alignment") {
+            Some(GgufValue::U64(a)) => *a as usize,
+            _ => DEFAULT_ALIGNMENT,
+        }
     }
 
     /// Whether a tensor of this name exists.
