@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// Serde for a vocabulary name ([`Method`], [`ScoreRule`]) through its
 /// `FromStr`/`Display` spellings (`rest-pg`, `argmax`, …), so the TOML error
 /// names the value and the accepted ones.
-mod by_name {
+pub(crate) mod by_name {
     use std::fmt::Display;
     use std::str::FromStr;
 
@@ -427,6 +427,10 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Evaluation.
     pub eval: EvalSection,
+    /// Which engine runs each role (`[engine.*]`; default: tch everywhere,
+    /// and then left out of the canonical TOML).
+    #[serde(skip_serializing_if = "crate::engine::EngineSection::is_default")]
+    pub engine: crate::engine::EngineSection,
 }
 
 impl Default for RunConfig {
@@ -442,6 +446,7 @@ impl Default for RunConfig {
             em: EmSection::default(),
             train: TrainConfig::default(),
             eval: EvalSection::default(),
+            engine: crate::engine::EngineSection::default(),
         }
     }
 }
@@ -687,6 +692,8 @@ impl RunConfig {
             check_penalties(section, &p)?;
         }
         self.train.validate().map_err(|e| invalid("train", e.to_string()))?;
+        self.engine.validate()?;
+        self.engine.check_supported()?;
         Ok(())
     }
 }
@@ -810,5 +817,30 @@ mod tests {
         assert!(err.to_string().contains("`seed`"), "{err}");
         let cfg = RunConfig::from_toml("seed = 9223372036854775807\n", Path::new("run.toml")).unwrap();
         RunConfig::from_toml(&cfg.to_toml().unwrap(), Path::new("run.toml")).unwrap();
+    }
+
+    #[test]
+    fn the_engine_section_is_read_by_key_and_left_out_when_default() {
+        let data = env!("CARGO_MANIFEST_DIR");
+        let parse = |extra: &str| RunConfig::from_toml(&format!("data = {data:?}\n{extra}"), Path::new("run.toml"));
+        // The default configuration writes no [engine] (old runs' text is unchanged).
+        let cfg = parse("").unwrap();
+        assert!(!cfg.to_toml().unwrap().contains("engine"), "{}", cfg.to_toml().unwrap());
+        // An unknown backend or key is a parse error naming it.
+        let err = parse("[engine.judge]\nbackend = \"grpc\"\n").unwrap_err().to_string();
+        assert!(err.contains("grpc") && err.contains("tch, openai"), "{err}");
+        let err = parse("[engine.policy]\nbakend = \"tch\"\n").unwrap_err().to_string();
+        assert!(err.contains("bakend"), "{err}");
+        // A bad template is refused by key before any work.
+        let cfg = parse("[engine.policy]\nbackend = \"openai\"\nlaunch = \"serve {gguf}\"\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("engine.policy.launch") && err.contains("{port}"), "{err}");
+        // A well-formed section round-trips through the canonical TOML,
+        let text = "[engine.judge]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:8000/v1\"\napi_key_env = \"K\"\n";
+        let cfg = parse(text).unwrap();
+        assert_eq!(parse(&cfg.to_toml().unwrap().replace(&format!("data = {data:?}\n"), "")).unwrap(), cfg);
+        // and a backend this build does not run is refused naming its key, never run on tch.
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("engine.judge.backend") && err.contains("only"), "{err}");
     }
 }

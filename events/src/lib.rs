@@ -73,5 +73,6 @@ pub use rules::{prompt_digest, reasoning_sample, response_digest, train_seed};
 pub use sample::{dataset_digest, DatasetEntry, Decision, FinishReason, SampleId, SampleIdParseError};
 pub use settings::RunSettings;
 pub use vocab::{
-    InitMode, Method, Penalties, Precision, PromptKind, Role, Sampling, ScoreRule, Split, Stage, UnknownName,
+    Backend, InitMode, Method, Penalties, Precision, PromptKind, Role, Sampling, ScoreRule, Split, Stage,
+    TrainerBackend, UnknownName,
 };

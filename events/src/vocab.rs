@@ -346,7 +346,45 @@ vocabulary! {
     Bf16 = "bf16",
 }
 
-exact_from_str!(Method, Stage, Role, InitMode, PromptKind, ScoreRule, Precision);
+/// Which engine runs a role's model: our own tch engine, or a server with
+/// the OpenAI-compatible completions API (vLLM, SGLang, llama.cpp's
+/// server), `[engine.policy|generator|judge] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// The embedded tch engine (every record written before schema
+    /// version 6).
+    #[default]
+    Tch,
+    /// An OpenAI-compatible HTTP server (`/v1/completions`, `/v1/models`).
+    OpenAi,
+}
+
+vocabulary! {
+    Backend, "backend", "tch, openai";
+    Tch = "tch",
+    OpenAi = "openai",
+}
+
+/// Which trainer runs SFT and the M-step, `[engine.trainer] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainerBackend {
+    /// The embedded tch trainer.
+    #[default]
+    Tch,
+    /// An external command (TRL, accelerate/torchrun scripts) given D_t as
+    /// JSONL and writing a Hugging Face directory.
+    Command,
+}
+
+vocabulary! {
+    TrainerBackend, "trainer backend", "tch, command";
+    Tch = "tch",
+    Command = "command",
+}
+
+exact_from_str!(Method, Stage, Role, InitMode, PromptKind, ScoreRule, Precision, Backend, TrainerBackend);
 
 /// The guards against repetition applied to a row's logits before a token is
 /// chosen, with the meanings Hugging Face `generate` and vLLM give them.

@@ -16,8 +16,14 @@
 //!   counts over the profile and y, for machines whose only model is too
 //!   small to summarize a user.
 //!
-//! Another backend (for instance one that calls a remote inference server)
-//! would be a sibling module implementing the same traits; none exists yet.
+//! - [`config`]: `[engine.*]`, which engine each role runs on. Only the
+//!   embedded engines run in this build: [`EngineSection::validate`]
+//!   accepts the OpenAI-compatible and command backends' keys and
+//!   [`EngineSection::check_supported`] refuses them by key before any work
+//!   starts, until their implementations land.
 
+pub mod config;
 pub mod profile_statistics;
 pub mod tch;
+
+pub use config::{EngineSection, RoleEngine, ServedRole, TrainerEngine};
