@@ -19,14 +19,21 @@ set -euo pipefail
 #   --cuda      the CUDA build of the same libtorch (torch 2.11.0 with its
 #               CUDA 13 libraries) into $CACHE/libtorch-cuda, for
 #               `scripts/gpu-check.sh` on a machine with an NVIDIA GPU.
+#   --trl       TRL (Hugging Face's trainer library) with transformers and
+#               torch 2.11.0 into $CACHE/trl/venv, pinned by
+#               scripts/trl-constraints.txt: the M-step recipe
+#               scripts/trl_sft.py for `[engine.trainer] backend = "command"`.
+#               About 4.5 GB (torch's CUDA runtime wheels come along).
 WANT_LLAMACPP=0
 WANT_CUDA=0
+WANT_TRL=0
 for arg in "$@"; do
   case "$arg" in
     --llamacpp) WANT_LLAMACPP=1 ;;
     --cuda) WANT_CUDA=1 ;;
+    --trl) WANT_TRL=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
-    *) echo "restpg setup: error: unknown option $arg (expected --llamacpp or --cuda)" >&2; exit 2 ;;
+    *) echo "restpg setup: error: unknown option $arg (expected --llamacpp, --cuda or --trl)" >&2; exit 2 ;;
   esac
 done
 
@@ -103,7 +110,8 @@ WHEEL_ARGS="--python-version 3.11 --platform manylinux_2_28_x86_64 --implementat
 if [ -f "$CACHE/libtorch/.complete" ] && [ -f "$CACHE/models/.complete" ] && [ -f "$CACHE/corpora/.complete" ] \
    && [ -f "$CACHE/nltk/.complete" ] && [ -f /usr/share/wordnet/data.noun ] \
    && { [ "$WANT_LLAMACPP" = 0 ] || [ -f "$CACHE/llamacpp/.complete" ]; } \
-   && { [ "$WANT_CUDA" = 0 ] || [ -f "$CACHE/libtorch-cuda/.complete" ]; }; then
+   && { [ "$WANT_CUDA" = 0 ] || [ -f "$CACHE/libtorch-cuda/.complete" ]; } \
+   && { [ "$WANT_TRL" = 0 ] || [ -f "$CACHE/trl/.complete" ]; }; then
   ln -sfn "$CACHE" "$ROOT/.restpg"
   exit 0
 fi
@@ -315,3 +323,25 @@ build_libtorch_cuda() {
   [ -f "$OUT/site/torch/lib/libtorch_cuda.so" ] || die "the torch wheel has no libtorch_cuda.so"
 }
 if [ "$WANT_CUDA" = 1 ]; then unpack_once libtorch-cuda build_libtorch_cuda; fi
+
+# --- TRL (--trl) ---------------------------------------------------------------
+# A virtual environment for scripts/trl_sft.py (the M-step on TRL): torch 2.11.0
+# from the same sha256-checked wheel as the CPU libtorch above, plus
+# transformers, trl, accelerate and safetensors, with every dependency pinned
+# by scripts/trl-constraints.txt. The registry has no CPU-only torch for
+# x86_64, so the CUDA 13 runtime wheels that torch's metadata requires are
+# installed too (libtorch_python links cuDNN and cuBLAS); the recipe runs on
+# the CPU without them being used.
+build_trl() {
+  local torch; torch=$(fetch_pypi torch==2.11.0 7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a "$WHEEL_ARGS")
+  log "installing TRL, transformers and torch 2.11.0 into a virtual environment (about 4.5 GB)"
+  python3 -m venv "$OUT/venv"
+  if ! "$OUT/venv/bin/python" -m pip install --quiet --no-cache-dir --only-binary=:all: \
+      -c "$ROOT/scripts/trl-constraints.txt" "$torch" transformers trl accelerate safetensors >"$OUT/pip.log" 2>&1; then
+    tail -n 30 "$OUT/pip.log" >&2; die "installing TRL failed (pip's message is above)"
+  fi
+  "$OUT/venv/bin/python" -c "import torch, transformers, trl, accelerate, safetensors" \
+    || die "trl, transformers or torch does not import after the install"
+  "$OUT/venv/bin/python" -m pip freeze >"$OUT/freeze.txt"
+}
+if [ "$WANT_TRL" = 1 ]; then unpack_once trl build_trl; fi

@@ -399,9 +399,8 @@ mod tests {
         s.validate().unwrap();
         let err = s.check_supported().unwrap_err();
         assert_eq!(key_of(err), "engine.trainer.backend");
-        let mut s = EngineSection::default();
-        s.judge = openai();
-        s.judge.url = Some("http://127.0.0.1:9/v1".into());
+        let judge = RoleEngine { url: Some("http://127.0.0.1:9/v1".into()), ..openai() };
+        let s = EngineSection { judge, ..EngineSection::default() };
         s.validate().unwrap();
         assert_eq!(key_of(s.check_supported().unwrap_err()), "engine.judge.backend");
     }
