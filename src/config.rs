@@ -504,7 +504,8 @@ fn without_retired_keys(text: &str) -> Option<toml::Table> {
     found.then_some(table)
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+/// A [`ConfigError::Invalid`] for `key` (dotted, e.g. `reward.tau`).
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
 }
 

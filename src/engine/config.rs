@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use events::{Backend, TrainerBackend};
 
-use crate::config::ConfigError;
+use crate::config::{invalid, ConfigError};
 
 /// The placeholders a `launch` template may use.
 pub const LAUNCH_PLACEHOLDERS: &[&str] = &["{hf_dir}", "{gguf}", "{port}", "{seed}"];
@@ -164,10 +164,6 @@ impl ServedRole {
     }
 }
 
-fn invalid(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
-}
-
 /// The `{…}` placeholders of `template` that are not in `known`.
 fn unknown_placeholders(template: &str, known: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
@@ -193,7 +189,7 @@ impl RoleEngine {
         if self.backend == Backend::Tch {
             for (k, set) in [("url", self.url.is_some()), ("launch", self.launch.is_some())] {
                 if set {
-                    return Err(invalid(key(k), "is only for backend = \"openai\" (this role runs on tch)"));
+                    return Err(invalid(&key(k), "is only for backend = \"openai\" (this role runs on tch)"));
                 }
             }
             return Ok(());
@@ -201,32 +197,32 @@ impl RoleEngine {
         match (&self.url, &self.launch) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
-                    key("url"),
+                    &key("url"),
                     "and `launch` are both set: give `url` for a running server or `launch` for one restpg starts",
                 ))
             }
             (None, None) => return Err(invalid(
-                key("url"),
+                &key("url"),
                 "is missing: backend = \"openai\" needs `url` (a running server) or `launch` (a command restpg runs)",
             )),
             (Some(url), None) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(invalid(key("url"), format!("must start with http:// or https://, not {url:?}")));
+                    return Err(invalid(&key("url"), format!("must start with http:// or https://, not {url:?}")));
                 }
             }
             (None, Some(launch)) => {
                 if let Some(bad) = unknown_placeholders(launch, LAUNCH_PLACEHOLDERS).first() {
                     return Err(invalid(
-                        key("launch"),
+                        &key("launch"),
                         format!("has the unknown placeholder {bad} (known: {})", LAUNCH_PLACEHOLDERS.join(", ")),
                     ));
                 }
                 if !launch.contains("{port}") {
-                    return Err(invalid(key("launch"), "needs {port}: restpg picks the port the server listens on"));
+                    return Err(invalid(&key("launch"), "needs {port}: restpg picks the port the server listens on"));
                 }
                 if !launch.contains("{gguf}") && !launch.contains("{hf_dir}") {
                     return Err(invalid(
-                        key("launch"),
+                        &key("launch"),
                         "needs {gguf} or {hf_dir}: the model restpg serves (θ_t changes every iteration)",
                     ));
                 }
@@ -239,7 +235,7 @@ impl RoleEngine {
             ("top_logprobs", u64::from(self.top_logprobs)),
         ] {
             if v == 0 {
-                return Err(invalid(key(k), "must be at least 1"));
+                return Err(invalid(&key(k), "must be at least 1"));
             }
         }
         if let Some(var) = &self.api_key_env {
@@ -248,13 +244,13 @@ impl RoleEngine {
                 && !var.starts_with(|c: char| c.is_ascii_digit());
             if !ok {
                 return Err(invalid(
-                    key("api_key_env"),
+                    &key("api_key_env"),
                     format!("must name an environment variable (letters, digits, _), not {var:?}"),
                 ));
             }
         }
         if self.model.as_deref() == Some("") {
-            return Err(invalid(key("model"), "is empty: leave it out to use the server's first model"));
+            return Err(invalid(&key("model"), "is empty: leave it out to use the server's first model"));
         }
         Ok(())
     }
@@ -288,14 +284,14 @@ impl EngineSection {
             let b = self.role(role).backend;
             if b != Backend::Tch {
                 return Err(invalid(
-                    format!("{}.backend", role.key()),
+                    &format!("{}.backend", role.key()),
                     format!("is \"{b}\": this build reads the section but runs only backend = \"tch\" yet"),
                 ));
             }
         }
         if self.trainer.backend != TrainerBackend::Tch {
             return Err(invalid(
-                "engine.trainer.backend".into(),
+                "engine.trainer.backend",
                 "is \"command\": this build reads the section but runs only backend = \"tch\" yet",
             ));
         }
@@ -313,23 +309,23 @@ impl EngineSection {
         let t = &self.trainer;
         match (t.backend, &t.command) {
             (TrainerBackend::Tch, Some(_)) => {
-                Err(invalid("engine.trainer.command".into(), "is only for backend = \"command\""))
+                Err(invalid("engine.trainer.command", "is only for backend = \"command\""))
             }
             (TrainerBackend::Tch, None) => Ok(()),
             (TrainerBackend::Command, None) => Err(invalid(
-                "engine.trainer.command".into(),
+                "engine.trainer.command",
                 "is missing: backend = \"command\" needs the command template to run",
             )),
             (TrainerBackend::Command, Some(cmd)) => {
                 if let Some(bad) = unknown_placeholders(cmd, TRAINER_PLACEHOLDERS).first() {
                     return Err(invalid(
-                        "engine.trainer.command".into(),
+                        "engine.trainer.command",
                         format!("has the unknown placeholder {bad} (known: {})", TRAINER_PLACEHOLDERS.join(", ")),
                     ));
                 }
                 for p in ["{dataset}", "{init}", "{out}"] {
                     if !cmd.contains(p) {
-                        return Err(invalid("engine.trainer.command".into(), format!("needs {p}")));
+                        return Err(invalid("engine.trainer.command", format!("needs {p}")));
                     }
                 }
                 Ok(())
