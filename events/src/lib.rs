@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 mod digest;
+mod engine;
 mod envelope;
 mod event;
 pub mod filter;
@@ -67,12 +68,13 @@ mod settings;
 mod vocab;
 
 pub use digest::{digest, digest_hex, parse_digest_hex, Digest, DigestParseError};
+pub use engine::EngineInfo;
 pub use envelope::{Envelope, RecordError, GENESIS_HASH, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 pub use event::{Event, EventKind, EventKindParseError};
 pub use rules::{prompt_digest, reasoning_sample, response_digest, train_seed};
 pub use sample::{dataset_digest, DatasetEntry, Decision, FinishReason, SampleId, SampleIdParseError};
 pub use settings::RunSettings;
 pub use vocab::{
-    Backend, InitMode, Method, Penalties, Precision, PromptKind, Role, Sampling, ScoreRule, Split, Stage,
+    Backend, InitMode, Method, Penalties, Precision, PromptFormat, PromptKind, Role, Sampling, ScoreRule, Split, Stage,
     TrainerBackend, UnknownName,
 };

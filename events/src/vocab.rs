@@ -384,7 +384,28 @@ vocabulary! {
     Command = "command",
 }
 
-exact_from_str!(Method, Stage, Role, InitMode, PromptKind, ScoreRule, Precision, Backend, TrainerBackend);
+/// How a prompt is sent to an OpenAI-compatible server
+/// (`[engine.*] prompt_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptFormat {
+    /// Our token ids (`"prompt": [1, 2, …]`), so templates and special
+    /// tokens stay exactly ours: vLLM, SGLang and llama.cpp's own
+    /// `llama-server` accept them.
+    #[default]
+    Tokens,
+    /// The prompt text (llama-cpp-python's server takes text only; it
+    /// tokenizes with special tokens parsed).
+    Text,
+}
+
+vocabulary! {
+    PromptFormat, "prompt format", "tokens, text";
+    Tokens = "tokens",
+    Text = "text",
+}
+
+exact_from_str!(Method, Stage, Role, InitMode, PromptKind, ScoreRule, Precision, Backend, TrainerBackend, PromptFormat);
 
 /// The guards against repetition applied to a row's logits before a token is
 /// chosen, with the meanings Hugging Face `generate` and vLLM give them.

@@ -29,7 +29,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use events::{Backend, TrainerBackend};
+pub use events::{Backend, PromptFormat, TrainerBackend};
 
 use crate::config::{invalid, ConfigError};
 
@@ -38,20 +38,6 @@ pub const LAUNCH_PLACEHOLDERS: &[&str] = &["{hf_dir}", "{gguf}", "{port}", "{see
 
 /// The placeholders a trainer `command` template may use.
 pub const TRAINER_PLACEHOLDERS: &[&str] = &["{dataset}", "{init}", "{out}", "{seed}"];
-
-/// How a prompt is sent to an OpenAI-compatible server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PromptFormat {
-    /// Our token ids (`"prompt": [1, 2, …]`), so templates and special
-    /// tokens stay exactly ours: vLLM, SGLang and llama.cpp's own
-    /// `llama-server` accept them.
-    #[default]
-    Tokens,
-    /// The prompt text (llama-cpp-python's server takes text only; it
-    /// tokenizes with special tokens parsed).
-    Text,
-}
 
 /// One role's engine (`[engine.policy]`, `[engine.generator]`,
 /// `[engine.judge]`).
