@@ -79,6 +79,12 @@ pub struct RoleEngine {
     /// seed give the same text), as its operator declares; recorded with
     /// every sample, and `replay --resample` claims bit-exactness only then.
     pub deterministic: bool,
+    /// Fields merged last into every request body (a TOML table), for what
+    /// one engine spells its own way, e.g. `request_extra = { top_k = -1 }`
+    /// for SGLang, which refuses the `top_k = 0` restpg sends to turn top-k
+    /// off. Empty by default.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub request_extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for RoleEngine {
@@ -96,6 +102,7 @@ impl Default for RoleEngine {
             prompt_format: PromptFormat::Tokens,
             top_logprobs: 20,
             deterministic: false,
+            request_extra: serde_json::Map::new(),
         }
     }
 }
@@ -259,19 +266,32 @@ impl EngineSection {
         *self == Self::default()
     }
 
-    /// Refuses, naming the key, a role on a backend this build does not run
-    /// yet (`openai`, `command`): the keys validate, but the run would
-    /// otherwise silently use tch.
+    /// Refuses, naming the key, what this build cannot run as configured:
+    /// the policy at a fixed `url` (θ_t changes every iteration, so only a
+    /// `launch`ed server can serve it), a repetition guard the completions
+    /// API has no field for (`no_repeat_ngram_size`, in the E-step's
+    /// `sampling` guards) on a served policy or generator, and the `command`
+    /// trainer, not built yet.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the first such `backend` key.
-    pub fn check_supported(&self) -> Result<(), ConfigError> {
-        for role in [ServedRole::Policy, ServedRole::Generator, ServedRole::Judge] {
-            let b = self.role(role).backend;
-            if b != Backend::Tch {
+    /// [`ConfigError::Invalid`] naming the first such key.
+    pub fn check_supported(&self, sampling: &events::Penalties) -> Result<(), ConfigError> {
+        if self.policy.backend == Backend::OpenAi && self.policy.url.is_some() {
+            return Err(invalid(
+                "engine.policy.url",
+                "cannot serve the policy: θ_t changes every iteration, so give `launch`, a command restpg runs for \
+                 each checkpoint (`url` is for a fixed judge or generator)",
+            ));
+        }
+        for role in [ServedRole::Policy, ServedRole::Generator] {
+            if self.role(role).backend == Backend::OpenAi && sampling.no_repeat_ngram_size > 0 {
                 return Err(invalid(
-                    &format!("{}.backend", role.key()),
-                    format!("is \"{b}\": this build reads the section but runs only backend = \"tch\" yet"),
+                    "sampling.no_repeat_ngram_size",
+                    format!(
+                        "is {}, but the completions API has no such field and {} is served: set it to 0",
+                        sampling.no_repeat_ngram_size,
+                        role.key()
+                    ),
                 ));
             }
         }
@@ -379,12 +399,24 @@ mod tests {
         assert!(s.validate().unwrap_err().to_string().contains("needs {out}"));
         s.trainer.command = Some("train {dataset} {init} {out} {seed}".into());
         s.validate().unwrap();
-        let err = s.check_supported().unwrap_err();
+        let neutral = events::Penalties::default();
+        let err = s.check_supported(&neutral).unwrap_err();
         assert_eq!(key_of(err), "engine.trainer.backend");
         let judge = RoleEngine { url: Some("http://127.0.0.1:9/v1".into()), ..openai() };
-        let s = EngineSection { judge, ..EngineSection::default() };
+        let s = EngineSection { judge: judge.clone(), ..EngineSection::default() };
         s.validate().unwrap();
-        assert_eq!(key_of(s.check_supported().unwrap_err()), "engine.judge.backend");
+        s.check_supported(&neutral).unwrap();
+        // The policy cannot be a fixed server, nor run a guard the API lacks.
+        let s = EngineSection { policy: judge, ..EngineSection::default() };
+        s.validate().unwrap();
+        assert_eq!(key_of(s.check_supported(&neutral).unwrap_err()), "engine.policy.url");
+        let launched = RoleEngine { url: None, launch: Some("serve {gguf} --port {port}".into()), ..openai() };
+        let s = EngineSection { generator: launched, ..EngineSection::default() };
+        s.check_supported(&neutral).unwrap();
+        let guarded = events::Penalties { no_repeat_ngram_size: 4, ..neutral };
+        let err = s.check_supported(&guarded).unwrap_err();
+        assert!(err.to_string().contains("engine.generator"), "{err}");
+        assert_eq!(key_of(err), "sampling.no_repeat_ngram_size");
     }
 
     #[test]

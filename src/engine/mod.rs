@@ -23,7 +23,9 @@
 //!   starts, until their implementations land.
 
 pub mod config;
+pub mod openai;
 pub mod profile_statistics;
+pub mod run_reward;
 pub mod tch;
 
 pub use config::{EngineSection, RoleEngine, ServedRole, TrainerEngine};

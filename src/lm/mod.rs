@@ -126,6 +126,23 @@ impl LanguageModel {
         Self::load_in(path, device, dtype.resolve(device))
     }
 
+    /// The tokenizer of the checkpoint at `path` (a GGUF file or a Hugging
+    /// Face directory) without its weights: what a role served by another
+    /// engine needs to build our prompts and read its tokens.
+    ///
+    /// # Errors
+    /// Missing or corrupt files, naming them.
+    pub fn load_tokenizer(path: &Path) -> Result<ChatTokenizer> {
+        if path.is_dir() {
+            let cfg = ModelConfig::from_hf_file(&path.join("config.json"))?;
+            ChatTokenizer::from_hf_dir(path, cfg.bos_token_id, &cfg.eos_token_ids)
+        } else if path.is_file() {
+            ChatTokenizer::from_gguf(&gguf::GgufFile::open(path)?)
+        } else {
+            bail!("{}: no such model file or directory", path.display())
+        }
+    }
+
     fn load_gguf(path: &Path, device: Device) -> Result<Self> {
         let g = gguf::GgufFile::open(path)?;
         let cfg = ModelConfig::from_gguf(&g)?;

@@ -13,7 +13,11 @@ use events::Event;
 use super::context::{ContextRetriever, RunContext};
 use crate::config::{ReasoningGeneratorKind, RunConfig};
 use crate::data::Split;
+use crate::engine::openai::server::Servers;
+use crate::engine::openai::{OpenAiPolicy, OpenAiScorer};
+use crate::engine::run_reward::RunReward;
 use crate::engine::tch::{TchEvaluator, TchJudge, TchPolicy, TchRewardCheck, TchTrainer};
+use crate::engine::ServedRole;
 
 /// How to start a run.
 #[derive(Debug, Clone)]
@@ -188,7 +192,8 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     // ones it started with), so the log has one writer.
     plan.run_started = Some(run_started);
 
-    let caps = capabilities(&ctx, &blobs, &judge_path, opts.progress);
+    let bases = GgufBases { policy: policy.clone(), generator: generator_path.clone() };
+    let caps = capabilities(&ctx, &blobs, &judge_path, &bases, opts.progress);
     let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
     let rows = super::results::table_rows(run_dir, config.method, &outcome)?;
     super::results::plot_run(run_dir, &config, &rows).context("drawing the run's plots")?;
@@ -206,16 +211,28 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     })
 }
 
-fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Path, progress: bool) -> Capabilities {
+/// The models the run's checkpoints descend from, per sampling role: an
+/// exported GGUF takes its metadata, tokenizer and chat template from the
+/// role's (when it is a GGUF file).
+struct GgufBases {
+    policy: PathBuf,
+    generator: PathBuf,
+}
+
+fn capabilities(
+    ctx: &Arc<RunContext>,
+    blobs: &store::BlobStore,
+    judge_path: &Path,
+    bases: &GgufBases,
+    progress: bool,
+) -> Capabilities {
     let c = Arc::clone(ctx);
     let retriever: Factory<dyn actors::capability::Retrieve> = Arc::new(move || {
         Ok(Box::new(ContextRetriever { ctx: Arc::clone(&c) }) as Box<dyn actors::capability::Retrieve>)
     });
-    let c = Arc::clone(ctx);
-    let policy: Factory<dyn Generate> =
-        Arc::new(move || Ok(Box::new(TchPolicy::new(Arc::clone(&c))) as Box<dyn Generate>));
+    let policy = policy_factory(ctx, ServedRole::Policy, &bases.policy);
     let generator = match ctx.config.model.reasoning_generator_kind {
-        ReasoningGeneratorKind::Model => Arc::clone(&policy),
+        ReasoningGeneratorKind::Model => policy_factory(ctx, ServedRole::Generator, &bases.generator),
         ReasoningGeneratorKind::ProfileStatistics => {
             let c = Arc::clone(ctx);
             let g: Factory<dyn Generate> = Arc::new(move || {
@@ -225,19 +242,16 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
             g
         }
     };
+    let judge_servers = Servers::default();
     let c = Arc::clone(ctx);
     let jp = judge_path.to_owned();
-    let judge: Factory<dyn actors::capability::Judge> = Arc::new(move || {
-        TchJudge::new(Arc::clone(&c), &jp)
-            .map(|j| Box::new(j) as Box<dyn actors::capability::Judge>)
-            .map_err(|e| ckpt_error(format!("{e:#}")))
-    });
+    let js = judge_servers.clone();
+    let judge: Factory<dyn actors::capability::Judge> = Arc::new(move || run_judge(&c, &jp, &js));
     let c = Arc::clone(ctx);
     let jp = judge_path.to_owned();
     let reward_check: Factory<dyn actors::capability::CheckReward> = Arc::new(move || {
-        TchRewardCheck::new(Arc::clone(&c), &jp)
-            .map(|j| Box::new(j) as Box<dyn actors::capability::CheckReward>)
-            .map_err(|e| ckpt_error(format!("{e:#}")))
+        let judge = run_judge(&c, &jp, &judge_servers)?;
+        Ok(Box::new(TchRewardCheck::with_judge(Arc::clone(&c), judge)) as Box<dyn actors::capability::CheckReward>)
     });
     let c = Arc::clone(ctx);
     let b = blobs.clone();
@@ -262,6 +276,75 @@ fn capabilities(ctx: &Arc<RunContext>, blobs: &store::BlobStore, judge_path: &Pa
         targets: Arc::clone(ctx) as Arc<dyn actors::capability::Targets>,
         observer,
     }
+}
+
+/// The sampler factory of `role` (`Policy` or `Generator`): the tch engine,
+/// or a server (`[engine.<role>] backend = "openai"`), whose workers share
+/// one server per checkpoint; `base` is the model its checkpoints descend
+/// from.
+fn policy_factory(ctx: &Arc<RunContext>, role: ServedRole, base: &Path) -> Factory<dyn Generate> {
+    let c = Arc::clone(ctx);
+    let gguf_base = base.is_file().then(|| base.to_owned());
+    let cfg = ctx.config.engine.role(role).clone();
+    match cfg.backend {
+        events::Backend::Tch => Arc::new(move || Ok(Box::new(TchPolicy::new(Arc::clone(&c))) as Box<dyn Generate>)),
+        events::Backend::OpenAi => {
+            let servers = Servers::default();
+            Arc::new(move || {
+                let p = OpenAiPolicy::new(Arc::clone(&c), role, cfg.clone(), servers.clone(), gguf_base.clone());
+                Ok(Box::new(p) as Box<dyn Generate>)
+            })
+        }
+    }
+}
+
+/// The run's reward with its judge on the engine `[engine.judge]` names:
+/// the model at `judge_path` in tch, or served (the same model: its
+/// tokenizer maps the server's top log-probabilities back to ids).
+fn run_judge(
+    ctx: &Arc<RunContext>,
+    judge_path: &Path,
+    servers: &Servers,
+) -> Result<Box<dyn actors::capability::Judge>, actors::capability::CapabilityError> {
+    let cfg = ctx.config.engine.judge.clone();
+    let built: anyhow::Result<Box<dyn actors::capability::Judge>> = match cfg.backend {
+        events::Backend::Tch => {
+            TchJudge::new(Arc::clone(ctx), judge_path).map(|j| Box::new(j) as Box<dyn actors::capability::Judge>)
+        }
+        events::Backend::OpenAi => RunReward::new(Arc::clone(ctx), || {
+            let tokenizer = crate::lm::LanguageModel::load_tokenizer(judge_path)?;
+            let served = crate::engine::openai::served::ServedModel {
+                key: events::digest(judge_path.to_string_lossy().as_bytes()),
+                path: judge_path.to_owned(),
+                gguf_base: None,
+            };
+            let session = crate::engine::openai::session::Session::connect(
+                ServedRole::Judge,
+                &cfg,
+                &served,
+                servers,
+                &ctx.run_dir,
+                ctx.config.seed,
+            )?;
+            let engine = session.engine.clone();
+            let scorer =
+                OpenAiScorer::new(session, tokenizer, cfg.prompt_format, cfg.top_logprobs, cfg.request_extra.clone());
+            let unseen = scorer.unseen_handle();
+            Ok((scorer, engine, Some(unseen)))
+        })
+        .map(|j| Box::new(j) as Box<dyn actors::capability::Judge>),
+    };
+    built.map_err(|e| {
+        let retry = e
+            .chain()
+            .any(|c| c.downcast_ref::<crate::engine::openai::client::ClientError>().is_some_and(|ce| ce.retryable()));
+        let what = format!("building the judge: {e:#}");
+        if retry {
+            actors::capability::CapabilityError::retryable(what)
+        } else {
+            ckpt_error(what)
+        }
+    })
 }
 
 /// The first reward check of the run in `run_dir`, from its log.

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use actors::capability::{CapabilityError, CheckReward, Judge as _, JudgeRequest, RewardCheckSummary};
+use actors::capability::{CapabilityError, CheckReward, JudgeRequest, RewardCheckSummary};
 use events::SampleId;
 
 use super::TchJudge;
@@ -18,7 +18,7 @@ use crate::reward::check::{check_with, RewardCheck};
 /// examples when it has none).
 pub struct TchRewardCheck {
     ctx: Arc<RunContext>,
-    judge: TchJudge,
+    judge: Box<dyn actors::capability::Judge>,
 }
 
 impl TchRewardCheck {
@@ -28,7 +28,12 @@ impl TchRewardCheck {
     /// As [`TchJudge::new`].
     pub fn new(ctx: Arc<RunContext>, judge_path: &Path) -> anyhow::Result<Self> {
         let judge = TchJudge::new(Arc::clone(&ctx), judge_path)?;
-        Ok(Self { ctx, judge })
+        Ok(Self { ctx, judge: Box::new(judge) })
+    }
+
+    /// The check on `judge`, the run's reward on whichever engine runs it.
+    pub fn with_judge(ctx: Arc<RunContext>, judge: Box<dyn actors::capability::Judge>) -> Self {
+        Self { ctx, judge }
     }
 
     /// Runs the check with at most `per_task` examples per task of the
