@@ -635,6 +635,74 @@ pub(crate) mod tests {
         assert_eq!(seal_fixture(fixture_v4_events(), 4, V4_RUN.0, V4_RUN.1), committed);
     }
 
+    /// The records of the committed version-5 fixture: the version-4
+    /// fixture's facts, with what version 5 added — one sample drawn with
+    /// every repetition guard on in bf16, one lexical reward (no judge
+    /// distribution) and a reward check — as the version-5 build writes them.
+    pub(crate) fn fixture_v5_events() -> Vec<Event> {
+        let mut events = fixture_v4_events();
+        for event in &mut events {
+            match event {
+                Event::SampleGenerated { sample, penalties, precision, .. } if sample.index == 1 => {
+                    *penalties = Penalties {
+                        repetition_penalty: 1.2,
+                        frequency_penalty: 0.5,
+                        presence_penalty: -0.25,
+                        no_repeat_ngram_size: 3,
+                        min_p: 0.05,
+                    };
+                    *precision = Precision::Bf16;
+                }
+                Event::RewardAssigned { sample, reward_name, judge_distribution, .. } if sample.index == 2 => {
+                    *reward_name = "rouge-l".into();
+                    judge_distribution.clear();
+                }
+                _ => {}
+            }
+        }
+        let at = events.len() - 1;
+        events.insert(
+            at,
+            Event::RewardChecked {
+                reward_name: "judge".into(),
+                per_task: 8,
+                examples: 4,
+                counts: [4, 4, 12],
+                auc_own_other: Some(0.875),
+                auc_own_degenerate: Some(1.0),
+                auc_other_degenerate: None,
+                means: [Some(0.75), Some(0.25), None],
+            },
+        );
+        events
+    }
+
+    /// Where the version-5 fixture lies.
+    pub(crate) fn fixture_v5_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v5_records.bin")
+    }
+
+    /// The version-5 fixture's run id and start time.
+    const V5_RUN: (&str, &str) = ("fixture-run-v5", "2026-12-03T09:30:00.5Z");
+
+    /// Writes the version-5 fixture. Run once by the version-5 build, before
+    /// version 6 changed the payload (`cargo test -p restpg-events --
+    /// --ignored write_v5_fixture`); it is committed and never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v5_fixture() {
+        std::fs::write(fixture_v5_path(), seal_fixture(fixture_v5_events(), 5, V5_RUN.0, V5_RUN.1)).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_payload_encodes_exactly_as_version_5_did() {
+        // Given the records the version-5 build wrote, when this build seals
+        // the same facts in version 5, then the bytes agree: the version-5
+        // payload this build reads is that build's, field for field.
+        let committed = std::fs::read(fixture_v5_path()).unwrap();
+        assert_eq!(seal_fixture(fixture_v5_events(), 5, V5_RUN.0, V5_RUN.1), committed);
+    }
+
     /// A version-3 record of `payload` whose text `from` was replaced by `to`
     /// (same length), rehashed: a record an old build could have written.
     fn v3_record_with(payload: Event, from: &str, to: &str) -> Vec<u8> {
