@@ -1,10 +1,12 @@
 //! Given the committed records written in schema version 5 (the build that
-//! recorded each sample's repetition guards and precision, before any
-//! record named its engine), when this build reads them, then they decode
-//! with their version, their place in the chain, the same event ids and
-//! their original bytes.
+//! recorded each sample's repetition guards and precision, before version 6
+//! named each sample's and reward's engine), when this build reads them,
+//! then they upcast into today's `Event`: every sample and every judge
+//! reward was produced by the embedded tch engine, a lexical reward by no
+//! engine, none with an unseen mass; with the same event ids and their
+//! original bytes.
 
-use restpg_events::{Envelope, Event, EventKind, Penalties, Precision, GENESIS_HASH, SCHEMA_VERSION};
+use restpg_events::{EngineInfo, Envelope, Event, EventKind, Penalties, Precision, GENESIS_HASH, SCHEMA_VERSION};
 
 mod common;
 
@@ -15,7 +17,7 @@ fn fixture() -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn version_5_records_decode_with_their_ids_and_bytes() {
+fn version_5_records_upcast_into_the_current_payload() {
     // Given the version-5 fixture
     let records = fixture();
     assert_eq!(records.len(), 46);
@@ -34,9 +36,14 @@ fn version_5_records_decode_with_their_ids_and_bytes() {
         assert_eq!(&env.encode(), bytes, "record {i}");
         prev = env.hash;
         match env.payload {
-            Event::SampleGenerated { penalties, precision, .. } => samples.push((penalties, precision)),
-            Event::RewardAssigned { reward_name, judge_distribution, .. } => {
-                rewards.push((reward_name, judge_distribution.len()))
+            Event::SampleGenerated { penalties, precision, engine, .. } => {
+                // and every sample reads as drawn by tch, deterministic
+                assert_eq!(engine, EngineInfo::tch(), "record {i}");
+                assert!(engine.deterministic);
+                samples.push((penalties, precision))
+            }
+            Event::RewardAssigned { reward_name, judge_distribution, engine, unseen_mass, .. } => {
+                rewards.push((reward_name, judge_distribution.len(), engine, unseen_mass))
             }
             _ => {}
         }
@@ -53,9 +60,18 @@ fn version_5_records_decode_with_their_ids_and_bytes() {
         samples,
         [(Penalties::default(), Precision::F32), (guards, Precision::Bf16), (Penalties::default(), Precision::F32)]
     );
-    // and two judge rewards and one lexical reward, as written
-    assert_eq!(rewards, [("judge".to_string(), 3), ("judge".to_string(), 3), ("rouge-l".to_string(), 0)]);
-    const { assert!(SCHEMA_VERSION >= 5) };
+    // and the two judge rewards name tch, the lexical one no engine, and
+    // none an unseen mass (tch read the full distribution)
+    let tch = Some(EngineInfo::tch());
+    assert_eq!(
+        rewards,
+        [
+            ("judge".to_string(), 3, tch.clone(), None),
+            ("judge".to_string(), 3, tch, None),
+            ("rouge-l".to_string(), 0, None, None)
+        ]
+    );
+    const { assert!(SCHEMA_VERSION > 5) };
 }
 
 #[test]
