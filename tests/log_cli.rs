@@ -47,6 +47,7 @@ fn events() -> Vec<Event> {
             finish: Some(events::FinishReason::StopToken),
             penalties: events::Penalties::default(),
             precision: events::Precision::F32,
+            engine: events::EngineInfo::tch(),
         });
         evs.push(Event::FilterDecided {
             sample: sample(n),

@@ -36,6 +36,7 @@ impl Generate for ZeroPolicy {
                 prompt_tokens: 1,
                 output_tokens: 1,
                 precision: events::Precision::F32,
+                engine: events::EngineInfo::tch(),
             })
             .collect())
     }

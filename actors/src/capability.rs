@@ -116,6 +116,9 @@ pub struct SampleOutput {
     pub finish: events::FinishReason,
     /// The precision the model ran in.
     pub precision: events::Precision,
+    /// The engine that drew it (logged with the sample, so replay can tell
+    /// whether the same request and seed must give the same text again).
+    pub engine: events::EngineInfo,
 }
 
 /// A policy that samples outputs (the E-step's sampler, and the reasoning
@@ -153,6 +156,14 @@ pub struct Judgement {
     pub reward: f32,
     /// The judge's probabilities for scores 0..=10 (empty for lexical rewards).
     pub distribution: Vec<f32>,
+    /// The engine of the judge model; `None` for a reward without a model
+    /// (a lexical reward such as rouge-l).
+    pub engine: Option<events::EngineInfo>,
+    /// The probability mass, in [0, 1], that the engine did not return
+    /// among its top log-probabilities at the score positions (the largest
+    /// over the positions read); `None` when the full distribution was read
+    /// (tch) and for rewards without a model.
+    pub unseen_mass: Option<f32>,
 }
 
 /// The reward model R(x, y, ŷ) (REST-PG §3.2).

@@ -167,9 +167,19 @@ fn a_rest_pg_run_with_two_iterations_logs_every_stage_in_order() {
             .unwrap()
     };
     for e in &events {
-        if let Event::SampleGenerated { sample, checkpoint, temperature, .. } = e {
-            assert_eq!(*checkpoint, theta(sample.iteration - 1), "{sample}");
-            assert_eq!(*temperature, 0.7);
+        match e {
+            Event::SampleGenerated { sample, checkpoint, temperature, engine, .. } => {
+                assert_eq!(*checkpoint, theta(sample.iteration - 1), "{sample}");
+                assert_eq!(*temperature, 0.7);
+                // and each names the engine the policy reported
+                assert_eq!(*engine, common::served(), "{sample}");
+            }
+            // and each reward the judge's engine and unseen mass
+            Event::RewardAssigned { sample, engine, unseen_mass, .. } => {
+                assert_eq!(engine.as_ref(), Some(&common::served()), "{sample}");
+                assert_eq!(*unseen_mass, Some(common::JUDGE_UNSEEN_MASS), "{sample}");
+            }
+            _ => {}
         }
     }
     // and the M-step trained from the base (fresh) on the kept raw outputs, weighted by R

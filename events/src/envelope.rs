@@ -20,6 +20,7 @@
 //! | 3 | as 2, with the version-3 payload |
 //! | 4 | as 2, with the version-4 payload |
 //! | 5 | as 2, with the version-5 payload |
+//! | 6 | as 2, with the version-6 payload |
 //!
 //! Version 1 was this schema's first draft; version 2 stores time as two
 //! integers (about 6 bytes instead of about 30, and no text to parse when a
@@ -47,17 +48,26 @@
 //! sample was drawn with); the committed fixture
 //! `tests/fixtures/v4_records.bin`, written by the version-4 build, keeps
 //! that path honest.
+//!
+//! Version 6 names the engine: `SampleGenerated` records which engine drew
+//! it ([`EngineInfo`](crate::EngineInfo)), `RewardAssigned` the judge
+//! model's engine (`None` for a reward without a model) and the probability
+//! mass the engine did not return among its top log-probabilities. Version
+//! 5 payloads decode as the legacy `EventV5` and upcast to the embedded tch
+//! engine (what produced every version-5 sample and judge reward) with no
+//! unseen mass; the committed fixture `tests/fixtures/v5_records.bin`,
+//! written by the version-5 build, keeps that path honest.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{digest_hex, serde_digest, Digest};
 use crate::event::{Event, EventKind};
-use crate::legacy::{EventV2, EventV3, EventV4, UpcastError};
+use crate::legacy::{EventV2, EventV3, EventV4, EventV5, UpcastError};
 use crate::vocab::UnknownName;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 5;
+pub const SCHEMA_VERSION: u16 = 6;
 
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u16 = 1;
@@ -148,7 +158,8 @@ type BodyV1 = (u64, String, String, [u8; 32], EventV2, [u8; 32]);
 type BodyV2 = (u64, (i64, u32), String, [u8; 32], EventV2, [u8; 32]);
 type BodyV3 = (u64, (i64, u32), String, [u8; 32], EventV3, [u8; 32]);
 type BodyV4 = (u64, (i64, u32), String, [u8; 32], EventV4, [u8; 32]);
-type BodyV5 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
+type BodyV5 = (u64, (i64, u32), String, [u8; 32], EventV5, [u8; 32]);
+type BodyV6 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
 
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -204,7 +215,8 @@ impl Envelope {
         let cannot = || -> ! {
             panic!("a {} payload cannot be written in schema version {}", self.payload.kind(), self.schema_version)
         };
-        let v4 = || EventV4::downcast(&self.payload).unwrap_or_else(|| cannot());
+        let v5 = || EventV5::downcast(&self.payload).unwrap_or_else(|| cannot());
+        let v4 = || EventV4::downcast(&v5()).unwrap_or_else(|| cannot());
         let legacy = || EventV2::downcast(&EventV3::from(&v4())).unwrap_or_else(|| cannot());
         let time = (self.time.timestamp(), self.time.timestamp_subsec_nanos());
         let encoded = match self.schema_version {
@@ -228,6 +240,11 @@ impl Envelope {
             ),
             4 => bincode::serde::encode_into_std_write(
                 (self.seq, time, &self.run_id, &self.event_id, v4(), &self.prev_hash),
+                &mut out,
+                bincode_config(),
+            ),
+            5 => bincode::serde::encode_into_std_write(
+                (self.seq, time, &self.run_id, &self.event_id, v5(), &self.prev_hash),
                 &mut out,
                 bincode_config(),
             ),
@@ -266,12 +283,11 @@ impl Envelope {
         let time_of = |(secs, nanos): (i64, u32)| {
             DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad(format!("time out of range: {secs}s {nanos}ns")))
         };
-        let upcast =
-            |seq: u64, old: EventV3| {
-                EventV4::try_from(old).map(Event::from).map_err(|UpcastError { kind, field, source }| {
-                    RecordError::Upcast { version, seq, kind, field, source }
-                })
-            };
+        let upcast = |seq: u64, old: EventV3| {
+            EventV4::try_from(old).map(EventV5::from).map(Event::from).map_err(|UpcastError { kind, field, source }| {
+                RecordError::Upcast { version, seq, kind, field, source }
+            })
+        };
         let (seq, time, run_id, event_id, payload, prev_hash) = match version {
             1 => {
                 let (b, _): (BodyV1, usize) = decode_exact(body).map_err(bad)?;
@@ -290,10 +306,14 @@ impl Envelope {
             }
             4 => {
                 let (b, _): (BodyV4, usize) = decode_exact(body).map_err(bad)?;
+                (b.0, time_of(b.1)?, b.2, b.3, Event::from(EventV5::from(b.4)), b.5)
+            }
+            5 => {
+                let (b, _): (BodyV5, usize) = decode_exact(body).map_err(bad)?;
                 (b.0, time_of(b.1)?, b.2, b.3, Event::from(b.4), b.5)
             }
             _ => {
-                let (b, _): (BodyV5, usize) = decode_exact(body).map_err(bad)?;
+                let (b, _): (BodyV6, usize) = decode_exact(body).map_err(bad)?;
                 (b.0, time_of(b.1)?, b.2, b.3, b.4, b.5)
             }
         };
@@ -345,7 +365,7 @@ fn finish<T>(decoded: Result<(T, usize), bincode::error::DecodeError>, body: &[u
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{digest, Decision, FinishReason, Penalties, Precision, Role, SampleId, Split, Stage};
+    use crate::{digest, Decision, EngineInfo, FinishReason, Penalties, Precision, Role, SampleId, Split, Stage};
 
     /// The records of the committed version-1 fixture: one of every kind
     /// that a small run writes, chained from genesis.
@@ -383,12 +403,15 @@ pub(crate) mod tests {
                 finish: None,
                 penalties: Penalties::default(),
                 precision: Precision::F32,
+                engine: EngineInfo::tch(),
             },
             Event::RewardAssigned {
                 sample: s(0),
                 reward: 1.0,
                 reward_name: "judge".into(),
                 judge_distribution: vec![0.0, 0.25, 0.75],
+                engine: Some(EngineInfo::tch()),
+                unseen_mass: None,
             },
             Event::FilterDecided { sample: s(0), decision: Decision::Kept, reward: 1.0, tau: 1.0, rank: 0 },
             Event::DatasetSealed { iteration: 1, count: 1, digest: digest(b"d1") },
@@ -492,12 +515,15 @@ pub(crate) mod tests {
             finish: Some(finish),
             penalties: Penalties::default(),
             precision: Precision::F32,
+            engine: EngineInfo::tch(),
         };
         let rewarded = |i, reward| Event::RewardAssigned {
             sample: s(i),
             reward,
             reward_name: "judge".into(),
             judge_distribution: vec![0.0, 0.25, 0.75],
+            engine: Some(EngineInfo::tch()),
+            unseen_mass: None,
         };
         vec![
             Event::RunStarted {
@@ -635,6 +661,75 @@ pub(crate) mod tests {
         assert_eq!(seal_fixture(fixture_v4_events(), 4, V4_RUN.0, V4_RUN.1), committed);
     }
 
+    /// The records of the committed version-5 fixture: the version-4
+    /// fixture's facts, with what version 5 added — one sample drawn with
+    /// every repetition guard on in bf16, one lexical reward (no judge
+    /// distribution) and a reward check — as the version-5 build writes them.
+    pub(crate) fn fixture_v5_events() -> Vec<Event> {
+        let mut events = fixture_v4_events();
+        for event in &mut events {
+            match event {
+                Event::SampleGenerated { sample, penalties, precision, .. } if sample.index == 1 => {
+                    *penalties = Penalties {
+                        repetition_penalty: 1.2,
+                        frequency_penalty: 0.5,
+                        presence_penalty: -0.25,
+                        no_repeat_ngram_size: 3,
+                        min_p: 0.05,
+                    };
+                    *precision = Precision::Bf16;
+                }
+                Event::RewardAssigned { sample, reward_name, judge_distribution, engine, .. } if sample.index == 2 => {
+                    *reward_name = "rouge-l".into();
+                    judge_distribution.clear();
+                    *engine = None;
+                }
+                _ => {}
+            }
+        }
+        let at = events.len() - 1;
+        events.insert(
+            at,
+            Event::RewardChecked {
+                reward_name: "judge".into(),
+                per_task: 8,
+                examples: 4,
+                counts: [4, 4, 12],
+                auc_own_other: Some(0.875),
+                auc_own_degenerate: Some(1.0),
+                auc_other_degenerate: None,
+                means: [Some(0.75), Some(0.25), None],
+            },
+        );
+        events
+    }
+
+    /// Where the version-5 fixture lies.
+    pub(crate) fn fixture_v5_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v5_records.bin")
+    }
+
+    /// The version-5 fixture's run id and start time.
+    const V5_RUN: (&str, &str) = ("fixture-run-v5", "2026-12-03T09:30:00.5Z");
+
+    /// Writes the version-5 fixture. Run once by the version-5 build, before
+    /// version 6 changed the payload (`cargo test -p restpg-events --
+    /// --ignored write_v5_fixture`); it is committed and never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v5_fixture() {
+        std::fs::write(fixture_v5_path(), seal_fixture(fixture_v5_events(), 5, V5_RUN.0, V5_RUN.1)).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_payload_encodes_exactly_as_version_5_did() {
+        // Given the records the version-5 build wrote, when this build seals
+        // the same facts in version 5, then the bytes agree: the version-5
+        // payload this build reads is that build's, field for field.
+        let committed = std::fs::read(fixture_v5_path()).unwrap();
+        assert_eq!(seal_fixture(fixture_v5_events(), 5, V5_RUN.0, V5_RUN.1), committed);
+    }
+
     /// A version-3 record of `payload` whose text `from` was replaced by `to`
     /// (same length), rehashed: a record an old build could have written.
     fn v3_record_with(payload: Event, from: &str, to: &str) -> Vec<u8> {
@@ -713,11 +808,88 @@ pub(crate) mod tests {
         let env = Envelope::seal(0, Utc::now(), "r", payload.clone(), GENESIS_HASH);
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
         // and version 4, which could not say either, has no form for it
-        assert_eq!(EventV4::downcast(&payload), None);
+        let v4 = |payload: &Event| EventV5::downcast(payload).and_then(|v5| EventV4::downcast(&v5));
+        assert!(EventV5::downcast(&payload).is_some(), "version 5 says both");
+        assert_eq!(v4(&payload), None);
         if let Event::SampleGenerated { precision, .. } = &mut payload {
             *precision = Precision::F32;
         }
-        assert_eq!(EventV4::downcast(&payload), None, "guards alone have no version-4 form");
+        assert_eq!(v4(&payload), None, "guards alone have no version-4 form");
+    }
+
+    /// A server engine as a version-6 record names it.
+    fn server() -> EngineInfo {
+        EngineInfo {
+            backend: crate::Backend::OpenAi,
+            server_model: Some("qwen2.5-1.5b-instruct".into()),
+            server_version: Some("vllm 0.8.5".into()),
+            url: Some("http://10.0.0.7:8000".into()),
+            prompt_format: Some(crate::PromptFormat::Tokens),
+            deterministic: false,
+        }
+    }
+
+    #[test]
+    fn a_sample_and_a_reward_from_a_server_round_trip_but_have_no_version_5_form() {
+        // Given a sample drawn by a server and its reward from a served judge
+        // that left some mass unseen
+        let mut sample = fixture_events().remove(2);
+        let mut reward = fixture_events().remove(3);
+        let id_before = (sample.event_id("r"), reward.event_id("r"));
+        if let Event::SampleGenerated { engine, .. } = &mut sample {
+            *engine = server();
+        }
+        if let Event::RewardAssigned { engine, unseen_mass, .. } = &mut reward {
+            (*engine, *unseen_mass) = (Some(server()), Some(0.015));
+        }
+        for payload in [&sample, &reward] {
+            // When each is sealed and read back, then it keeps its engine
+            let env = Envelope::seal(0, Utc::now(), "r", payload.clone(), GENESIS_HASH);
+            assert_eq!(env.schema_version, 6);
+            assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+            // and version 5, which knew only tch, has no form for it
+            assert_eq!(EventV5::downcast(payload), None, "{}", payload.kind());
+        }
+        // and the engine is no part of which fact it is
+        assert_eq!((sample.event_id("r"), reward.event_id("r")), id_before);
+        // An unseen mass alone, or a judge reward with no engine, has no
+        // version-5 form either: version 5 would read them back otherwise.
+        if let Event::RewardAssigned { engine, .. } = &mut reward {
+            *engine = Some(EngineInfo::tch());
+        }
+        assert_eq!(EventV5::downcast(&reward), None);
+        if let Event::RewardAssigned { engine, unseen_mass, .. } = &mut reward {
+            (*engine, *unseen_mass) = (None, None);
+        }
+        assert_eq!(EventV5::downcast(&reward), None);
+    }
+
+    #[test]
+    fn a_version_5_record_reads_as_drawn_and_judged_by_tch() {
+        // Given version-5 records of a sample, a judge reward and a lexical
+        // reward (sealed in version 5 by this build, as the fixture is)
+        let mut lexical = fixture_events().remove(3);
+        if let Event::RewardAssigned { reward_name, judge_distribution, engine, .. } = &mut lexical {
+            (*reward_name, *judge_distribution, *engine) = ("rouge-l".into(), vec![], None);
+        }
+        let payloads = [fixture_events().remove(2), fixture_events().remove(3), lexical];
+        let engines: Vec<_> = payloads
+            .iter()
+            .map(|payload| {
+                let env = Envelope::seal_as(5, 0, Utc::now(), "r", payload.clone(), GENESIS_HASH);
+                // When each is decoded
+                let back = Envelope::decode(&env.encode()).unwrap();
+                assert_eq!((back.schema_version, &back), (5, &env));
+                match back.payload {
+                    Event::SampleGenerated { engine, .. } => (Some(engine), None),
+                    Event::RewardAssigned { engine, unseen_mass, .. } => (engine, unseen_mass),
+                    other => panic!("unexpected {}", other.kind()),
+                }
+            })
+            .collect();
+        // Then the sample and the judge reward name tch, the lexical reward
+        // no engine, and none an unseen mass
+        assert_eq!(engines, [(Some(EngineInfo::tch()), None), (Some(EngineInfo::tch()), None), (None, None)]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{digest, serde_digest, Digest, KeyHasher};
+use crate::engine::EngineInfo;
 use crate::sample::{Decision, FinishReason, SampleId};
 use crate::settings::RunSettings;
 use crate::vocab::{Penalties, Precision, Role, Split, Stage};
@@ -119,6 +120,11 @@ pub enum Event {
         /// The precision the model ran in; `F32` in records written before
         /// schema version 5 (the only one there was).
         precision: Precision,
+        /// Which engine drew it (the embedded tch engine or a server, with
+        /// its model, version and whether it is deterministic). Records
+        /// written before schema version 6 read [`EngineInfo::tch`]: that
+        /// is what drew them, the only engine there was.
+        engine: EngineInfo,
     },
     /// A reward was assigned to a sample.
     RewardAssigned {
@@ -131,6 +137,17 @@ pub enum Event {
         /// The judge's probabilities over its score levels (0..=10); empty
         /// for rewards that are not a judge.
         judge_distribution: Vec<f32>,
+        /// The engine of the judge model; `None` for a reward without a
+        /// model (a lexical reward such as rouge-l). Records written before
+        /// schema version 6 read `Some(EngineInfo::tch())` when
+        /// `judge_distribution` is non-empty and `None` otherwise.
+        engine: Option<EngineInfo>,
+        /// The probability mass, in [0, 1], that the engine did not return
+        /// among its top log-probabilities at the score positions: the
+        /// largest over the positions read. `None` when the full
+        /// distribution was read (tch), for rewards without a model, and in
+        /// records written before schema version 6.
+        unseen_mass: Option<f32>,
     },
     /// The filter kept or dropped a sample.
     FilterDecided {
@@ -469,6 +486,7 @@ mod tests {
             finish: Some(FinishReason::StopToken),
             penalties: Penalties::default(),
             precision: Precision::F32,
+            engine: EngineInfo::tch(),
         }
     }
 
@@ -502,6 +520,28 @@ mod tests {
             rank: 0,
         };
         assert_ne!(a.event_id("run-a"), filter.event_id("run-a"));
+    }
+
+    #[test]
+    fn the_engine_is_no_part_of_which_fact_it_is() {
+        // Given a sample and a reward drawn by tch, and the same facts from a server
+        let server = EngineInfo { backend: crate::Backend::OpenAi, deterministic: false, ..EngineInfo::default() };
+        let a = sample_event(3, "one");
+        let mut b = a.clone();
+        if let Event::SampleGenerated { engine, .. } = &mut b {
+            *engine = server.clone();
+        }
+        let reward = |engine, unseen_mass| Event::RewardAssigned {
+            sample: a.sample().unwrap().clone(),
+            reward: 0.5,
+            reward_name: "judge".into(),
+            judge_distribution: vec![0.5, 0.5],
+            engine,
+            unseen_mass,
+        };
+        // then each names one fact: a run resumed on another engine keeps its ids
+        assert_eq!(a.event_id("r"), b.event_id("r"));
+        assert_eq!(reward(Some(EngineInfo::tch()), None).event_id("r"), reward(Some(server), Some(0.1)).event_id("r"));
     }
 
     fn checked(reward_name: &str, per_task: u32, auc: f64) -> Event {

@@ -1,9 +1,10 @@
-//! Schema versions 1 to 4 of the payload, kept only to decode old records
+//! Schema versions 1 to 5 of the payload, kept only to decode old records
 //! and upcast them into the current [`Event`] (cqrs-es style: old versions
 //! are read, never written by new code). Versions 1 and 2 share one payload
-//! ([`EventV2`]; they differ in the envelope's time field); versions 3 and 4
-//! have their own ([`EventV3`], [`EventV4`]). Each old payload upcasts one
-//! version at a time: `EventV2 → EventV3 → EventV4 → Event`.
+//! ([`EventV2`]; they differ in the envelope's time field); versions 3, 4
+//! and 5 have their own ([`EventV3`], [`EventV4`], [`EventV5`]). Each old
+//! payload upcasts one version at a time: `EventV2 → EventV3 → EventV4 →
+//! EventV5 → Event`.
 //!
 //! - Version 3 added fields: from version 2, `SampleGenerated.finish` and
 //!   `RunStarted.settings` become `None`, meaning "not recorded".
@@ -19,10 +20,19 @@
 //!   without guards in f32, the only precision there was, so it upcasts to
 //!   [`Penalties::default`] (neutral) and [`Precision::F32`]: exactly what
 //!   happened, not a guess.
+//! - Version 6 names the engine: `SampleGenerated.engine`,
+//!   `RewardAssigned.engine` and `RewardAssigned.unseen_mass`. Every
+//!   version-5 sample and judge reward was produced by the embedded tch
+//!   engine, the only one there was, so a sample upcasts to
+//!   [`EngineInfo::tch`], a reward with a judge distribution to
+//!   `Some(EngineInfo::tch())` and one without (a lexical reward such as
+//!   rouge-l, no model) to `None`; the unseen mass is `None` (tch reads the
+//!   full distribution). Event ids hash neither, so they do not change.
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{serde_digest, Digest};
+use crate::engine::EngineInfo;
 use crate::event::{Event, EventKind};
 use crate::sample::{Decision, FinishReason, SampleId};
 use crate::settings::RunSettings;
@@ -680,9 +690,9 @@ pub(crate) enum EventV4 {
     },
 }
 
-impl From<EventV4> for Event {
+impl From<EventV4> for EventV5 {
     /// A version-4 sample was drawn without repetition guards, in f32.
-    fn from(e: EventV4) -> Event {
+    fn from(e: EventV4) -> EventV5 {
         match e {
             EventV4::RunStarted {
                 method,
@@ -692,15 +702,19 @@ impl From<EventV4> for Event {
                 seed,
                 dataset_digest,
                 settings,
-            } => Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings },
+            } => {
+                EventV5::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
+            }
             EventV4::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
-                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+                EventV5::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
             EventV4::ReasoningGenerated { input_id, generator, seed, reasoning } => {
-                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+                EventV5::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
-            EventV4::StageStarted { iteration, stage } => Event::StageStarted { iteration, stage },
-            EventV4::StageFinished { iteration, stage, wall_ms } => Event::StageFinished { iteration, stage, wall_ms },
+            EventV4::StageStarted { iteration, stage } => EventV5::StageStarted { iteration, stage },
+            EventV4::StageFinished { iteration, stage, wall_ms } => {
+                EventV5::StageFinished { iteration, stage, wall_ms }
+            }
             EventV4::SampleGenerated {
                 sample,
                 seed,
@@ -713,7 +727,7 @@ impl From<EventV4> for Event {
                 temperature,
                 top_p,
                 finish,
-            } => Event::SampleGenerated {
+            } => EventV5::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -729,25 +743,25 @@ impl From<EventV4> for Event {
                 precision: Precision::F32,
             },
             EventV4::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
-                Event::RewardAssigned { sample, reward, reward_name, judge_distribution }
+                EventV5::RewardAssigned { sample, reward, reward_name, judge_distribution }
             }
             EventV4::FilterDecided { sample, decision, reward, tau, rank } => {
-                Event::FilterDecided { sample, decision, reward, tau, rank }
+                EventV5::FilterDecided { sample, decision, reward, tau, rank }
             }
-            EventV4::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV4::DatasetSealed { iteration, count, digest } => EventV5::DatasetSealed { iteration, count, digest },
             EventV4::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
-                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+                EventV5::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
             EventV4::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
-                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+                EventV5::CheckpointSaved { iteration, step, role, hash, path, validation_score }
             }
             EventV4::EvaluationDone { iteration, split, system, scores, report_path } => {
-                Event::EvaluationDone { iteration, split, system, scores, report_path }
+                EventV5::EvaluationDone { iteration, split, system, scores, report_path }
             }
-            EventV4::IterationFinished { iteration } => Event::IterationFinished { iteration },
-            EventV4::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
-            EventV4::RunFailed { reason } => Event::RunFailed { reason },
-            EventV4::MStepSkipped { iteration, reason } => Event::MStepSkipped { iteration, reason },
+            EventV4::IterationFinished { iteration } => EventV5::IterationFinished { iteration },
+            EventV4::RunFinished { wall_ms } => EventV5::RunFinished { wall_ms },
+            EventV4::RunFailed { reason } => EventV5::RunFailed { reason },
+            EventV4::MStepSkipped { iteration, reason } => EventV5::MStepSkipped { iteration, reason },
         }
     }
 }
@@ -757,20 +771,30 @@ impl EventV4 {
     /// version 4 or older; `None` when `e` holds what version 4 cannot say
     /// (a sample drawn with repetition guards or in another precision than
     /// f32, or a variant added after version 4).
-    pub(crate) fn downcast(e: &Event) -> Option<EventV4> {
+    pub(crate) fn downcast(e: &EventV5) -> Option<EventV4> {
         Some(match e.clone() {
-            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
+            EventV5::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings,
+            } => {
                 EventV4::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
             }
-            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+            EventV5::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
                 EventV4::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
-            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+            EventV5::ReasoningGenerated { input_id, generator, seed, reasoning } => {
                 EventV4::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
-            Event::StageStarted { iteration, stage } => EventV4::StageStarted { iteration, stage },
-            Event::StageFinished { iteration, stage, wall_ms } => EventV4::StageFinished { iteration, stage, wall_ms },
-            Event::SampleGenerated {
+            EventV5::StageStarted { iteration, stage } => EventV4::StageStarted { iteration, stage },
+            EventV5::StageFinished { iteration, stage, wall_ms } => {
+                EventV4::StageFinished { iteration, stage, wall_ms }
+            }
+            EventV5::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -797,26 +821,342 @@ impl EventV4 {
                 top_p,
                 finish,
             },
-            Event::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+            EventV5::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
                 EventV4::RewardAssigned { sample, reward, reward_name, judge_distribution }
             }
-            Event::FilterDecided { sample, decision, reward, tau, rank } => {
+            EventV5::FilterDecided { sample, decision, reward, tau, rank } => {
                 EventV4::FilterDecided { sample, decision, reward, tau, rank }
             }
-            Event::DatasetSealed { iteration, count, digest } => EventV4::DatasetSealed { iteration, count, digest },
-            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+            EventV5::DatasetSealed { iteration, count, digest } => EventV4::DatasetSealed { iteration, count, digest },
+            EventV5::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
                 EventV4::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
-            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+            EventV5::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
                 EventV4::CheckpointSaved { iteration, step, role, hash, path, validation_score }
             }
-            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+            EventV5::EvaluationDone { iteration, split, system, scores, report_path } => {
                 EventV4::EvaluationDone { iteration, split, system, scores, report_path }
             }
-            Event::IterationFinished { iteration } => EventV4::IterationFinished { iteration },
-            Event::RunFinished { wall_ms } => EventV4::RunFinished { wall_ms },
-            Event::RunFailed { reason } => EventV4::RunFailed { reason },
-            Event::MStepSkipped { iteration, reason } => EventV4::MStepSkipped { iteration, reason },
+            EventV5::IterationFinished { iteration } => EventV4::IterationFinished { iteration },
+            EventV5::RunFinished { wall_ms } => EventV4::RunFinished { wall_ms },
+            EventV5::RunFailed { reason } => EventV4::RunFailed { reason },
+            EventV5::MStepSkipped { iteration, reason } => EventV4::MStepSkipped { iteration, reason },
+            _ => return None,
+        })
+    }
+}
+
+/// The payload as schema version 5 wrote it: samples with their repetition
+/// guards and precision, and no record naming its engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum EventV5 {
+    RunStarted {
+        method: String,
+        config_toml: String,
+        #[serde(with = "serde_digest")]
+        config_digest: Digest,
+        code_version: String,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        dataset_digest: Digest,
+        settings: Option<RunSettings>,
+    },
+    RetrievalDone {
+        input_id: String,
+        task: String,
+        retriever: String,
+        k: u32,
+        item_indices: Vec<u32>,
+        scores: Vec<f32>,
+    },
+    ReasoningGenerated {
+        input_id: String,
+        generator: String,
+        seed: u64,
+        reasoning: String,
+    },
+    StageStarted {
+        iteration: u32,
+        stage: Stage,
+    },
+    StageFinished {
+        iteration: u32,
+        stage: Stage,
+        wall_ms: u64,
+    },
+    SampleGenerated {
+        sample: SampleId,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        prompt_digest: Digest,
+        reasoning: Option<String>,
+        response: String,
+        prompt_tokens: u32,
+        output_tokens: u32,
+        #[serde(with = "serde_digest")]
+        checkpoint: Digest,
+        temperature: f32,
+        top_p: f32,
+        finish: Option<FinishReason>,
+        penalties: Penalties,
+        precision: Precision,
+    },
+    RewardAssigned {
+        sample: SampleId,
+        reward: f32,
+        reward_name: String,
+        judge_distribution: Vec<f32>,
+    },
+    FilterDecided {
+        sample: SampleId,
+        decision: Decision,
+        reward: f32,
+        tau: f32,
+        rank: u32,
+    },
+    DatasetSealed {
+        iteration: u32,
+        count: u64,
+        #[serde(with = "serde_digest")]
+        digest: Digest,
+    },
+    TrainingProgress {
+        iteration: u32,
+        step: u64,
+        loss: f32,
+        learning_rate: f32,
+        tokens: u64,
+    },
+    CheckpointSaved {
+        iteration: u32,
+        step: u64,
+        role: Role,
+        #[serde(with = "serde_digest")]
+        hash: Digest,
+        path: String,
+        validation_score: Option<f64>,
+    },
+    EvaluationDone {
+        iteration: u32,
+        split: Split,
+        system: String,
+        scores: Vec<(String, f64)>,
+        report_path: String,
+    },
+    IterationFinished {
+        iteration: u32,
+    },
+    RunFinished {
+        wall_ms: u64,
+    },
+    RunFailed {
+        reason: String,
+    },
+    MStepSkipped {
+        iteration: u32,
+        reason: String,
+    },
+    RewardChecked {
+        reward_name: String,
+        per_task: u32,
+        examples: u32,
+        counts: [u32; 3],
+        auc_own_other: Option<f64>,
+        auc_own_degenerate: Option<f64>,
+        auc_other_degenerate: Option<f64>,
+        means: [Option<f64>; 3],
+    },
+}
+
+impl From<EventV5> for Event {
+    /// Every version-5 record was produced by the embedded tch engine (the
+    /// only one there was): a sample upcasts to [`EngineInfo::tch`], a judge
+    /// reward (a non-empty distribution) to `Some` of it and a lexical one
+    /// to `None`; no record knew of unseen mass, since tch reads the full
+    /// distribution.
+    fn from(e: EventV5) -> Event {
+        match e {
+            EventV5::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings,
+            } => Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings },
+            EventV5::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            EventV5::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            EventV5::StageStarted { iteration, stage } => Event::StageStarted { iteration, stage },
+            EventV5::StageFinished { iteration, stage, wall_ms } => Event::StageFinished { iteration, stage, wall_ms },
+            EventV5::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+            } => Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+                engine: EngineInfo::tch(),
+            },
+            EventV5::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+                let engine = (!judge_distribution.is_empty()).then(EngineInfo::tch);
+                Event::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass: None }
+            }
+            EventV5::FilterDecided { sample, decision, reward, tau, rank } => {
+                Event::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            EventV5::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV5::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            EventV5::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+            }
+            EventV5::EvaluationDone { iteration, split, system, scores, report_path } => {
+                Event::EvaluationDone { iteration, split, system, scores, report_path }
+            }
+            EventV5::IterationFinished { iteration } => Event::IterationFinished { iteration },
+            EventV5::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
+            EventV5::RunFailed { reason } => Event::RunFailed { reason },
+            EventV5::MStepSkipped { iteration, reason } => Event::MStepSkipped { iteration, reason },
+            EventV5::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            } => Event::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            },
+        }
+    }
+}
+
+impl EventV5 {
+    /// The version-5 form of `e`, for re-encoding a record that was read in
+    /// version 5 or older; `None` when `e` holds what version 5 cannot say
+    /// (a sample or a reward from an engine other than tch, a judge reward
+    /// without an engine or a lexical one with one, an unseen mass, or a
+    /// variant added after version 5).
+    pub(crate) fn downcast(e: &Event) -> Option<EventV5> {
+        Some(match e.clone() {
+            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
+                EventV5::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
+            }
+            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                EventV5::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                EventV5::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            Event::StageStarted { iteration, stage } => EventV5::StageStarted { iteration, stage },
+            Event::StageFinished { iteration, stage, wall_ms } => EventV5::StageFinished { iteration, stage, wall_ms },
+            Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+                engine,
+            } if engine == EngineInfo::tch() => EventV5::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+            },
+            Event::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass: None }
+                if engine == (!judge_distribution.is_empty()).then(EngineInfo::tch) =>
+            {
+                EventV5::RewardAssigned { sample, reward, reward_name, judge_distribution }
+            }
+            Event::FilterDecided { sample, decision, reward, tau, rank } => {
+                EventV5::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            Event::DatasetSealed { iteration, count, digest } => EventV5::DatasetSealed { iteration, count, digest },
+            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                EventV5::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                EventV5::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+            }
+            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+                EventV5::EvaluationDone { iteration, split, system, scores, report_path }
+            }
+            Event::IterationFinished { iteration } => EventV5::IterationFinished { iteration },
+            Event::RunFinished { wall_ms } => EventV5::RunFinished { wall_ms },
+            Event::RunFailed { reason } => EventV5::RunFailed { reason },
+            Event::MStepSkipped { iteration, reason } => EventV5::MStepSkipped { iteration, reason },
+            Event::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            } => EventV5::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            },
             _ => return None,
         })
     }

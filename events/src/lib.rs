@@ -2,10 +2,11 @@
 //!
 //! Everything that happens in a restpg run is a fact in an append-only log:
 //! the configuration it started with, every profile retrieval, every sample
-//! the policy drew with its seed, every reward with the judge's distribution,
-//! every filter decision with its reason, each sealed training set D_t, every
-//! training step, checkpoint and evaluation. This crate defines those facts
-//! and how they are stored; it knows nothing of sled, tch or actors.
+//! the policy drew with its seed and engine, every reward with the judge's
+//! distribution and engine, every filter decision with its reason, each
+//! sealed training set D_t, every training step, checkpoint and evaluation.
+//! This crate defines those facts and how they are stored; it knows nothing
+//! of sled, tch or actors.
 //!
 //! The main types:
 //!

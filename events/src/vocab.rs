@@ -357,6 +357,9 @@ pub enum Backend {
     #[default]
     Tch,
     /// An OpenAI-compatible HTTP server (`/v1/completions`, `/v1/models`).
+    /// Spelled `openai` in JSON as in the configuration (kebab-case would
+    /// make it `open-ai`).
+    #[serde(rename = "openai")]
     OpenAi,
 }
 
@@ -556,6 +559,9 @@ mod tests {
         round_trips(&PromptKind::ALL);
         round_trips(&ScoreRule::ALL);
         round_trips(&Precision::ALL);
+        round_trips(&Backend::ALL);
+        round_trips(&TrainerBackend::ALL);
+        round_trips(&PromptFormat::ALL);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! sample was drawn without guards in f32, with the same event ids and their
 //! original bytes.
 
-use restpg_events::{Envelope, Event, EventKind, Penalties, Precision, GENESIS_HASH, SCHEMA_VERSION};
+use restpg_events::{EngineInfo, Envelope, Event, EventKind, Penalties, Precision, GENESIS_HASH, SCHEMA_VERSION};
 
 mod common;
 
@@ -34,11 +34,13 @@ fn version_4_records_upcast_into_the_current_payload() {
         assert_eq!(&env.encode(), bytes, "record {i}");
         prev = env.hash;
         // and every sample reads as drawn without guards, in f32
-        if let Event::SampleGenerated { penalties, precision, temperature, .. } = env.payload {
+        if let Event::SampleGenerated { penalties, precision, temperature, engine, .. } = env.payload {
             assert_eq!(penalties, Penalties::default());
             assert!(penalties.is_neutral());
             assert_eq!(precision, Precision::F32);
             assert_eq!(temperature, 0.7);
+            // by tch, the only engine there was
+            assert_eq!(engine, EngineInfo::tch());
             samples += 1;
         }
     }

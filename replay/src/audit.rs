@@ -85,6 +85,16 @@ pub struct AuditRow {
     pub reward_name: Option<String>,
     /// The judge's probabilities over scores 0..=10 (empty for non-judges).
     pub judge_distribution: Vec<f32>,
+    /// The engine that drew the sample (`None` when its `SampleGenerated`
+    /// is not logged; tch in logs older than schema 6).
+    pub engine: Option<events::EngineInfo>,
+    /// The engine of the judge model behind the reward; `None` for a reward
+    /// without a model, or no reward.
+    pub judge_engine: Option<events::EngineInfo>,
+    /// The probability mass, in [0, 1], the judge's engine did not return
+    /// among its top log-probabilities (the largest over the score
+    /// positions); `None` when the full distribution was read.
+    pub unseen_mass: Option<f32>,
     /// The filter's decision, when logged; written in its kebab-case
     /// `Display` form (`kept`, `below-threshold`, `over-cap`) in JSON and
     /// CSV alike.
@@ -139,6 +149,9 @@ impl AuditRow {
             reward: f.map(|f| f.reward).or(reward.map(|r| r.reward)),
             reward_name: reward.map(|r| r.reward_name.clone()),
             judge_distribution: reward.map(|r| r.judge_distribution.clone()).unwrap_or_default(),
+            engine: s.generated.as_ref().map(|g| g.engine.clone()),
+            judge_engine: reward.and_then(|r| r.engine.clone()),
+            unseen_mass: reward.and_then(|r| r.unseen_mass),
             decision: f.map(|f| f.decision),
             reason: reason(f.map(|f| f.decision)),
             tau: f.map(|f| f.tau),
@@ -156,6 +169,12 @@ impl AuditRow {
             Selection::Kept => self.decision == Some(Decision::Kept),
             Selection::Rejected => self.decision != Some(Decision::Kept),
         }
+    }
+
+    /// The sample's engine in a few words ([`engine_label`]); `-` when not
+    /// logged.
+    pub fn engine_label(&self) -> String {
+        self.engine.as_ref().map_or_else(|| "-".to_owned(), engine_label)
     }
 
     /// The judge distribution in a few characters: the three most probable
@@ -194,7 +213,28 @@ impl AuditRow {
         if !self.judge_distribution.is_empty() {
             let _ = write!(line, "; judge {}", self.judge_compact());
         }
+        if let Some(mass) = self.unseen_mass {
+            let _ = write!(line, " ({:.1}% unseen)", f64::from(mass) * 100.0);
+        }
+        if let Some(engine) = &self.engine {
+            let _ = write!(line, "; drawn by {}", engine_label(engine));
+            if !engine.deterministic {
+                line.push_str(" (not deterministic)");
+            }
+        }
+        if let Some(engine) = &self.judge_engine {
+            let _ = write!(line, "; judged by {}", engine_label(engine));
+        }
         line
+    }
+}
+
+/// An engine in a few words: its backend, and the served model when there
+/// is one (`tch`, `openai Qwen/Qwen2.5-7B-Instruct`).
+pub fn engine_label(engine: &events::EngineInfo) -> String {
+    match &engine.server_model {
+        Some(model) => format!("{} {model}", engine.backend),
+        None => engine.backend.to_string(),
     }
 }
 
@@ -366,11 +406,12 @@ pub fn write_rows(rows: &[AuditRow], format: Format, out: &mut dyn Write) -> Res
         Format::Table => {
             let mut table = comfy_table::Table::new();
             table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            table.set_header(["sample", "task", "reward", "judge (top 3)", "decision", "τ", "rank"]);
+            table.set_header(["sample", "task", "engine", "reward", "judge (top 3)", "decision", "τ", "rank"]);
             for r in rows {
                 table.add_row([
                     r.sample.to_string(),
                     r.task.clone().unwrap_or_else(|| "-".to_owned()),
+                    r.engine_label(),
                     r.reward.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
                     r.judge_compact(),
                     // The decision's one spelling, as in JSONL and CSV.
@@ -402,6 +443,10 @@ pub fn write_rows(rows: &[AuditRow], format: Format, out: &mut dyn Write) -> Res
                 "rank",
                 "of",
                 "filter_seq",
+                "engine",
+                "deterministic",
+                "judge_engine",
+                "unseen_mass",
             ])?;
             let opt = |v: Option<String>| v.unwrap_or_default();
             for r in rows {
@@ -418,6 +463,10 @@ pub fn write_rows(rows: &[AuditRow], format: Format, out: &mut dyn Write) -> Res
                     opt(r.rank.map(|v| v.to_string())),
                     r.of.to_string(),
                     opt(r.filter_seq.map(|v| v.to_string())),
+                    opt(r.engine.as_ref().map(engine_label)),
+                    opt(r.engine.as_ref().map(|e| e.deterministic.to_string())),
+                    opt(r.judge_engine.as_ref().map(engine_label)),
+                    opt(r.unseen_mass.map(|v| v.to_string())),
                 ])?;
             }
             w.flush()?;

@@ -4,7 +4,8 @@
 //!
 //! ```json
 //! {"prompt": "...", "completion": "...", "weight": 1.0,
-//!  "sample_id": "t1/email-u03/#5", "input_id": "email-u03", "prompt_digest": "ab12…"}
+//!  "sample_id": "t1/email-u03/#5", "input_id": "email-u03", "prompt_digest": "ab12…",
+//!  "engine": {"backend": "tch", "server_model": null, …, "deterministic": true}}
 //! ```
 //!
 //! `prompt` and `completion` are the field names of TRL's prompt-completion
@@ -18,7 +19,10 @@
 //! supplies a prompt builder (`restpg export` supplies one that rebuilds the
 //! run's prompts from its data set, configuration and tokenizer), and each
 //! built prompt must hash to the logged digest
-//! ([`ExportError::PromptDiffers`] otherwise).
+//! ([`ExportError::PromptDiffers`] otherwise). `engine` is the
+//! [`EngineInfo`](events::EngineInfo) that drew the sample, as logged (tch
+//! for logs older than schema version 6): which machinery wrote the
+//! completion a trainer learns from.
 
 use std::io::Write;
 
@@ -49,6 +53,8 @@ pub struct ExportRecord {
     pub input_id: String,
     /// blake3 of the prompt text, hex.
     pub prompt_digest: String,
+    /// The engine that drew the sample.
+    pub engine: events::EngineInfo,
 }
 
 /// Why D_t cannot be exported.
@@ -117,6 +123,7 @@ impl RunState {
                 sample_id: s.id.to_string(),
                 input_id: s.id.input_id.clone(),
                 prompt_digest: digest_hex(&g.prompt_digest),
+                engine: g.engine.clone(),
             });
         }
         Ok(out)

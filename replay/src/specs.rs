@@ -97,6 +97,9 @@ pub struct ResampleItem {
     pub penalties: events::Penalties,
     /// The precision the model ran in: drawing again needs the same.
     pub precision: events::Precision,
+    /// The engine that drew it: only a deterministic one promises the same
+    /// text again for the same request and seed.
+    pub engine: events::EngineInfo,
     /// Generated length in tokens (a generation budget that reproduces it).
     pub output_tokens: u32,
     /// The logged reasoning.
@@ -278,6 +281,7 @@ impl RunState {
                 top_p: g.top_p,
                 penalties: g.penalties,
                 precision: g.precision,
+                engine: g.engine.clone(),
                 output_tokens: g.output_tokens,
                 reasoning: text.reasoning.clone(),
                 response: text.response.clone(),
@@ -321,6 +325,7 @@ mod tests {
             top_p: 0.95,
             penalties: events::Penalties::default(),
             precision: events::Precision::F32,
+            engine: events::EngineInfo::tch(),
             output_tokens: 3,
             reasoning: Some("terse".into()),
             response: "See you Monday.".into(),

@@ -79,6 +79,8 @@ pub struct Generated {
     pub penalties: events::Penalties,
     /// The precision the model ran in (`F32` in logs older than schema 5).
     pub precision: events::Precision,
+    /// The engine that drew it (tch in logs older than schema 6).
+    pub engine: events::EngineInfo,
     /// Whether the output had a reasoning part.
     pub has_reasoning: bool,
 }
@@ -94,6 +96,13 @@ pub struct RewardRecord {
     pub reward_name: String,
     /// The judge's probabilities over scores 0..=10 (empty for non-judges).
     pub judge_distribution: Vec<f32>,
+    /// The judge model's engine; `None` for a reward without a model (in
+    /// logs older than schema 6: tch when the distribution is non-empty).
+    pub engine: Option<events::EngineInfo>,
+    /// The probability mass, in [0, 1], the engine did not return among
+    /// its top log-probabilities at the score positions (the largest over
+    /// the positions read); `None` when the full distribution was read.
+    pub unseen_mass: Option<f32>,
 }
 
 /// A `FilterDecided` record.
@@ -499,6 +508,7 @@ impl RunState {
                 finish,
                 penalties,
                 precision,
+                engine,
             } => {
                 if !self.in_scope(sample.iteration) {
                     return;
@@ -520,6 +530,7 @@ impl RunState {
                     finish,
                     penalties,
                     precision,
+                    engine,
                     has_reasoning,
                 };
                 let rec = self.sample_mut(&sample);
@@ -531,7 +542,7 @@ impl RunState {
                     None => rec.generated = Some(generated),
                 }
             }
-            Event::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
+            Event::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass } => {
                 if !self.in_scope(sample.iteration) {
                     return;
                 }
@@ -542,7 +553,14 @@ impl RunState {
                         let subject = format!("{sample} ({reward_name})");
                         self.duplicate("reward-assigned", subject, sample.iteration, first_seq, seq);
                     }
-                    None => rec.rewards.push(RewardRecord { seq, reward, reward_name, judge_distribution }),
+                    None => rec.rewards.push(RewardRecord {
+                        seq,
+                        reward,
+                        reward_name,
+                        judge_distribution,
+                        engine,
+                        unseen_mass,
+                    }),
                 }
             }
             Event::FilterDecided { sample, decision, reward, tau, rank } => {

@@ -201,12 +201,15 @@ impl SyntheticRun {
                 finish: Some(events::FinishReason::StopToken),
                 penalties: events::Penalties::default(),
                 precision: events::Precision::F32,
+                engine: events::EngineInfo::tch(),
             });
             f(Event::RewardAssigned {
                 sample: sample.clone(),
                 reward,
                 reward_name: "judge".into(),
                 judge_distribution: judge,
+                engine: Some(events::EngineInfo::tch()),
+                unseen_mass: None,
             });
             drawn.push((sample, reward, response_digest));
         }

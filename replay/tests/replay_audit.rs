@@ -201,7 +201,10 @@ fn export_is_d_t_as_prompt_completion_weight_lines() {
         let obj = l.as_object().unwrap();
         let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["completion", "input_id", "prompt", "prompt_digest", "sample_id", "weight"]);
+        assert_eq!(keys, ["completion", "engine", "input_id", "prompt", "prompt_digest", "sample_id", "weight"]);
+        // and the engine that drew it, as logged
+        assert_eq!(l["engine"]["backend"], "tch");
+        assert_eq!(l["engine"]["deterministic"], true);
         assert_eq!(l["prompt"], run.prompt(l["input_id"].as_str().unwrap()));
         assert!(l["completion"].as_str().unwrap().contains("\n\n### Response:\n"));
         assert_eq!(l["weight"], 1.0);
@@ -228,4 +231,83 @@ fn a_d_t_that_does_not_verify_is_not_exported() {
     }
     let (state, _) = through_store(events);
     assert!(matches!(state.export_records(1, &run.completion, None), Err(replay::ExportError::Verify(_))));
+}
+
+/// A served engine as a schema-6 record names it.
+fn served(deterministic: bool) -> events::EngineInfo {
+    events::EngineInfo {
+        backend: events::Backend::OpenAi,
+        server_model: Some("Qwen/Qwen2.5-7B-Instruct".into()),
+        server_version: Some("vllm 0.8.5".into()),
+        url: None,
+        prompt_format: Some(events::PromptFormat::Tokens),
+        deterministic,
+    }
+}
+
+#[test]
+fn the_audit_names_each_samples_engine() {
+    // Given a run whose sample #0 of one input was drawn by a served model
+    // that is not deterministic, and judged by a served judge that left
+    // some mass unseen
+    let run = run();
+    let input = run.input_id(3);
+    let events: Vec<Event> = run
+        .events()
+        .into_iter()
+        .map(|mut e| {
+            match &mut e {
+                Event::SampleGenerated { sample, engine, .. } if sample.input_id == input && sample.index == 0 => {
+                    *engine = served(false);
+                }
+                Event::RewardAssigned { sample, engine, unseen_mass, .. }
+                    if sample.input_id == input && sample.index == 0 =>
+                {
+                    (*engine, *unseen_mass) = (Some(served(true)), Some(0.02));
+                }
+                _ => {}
+            }
+            e
+        })
+        .collect();
+    let (state, _) = through_store(events);
+    // When its rows are audited
+    let q = AuditQuery { iteration: 1, input: Some(input.clone()), selection: Selection::All };
+    let rows = audit::audit_rows(&state, &q).unwrap();
+    let served_row = rows.iter().find(|r| r.sample.index == 0).unwrap();
+    let tch_row = rows.iter().find(|r| r.sample.index == 1).unwrap();
+    // Then each row carries its sample's engine, the judge's and the unseen mass
+    assert_eq!(served_row.engine, Some(served(false)));
+    assert_eq!((served_row.judge_engine.clone(), served_row.unseen_mass), (Some(served(true)), Some(0.02)));
+    assert_eq!(tch_row.engine, Some(events::EngineInfo::tch()));
+    assert_eq!((tch_row.judge_engine.clone(), tch_row.unseen_mass), (Some(events::EngineInfo::tch()), None));
+    assert_eq!(served_row.engine_label(), "openai Qwen/Qwen2.5-7B-Instruct");
+    assert_eq!(tch_row.engine_label(), "tch");
+    // in the table (backend, and the served model)
+    let render = |f| {
+        let mut out = Vec::new();
+        audit::write_rows(&rows, f, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let table = render(Format::Table);
+    assert!(table.contains("engine") && table.contains("openai Qwen/Qwen2.5-7B-Instruct"), "{table}");
+    // in JSON Lines, whole
+    let jsonl = render(Format::Jsonl);
+    let line: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert_eq!(line["engine"]["backend"], "openai");
+    assert_eq!(line["engine"]["deterministic"], false);
+    assert_eq!(line["judge_engine"]["server_version"], "vllm 0.8.5");
+    // in CSV, as the last columns
+    let csv = render(Format::Csv);
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().ends_with(",engine,deterministic,judge_engine,unseen_mass"), "{csv}");
+    let first = lines.next().unwrap();
+    assert!(first.ends_with(",openai Qwen/Qwen2.5-7B-Instruct,false,openai Qwen/Qwen2.5-7B-Instruct,0.02"), "{first}");
+    // and in the one-line explanation, with what it cannot promise
+    let line = audit::explain(&state, &served_row.sample).unwrap();
+    assert!(line.contains("(2.0% unseen)"), "{line}");
+    assert!(line.contains("; drawn by openai Qwen/Qwen2.5-7B-Instruct (not deterministic)"), "{line}");
+    assert!(line.contains("; judged by openai Qwen/Qwen2.5-7B-Instruct"), "{line}");
+    let line = audit::explain(&state, &tch_row.sample).unwrap();
+    assert!(line.ends_with("; drawn by tch; judged by tch"), "{line}");
 }

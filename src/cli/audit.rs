@@ -35,7 +35,9 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub retrain: bool,
     /// Also regenerate N logged samples of the iteration from their seeds
-    /// and checkpoint, and confirm the text is identical.
+    /// and checkpoint, and confirm the text is identical (samples drawn by
+    /// an engine that promises no identical text are reported as matching
+    /// or differing instead).
     #[arg(long, value_name = "N")]
     pub resample: Option<usize>,
 }
@@ -152,11 +154,10 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<VerifiedIteration> {
             state.run.as_ref().map(|r| r.config_toml.clone()).context("the log has no RunStarted record")?;
         if let Some(n) = args.resample {
             let spec = state.resample_spec(args.iteration, n)?;
-            let checked = crate::pipeline::reproduce::resample(&args.run_dir, &config_toml, &spec)?;
-            println!(
-                "resampled {checked} samples of iteration {}: prompts and texts identical to the log",
-                args.iteration
-            );
+            let report = crate::pipeline::reproduce::resample(&args.run_dir, &config_toml, &spec)?;
+            for line in report.lines(args.iteration) {
+                println!("{line}");
+            }
         }
         if args.retrain {
             let spec = state.retrain_spec(args.iteration, &builtin_completion())?;

@@ -232,6 +232,10 @@ impl Generate for ProfileStatistics {
                     prompt_tokens: 0,
                     finish: events::FinishReason::StopToken,
                     precision: events::Precision::F32,
+                    // Not a model: a deterministic rule that runs in
+                    // process, as tch does, so it is logged as the embedded
+                    // engine (deterministic, no server).
+                    engine: events::EngineInfo::tch(),
                 })
             })
             .collect()

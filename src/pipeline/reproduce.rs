@@ -32,21 +32,75 @@ fn checkpoint(run_dir: &Path, hash: &events::Digest) -> anyhow::Result<Checkpoin
     Ok(CheckpointRef { hash: *hash, path: store::BlobStore::relative_path(hash) })
 }
 
+/// What `restpg replay --resample` found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResampleReport {
+    /// Samples drawn again.
+    pub checked: usize,
+    /// Of those, the samples whose logged engine promises the same text for
+    /// the same request and seed (the embedded tch engine): each was
+    /// identical to the log, or [`resample`] failed.
+    pub exact: usize,
+    /// The samples whose logged engine promises no identical text (a server,
+    /// or an engine declared not deterministic), redrawn with tch: how many
+    /// matched the log.
+    pub matched: usize,
+    /// …and where each of the others first differs. Not an error: such an
+    /// engine never claimed bit-exactness.
+    pub differed: Vec<replay::TextMismatch>,
+}
+
+impl ResampleReport {
+    /// The one-line summary for iteration `t`, then one line per difference.
+    pub fn lines(&self, t: u32) -> Vec<String> {
+        let unpromised = self.matched + self.differed.len();
+        if unpromised == 0 {
+            return vec![format!(
+                "resampled {} samples of iteration {t}: prompts and texts identical to the log",
+                self.checked
+            )];
+        }
+        let mut lines = vec![format!(
+            "resampled {} samples of iteration {t}: {} identical to the log (deterministic engine); {} of {unpromised} \
+             drawn by an engine that promises no identical text matched, {} differ (not a failure)",
+            self.checked,
+            self.exact,
+            self.matched,
+            self.differed.len()
+        )];
+        lines.extend(self.differed.iter().map(|d| format!("  {d}")));
+        lines
+    }
+}
+
+/// Whether `engine` promises the same text for the same request and seed
+/// when this build draws it again: only the embedded tch engine, which is
+/// the one `resample` draws with.
+fn promises_exact_text(engine: &events::EngineInfo) -> bool {
+    engine.backend == events::Backend::Tch && engine.deterministic
+}
+
 /// Regenerates the samples of `spec` from their logged seed, checkpoint and
 /// settings (temperature, nucleus mass and repetition guards, as each sample
-/// logged them) and checks that prompt digest, reasoning and response are
-/// identical to the log. Returns how many were checked.
+/// logged them) with the embedded tch engine, and compares prompt digest,
+/// reasoning and response with the log. A sample drawn by tch must be
+/// identical; one drawn by an engine that promises no identical text (a
+/// server, or one declared not deterministic) is reported as matching or
+/// differing, never claimed bit-exact.
 ///
 /// # Errors
-/// A missing or corrupt checkpoint, a sample logged in a precision this
-/// engine does not run in, or the first sample whose prompt or text differs
-/// (naming the sample and the byte offset).
-pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) -> anyhow::Result<usize> {
+/// A missing or corrupt checkpoint, a tch sample logged in a precision this
+/// engine does not run in, a sample whose rebuilt prompt differs, or the
+/// first tch sample whose text differs (naming the sample and the byte
+/// offset).
+pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) -> anyhow::Result<ResampleReport> {
     let ctx = context(run_dir, config_toml)?;
     let prompt = ctx.config.method.policy_prompt();
     let max_new_tokens = ctx.config.sampling.max_new_tokens;
     let mut policy = TchPolicy::new(Arc::clone(&ctx));
+    let mut report = ResampleReport { checked: 0, exact: 0, matched: 0, differed: Vec::new() };
     for item in &spec.items {
+        let exact = promises_exact_text(&item.engine);
         // The precision the sample logged, whatever `dtype = "auto"` means here.
         policy.set_precision(item.precision);
         policy.load(&checkpoint(run_dir, &item.checkpoint)?).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -63,7 +117,7 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
         };
         let out = policy.generate(&[request]).map_err(|e| anyhow::anyhow!("{e}"))?;
         let out = &out[0];
-        if out.precision != item.precision {
+        if exact && out.precision != item.precision {
             bail!(
                 "{}: it was sampled in {}, but this build's engine runs in {}; its text cannot be reproduced",
                 item.sample,
@@ -71,6 +125,7 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
                 out.precision
             );
         }
+        // The prompt is built on our side whatever the engine: it must agree.
         if out.prompt_digest != item.prompt_digest {
             bail!(
                 "{}: the rebuilt prompt's digest {} differs from the logged {}",
@@ -79,9 +134,15 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
                 events::digest_hex(&item.prompt_digest)
             );
         }
-        item.check(out.reasoning.as_deref(), &out.response)?;
+        report.checked += 1;
+        match item.check(out.reasoning.as_deref(), &out.response) {
+            Ok(()) if exact => report.exact += 1,
+            Ok(()) => report.matched += 1,
+            Err(mismatch) if exact => return Err(mismatch.into()),
+            Err(mismatch) => report.differed.push(mismatch),
+        }
     }
-    Ok(spec.items.len())
+    Ok(report)
 }
 
 /// Rebuilds the exact prompt text a run's policy was given for an input, the
@@ -189,4 +250,37 @@ pub fn retrain(run_dir: &Path, spec: &replay::RetrainSpec) -> anyhow::Result<Ret
     let parted_at = replay::compare_loss_curves(&spec.loss_curve, &curve);
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(RetrainOutcome { new_hash: new.hash, logged_hash: logged.hash, parted_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tch_promises_the_same_text_again() {
+        assert!(promises_exact_text(&events::EngineInfo::tch()));
+        let served = events::EngineInfo { backend: events::Backend::OpenAi, deterministic: true, ..Default::default() };
+        assert!(!promises_exact_text(&served), "a server is not the engine resample draws with");
+        let declared = events::EngineInfo { deterministic: false, ..events::EngineInfo::tch() };
+        assert!(!promises_exact_text(&declared));
+    }
+
+    #[test]
+    fn a_report_claims_identity_only_for_deterministic_samples() {
+        let all = ResampleReport { checked: 3, exact: 3, matched: 0, differed: vec![] };
+        assert_eq!(all.lines(1), ["resampled 3 samples of iteration 1: prompts and texts identical to the log"]);
+        let mismatch = replay::TextMismatch {
+            sample: events::SampleId { iteration: 1, input_id: "x".into(), index: 2 },
+            part: "response",
+            offset: 8,
+            logged: "Monday.".into(),
+            new: "Tuesday.".into(),
+        };
+        let mixed = ResampleReport { checked: 4, exact: 1, matched: 2, differed: vec![mismatch] };
+        let lines = mixed.lines(1);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("1 identical to the log (deterministic engine); 2 of 3"), "{}", lines[0]);
+        assert!(lines[0].contains("1 differ (not a failure)"), "{}", lines[0]);
+        assert!(lines[1].starts_with("  t1/x/#2: the regenerated response differs"), "{}", lines[1]);
+    }
 }

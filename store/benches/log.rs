@@ -37,6 +37,7 @@ fn sample_event(n: u64) -> Event {
         finish: Some(events::FinishReason::StopToken),
         penalties: events::Penalties::default(),
         precision: events::Precision::F32,
+        engine: events::EngineInfo::tch(),
     }
 }
 

@@ -77,6 +77,8 @@ fn indexes_find_events_by_sample_input_iteration_kind_and_id() {
         reward: 1.0,
         reward_name: "judge".into(),
         judge_distribution: vec![0.0; 11],
+        engine: Some(events::EngineInfo::tch()),
+        unseen_mass: None,
     })
     .unwrap();
     log.append(stage(1, "judge")).unwrap();

@@ -65,6 +65,7 @@ impl Run {
                         finish: Some(out.finish),
                         penalties: req.sampling.penalties,
                         precision: out.precision,
+                        engine: out.engine,
                     })
                     .collect()
             },

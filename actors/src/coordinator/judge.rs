@@ -37,6 +37,8 @@ impl Run {
                         reward: j.reward,
                         reward_name: name.clone(),
                         judge_distribution: j.distribution,
+                        engine: j.engine,
+                        unseen_mass: j.unseen_mass,
                     })
                     .collect()
             },

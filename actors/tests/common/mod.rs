@@ -235,6 +235,7 @@ impl Generate for Policy {
                 output_tokens: 5,
                 finish: events::FinishReason::StopToken,
                 precision: events::Precision::F32,
+                engine: served(),
             });
         }
         Ok(out)
@@ -263,6 +264,22 @@ impl Recorder {
     }
 }
 
+/// The engine the doubles report: a served model, so a test can tell that
+/// the coordinator logs the capability's engine rather than assuming tch.
+pub fn served() -> events::EngineInfo {
+    events::EngineInfo {
+        backend: events::Backend::OpenAi,
+        server_model: Some("double-1".into()),
+        server_version: Some("double 0.1".into()),
+        url: Some("http://127.0.0.1:1".into()),
+        prompt_format: Some(events::PromptFormat::Tokens),
+        deterministic: true,
+    }
+}
+
+/// The unseen mass the double judge reports with every reward.
+pub const JUDGE_UNSEEN_MASS: f32 = 0.015;
+
 /// Reward of the double judge: one of 0.0, 0.1, …, 1.0 from the response's
 /// hash.
 pub fn reward_of(response: &str) -> f32 {
@@ -289,7 +306,13 @@ impl Judge for JudgeDouble {
                 let reward = reward_of(&r.response);
                 let mut distribution = vec![0.0; 11];
                 distribution[(reward * 10.0).round() as usize] = 1.0;
-                Judgement { sample: r.sample.clone(), reward, distribution }
+                Judgement {
+                    sample: r.sample.clone(),
+                    reward,
+                    distribution,
+                    engine: Some(served()),
+                    unseen_mass: Some(JUDGE_UNSEEN_MASS),
+                }
             })
             .collect())
     }

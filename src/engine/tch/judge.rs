@@ -54,10 +54,18 @@ impl actors::capability::Judge for TchJudge {
         Ok(requests
             .iter()
             .zip(outs)
-            .map(|(r, o)| Judgement {
-                sample: r.sample.clone(),
-                reward: o.reward,
-                distribution: o.distribution.unwrap_or_default(),
+            .map(|(r, o)| {
+                let distribution = o.distribution.unwrap_or_default();
+                Judgement {
+                    sample: r.sample.clone(),
+                    reward: o.reward,
+                    // A reward that read the judge model has its distribution;
+                    // a lexical one (rouge-l, …) ran no model.
+                    engine: (!distribution.is_empty()).then(events::EngineInfo::tch),
+                    // tch reads the full distribution at every score position.
+                    unseen_mass: None,
+                    distribution,
+                }
             })
             .collect())
     }

@@ -100,6 +100,7 @@ impl Generate for TchPolicy {
                     output_tokens: g.token_ids.len() as u32,
                     finish: g.finish,
                     precision: model.precision(),
+                    engine: events::EngineInfo::tch(),
                 }
             })
             .collect())

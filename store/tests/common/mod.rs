@@ -26,6 +26,7 @@ pub fn sample_event(n: u64) -> Event {
         finish: Some(events::FinishReason::StopToken),
         penalties: events::Penalties::default(),
         precision: events::Precision::F32,
+        engine: events::EngineInfo::tch(),
     }
 }
 
