@@ -428,4 +428,23 @@ mod tests {
         e.api_key_env = Some("JUDGE_KEY".into());
         e.validate(ServedRole::Judge).unwrap();
     }
+
+    #[test]
+    fn the_shipped_scaling_configurations_parse_and_are_supported() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        for (name, prompt_format) in [
+            ("llamacpp.toml", PromptFormat::Text),
+            ("vllm.toml", PromptFormat::Tokens),
+            ("sglang.toml", PromptFormat::Tokens),
+        ] {
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let run = crate::config::RunConfig::from_toml(&text, &path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            run.engine.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            run.engine.check_supported(&run.sampling.penalties()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(run.engine.policy.backend, Backend::OpenAi, "{name}");
+            assert!(run.engine.policy.launch.is_some(), "{name}");
+            assert_eq!((run.engine.judge.backend, run.engine.policy.prompt_format), (Backend::OpenAi, prompt_format));
+        }
+    }
 }

@@ -12,6 +12,17 @@ use crate::pipeline::RunContext;
 use crate::reward::judge::ScoreModel;
 use crate::reward::{Composite, Reward, RewardInput};
 
+/// The judge settings of the run: `[reward] rule` and `batch_size`, and the
+/// run's judge template.
+pub fn judge_config(ctx: &RunContext) -> crate::reward::JudgeConfig {
+    crate::reward::JudgeConfig {
+        rule: ctx.config.reward.rule,
+        batch_size: ctx.config.reward.batch_size,
+        template: crate::reward::judge::templates_judge(ctx.templates.clone()),
+        ..Default::default()
+    }
+}
+
 /// The reward of a run over the judge model `M`.
 pub struct RunReward<M: ScoreModel> {
     ctx: Arc<RunContext>,
@@ -42,13 +53,7 @@ impl<M: ScoreModel> RunReward<M> {
         let spec: crate::reward::RewardSpec = name.parse()?;
         let (judge, engine, unseen) = if spec.uses_judge() {
             let (model, engine, unseen) = make_judge()?;
-            let config = crate::reward::JudgeConfig {
-                rule: ctx.config.reward.rule,
-                batch_size: ctx.config.reward.batch_size,
-                template: crate::reward::judge::templates_judge(ctx.templates.clone()),
-                ..Default::default()
-            };
-            (Some(crate::reward::Judge::new(model, config)?), Some(engine), unseen)
+            (Some(crate::reward::Judge::new(model, judge_config(&ctx))?), Some(engine), unseen)
         } else {
             (None, None, None)
         };
@@ -103,10 +108,18 @@ impl<M: ScoreModel + Send> actors::capability::Judge for RunReward<M> {
         Ok(requests
             .iter()
             .zip(outs)
-            .map(|(r, (o, _unseen))| Judgement {
-                sample: r.sample.clone(),
-                reward: o.reward,
-                distribution: o.distribution.unwrap_or_default(),
+            .map(|(r, (o, unseen))| {
+                let distribution = o.distribution.unwrap_or_default();
+                // A reward that read the judge model has its distribution;
+                // a lexical one (rouge-l, …) or an empty response ran none.
+                let used = !distribution.is_empty();
+                Judgement {
+                    sample: r.sample.clone(),
+                    reward: o.reward,
+                    engine: if used { self.engine.clone() } else { None },
+                    unseen_mass: if used { unseen } else { None },
+                    distribution,
+                }
             })
             .collect())
     }

@@ -16,7 +16,7 @@ use crate::data::Split;
 use crate::engine::openai::server::Servers;
 use crate::engine::openai::{OpenAiPolicy, OpenAiScorer};
 use crate::engine::run_reward::RunReward;
-use crate::engine::tch::{TchEvaluator, TchJudge, TchPolicy, TchRewardCheck, TchTrainer};
+use crate::engine::tch::{tch_judge, TchEvaluator, TchPolicy, TchRewardCheck, TchTrainer};
 use crate::engine::ServedRole;
 
 /// How to start a run.
@@ -309,7 +309,7 @@ fn run_judge(
     let cfg = ctx.config.engine.judge.clone();
     let built: anyhow::Result<Box<dyn actors::capability::Judge>> = match cfg.backend {
         events::Backend::Tch => {
-            TchJudge::new(Arc::clone(ctx), judge_path).map(|j| Box::new(j) as Box<dyn actors::capability::Judge>)
+            tch_judge(Arc::clone(ctx), judge_path).map(|j| Box::new(j) as Box<dyn actors::capability::Judge>)
         }
         events::Backend::OpenAi => RunReward::new(Arc::clone(ctx), || {
             let tokenizer = crate::lm::LanguageModel::load_tokenizer(judge_path)?;

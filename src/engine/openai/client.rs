@@ -199,10 +199,14 @@ struct RawUsage {
     completion_tokens: Option<u32>,
 }
 
+/// One position's top log-probabilities as sent: a server may send `null`
+/// for a position or for a value.
+type RawTop = Option<BTreeMap<String, Option<f32>>>;
+
 #[derive(Deserialize)]
 struct RawLogprobs {
     #[serde(default)]
-    top_logprobs: Option<Vec<Option<BTreeMap<String, Option<f32>>>>>,
+    top_logprobs: Option<Vec<RawTop>>,
 }
 
 #[derive(Deserialize)]

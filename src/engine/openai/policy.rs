@@ -163,6 +163,7 @@ impl Generate for OpenAiPolicy {
                 // served weights are the checkpoint's f32 ones (an F32 GGUF
                 // export, or the blob directory itself).
                 precision: events::Precision::F32,
+                engine: loaded.session.engine.clone(),
             });
         }
         Ok(out)

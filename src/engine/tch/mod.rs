@@ -25,7 +25,7 @@ use std::path::Path;
 use actors::capability::CapabilityError;
 
 pub use evaluator::{evaluate_checkpoint, inference_sampling, TchEvaluator};
-pub use judge::TchJudge;
+pub use judge::{tch_judge, TchJudge};
 pub use policy::TchPolicy;
 pub use reward_check::TchRewardCheck;
 pub use trainer::TchTrainer;

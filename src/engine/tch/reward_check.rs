@@ -1,5 +1,5 @@
 //! [`TchRewardCheck`]: the reward check of a run ([`crate::reward::check`])
-//! on the run's own reward, through the same [`TchJudge`] capability the
+//! on the run's own reward, through the same [`super::TchJudge`] capability the
 //! judge stage uses, so the check scores exactly what the run will. The
 //! run's report of it is `reports/reward-check.md` (and `.json`).
 
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use actors::capability::{CapabilityError, CheckReward, JudgeRequest, RewardCheckSummary};
 use events::SampleId;
 
-use super::TchJudge;
 use crate::data::Split;
 use crate::pipeline::RunContext;
 use crate::reward::check::{check_with, RewardCheck};
@@ -22,12 +21,12 @@ pub struct TchRewardCheck {
 }
 
 impl TchRewardCheck {
-    /// Builds the run's reward as [`TchJudge::new`] does.
+    /// Builds the run's reward as [`super::tch_judge`] does.
     ///
     /// # Errors
-    /// As [`TchJudge::new`].
+    /// As [`super::tch_judge`].
     pub fn new(ctx: Arc<RunContext>, judge_path: &Path) -> anyhow::Result<Self> {
-        let judge = TchJudge::new(Arc::clone(&ctx), judge_path)?;
+        let judge = super::tch_judge(Arc::clone(&ctx), judge_path)?;
         Ok(Self { ctx, judge: Box::new(judge) })
     }
 
