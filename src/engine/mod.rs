@@ -16,11 +16,17 @@
 //!   counts over the profile and y, for machines whose only model is too
 //!   small to summarize a user.
 //!
-//! - [`config`]: `[engine.*]`, which engine each role runs on. Only the
-//!   embedded engines run in this build: [`EngineSection::validate`]
-//!   accepts the OpenAI-compatible and command backends' keys and
-//!   [`EngineSection::check_supported`] refuses them by key before any work
-//!   starts, until their implementations land.
+//! - [`openai`]: the policy, reasoning generator and judge on a server with
+//!   the OpenAI-compatible completions API (vLLM, SGLang, llama.cpp),
+//!   launched by restpg per checkpoint or at a fixed URL.
+//!
+//! - [`run_reward`]: the run's reward as the judge capability over any
+//!   judge model (tch or served).
+//!
+//! - [`config`]: `[engine.*]`, which engine each role runs on.
+//!   [`EngineSection::check_supported`] refuses, by key and before any work
+//!   starts, what this build cannot run (the `command` trainer, the policy
+//!   at a fixed URL).
 
 pub mod config;
 pub mod openai;
