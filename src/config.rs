@@ -840,11 +840,13 @@ mod tests {
         let text = "[engine.judge]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:8000/v1\"\napi_key_env = \"K\"\n";
         let cfg = parse(text).unwrap();
         assert_eq!(parse(&cfg.to_toml().unwrap().replace(&format!("data = {data:?}\n"), "")).unwrap(), cfg);
-        // and runs (a judge at a url is served);
+        // and runs (a judge at a url is served), as does a trainer command;
         cfg.validate().unwrap();
-        // a backend this build does not run is refused naming its key, never run on tch.
         let cfg = parse("[engine.trainer]\nbackend = \"command\"\ncommand = \"t {dataset} {init} {out}\"\n").unwrap();
+        cfg.validate().unwrap();
+        // the policy at a fixed url is refused naming its key, never run on tch.
+        let cfg = parse("[engine.policy]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:8000/v1\"\n").unwrap();
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("engine.trainer.backend") && err.contains("only"), "{err}");
+        assert!(err.contains("engine.policy.url") && err.contains("launch"), "{err}");
     }
 }

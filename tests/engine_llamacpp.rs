@@ -129,6 +129,28 @@ fn kill(pid: i32) {
     Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
 }
 
+/// `restpg train` of `cfg` into `run`, stderr to `stderr`, stdout to a pipe.
+fn start_train(cfg: &Path, run: &Path, stderr: Stdio) -> Child {
+    bin()
+        .args(["train", "--quiet", "--config"])
+        .arg(cfg)
+        .arg("--run-dir")
+        .arg(run)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// The log of the server restpg launched whose name starts with `prefix`.
+fn server_log(engines: &Path, prefix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(engines)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+}
+
 /// Waits until `path` holds at least `n` completion requests (the
 /// server's access log); panics after `limit`.
 fn wait_for_requests(path: &dyn Fn() -> Option<PathBuf>, n: usize, limit: Duration, child: &mut Child) {
@@ -177,25 +199,10 @@ fn rest_pg_through_launched_llama_cpp_servers_survives_a_killed_policy_server() 
     );
     let cfg = tmp.path().join("run.toml");
     std::fs::write(&cfg, cfg_text).unwrap();
-    let mut child = bin()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .arg("--run-dir")
-        .arg(&run)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start_train(&cfg, &run, Stdio::piped());
     // Given the E-step under way through the policy's server,
     let engines = run.join("engines");
-    let policy_log = || -> Option<PathBuf> {
-        std::fs::read_dir(&engines)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("policy-")))
-    };
-    wait_for_requests(&policy_log, 2, Duration::from_secs(600), &mut child);
+    wait_for_requests(&|| server_log(&engines, "policy-"), 2, Duration::from_secs(600), &mut child);
     // when the server dies,
     let pids = servers_with(&engines.to_string_lossy());
     assert_eq!(pids.len(), 1, "one policy server expected: {pids:?}");
@@ -273,15 +280,7 @@ fn a_judge_at_a_url_that_dies_fails_the_run_by_name_and_resume_finishes() {
     let cfg = tmp.path().join("run.toml");
     std::fs::write(&cfg, cfg_text).unwrap();
     let run = tmp.path().join("run");
-    let mut child = bin()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .arg("--run-dir")
-        .arg(&run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start_train(&cfg, &run, Stdio::piped());
     // Given the judge stage under way,
     let log_path = server_log.clone();
     wait_for_requests(&|| Some(log_path.clone()), 2, Duration::from_secs(600), &mut child);
@@ -427,24 +426,9 @@ fn a_policy_at_a_fixed_url_is_refused_by_key_and_sigkill_leaves_no_server() {
     );
     std::fs::write(&cfg, text).unwrap();
     let run = tmp.path().join("run");
-    let mut child = bin()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .arg("--run-dir")
-        .arg(&run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_train(&cfg, &run, Stdio::null());
     let engines = run.join("engines");
-    let judge_log = || -> Option<PathBuf> {
-        std::fs::read_dir(&engines)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("judge-")))
-    };
-    wait_for_requests(&judge_log, 1, Duration::from_secs(600), &mut child);
+    wait_for_requests(&|| server_log(&engines, "judge-"), 1, Duration::from_secs(600), &mut child);
     let needle = judge.to_string_lossy().into_owned();
     assert_eq!(servers_with(&needle).len(), 1);
     child.kill().unwrap();

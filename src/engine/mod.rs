@@ -20,14 +20,18 @@
 //!   the OpenAI-compatible completions API (vLLM, SGLang, llama.cpp),
 //!   launched by restpg per checkpoint or at a fixed URL.
 //!
+//! - [`command_trainer`]: SFT and the M-step by an external trainer
+//!   command (TRL: `scripts/trl_sft.py`) given D_t as JSON Lines.
+//!
 //! - [`run_reward`]: the run's reward as the judge capability over any
 //!   judge model (tch or served).
 //!
 //! - [`config`]: `[engine.*]`, which engine each role runs on.
 //!   [`EngineSection::check_supported`] refuses, by key and before any work
-//!   starts, what this build cannot run (the `command` trainer, the policy
-//!   at a fixed URL).
+//!   starts, what this build cannot run (the policy at a fixed URL, a
+//!   guard the completions API lacks).
 
+pub mod command_trainer;
 pub mod config;
 pub mod openai;
 pub mod profile_statistics;

@@ -141,6 +141,23 @@ impl RunContext {
         let ranked = self.retrievals.get(input_id).map(Vec::as_slice).unwrap_or(&[]);
         fit_prompt(&self.config, &self.templates, tokenizer, ex, ranked, kind)
     }
+
+    /// The text a training item teaches the model to write after its
+    /// prompt: y (SFT), the reasoning, the template's separator and y
+    /// (`D_reasoning`), or a kept sample's raw output (the M-step).
+    ///
+    /// # Errors
+    /// A fatal error for an unknown input id.
+    pub fn target_text(&self, item: &actors::capability::TrainItem) -> Result<String, CapabilityError> {
+        use actors::capability::TrainTarget;
+        Ok(match &item.target {
+            TrainTarget::Reference => self.example(&item.input_id)?.output.clone(),
+            TrainTarget::ReasoningThenReference { reasoning } => {
+                self.templates.reasoning_target(reasoning, &self.example(&item.input_id)?.output)
+            }
+            TrainTarget::Generated { raw } => raw.clone(),
+        })
+    }
 }
 
 /// The retriever a configuration names (`retrieval.retriever`: BM25, or

@@ -255,10 +255,17 @@ fn capabilities(
     });
     let c = Arc::clone(ctx);
     let b = blobs.clone();
-    let trainer: Factory<dyn actors::capability::Train> =
-        Arc::new(
-            move || Ok(Box::new(TchTrainer::new(Arc::clone(&c), b.clone())) as Box<dyn actors::capability::Train>),
-        );
+    let command = ctx.config.engine.trainer.command.clone();
+    let trainer: Factory<dyn actors::capability::Train> = match (ctx.config.engine.trainer.backend, command) {
+        (events::TrainerBackend::Command, Some(command)) => Arc::new(move || {
+            let t = crate::engine::command_trainer::CommandTrainer::new(Arc::clone(&c), b.clone(), command.clone());
+            Ok(Box::new(t) as Box<dyn actors::capability::Train>)
+        }),
+        // Validation refuses `command` without a command template.
+        _ => Arc::new(move || {
+            Ok(Box::new(TchTrainer::new(Arc::clone(&c), b.clone())) as Box<dyn actors::capability::Train>)
+        }),
+    };
     let c = Arc::clone(ctx);
     let jp = judge_path.to_owned();
     let evaluator: Factory<dyn actors::capability::Evaluate> = Arc::new(move || {

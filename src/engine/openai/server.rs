@@ -32,7 +32,7 @@ pub struct Fill {
 }
 
 /// `s` quoted for `sh` (single quotes; a `'` inside becomes `'\''`).
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

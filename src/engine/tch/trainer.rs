@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actors::capability::{CapabilityError, CheckpointRef, Train, TrainJob, TrainProgressReport, TrainTarget};
+use actors::capability::{CapabilityError, CheckpointRef, Train, TrainJob, TrainProgressReport};
 
 use super::{load_model, retryable};
 use crate::pipeline::RunContext;
@@ -32,13 +32,7 @@ impl Train for TchTrainer {
         let mut data = Vec::with_capacity(job.data.len());
         for item in &job.data {
             let (_, prompt_ids) = self.ctx.prompt_ids(&tok, &item.input_id, item.prompt)?;
-            let target = match &item.target {
-                TrainTarget::Reference => self.ctx.example(&item.input_id)?.output.clone(),
-                TrainTarget::ReasoningThenReference { reasoning } => {
-                    self.ctx.templates.reasoning_target(reasoning, &self.ctx.example(&item.input_id)?.output)
-                }
-                TrainTarget::Generated { raw } => raw.clone(),
-            };
+            let target = self.ctx.target_text(item)?;
             let mut target_ids = tok
                 .encode(&target)
                 .map_err(|e| CapabilityError::fatal(format!("tokenizing the target of {}: {e:#}", item.input_id)))?;
