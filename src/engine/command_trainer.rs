@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use actors::capability::{CapabilityError, CheckpointRef, Train, TrainJob, TrainProgressReport};
 
-use super::openai::server::shell_quote;
+use super::openai::server::{file_tail, shell_quote};
 use crate::lm::LanguageModel;
 use crate::pipeline::RunContext;
 
@@ -34,12 +34,6 @@ impl CommandTrainer {
     pub fn new(ctx: Arc<RunContext>, blobs: store::BlobStore, command: String) -> Self {
         Self { ctx, blobs, command }
     }
-}
-
-/// The last `n` bytes of the file at `path`, as text.
-fn file_tail(path: &Path, n: usize) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(n)..]).into_owned()
 }
 
 impl Train for CommandTrainer {

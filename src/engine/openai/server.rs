@@ -63,7 +63,7 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// The last `n` bytes of the file at `path`, as text (empty when unreadable).
-fn file_tail(path: &Path, n: usize) -> String {
+pub(crate) fn file_tail(path: &Path, n: usize) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
     let start = bytes.len().saturating_sub(n);
     String::from_utf8_lossy(&bytes[start..]).into_owned()
