@@ -694,7 +694,7 @@ impl RunConfig {
         }
         self.train.validate().map_err(|e| invalid("train", e.to_string()))?;
         self.engine.validate()?;
-        self.engine.check_supported(&self.sampling.penalties())?;
+        self.engine.check_supported(&self.sampling.penalties(), &self.eval.penalties())?;
         Ok(())
     }
 }

@@ -57,3 +57,15 @@ pub fn require(path: PathBuf) -> anyhow::Result<PathBuf> {
         )
     }
 }
+
+/// The model a role's `[model]` key names, or the set-up's SmolLM2 GGUF when
+/// it names none (every role's default).
+///
+/// # Errors
+/// The default model missing, as [`require`] says.
+pub fn model_or_default(configured: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match configured {
+        Some(p) => Ok(p.clone()),
+        None => require(smollm2_gguf()),
+    }
+}

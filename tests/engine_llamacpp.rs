@@ -5,7 +5,10 @@
 //!   restpg launches (the policy from each checkpoint exported as GGUF),
 //!   with the policy's server killed in the middle of the E-step: the batch
 //!   is re-issued to a relaunched server, every sample is logged once, D_1
-//!   is sealed, replay verifies it and the audit names the engine.
+//!   is sealed, replay verifies it and the audit names the engine; its
+//!   evaluations generate and judge through the servers, and `restpg eval`
+//!   of its checkpoint on the servers and on tch writes mostly the same
+//!   greedy texts.
 //! - A judge at a fixed `url` killed during the judge stage: the run fails
 //!   naming the URL; with the server back, `train --resume` finishes with
 //!   every sample once.
@@ -151,14 +154,19 @@ fn server_log(engines: &Path, prefix: &str) -> Option<PathBuf> {
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
 }
 
-/// Waits until `path` holds at least `n` completion requests (the
-/// server's access log); panics after `limit`.
-fn wait_for_requests(path: &dyn Fn() -> Option<PathBuf>, n: usize, limit: Duration, child: &mut Child) {
+/// Waits until the `launch`-th server whose output goes to `path` (a log
+/// restpg writes holds each launch's output after a launch line; any other
+/// is one launch) has answered at least `n` completion requests; panics
+/// after `limit`.
+fn wait_for_requests(path: &dyn Fn() -> Option<PathBuf>, launch: usize, n: usize, limit: Duration, child: &mut Child) {
     let t0 = Instant::now();
     loop {
         if let Some(p) = path() {
             let text = std::fs::read_to_string(&p).unwrap_or_default();
-            if text.matches("POST /v1/completions").count() >= n {
+            let mark = restpg::engine::openai::server::LAUNCH_MARK;
+            let launches: Vec<&str> =
+                if text.contains(mark) { text.split(mark).skip(1).collect() } else { vec![text.as_str()] };
+            if launches.get(launch - 1).is_some_and(|l| l.matches("POST /v1/completions").count() >= n) {
                 return;
             }
         }
@@ -191,18 +199,22 @@ fn rest_pg_through_launched_llama_cpp_servers_survives_a_killed_policy_server() 
     let data = demo_data(tmp.path());
     let run = tmp.path().join("run");
     let how = format!("launch = \"{}\"", launch());
-    let cfg_text = format!(
-        "{}{}{}",
-        config(&data, "rest-pg", 2, 0),
-        engine_section("policy", &how),
-        engine_section("judge", &how)
+    // Greedy evaluation on validation, two examples per task.
+    let evaluated = config(&data, "rest-pg", 2, 0).replace(
+        "[eval]\nvalidation = false",
+        "[eval]\nvalidation = true\nmax_per_task = 2\ntemperature = 0.0\nmax_new_tokens = 16",
     );
+    // llama-cpp-python's server gives the same text for the same request and
+    // seed: declared, so `replay --resample` may hold it to that.
+    let policy = engine_section("policy", &format!("{how}\ndeterministic = true"));
+    let cfg_text = format!("{}{}{}", evaluated, policy, engine_section("judge", &how));
     let cfg = tmp.path().join("run.toml");
     std::fs::write(&cfg, cfg_text).unwrap();
     let mut child = start_train(&cfg, &run, Stdio::piped());
     // Given the E-step under way through the policy's server,
     let engines = run.join("engines");
-    wait_for_requests(&|| server_log(&engines, "policy-"), 2, Duration::from_secs(600), &mut child);
+    // (the second server of the SFT checkpoint: the first evaluated it)
+    wait_for_requests(&|| server_log(&engines, "policy-"), 2, 2, Duration::from_secs(600), &mut child);
     // when the server dies,
     let pids = servers_with(&engines.to_string_lossy());
     assert_eq!(pids.len(), 1, "one policy server expected: {pids:?}");
@@ -248,6 +260,53 @@ fn rest_pg_through_launched_llama_cpp_servers_survives_a_killed_policy_server() 
     assert!(replay.contains(&events::digest_hex(&sealed)), "{replay}");
     let (audit, _) = run_ok(bin().args(["audit", "--iteration", "1"]).arg(&run));
     assert!(audit.contains("openai"), "{audit}");
+    let (stages, _) = run_ok(bin().args(["log", "stages"]).arg(&run));
+    assert!(stages.contains("| 1 | e-step | ") && stages.contains("| 1 | eval-validation | "), "{stages}");
+    // `replay --resample` draws samples again through a server launched for
+    // their checkpoint: declared deterministic, each must be identical; on
+    // tch they are only reported.
+    let (resampled, _) = run_ok(bin().args(["replay", "--iteration", "1", "--resample", "3"]).arg(&run));
+    assert!(resampled.contains("resampled 3 samples of iteration 1: prompts and texts identical"), "{resampled}");
+    let (on_tch, _) =
+        run_ok(bin().args(["replay", "--iteration", "1", "--resample", "3", "--engine", "tch"]).arg(&run));
+    assert!(on_tch.contains("0 identical to the log (deterministic engine)"), "{on_tch}");
+    eprintln!("{on_tch}");
+
+    // The run's evaluations generated and judged through the servers.
+    let mut evaluations = 0;
+    for e in std::fs::read_dir(run.join("reports")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains("-validation-") && name.ends_with(".json") {
+            let p = report(&e.path()).provenance.expect("provenance");
+            assert!(p.policy_engine.starts_with("openai ") && p.judge_engine.starts_with("openai "), "{name}: {p:?}");
+            evaluations += 1;
+        }
+    }
+    assert_eq!(evaluations, 2, "SFT and iteration 1 evaluated on validation");
+    // `restpg eval` of the last checkpoint on the run's engines and on tch:
+    // greedy generations from the same weights mostly agree.
+    let served = tmp.path().join("eval-served");
+    let embedded = tmp.path().join("eval-tch");
+    run_ok(bin().args(["eval", "--split", "val", "--run"]).arg(&run).arg("--out").arg(&served));
+    run_ok(bin().args(["eval", "--split", "val", "--engine", "tch", "--run"]).arg(&run).arg("--out").arg(&embedded));
+    let (a, b) = (report(&served.join("report.json")), report(&embedded.join("report.json")));
+    assert!(a.provenance.as_ref().unwrap().policy_engine.starts_with("openai "));
+    assert_eq!(b.provenance.as_ref().unwrap().policy_engine, "tch");
+    assert_eq!(
+        a.examples.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        b.examples.iter().map(|e| &e.id).collect::<Vec<_>>()
+    );
+    let same = a.examples.iter().zip(&b.examples).filter(|(x, y)| x.generated == y.generated).count();
+    eprintln!("greedy evaluation texts identical on llama.cpp and tch: {same} of {}", a.examples.len());
+    assert!(2 * same >= a.examples.len(), "only {same} of {} greedy texts agree", a.examples.len());
+    // Reports from different engines are not compared.
+    let out = bin().arg("compare").arg(served.join("report.json")).arg(embedded.join("report.json")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("policy_engine"), "{err}");
+}
+
+fn report(path: &Path) -> restpg::eval::EvalReport {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -283,7 +342,7 @@ fn a_judge_at_a_url_that_dies_fails_the_run_by_name_and_resume_finishes() {
     let mut child = start_train(&cfg, &run, Stdio::piped());
     // Given the judge stage under way,
     let log_path = server_log.clone();
-    wait_for_requests(&|| Some(log_path.clone()), 2, Duration::from_secs(600), &mut child);
+    wait_for_requests(&|| Some(log_path.clone()), 1, 2, Duration::from_secs(600), &mut child);
     // when the judge's server dies,
     server.kill().unwrap();
     server.wait().unwrap();
@@ -428,7 +487,7 @@ fn a_policy_at_a_fixed_url_is_refused_by_key_and_sigkill_leaves_no_server() {
     let run = tmp.path().join("run");
     let mut child = start_train(&cfg, &run, Stdio::null());
     let engines = run.join("engines");
-    wait_for_requests(&|| server_log(&engines, "judge-"), 1, Duration::from_secs(600), &mut child);
+    wait_for_requests(&|| server_log(&engines, "judge-"), 1, 1, Duration::from_secs(600), &mut child);
     let needle = judge.to_string_lossy().into_owned();
     assert_eq!(servers_with(&needle).len(), 1);
     child.kill().unwrap();

@@ -109,6 +109,8 @@ fn report_means_markdown_json_and_comparison() {
         judge: "judge.gguf".into(),
         judge_rule: "argmax".into(),
         max_per_task: 1024,
+        policy_engine: "tch".into(),
+        judge_engine: "tch".into(),
     };
     let mut with = rb.clone();
     with.provenance = Some(provenance.clone());
@@ -119,8 +121,21 @@ fn report_means_markdown_json_and_comparison() {
     let c = compare(&a2, &with).unwrap();
     assert_eq!((c.system_a.as_str(), c.system_b.as_str()), ("A@abababab", "B@abababab"));
     let mut other_k = with.clone();
-    other_k.provenance = Some(restpg::eval::Provenance { k: 2, ..provenance });
+    other_k.provenance = Some(restpg::eval::Provenance { k: 2, ..provenance.clone() });
     assert!(compare(&a2, &other_k).unwrap_err().to_string().contains("k: 5 vs 2"));
+    // and so are generations from another engine
+    let mut served = with.clone();
+    served.provenance = Some(restpg::eval::Provenance { policy_engine: "openai smollm2".into(), ..provenance.clone() });
+    let e = compare(&a2, &served).unwrap_err().to_string();
+    assert!(e.contains("policy_engine: tch vs openai smollm2"), "{e}");
+    // A report written before engines were recorded read them as tch.
+    let mut old = serde_json::to_value(&with).unwrap();
+    let p = old["provenance"].as_object_mut().unwrap();
+    p.remove("policy_engine");
+    p.remove("judge_engine");
+    let old: restpg::eval::EvalReport = serde_json::from_value(old).unwrap();
+    assert_eq!(old.provenance.as_ref().unwrap().judge_engine, "tch");
+    assert!(compare(&a2, &old).is_ok());
 }
 
 #[test]

@@ -329,3 +329,41 @@ fn verify_names_the_database_file_when_its_bytes_are_damaged() {
     let cut_off = stdout.contains("flushed says 18 records were written");
     assert!(named_record || named_file || cut_off, "{stdout}");
 }
+
+#[test]
+fn stages_tabulates_each_runs_finished_stages_side_by_side() {
+    use events::Stage;
+    let dir = tempfile::tempdir().unwrap();
+    // Given two runs of one configuration, the second not finished,
+    let write = |name: &str, e_step: u64, finished: Option<u64>| {
+        let run = RunDir::create(dir.path().join(name)).unwrap();
+        let log = EventLog::create(run.log(), name).unwrap();
+        let mut evs = vec![events()[0].clone()];
+        let mut stage = |iteration, stage, wall_ms| {
+            evs.push(Event::StageStarted { iteration, stage });
+            evs.push(Event::StageFinished { iteration, stage, wall_ms });
+        };
+        stage(0, Stage::Sft, 2_000);
+        stage(1, Stage::EStep, e_step);
+        if let Some(ms) = finished {
+            evs.push(Event::RunFinished { wall_ms: ms });
+        }
+        log.append_batch(evs).unwrap();
+        run.path().to_path_buf()
+    };
+    let tch = write("tch", 10_000, Some(13_000));
+    let served = write("llamacpp", 7_500, None);
+    // when both are tabulated,
+    let out = restpg(&["log", "stages", tch.to_str().unwrap(), served.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // then each stage is a row with one column per run, and the whole run last.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "| iteration | stage | tch (s) | llamacpp (s) |", "{stdout}");
+    assert_eq!(lines[2], "| 0 | sft | 2.0 | 2.0 |", "{stdout}");
+    assert_eq!(lines[3], "| 1 | e-step | 10.0 | 7.5 |", "{stdout}");
+    assert_eq!(lines[4], "| | **run** | 13.0 | – |", "{stdout}");
+    // A directory without a log is named.
+    let out = restpg(&["log", "stages", dir.path().join("none").to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).1.contains("none"), "{}", text(&out).1);
+}

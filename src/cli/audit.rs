@@ -19,7 +19,7 @@ use events::{digest_hex, SampleId};
 use replay::audit::{self, AuditQuery, Selection};
 use replay::{Completion, PromptBuilder, Replay, RunState, VerifiedIteration};
 
-use crate::pipeline::reproduce::PromptRebuilder;
+use crate::pipeline::reproduce::{PromptRebuilder, ResampleEngine};
 
 /// Arguments of `restpg replay`.
 #[derive(Args, Debug)]
@@ -40,6 +40,11 @@ pub struct ReplayArgs {
     /// or differing instead).
     #[arg(long, value_name = "N")]
     pub resample: Option<usize>,
+    /// With `--resample`: redraw each sample on the engine that drew it
+    /// (`logged`: a served sample through the run's `[engine.policy]`,
+    /// launched again for its checkpoint) or on the embedded engine (`tch`).
+    #[arg(long, value_enum, default_value_t = ResampleEngine::Logged)]
+    pub engine: ResampleEngine,
 }
 
 /// Output format of `restpg audit`.
@@ -154,7 +159,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<VerifiedIteration> {
             state.run.as_ref().map(|r| r.config_toml.clone()).context("the log has no RunStarted record")?;
         if let Some(n) = args.resample {
             let spec = state.resample_spec(args.iteration, n)?;
-            let report = crate::pipeline::reproduce::resample(&args.run_dir, &config_toml, &spec)?;
+            let report = crate::pipeline::reproduce::resample(&args.run_dir, &config_toml, &spec, args.engine)?;
             for line in report.lines(args.iteration) {
                 println!("{line}");
             }

@@ -1,8 +1,8 @@
 //! `restpg eval` and `restpg compare`.
 //!
 //! `eval` evaluates a checkpoint exactly as a run's evaluator does
-//! ([`crate::engine::tch::evaluate_checkpoint`]: the run's retriever and prompt
-//! fitting, its decoding and judge), with the settings of `--run` (or the
+//! ([`crate::engine::evaluator::evaluate_checkpoint`]: the run's retriever and
+//! prompt fitting, its decoding, judge and engines), with the settings of `--run` (or the
 //! paper's defaults) and any flag given on top; it writes `report.json`
 //! (recording the checkpoint's hash and every setting) and `report.md` into
 //! `--out`. `compare` pairs two such reports by example id and writes the
@@ -10,9 +10,8 @@
 
 use crate::config::RunConfig;
 use crate::data::Split;
-use crate::engine::tch::evaluate_checkpoint;
+use crate::engine::evaluator::{evaluate_checkpoint, EvalModel};
 use crate::eval::{compare, EvalReport};
-use crate::lm::LanguageModel;
 use crate::pipeline::RunContext;
 use crate::reward::ScoreRule;
 use actors::capability::PromptKind;
@@ -89,9 +88,23 @@ pub struct EvalArgs {
     /// Prompts per generation batch.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// The engines to generate and judge on: `run` (the run's `[engine.policy]`
+    /// and `[engine.judge]`; the embedded engine without `--run`) or `tch`
+    /// (the embedded engine for both, e.g. to compare a served run with it).
+    #[arg(long, value_enum, default_value_t = EvalEngine::Run)]
+    pub engine: EvalEngine,
     /// Output folder for report.json and report.md.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Which engines `restpg eval` runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalEngine {
+    /// The run's configured engines.
+    Run,
+    /// The embedded tch engine for generation and judging.
+    Tch,
 }
 
 /// Arguments of `restpg compare`.
@@ -165,6 +178,10 @@ fn resolve(args: &EvalArgs) -> Result<(RunConfig, Option<String>, PathBuf)> {
     if let Some(j) = &args.judge {
         config.model.judge = Some(j.clone());
     }
+    if args.engine == EvalEngine::Tch {
+        config.engine.policy = crate::engine::RoleEngine::default();
+        config.engine.judge = crate::engine::RoleEngine::default();
+    }
     config.validate()?;
     let model = match (&args.model, last) {
         (Some(m), _) => m.clone(),
@@ -193,7 +210,7 @@ fn last_checkpoint(run_dir: &Path) -> Result<(String, Option<String>)> {
 }
 
 /// Runs `restpg eval`: the run's own evaluation path
-/// ([`crate::engine::tch::evaluate_checkpoint`]) on any checkpoint.
+/// ([`crate::engine::evaluator::evaluate_checkpoint`]) on any checkpoint.
 ///
 /// # Errors
 /// A bad flag or configuration, a missing data set or model, or an
@@ -219,13 +236,12 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         None => format!("{system:?}").to_lowercase(),
     });
     crate::config::apply_torch_threads(None, config.model.threads)?;
-    let model = LanguageModel::load_placed(&model_path, config.model.device, config.model.dtype)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
     let hash = store::hash_path(&model_path).with_context(|| format!("hashing {}", model_path.display()))?;
     store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let ctx_dir = args.run.clone().unwrap_or_else(|| args.out.clone());
     let ctx = RunContext::build(config, &ctx_dir)?;
-    let report = evaluate_checkpoint(&ctx, &model, &hash, run_id.as_deref(), split, &name, prompt, &judge_path)?;
+    let model = EvalModel { path: model_path, hash };
+    let report = evaluate_checkpoint(&ctx, &model, run_id.as_deref(), split, &name, prompt, &judge_path)?;
     report.write(&args.out, "report")?;
     println!("{}", report.to_markdown());
     Ok(())

@@ -61,6 +61,15 @@ pub enum LogCommand {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Print the wall time of every finished stage as a Markdown table, one
+    /// column per run directory given: runs of one configuration on two
+    /// engines side by side (a stage a resume finished counts the wall time
+    /// of the attempt that finished it).
+    Stages {
+        /// The run directories.
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+    },
     /// Copy the intact records of a damaged log (every record up to the
     /// first one `verify` rejects), byte for byte, into a new run
     /// directory with the rest of the run (configuration, checkpoints,
@@ -98,7 +107,65 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
             tail(&log_dir(&run_dir)?, lines, follow, parse_kind(kind)?)
         }
         LogCommand::Salvage { run_dir, out } => salvage(&run_dir, &out),
+        LogCommand::Stages { run_dirs } => {
+            print!("{}", stage_table(&run_dirs)?);
+            Ok(())
+        }
     }
+}
+
+/// The Markdown table of `restpg log stages`: a row per (iteration, stage)
+/// in the order the runs first finished them, a column of seconds per run
+/// (`–` where a run did not finish that stage), and the whole run's wall
+/// time last.
+///
+/// # Errors
+/// A directory without a readable log, or a log whose chain breaks.
+pub fn stage_table(run_dirs: &[PathBuf]) -> anyhow::Result<String> {
+    let mut rows: Vec<(u32, events::Stage)> = Vec::new();
+    let mut columns = Vec::with_capacity(run_dirs.len());
+    for dir in run_dirs {
+        let log = store::EventLog::open_read_only(RunDir::new(dir).log())
+            .with_context(|| format!("opening the event log of {}", dir.display()))?;
+        let state = replay::Replay::new()
+            .without_text()
+            .fold_log(&log)
+            .with_context(|| format!("reading the event log of {}", dir.display()))?;
+        let mut ms: Vec<((u32, events::Stage), u64)> = Vec::new();
+        for s in &state.stages {
+            let Some(wall) = s.wall_ms else { continue };
+            let key = (s.iteration, s.stage);
+            if !rows.contains(&key) {
+                rows.push(key);
+            }
+            // The log holds one finish per stage (its records are
+            // idempotent by event id).
+            ms.push((key, wall));
+        }
+        let run_ms = state.ends.iter().rev().find_map(|e| match e {
+            replay::RunEnd::Finished { wall_ms, .. } => Some(*wall_ms),
+            replay::RunEnd::Failed { .. } => None,
+        });
+        columns.push((ms, run_ms));
+    }
+    let secs = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |ms| format!("{:.1}", ms as f64 / 1000.0));
+    let names: Vec<String> = run_dirs
+        .iter()
+        .map(|d| d.file_name().map_or_else(|| d.display().to_string(), |f| f.to_string_lossy().into_owned()))
+        .collect();
+    let mut out = format!(
+        "| iteration | stage | {} |\n",
+        names.iter().map(|n| format!("{n} (s)")).collect::<Vec<_>>().join(" | ")
+    );
+    out.push_str(&format!("|---|---|{}\n", "---:|".repeat(names.len())));
+    for key in &rows {
+        let cells: Vec<String> =
+            columns.iter().map(|(ms, _)| secs(ms.iter().find(|(k, _)| k == key).map(|(_, v)| *v))).collect();
+        out.push_str(&format!("| {} | {} | {} |\n", key.0, key.1, cells.join(" | ")));
+    }
+    let totals: Vec<String> = columns.iter().map(|(_, run)| secs(*run)).collect();
+    out.push_str(&format!("| | **run** | {} |\n", totals.join(" | ")));
+    Ok(out)
 }
 
 /// The log directory of `path`: `path/log` for a run directory, or `path`

@@ -146,7 +146,7 @@ pub fn write_one(
     if show_prompt {
         eprintln!("{prompt}");
     }
-    let settings = crate::engine::tch::inference_sampling(config, model, kind);
+    let settings = crate::engine::evaluator::inference_sampling(config, model.tokenizer(), kind);
     let gens = model.generate(&[GenerationRequest { prompt_ids: ids, seed, settings }])?;
     let g = gens.into_iter().next().context("the generator returned nothing")?;
     let (reasoning, response) = if config.method.uses_reasoning() {

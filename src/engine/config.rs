@@ -269,12 +269,13 @@ impl EngineSection {
     /// Refuses, naming the key, what this build cannot run as configured:
     /// the policy at a fixed `url` (θ_t changes every iteration, so only a
     /// `launch`ed server can serve it), a repetition guard the completions
-    /// API has no field for (`no_repeat_ngram_size`, in the E-step's
-    /// `sampling` guards) on a served policy or generator.
+    /// API has no field for (`no_repeat_ngram_size`) in the E-step's
+    /// `sampling` guards on a served policy or generator, or in the `eval`
+    /// guards on a served policy (evaluation generates on its engine).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first such key.
-    pub fn check_supported(&self, sampling: &events::Penalties) -> Result<(), ConfigError> {
+    pub fn check_supported(&self, sampling: &events::Penalties, eval: &events::Penalties) -> Result<(), ConfigError> {
         if self.policy.backend == Backend::OpenAi && self.policy.url.is_some() {
             return Err(invalid(
                 "engine.policy.url",
@@ -293,6 +294,17 @@ impl EngineSection {
                     ),
                 ));
             }
+        }
+        // Evaluation generates on the policy's engine too.
+        if self.policy.backend == Backend::OpenAi && eval.no_repeat_ngram_size > 0 {
+            return Err(invalid(
+                "eval.no_repeat_ngram_size",
+                format!(
+                    "is {}, but the completions API has no such field and evaluation generates on the served \
+                     engine.policy: set it to 0",
+                    eval.no_repeat_ngram_size
+                ),
+            ));
         }
         Ok(())
     }
@@ -393,22 +405,27 @@ mod tests {
         s.trainer.command = Some("train {dataset} {init} {out} {seed}".into());
         s.validate().unwrap();
         let neutral = events::Penalties::default();
-        s.check_supported(&neutral).unwrap();
+        s.check_supported(&neutral, &neutral).unwrap();
         let judge = RoleEngine { url: Some("http://127.0.0.1:9/v1".into()), ..openai() };
         let s = EngineSection { judge: judge.clone(), ..EngineSection::default() };
         s.validate().unwrap();
-        s.check_supported(&neutral).unwrap();
+        s.check_supported(&neutral, &neutral).unwrap();
         // The policy cannot be a fixed server, nor run a guard the API lacks.
         let s = EngineSection { policy: judge, ..EngineSection::default() };
         s.validate().unwrap();
-        assert_eq!(key_of(s.check_supported(&neutral).unwrap_err()), "engine.policy.url");
+        assert_eq!(key_of(s.check_supported(&neutral, &neutral).unwrap_err()), "engine.policy.url");
         let launched = RoleEngine { url: None, launch: Some("serve {gguf} --port {port}".into()), ..openai() };
         let s = EngineSection { generator: launched, ..EngineSection::default() };
-        s.check_supported(&neutral).unwrap();
+        s.check_supported(&neutral, &neutral).unwrap();
         let guarded = events::Penalties { no_repeat_ngram_size: 4, ..neutral };
-        let err = s.check_supported(&guarded).unwrap_err();
+        let err = s.check_supported(&guarded, &neutral).unwrap_err();
         assert!(err.to_string().contains("engine.generator"), "{err}");
         assert_eq!(key_of(err), "sampling.no_repeat_ngram_size");
+        // A served generator does not evaluate; a served policy does.
+        s.check_supported(&neutral, &guarded).unwrap();
+        let s = EngineSection { policy: s.generator.clone(), ..EngineSection::default() };
+        let err = s.check_supported(&neutral, &guarded).unwrap_err();
+        assert_eq!(key_of(err), "eval.no_repeat_ngram_size");
     }
 
     #[test]
@@ -433,7 +450,9 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             let run = crate::config::RunConfig::from_toml(&text, &path).unwrap_or_else(|e| panic!("{name}: {e}"));
             run.engine.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-            run.engine.check_supported(&run.sampling.penalties()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            run.engine
+                .check_supported(&run.sampling.penalties(), &run.eval.penalties())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(run.engine.policy.backend, Backend::OpenAi, "{name}");
             assert!(run.engine.policy.launch.is_some(), "{name}");
             assert_eq!((run.engine.judge.backend, run.engine.policy.prompt_format), (Backend::OpenAi, prompt_format));

@@ -10,7 +10,7 @@
 //!
 //! - [`tch`]: local models on libtorch ([`crate::lm::LanguageModel`]), one
 //!   model per worker thread: sampling and reasoning generation, the LLM
-//!   judge, SFT and the M-step, and evaluation.
+//!   judge, SFT and the M-step.
 //!
 //! - [`profile_statistics`]: a reasoning generator without a model, from
 //!   counts over the profile and y, for machines whose only model is too
@@ -23,6 +23,10 @@
 //! - [`command_trainer`]: SFT and the M-step by an external trainer
 //!   command (TRL: `scripts/trl_sft.py`) given D_t as JSON Lines.
 //!
+//! - [`evaluator`]: evaluation of a checkpoint on a split, generating on
+//!   `[engine.policy]`'s engine and judging on `[engine.judge]`'s: the one
+//!   evaluation path of a run and of `restpg eval`.
+//!
 //! - [`run_reward`]: the run's reward as the judge capability over any
 //!   judge model (tch or served).
 //!
@@ -33,6 +37,7 @@
 
 pub mod command_trainer;
 pub mod config;
+pub mod evaluator;
 pub mod openai;
 pub mod profile_statistics;
 pub mod run_reward;

@@ -217,6 +217,18 @@ pub struct Provenance {
     pub judge_rule: String,
     /// Examples per task.
     pub max_per_task: usize,
+    /// The engine that generated (`tch`, or `openai <served model>`);
+    /// `tch` in reports written before it was recorded.
+    #[serde(default = "tch_label")]
+    pub policy_engine: String,
+    /// The engine the judge ran on, likewise.
+    #[serde(default = "tch_label")]
+    pub judge_engine: String,
+}
+
+/// The engine of every report written before engines were recorded.
+fn tch_label() -> String {
+    events::Backend::Tch.to_string()
 }
 
 impl Provenance {
@@ -236,6 +248,8 @@ impl Provenance {
         cmp("judge", self.judge.clone(), other.judge.clone());
         cmp("judge_rule", self.judge_rule.clone(), other.judge_rule.clone());
         cmp("max_per_task", self.max_per_task.to_string(), other.max_per_task.to_string());
+        cmp("policy_engine", self.policy_engine.clone(), other.policy_engine.clone());
+        cmp("judge_engine", self.judge_engine.clone(), other.judge_engine.clone());
         out
     }
 }
@@ -456,6 +470,9 @@ impl EvalReport {
         ));
         if let Some(f) = &self.format {
             s.push_str(&format!("Format: {}.\n", f.summary()));
+        }
+        if let Some(p) = &self.provenance {
+            s.push_str(&format!("Generated on {}; judged on {}.\n", p.policy_engine, p.judge_engine));
         }
         s
     }

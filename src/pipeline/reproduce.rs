@@ -1,8 +1,8 @@
 //! Reproducing logged work with the real model: `restpg replay --resample`
 //! and `--retrain`, and the exact prompts of `restpg export`. The `replay`
 //! crate rebuilds what to redo from the log alone (`ResampleSpec`,
-//! `RetrainSpec`); this module redoes it with the tch capabilities and
-//! compares the results with the log.
+//! `RetrainSpec`); this module redoes it (a sample on the engine that drew
+//! it, training on tch) and compares the results with the log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +14,10 @@ use anyhow::{bail, Context as _};
 
 use super::context::RunContext;
 use crate::config::RunConfig;
+use crate::engine::openai::server::Servers;
+use crate::engine::openai::OpenAiPolicy;
 use crate::engine::tch::{TchPolicy, TchTrainer};
+use crate::engine::ServedRole;
 use crate::lm::ChatTokenizer;
 
 fn context(run_dir: &Path, config_toml: &str) -> anyhow::Result<Arc<RunContext>> {
@@ -62,7 +65,8 @@ impl ResampleReport {
         }
         let mut lines = vec![format!(
             "resampled {} samples of iteration {t}: {} identical to the log (deterministic engine); {} of {unpromised} \
-             drawn by an engine that promises no identical text matched, {} differ (not a failure)",
+             not promised identical (redrawn on another engine, server version or prompt format, or \
+             not declared deterministic) matched, {} differ (not a failure)",
             self.checked,
             self.exact,
             self.matched,
@@ -73,36 +77,79 @@ impl ResampleReport {
     }
 }
 
-/// Whether `engine` promises the same text for the same request and seed
-/// when this build draws it again: only the embedded tch engine, which is
-/// the one `resample` draws with.
-fn promises_exact_text(engine: &events::EngineInfo) -> bool {
-    engine.backend == events::Backend::Tch && engine.deterministic
+/// Which engine `restpg replay --resample` redraws samples on
+/// (`--engine logged|tch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ResampleEngine {
+    /// The engine that drew each sample: tch for tch samples, the run's
+    /// `[engine.policy]` server (launched again for the checkpoint) for
+    /// served ones.
+    #[default]
+    Logged,
+    /// The embedded tch engine for every sample.
+    Tch,
+}
+
+/// Whether a sample logged by `logged` must come back identical when
+/// `redrawn` draws it again with the same request and seed: the same
+/// backend, server version and prompt format, and `logged` declared
+/// deterministic (always so for tch, batch-invariant decoding; a server's
+/// operator declares it with `[engine.policy] deterministic`).
+fn promises_exact_text(logged: &events::EngineInfo, redrawn: &events::EngineInfo) -> bool {
+    logged.deterministic
+        && logged.backend == redrawn.backend
+        && logged.server_version == redrawn.server_version
+        && logged.prompt_format == redrawn.prompt_format
 }
 
 /// Regenerates the samples of `spec` from their logged seed, checkpoint and
 /// settings (temperature, nucleus mass and repetition guards, as each sample
-/// logged them) with the embedded tch engine, and compares prompt digest,
-/// reasoning and response with the log. A sample drawn by tch must be
-/// identical; one drawn by an engine that promises no identical text (a
-/// server, or one declared not deterministic) is reported as matching or
-/// differing, never claimed bit-exact.
+/// logged them) on `on`: by default each on the engine that drew it (a
+/// served sample through the run's `[engine.policy]`, its server launched
+/// again for the checkpoint), and compares prompt digest, reasoning and
+/// response with the log. A sample whose engine promises the same text
+/// ([`promises_exact_text`]: tch, or a server declared deterministic and
+/// redrawn by the same server version) must be identical; any other is
+/// reported as matching or differing, never claimed bit-exact.
 ///
 /// # Errors
 /// A missing or corrupt checkpoint, a tch sample logged in a precision this
-/// engine does not run in, a sample whose rebuilt prompt differs, or the
-/// first tch sample whose text differs (naming the sample and the byte
-/// offset).
-pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) -> anyhow::Result<ResampleReport> {
+/// engine does not run in, a served sample when the run's configuration
+/// serves no policy, a server that does not start or answer, a sample whose
+/// rebuilt prompt differs, or the first sample promised identical whose text
+/// differs (naming the sample and the byte offset).
+pub fn resample(
+    run_dir: &Path,
+    config_toml: &str,
+    spec: &replay::ResampleSpec,
+    on: ResampleEngine,
+) -> anyhow::Result<ResampleReport> {
     let ctx = context(run_dir, config_toml)?;
     let prompt = ctx.config.method.policy_prompt();
     let max_new_tokens = ctx.config.sampling.max_new_tokens;
-    let mut policy = TchPolicy::new(Arc::clone(&ctx));
+    let mut tch = TchPolicy::new(Arc::clone(&ctx));
+    let mut served: Option<OpenAiPolicy> = None;
     let mut report = ResampleReport { checked: 0, exact: 0, matched: 0, differed: Vec::new() };
     for item in &spec.items {
-        let exact = promises_exact_text(&item.engine);
-        // The precision the sample logged, whatever `dtype = "auto"` means here.
-        policy.set_precision(item.precision);
+        let through_server = on == ResampleEngine::Logged && item.engine.backend == events::Backend::OpenAi;
+        let policy: &mut dyn Generate = if through_server {
+            let cfg = &ctx.config.engine.policy;
+            if cfg.backend != events::Backend::OpenAi {
+                bail!(
+                    "{} was drawn by a server, but the run's configuration serves no [engine.policy] to draw it \
+                     again: pass --engine tch to redraw it on the embedded engine",
+                    item.sample
+                );
+            }
+            let base = Some(crate::paths::model_or_default(&ctx.config.model.policy)?).filter(|p| p.is_file());
+            served.get_or_insert_with(|| {
+                OpenAiPolicy::new(Arc::clone(&ctx), ServedRole::Policy, cfg.clone(), Servers::default(), base)
+            })
+        } else {
+            // The precision the sample logged, whatever `dtype = "auto"` means here.
+            tch.set_precision(item.precision);
+            &mut tch
+        };
         policy.load(&checkpoint(run_dir, &item.checkpoint)?).map_err(|e| anyhow::anyhow!("{e}"))?;
         let request = SampleRequest {
             sample: item.sample.clone(),
@@ -117,6 +164,7 @@ pub fn resample(run_dir: &Path, config_toml: &str, spec: &replay::ResampleSpec) 
         };
         let out = policy.generate(&[request]).map_err(|e| anyhow::anyhow!("{e}"))?;
         let out = &out[0];
+        let exact = promises_exact_text(&item.engine, &out.engine);
         if exact && out.precision != item.precision {
             bail!(
                 "{}: it was sampled in {}, but this build's engine runs in {}; its text cannot be reproduced",
@@ -257,12 +305,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_tch_promises_the_same_text_again() {
-        assert!(promises_exact_text(&events::EngineInfo::tch()));
-        let served = events::EngineInfo { backend: events::Backend::OpenAi, deterministic: true, ..Default::default() };
-        assert!(!promises_exact_text(&served), "a server is not the engine resample draws with");
-        let declared = events::EngineInfo { deterministic: false, ..events::EngineInfo::tch() };
-        assert!(!promises_exact_text(&declared));
+    fn only_a_deterministic_engine_redrawn_on_its_own_kind_promises_the_same_text() {
+        let tch = events::EngineInfo::tch();
+        assert!(promises_exact_text(&tch, &tch));
+        let served = events::EngineInfo {
+            backend: events::Backend::OpenAi,
+            server_version: Some("llama_cpp 0.3.36".into()),
+            prompt_format: Some(events::PromptFormat::Text),
+            deterministic: true,
+            ..Default::default()
+        };
+        assert!(promises_exact_text(&served, &served));
+        assert!(!promises_exact_text(&served, &tch), "a served sample redrawn on tch");
+        let upgraded = events::EngineInfo { server_version: Some("llama_cpp 0.3.40".into()), ..served.clone() };
+        assert!(!promises_exact_text(&served, &upgraded), "another server version");
+        let tokens = events::EngineInfo { prompt_format: Some(events::PromptFormat::Tokens), ..served.clone() };
+        assert!(!promises_exact_text(&served, &tokens), "another prompt format");
+        let undeclared = events::EngineInfo { deterministic: false, ..served.clone() };
+        assert!(!promises_exact_text(&undeclared, &undeclared));
+        let declared = events::EngineInfo { deterministic: false, ..tch.clone() };
+        assert!(!promises_exact_text(&declared, &tch));
     }
 
     #[test]

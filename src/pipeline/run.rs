@@ -13,10 +13,11 @@ use events::Event;
 use super::context::{ContextRetriever, RunContext};
 use crate::config::{ReasoningGeneratorKind, RunConfig};
 use crate::data::Split;
+use crate::engine::evaluator::RunEvaluator;
 use crate::engine::openai::server::Servers;
 use crate::engine::openai::{OpenAiPolicy, OpenAiScorer};
 use crate::engine::run_reward::RunReward;
-use crate::engine::tch::{tch_judge, TchEvaluator, TchPolicy, TchRewardCheck, TchTrainer};
+use crate::engine::tch::{tch_judge, TchPolicy, TchRewardCheck, TchTrainer};
 use crate::engine::ServedRole;
 
 /// How to start a run.
@@ -49,18 +50,6 @@ pub struct RunSummary {
     pub e_step_format: BTreeMap<u32, crate::eval::format::FormatRates>,
     /// The run's reward check, as its log holds it (`None` when K = 0).
     pub reward_check: Option<crate::reward::check::RewardCheck>,
-}
-
-fn ckpt_error(e: impl std::fmt::Display) -> actors::capability::CapabilityError {
-    actors::capability::CapabilityError::fatal(e.to_string())
-}
-
-/// The model path for a role, defaulting to the set-up's SmolLM2.
-fn model_path(p: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    match p {
-        Some(p) => Ok(p.clone()),
-        None => crate::paths::require(crate::paths::smollm2_gguf()),
-    }
 }
 
 /// Imports the base policy θ⁰ into the blob store (Hugging Face layout), so
@@ -116,9 +105,9 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     };
     config.validate()?;
 
-    let policy = model_path(&config.model.policy)?;
-    let judge_path = model_path(&config.model.judge)?;
-    let generator_path = model_path(&config.model.reasoning_generator)?;
+    let policy = crate::paths::model_or_default(&config.model.policy)?;
+    let judge_path = crate::paths::model_or_default(&config.model.judge)?;
+    let generator_path = crate::paths::model_or_default(&config.model.reasoning_generator)?;
     let threads = crate::config::apply_torch_threads(None, config.model.threads)?;
     tracing::info!(threads, "torch intra-op threads");
 
@@ -269,7 +258,7 @@ fn capabilities(
     let c = Arc::clone(ctx);
     let jp = judge_path.to_owned();
     let evaluator: Factory<dyn actors::capability::Evaluate> = Arc::new(move || {
-        Ok(Box::new(TchEvaluator::new(Arc::clone(&c), jp.clone())) as Box<dyn actors::capability::Evaluate>)
+        Ok(Box::new(RunEvaluator::new(Arc::clone(&c), jp.clone())) as Box<dyn actors::capability::Evaluate>)
     });
     let observer = Some(super::progress::observer(ctx, progress));
     Capabilities {
@@ -319,39 +308,14 @@ fn run_judge(
             tch_judge(Arc::clone(ctx), judge_path).map(|j| Box::new(j) as Box<dyn actors::capability::Judge>)
         }
         events::Backend::OpenAi => RunReward::new(Arc::clone(ctx), || {
-            let tokenizer = crate::lm::LanguageModel::load_tokenizer(judge_path)?;
-            let served = crate::engine::openai::served::ServedModel {
-                key: events::digest(judge_path.to_string_lossy().as_bytes()),
-                path: judge_path.to_owned(),
-                gguf_base: None,
-            };
-            let session = crate::engine::openai::session::Session::connect(
-                ServedRole::Judge,
-                &cfg,
-                &served,
-                servers,
-                &ctx.run_dir,
-                ctx.config.seed,
-            )?;
-            let engine = session.engine.clone();
-            let scorer =
-                OpenAiScorer::new(session, tokenizer, cfg.prompt_format, cfg.top_logprobs, cfg.request_extra.clone());
+            let scorer = OpenAiScorer::connect(&cfg, judge_path, servers, &ctx.run_dir, ctx.config.seed)?;
+            let engine = scorer.engine().clone();
             let unseen = scorer.unseen_handle();
             Ok((scorer, engine, Some(unseen)))
         })
         .map(|j| Box::new(j) as Box<dyn actors::capability::Judge>),
     };
-    built.map_err(|e| {
-        let retry = e
-            .chain()
-            .any(|c| c.downcast_ref::<crate::engine::openai::client::ClientError>().is_some_and(|ce| ce.retryable()));
-        let what = format!("building the judge: {e:#}");
-        if retry {
-            actors::capability::CapabilityError::retryable(what)
-        } else {
-            ckpt_error(what)
-        }
-    })
+    built.map_err(|e| crate::engine::openai::failure::from_anyhow("building the judge", &e))
 }
 
 /// The first reward check of the run in `run_dir`, from its log.

@@ -54,3 +54,11 @@ pub use templates::{PromptKind, Templates, EMPTY_PROFILE};
 /// The separator line between reasoning and response in prompt 2's target.
 /// Chosen to be a line no e-mail, essay, review or abstract normally holds.
 pub const RESPONSE_SEPARATOR: &str = "### Response:";
+
+/// The separator rule of decoding for `prompt`: for the reasoning prompt,
+/// an output that has written its response ends at the next separator line
+/// (the model is opening a turn of its own); other prompts have none. The
+/// same rule for the tch engine, a server's replies and evaluation.
+pub fn separator_stop(prompt: PromptKind) -> Option<String> {
+    (prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned())
+}

@@ -12,13 +12,17 @@
 //! reply without log-probabilities is an error naming the URL with an
 //! excerpt of the reply, never a score of 0.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{ensure, Context as _, Result};
 
 use super::client::{CompletionRequest, Prompt};
 use super::parallel;
+use super::served::ServedModel;
+use super::server::Servers;
 use super::session::Session;
+use crate::engine::config::{RoleEngine, ServedRole};
 use crate::lm::ChatTokenizer;
 use crate::reward::judge::ScoreModel;
 
@@ -61,6 +65,26 @@ impl OpenAiScorer {
         }
         all.extend(extra);
         Self { session, tokenizer, format, top_logprobs, extra: all, vocab, unseen: Arc::default() }
+    }
+
+    /// The judge model at `judge_path` on the server `cfg` names
+    /// (`[engine.judge]`: launched, its `{gguf}` being `judge_path` itself,
+    /// or at `url`), its tokens mapped through `judge_path`'s own tokenizer.
+    /// Servers launched for it are shared through `servers`; `run_dir`
+    /// holds their logs.
+    ///
+    /// # Errors
+    /// A tokenizer that does not load, or what [`Session::connect`] returns
+    /// (a launch that fails, a server that does not answer, naming the URL).
+    pub fn connect(cfg: &RoleEngine, judge_path: &Path, servers: &Servers, run_dir: &Path, seed: u64) -> Result<Self> {
+        let tokenizer = crate::lm::LanguageModel::load_tokenizer(judge_path)?;
+        let served = ServedModel {
+            key: events::digest(judge_path.to_string_lossy().as_bytes()),
+            path: judge_path.to_owned(),
+            gguf_base: None,
+        };
+        let session = Session::connect(ServedRole::Judge, cfg, &served, servers, run_dir, seed)?;
+        Ok(Self::new(session, tokenizer, cfg.prompt_format, cfg.top_logprobs, cfg.request_extra.clone()))
     }
 
     /// What the log records of this engine.

@@ -12,11 +12,15 @@
 //!   [`events::EngineInfo`] its records carry.
 //! - [`policy`]: sampling and reasoning generation, one request per sample
 //!   with the sample's own seed.
+//! - [`generator`]: evaluation's generations, one request per example.
+//! - [`failure`]: engine failures as retryable or fatal capability errors.
 //! - [`judge`]: the LLM judge from the top log-probabilities at the score
 //!   position.
 //! - [`parallel`]: several requests in flight per worker.
 
 pub mod client;
+pub mod failure;
+pub mod generator;
 pub mod judge;
 pub mod parallel;
 pub mod policy;
@@ -24,5 +28,6 @@ pub mod served;
 pub mod server;
 pub mod session;
 
+pub use generator::ServedGenerator;
 pub use judge::OpenAiScorer;
 pub use policy::OpenAiPolicy;

@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use actors::capability::{CapabilityError, CheckpointRef, Generate, PromptKind, SampleOutput, SampleRequest};
 
-use super::client::{CompletionRequest, Prompt, ServerFinish};
+use super::client::{Completion, CompletionRequest, Prompt, ServerFinish};
+use super::failure;
 use super::served::ServedModel;
 use super::server::Servers;
 use super::session::Session;
 use crate::engine::config::{RoleEngine, ServedRole};
 use crate::lm::{ChatTokenizer, LanguageModel};
 use crate::pipeline::RunContext;
-use crate::prompt::{parse_output, RESPONSE_SEPARATOR};
+use crate::prompt::parse_output;
 
 /// A policy whose samples a server draws.
 pub struct OpenAiPolicy {
@@ -49,16 +50,23 @@ impl OpenAiPolicy {
     }
 }
 
-/// A capability error from an engine failure: retryable when a later try
-/// may succeed (the server was down), fatal otherwise.
-fn engine_error(what: String, e: &anyhow::Error) -> CapabilityError {
-    let retry = e.chain().any(|c| c.downcast_ref::<super::client::ClientError>().is_some_and(|ce| ce.retryable()));
-    let what = format!("{what}: {e:#}");
-    if retry {
-        CapabilityError::retryable(what)
-    } else {
-        CapabilityError::fatal(what)
+/// The text of a reply and why it ended, as our engine would have ended
+/// it: a server's `stop` is a stop token or string (the API does not say
+/// which), and with a `separator` ([`crate::prompt::separator_stop`]) the
+/// text is cut at its second separator line, which no server can stop at.
+pub(super) fn reply_text(c: Completion, separator: Option<&str>) -> (String, events::FinishReason) {
+    let mut raw = c.text;
+    let mut finish = match c.finish {
+        ServerFinish::Stop => events::FinishReason::StopToken,
+        ServerFinish::Length => events::FinishReason::Length,
+    };
+    if separator.is_some() {
+        if let Some((cut, rule)) = crate::lm::stop::stop_offset(&raw, &[], separator) {
+            raw.truncate(cut);
+            finish = rule.finish_reason();
+        }
     }
+    (raw, finish)
 }
 
 impl Generate for OpenAiPolicy {
@@ -74,7 +82,7 @@ impl Generate for OpenAiPolicy {
         let session =
             Session::connect(self.role, &self.cfg, &served, &self.servers, &self.ctx.run_dir, self.ctx.config.seed)
                 .map_err(|e| {
-                    engine_error(format!("serving checkpoint {}", events::digest_hex(&checkpoint.hash)), &e)
+                    failure::from_anyhow(format!("serving checkpoint {}", events::digest_hex(&checkpoint.hash)), &e)
                 })?;
         self.loaded = Some(Loaded { checkpoint: checkpoint.clone(), tokenizer, session });
         Ok(())
@@ -107,33 +115,17 @@ impl Generate for OpenAiPolicy {
         }
         let session = &loaded.session;
         let replies = super::parallel::map(&jobs, session.concurrency, |(r, _, _, req)| {
-            session.client.complete(&session.model, req).map_err(|e| {
-                let retry = e.retryable();
-                let what = format!("sample {}: {e}", r.sample);
-                if retry {
-                    CapabilityError::retryable(what)
-                } else {
-                    CapabilityError::fatal(what)
-                }
-            })
+            session
+                .client
+                .complete(&session.model, req)
+                .map_err(|e| failure::from_client(format!("sample {}", r.sample), &e))
         });
         let mut out = Vec::with_capacity(jobs.len());
         for ((r, text, prompt_tokens, _), reply) in jobs.into_iter().zip(replies) {
             let c = reply?;
-            let mut raw = c.text;
-            let mut finish = match c.finish {
-                ServerFinish::Stop => events::FinishReason::StopToken,
-                ServerFinish::Length => events::FinishReason::Length,
-            };
-            // The server cannot stop at a *second* separator line; cut the
-            // reply where our engine would have stopped.
-            if r.prompt == PromptKind::Reasoning {
-                if let Some((cut, rule)) = crate::lm::stop::stop_offset(&raw, &[], Some(RESPONSE_SEPARATOR)) {
-                    raw.truncate(cut);
-                    finish = rule.finish_reason();
-                }
-            }
-            let output_tokens = match c.completion_tokens {
+            let completion_tokens = c.completion_tokens;
+            let (raw, finish) = reply_text(c, crate::prompt::separator_stop(r.prompt).as_deref());
+            let output_tokens = match completion_tokens {
                 Some(n) => n,
                 None => loaded
                     .tokenizer

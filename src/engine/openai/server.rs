@@ -6,7 +6,7 @@
 //! share.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 use super::client::Client;
+
+/// The line written into a server's log before each launch's output, then
+/// the command in backquotes and its port.
+pub const LAUNCH_MARK: &str = "restpg: launching";
 
 /// What fills a template's placeholders.
 #[derive(Debug, Clone, Default)]
@@ -126,7 +130,16 @@ impl Server {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        // Appended: a server launched again for the same model (after a
+        // crash, or for evaluation and then the E-step) keeps the output of
+        // the one before it, each after a line naming its command.
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        writeln!(out, "{LAUNCH_MARK} `{command}` on port {port}")
+            .with_context(|| format!("writing {}", log.display()))?;
         let err = out.try_clone().with_context(|| format!("opening {}", log.display()))?;
         let mut cmd = Command::new("sh");
         // `exec`: the server replaces the shell, so it is our child and the

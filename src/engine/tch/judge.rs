@@ -1,10 +1,10 @@
 //! [`TchJudge`]: the run's reward R(x, y, ŷ) with its LLM judge on a local
-//! tch model, and that judge alone for evaluation ([`judge_model`]).
+//! tch model.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::run_reward::{judge_config, RunReward};
+use crate::engine::run_reward::RunReward;
 use crate::lm::LanguageModel;
 use crate::pipeline::RunContext;
 
@@ -24,10 +24,4 @@ pub fn tch_judge(ctx: Arc<RunContext>, judge_path: &Path) -> anyhow::Result<TchJ
         // tch reads the whole distribution: nothing is unseen.
         Ok((model, events::EngineInfo::tch(), None))
     })
-}
-
-/// The LLM judge on the model at `path`, with the run's rule and templates.
-pub(super) fn judge_model(ctx: &RunContext, path: &Path) -> anyhow::Result<crate::reward::Judge<LanguageModel>> {
-    let model = super::load_inference_model(ctx, path, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::reward::Judge::new(model, judge_config(ctx))
 }

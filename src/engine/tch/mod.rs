@@ -6,15 +6,13 @@
 //!   same [`TchJudge`].
 //! - [`TchTrainer`]: SFT and the reward-weighted M-step, saving each
 //!   checkpoint into the run's content-addressed blob store.
-//! - [`TchEvaluator`]: generation at the inference temperature on a split,
-//!   scored by the judge and LongLaMP's lexical metrics, through
-//!   [`evaluate_checkpoint`], the one evaluation path of the run and of
-//!   `restpg eval`.
+//! - [`inference_model`]: a checkpoint loaded for inference the way the
+//!   run's settings say (evaluation, [`crate::engine::evaluator`], loads
+//!   its tch models with it).
 //!
 //! Each value holds its own [`LanguageModel`]: tch tensors are `Send` but
 //! not `Sync`, so a model is never shared.
 
-mod evaluator;
 mod judge;
 mod policy;
 mod reward_check;
@@ -24,7 +22,6 @@ use std::path::Path;
 
 use actors::capability::CapabilityError;
 
-pub use evaluator::{evaluate_checkpoint, inference_sampling, TchEvaluator};
 pub use judge::{tch_judge, TchJudge};
 pub use policy::TchPolicy;
 pub use reward_check::TchRewardCheck;
@@ -65,4 +62,15 @@ fn load_inference_model(
     let precision = precision.unwrap_or_else(|| ctx.config.model.dtype.resolve(device));
     LanguageModel::load_in(path, device, precision)
         .map_err(|e| CapabilityError::fatal(format!("loading checkpoint {}: {e:#}", path.display())))
+}
+
+/// A checkpoint (a GGUF file or a Hugging Face-layout directory) loaded for
+/// inference on the run's device (`[model] device`) in the run's
+/// `[model] dtype`.
+///
+/// # Errors
+/// A fatal capability error naming the file when it does not load, or for
+/// `cuda` when libtorch sees no GPU.
+pub fn inference_model(ctx: &RunContext, path: &Path) -> Result<LanguageModel, CapabilityError> {
+    load_inference_model(ctx, path, None)
 }

@@ -7,7 +7,7 @@ use actors::capability::{CapabilityError, CheckpointRef, Generate, PromptKind, S
 use super::{load_inference_model, retryable};
 use crate::lm::{GenerationRequest, LanguageModel, SamplingSettings};
 use crate::pipeline::RunContext;
-use crate::prompt::{parse_output, RESPONSE_SEPARATOR};
+use crate::prompt::parse_output;
 
 /// The policy sampler and reasoning generator on a local tch model.
 pub struct TchPolicy {
@@ -70,7 +70,7 @@ impl Generate for TchPolicy {
                     max_new_tokens: r.sampling.max_new_tokens as usize,
                     stop_tokens: tok.eos_ids().to_vec(),
                     stop_strings: self.ctx.config.sampling.stop_strings.clone(),
-                    separator: separator_stop(r.prompt),
+                    separator: crate::prompt::separator_stop(r.prompt),
                     penalties: r.sampling.penalties,
                 },
             });
@@ -105,12 +105,4 @@ impl Generate for TchPolicy {
             })
             .collect())
     }
-}
-
-/// The separator whose second line ends a sample of `prompt`: for the
-/// reasoning prompt, an output that has written its response ends at the
-/// next separator line (the model is opening a turn of its own); other
-/// prompts have no separator.
-pub(super) fn separator_stop(prompt: PromptKind) -> Option<String> {
-    (prompt == PromptKind::Reasoning).then(|| RESPONSE_SEPARATOR.to_owned())
 }
