@@ -7,16 +7,12 @@
 //! installed it (about 4.5 GB, so the test command does not):
 //! `cargo test --release --test engine_command_trainer -- --ignored`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::cli::{bin, demo_data, events_of};
 use events::Event;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_restpg"));
-    c.env("RESTPG_THREADS", "1");
-    c
-}
 
 fn config(data: &Path, method: &str, command: &str) -> String {
     format!(
@@ -58,24 +54,12 @@ command = '''{command}'''
     )
 }
 
-fn demo_data(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    let out = bin().args(["data", "demo", "--users", "4", "--max-words", "40", "--out"]).arg(&data).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    data
-}
-
 fn train(dir: &Path, cfg_text: &str) -> (bool, String, PathBuf) {
     let cfg = dir.join("run.toml");
     std::fs::write(&cfg, cfg_text).unwrap();
     let run = dir.join("run");
     let out = bin().args(["train", "--quiet", "--config"]).arg(&cfg).arg("--run-dir").arg(&run).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), run)
-}
-
-fn events_of(run_dir: &Path) -> Vec<Event> {
-    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None).expect("open log");
-    reader.iter().map(|e| e.expect("record").payload).collect()
 }
 
 #[test]

@@ -17,25 +17,15 @@
 //! - restpg killed with SIGKILL leaves no server behind.
 //! - A policy at a fixed `url` is refused by key before any work.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{bin, demo_data, events_of, run_ok};
 use events::Event;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_restpg"));
-    c.env("RESTPG_THREADS", "1");
-    c
-}
-
-fn run_ok(cmd: &mut Command) -> (String, String) {
-    let out = cmd.output().expect("spawn restpg");
-    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    assert!(out.status.success(), "{cmd:?} failed\nstdout:\n{o}\nstderr:\n{e}");
-    (o, e)
-}
 
 fn python() -> PathBuf {
     let p = restpg::cli::bench_peer::llamacpp_python();
@@ -99,17 +89,6 @@ test = false
 "#,
         data = data.display()
     )
-}
-
-fn demo_data(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    run_ok(bin().args(["data", "demo", "--users", "4", "--max-words", "40", "--out"]).arg(&data));
-    data
-}
-
-fn events_of(run_dir: &Path) -> Vec<Event> {
-    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None).expect("open log");
-    reader.iter().map(|e| e.expect("record").payload).collect()
 }
 
 /// Pids of llama-cpp-python servers whose command line contains `needle`.
@@ -382,8 +361,10 @@ fn the_llama_cpp_judge_agrees_with_the_tch_judge_on_the_top_score() {
     run_ok(
         bin().args(["model", "export", "--format", "gguf", "--dtype", "f32", "--out"]).arg(&judge).arg(judge_gguf()),
     );
-    // The same tch policy and seeds: both runs judge the same samples.
-    let base = format!("{}\n[model]\njudge = \"{}\"\n", config(&data, "rest-em", 4, 4), judge.display());
+    // The same tch policy and seeds: both runs judge the same samples; tch
+    // in f32 (`auto` is bf16 on a CPU with bf16 dot products).
+    let base =
+        format!("{}\n[model]\njudge = \"{}\"\ndtype = \"f32\"\n", config(&data, "rest-em", 4, 4), judge.display());
     // An F32 KV cache too (llama.cpp's default is F16).
     let f32_launch = format!("{} --type_k 0 --type_v 0", launch());
     let served = format!("{base}{}", engine_section("judge", &format!("launch = \"{f32_launch}\"")));
@@ -419,24 +400,12 @@ fn the_llama_cpp_judge_agrees_with_the_tch_judge_on_the_top_score() {
     }
     assert_eq!(texts[0], texts[1], "the two runs drew different samples");
     let argmax = |d: &[f32]| d.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap();
-    // The margin of the top score over the next: the 135M judge's
-    // distributions are flat, and a near-tie can fall either way on any
-    // two engines.
-    let margin = |d: &[f32]| {
-        let mut v = d.to_vec();
-        v.sort_by(|a, b| b.total_cmp(a));
-        v[0] - v[1]
-    };
-    let (mut agree, mut n, mut decided, mut agree_decided, mut worst) = (0, 0, 0, 0, 0f32);
+    let (mut agree, mut n, mut worst) = (0, 0, 0f32);
     for (id, d) in &dists[0] {
         let other = dists[1].get(id).unwrap_or_else(|| panic!("{id} has no served judgement"));
         let same = argmax(d) == argmax(other);
         n += 1;
         agree += usize::from(same);
-        if margin(d) >= 0.02 {
-            decided += 1;
-            agree_decided += usize::from(same);
-        }
         let diff = d.iter().zip(other).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         worst = worst.max(diff);
         if !same {
@@ -444,12 +413,14 @@ fn the_llama_cpp_judge_agrees_with_the_tch_judge_on_the_top_score() {
         }
     }
     eprintln!(
-        "the judges agree on the top score for {agree} of {n} samples, {agree_decided} of the {decided} whose top \
-         score leads by ≥ 0.02; largest probability difference {worst:.4}"
+        "the judges agree on the top score for {agree} of {n} samples; largest probability difference {worst:.6}"
     );
-    assert!(n >= 10 && decided >= 8, "only {n} judged samples, {decided} decided");
-    assert!(agree_decided * 10 >= decided * 9, "the judges agree on {agree_decided} of {decided} decided samples");
-    assert!(worst < 0.04, "a score's probability differs by {worst} between the engines");
+    assert!(n >= 10, "only {n} judged samples");
+    assert!(agree * 10 >= n * 9, "the judges agree on the top score for {agree} of {n} samples");
+    // Both in f32 on the same weights: the distributions agree closely (in
+    // bf16 on tch they differed by up to 0.016, and near-ties of the flat
+    // 135M judge fell either way).
+    assert!(worst < 1e-3, "a score's probability differs by {worst} between the engines");
 }
 
 #[test]

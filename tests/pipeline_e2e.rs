@@ -20,34 +20,23 @@
 //!   shown by `restpg status` and in `reports/reward-check.md`, and not
 //!   redone by a resumed run.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{bin, events_of};
 use events::Event;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_restpg"));
-    // Two workers share the machine's two cores.
-    c.env("RESTPG_THREADS", "1");
-    c
-}
 
 fn run_ok(cmd: &mut Command) -> String {
     run_ok_with_stderr(cmd).0
 }
 
 fn run_ok_with_stderr(cmd: &mut Command) -> (String, String) {
-    let out = cmd.output().expect("spawn restpg");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    common::cli::run_ok(cmd)
 }
 
 /// Reads a JSON Lines file the way TRL reads a prompt-completion data set
@@ -123,11 +112,6 @@ validation = false
 "#,
         data = data.display()
     )
-}
-
-fn events_of(run_dir: &Path) -> Vec<Event> {
-    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None).expect("open log");
-    reader.iter().map(|e| e.expect("record").payload).collect()
 }
 
 fn sealed_digest(events: &[Event], iteration: u32) -> events::Digest {

@@ -154,8 +154,13 @@ impl CompletionRequest {
 /// Why a completion ended, as the API says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerFinish {
-    /// An end-of-sequence token or a stop string.
+    /// An end-of-sequence or stop token; also a stop the server does not
+    /// attribute (llama-cpp-python says only `"stop"`, whether a token or
+    /// a stop string ended it).
     Stop,
+    /// One of the request's stop strings, where the server says so: vLLM's
+    /// `stop_reason` or SGLang's `matched_stop` is the string.
+    StopString,
     /// The token budget.
     Length,
 }
@@ -191,6 +196,12 @@ struct RawChoice {
     finish_reason: Option<String>,
     #[serde(default)]
     logprobs: Option<RawLogprobs>,
+    /// vLLM: the stop string or token id that ended it (null: end of sequence).
+    #[serde(default)]
+    stop_reason: Option<Value>,
+    /// SGLang: the same, named so.
+    #[serde(default)]
+    matched_stop: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -360,7 +371,9 @@ pub fn parse_completion(url: &str, body: &str, want_logprobs: bool) -> Result<Co
     let raw: RawReply = serde_json::from_str(body).map_err(|e| bad(format!("not a completion: {e}")))?;
     let [choice] = <[RawChoice; 1]>::try_from(raw.choices)
         .map_err(|c| bad(format!("{} choices where one was asked for", c.len())))?;
+    let by_string = [&choice.stop_reason, &choice.matched_stop].iter().any(|v| matches!(v, Some(Value::String(_))));
     let finish = match choice.finish_reason.as_deref() {
+        Some("stop") if by_string => ServerFinish::StopString,
         Some("stop") | Some("eos") => ServerFinish::Stop,
         Some("length") => ServerFinish::Length,
         other => return Err(bad(format!("finish_reason {other:?} is not \"stop\" or \"length\""))),
@@ -422,6 +435,17 @@ mod tests {
         let err = parse_completion(URL, no_lp, true).unwrap_err().to_string();
         assert!(err.contains(URL) && err.contains("no logprobs") && err.contains("\"text\":\"7\""), "{err}");
         assert_eq!(parse_completion(URL, no_lp, false).unwrap().finish, ServerFinish::Stop);
+        // A stop string, where vLLM or SGLang say it was one; a token id or
+        // null is a stop token.
+        for (field, value, finish) in [
+            ("stop_reason", r#""\n\n###""#, ServerFinish::StopString),
+            ("matched_stop", r#""</s>""#, ServerFinish::StopString),
+            ("stop_reason", "2", ServerFinish::Stop),
+            ("stop_reason", "null", ServerFinish::Stop),
+        ] {
+            let body = format!(r#"{{"choices":[{{"text":"7","finish_reason":"stop","{field}":{value}}}]}}"#);
+            assert_eq!(parse_completion(URL, &body, false).unwrap().finish, finish, "{body}");
+        }
 
         let err = parse_completion(URL, "<html>502 Bad Gateway</html>", false).unwrap_err().to_string();
         assert!(err.contains("not a completion") && err.contains("502 Bad Gateway"), "{err}");

@@ -26,6 +26,8 @@ pub struct OpenAiPolicy {
     servers: Servers,
     gguf_base: Option<std::path::PathBuf>,
     loaded: Option<Loaded>,
+    /// Whether a prompt-length disagreement with the server was reported.
+    warned_prompt_tokens: bool,
 }
 
 struct Loaded {
@@ -46,18 +48,20 @@ impl OpenAiPolicy {
         servers: Servers,
         gguf_base: Option<std::path::PathBuf>,
     ) -> Self {
-        Self { ctx, role, cfg, servers, gguf_base, loaded: None }
+        Self { ctx, role, cfg, servers, gguf_base, loaded: None, warned_prompt_tokens: false }
     }
 }
 
 /// The text of a reply and why it ended, as our engine would have ended
-/// it: a server's `stop` is a stop token or string (the API does not say
-/// which), and with a `separator` ([`crate::prompt::separator_stop`]) the
-/// text is cut at its second separator line, which no server can stop at.
+/// it: a server's `stop` is a stop string where it says so (vLLM, SGLang),
+/// else a stop token (llama-cpp-python does not say which); with a
+/// `separator` ([`crate::prompt::separator_stop`]) the text is cut at its
+/// second separator line, which no server can stop at.
 pub(super) fn reply_text(c: Completion, separator: Option<&str>) -> (String, events::FinishReason) {
     let mut raw = c.text;
     let mut finish = match c.finish {
         ServerFinish::Stop => events::FinishReason::StopToken,
+        ServerFinish::StopString => events::FinishReason::StopString,
         ServerFinish::Length => events::FinishReason::Length,
     };
     if separator.is_some() {
@@ -123,6 +127,21 @@ impl Generate for OpenAiPolicy {
         let mut out = Vec::with_capacity(jobs.len());
         for ((r, text, prompt_tokens, _), reply) in jobs.into_iter().zip(replies) {
             let c = reply?;
+            // The server's count of the prompt it read: a text prompt it
+            // re-tokenized differently from us (or ids it changed) shows here.
+            if let Some(theirs) = c.prompt_tokens.filter(|n| *n as usize != prompt_tokens) {
+                if !self.warned_prompt_tokens {
+                    self.warned_prompt_tokens = true;
+                    tracing::warn!(
+                        sample = %r.sample,
+                        restpg = prompt_tokens,
+                        server = theirs,
+                        prompt_format = %self.cfg.prompt_format,
+                        "the server counts a different number of prompt tokens than restpg built (reported once per \
+                         worker): it tokenized the prompt another way, so its samples were drawn from another prompt"
+                    );
+                }
+            }
             let completion_tokens = c.completion_tokens;
             let (raw, finish) = reply_text(c, crate::prompt::separator_stop(r.prompt).as_deref());
             let output_tokens = match completion_tokens {
