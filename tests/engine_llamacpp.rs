@@ -252,16 +252,18 @@ fn rest_pg_through_launched_llama_cpp_servers_survives_a_killed_policy_server() 
     eprintln!("{on_tch}");
 
     // The run's evaluations generated and judged through the servers.
-    let mut evaluations = 0;
+    let mut evaluations = Vec::new();
     for e in std::fs::read_dir(run.join("reports")).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.contains("-validation-") && name.ends_with(".json") {
             let p = report(&e.path()).provenance.expect("provenance");
             assert!(p.policy_engine.starts_with("openai ") && p.judge_engine.starts_with("openai "), "{name}: {p:?}");
-            evaluations += 1;
+            evaluations.push(e.path());
         }
     }
-    assert_eq!(evaluations, 2, "SFT and iteration 1 evaluated on validation");
+    assert_eq!(evaluations.len(), 2, "SFT and iteration 1 evaluated on validation");
+    // Two checkpoints evaluated on one engine compare.
+    run_ok(bin().arg("compare").arg(&evaluations[0]).arg(&evaluations[1]));
     // `restpg eval` of the last checkpoint on the run's engines and on tch:
     // greedy generations from the same weights mostly agree.
     let served = tmp.path().join("eval-served");

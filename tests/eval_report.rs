@@ -125,9 +125,10 @@ fn report_means_markdown_json_and_comparison() {
     assert!(compare(&a2, &other_k).unwrap_err().to_string().contains("k: 5 vs 2"));
     // and so are generations from another engine
     let mut served = with.clone();
-    served.provenance = Some(restpg::eval::Provenance { policy_engine: "openai smollm2".into(), ..provenance.clone() });
+    let on_server = "openai llama_cpp 0.3.36, text prompts";
+    served.provenance = Some(restpg::eval::Provenance { policy_engine: on_server.into(), ..provenance.clone() });
     let e = compare(&a2, &served).unwrap_err().to_string();
-    assert!(e.contains("policy_engine: tch vs openai smollm2"), "{e}");
+    assert!(e.contains(&format!("policy_engine: tch vs {on_server}")), "{e}");
     // A report written before engines were recorded read them as tch.
     let mut old = serde_json::to_value(&with).unwrap();
     let p = old["provenance"].as_object_mut().unwrap();

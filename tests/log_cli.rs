@@ -359,11 +359,21 @@ fn stages_tabulates_each_runs_finished_stages_side_by_side() {
     assert!(out.status.success(), "{stderr}");
     // then each stage is a row with one column per run, and the whole run last.
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines[0], "| iteration | stage | tch (s) | llamacpp (s) |", "{stdout}");
+    assert_eq!(
+        lines[0],
+        format!("| iteration | stage | {} (s) | {} (s) |", tch.display(), served.display()),
+        "{stdout}"
+    );
     assert_eq!(lines[2], "| 0 | sft | 2.0 | 2.0 |", "{stdout}");
     assert_eq!(lines[3], "| 1 | e-step | 10.0 | 7.5 |", "{stdout}");
     assert_eq!(lines[4], "| | **run** | 13.0 | – |", "{stdout}");
-    // A directory without a log is named.
+    // A run's log directory is a run too, and a directory without a log is named.
+    let out = restpg(&["log", "stages", tch.join("log").to_str().unwrap()]);
+    assert!(out.status.success() && text(&out).0.contains("| 1 | e-step | 10.0 |"), "{}", text(&out).1);
     let out = restpg(&["log", "stages", dir.path().join("none").to_str().unwrap()]);
-    assert!(!out.status.success() && text(&out).1.contains("none"), "{}", text(&out).1);
+    let err = text(&out).1;
+    assert!(!out.status.success() && err.contains("none does not exist"), "{err}");
+    let out = restpg(&["log", "stages", dir.path().to_str().unwrap()]);
+    let err = text(&out).1;
+    assert!(!out.status.success() && err.contains("no event log in"), "{err}");
 }

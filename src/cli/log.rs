@@ -116,8 +116,8 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
 
 /// The Markdown table of `restpg log stages`: a row per (iteration, stage)
 /// in the order the runs first finished them, a column of seconds per run
-/// (`–` where a run did not finish that stage), and the whole run's wall
-/// time last.
+/// directory (or its `log/`), named by the path as given (`–` where a run
+/// did not finish that stage), and the whole run's wall time last.
 ///
 /// # Errors
 /// A directory without a readable log, or a log whose chain breaks.
@@ -125,7 +125,7 @@ pub fn stage_table(run_dirs: &[PathBuf]) -> anyhow::Result<String> {
     let mut rows: Vec<(u32, events::Stage)> = Vec::new();
     let mut columns = Vec::with_capacity(run_dirs.len());
     for dir in run_dirs {
-        let log = store::EventLog::open_read_only(RunDir::new(dir).log())
+        let log = store::EventLog::open_read_only(log_dir(dir)?)
             .with_context(|| format!("opening the event log of {}", dir.display()))?;
         let state = replay::Replay::new()
             .without_text()
@@ -149,10 +149,9 @@ pub fn stage_table(run_dirs: &[PathBuf]) -> anyhow::Result<String> {
         columns.push((ms, run_ms));
     }
     let secs = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |ms| format!("{:.1}", ms as f64 / 1000.0));
-    let names: Vec<String> = run_dirs
-        .iter()
-        .map(|d| d.file_name().map_or_else(|| d.display().to_string(), |f| f.to_string_lossy().into_owned()))
-        .collect();
+    // Each column is named by the path as given (two runs may share a
+    // folder name), `|` escaped for the table.
+    let names: Vec<String> = run_dirs.iter().map(|d| d.display().to_string().replace('|', "\\|")).collect();
     let mut out = format!(
         "| iteration | stage | {} |\n",
         names.iter().map(|n| format!("{n} (s)")).collect::<Vec<_>>().join(" | ")
@@ -171,6 +170,12 @@ pub fn stage_table(run_dirs: &[PathBuf]) -> anyhow::Result<String> {
 /// The log directory of `path`: `path/log` for a run directory, or `path`
 /// when it is a log directory itself.
 fn log_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    if !path.exists() {
+        bail!("{} does not exist: give a run directory (or its log/ directory)", path.display());
+    }
+    if !path.is_dir() {
+        bail!("{} is a file, not a run directory (or its log/ directory)", path.display());
+    }
     let in_run = RunDir::new(path).log();
     if in_run.join("db").is_file() {
         Ok(in_run)

@@ -235,10 +235,28 @@ pub fn evaluate_checkpoint(
         ),
         judge_rule: ctx.config.reward.rule.as_str().to_owned(),
         max_per_task: cfg.max_per_task,
-        policy_engine: replay::audit::engine_label(&policy_engine),
-        judge_engine: replay::audit::engine_label(&judge_engine),
+        policy_engine: engine_setting(&policy_engine),
+        judge_engine: engine_setting(&judge_engine),
     });
     Ok(report)
+}
+
+/// An engine as an evaluation setting: what makes two reports' numbers
+/// comparable, i.e. the backend, a server's version and how prompts were
+/// sent (`tch`, `openai llama_cpp 0.3.36, text prompts`). Not the served
+/// model's id: a server names it by the file it loaded (a checkpoint's
+/// export, a path on this machine), and the report records the checkpoint
+/// and the judge by hash already.
+fn engine_setting(engine: &events::EngineInfo) -> String {
+    let mut s = engine.backend.to_string();
+    if engine.backend == events::Backend::OpenAi {
+        s.push(' ');
+        s.push_str(engine.server_version.as_deref().unwrap_or("(version not reported)"));
+        if let Some(f) = engine.prompt_format {
+            s.push_str(&format!(", {f} prompts"));
+        }
+    }
+    s
 }
 
 /// The metrics of an evaluation: the paper's (judge, ROUGE-1, ROUGE-L,
@@ -261,6 +279,24 @@ fn eval_metrics(reward: &str) -> Vec<crate::reward::Metric> {
 mod tests {
     use super::*;
     use crate::reward::Metric;
+
+    #[test]
+    fn an_engine_setting_names_the_server_version_not_the_served_file() {
+        assert_eq!(engine_setting(&events::EngineInfo::tch()), "tch");
+        let served = |model: &str, version: &str| events::EngineInfo {
+            backend: events::Backend::OpenAi,
+            server_model: Some(model.into()),
+            server_version: Some(version.into()),
+            prompt_format: Some(events::PromptFormat::Text),
+            deterministic: true,
+            ..Default::default()
+        };
+        let theta1 = served("/runs/a/engines/1dfa.gguf", "llama_cpp 0.3.36");
+        let theta2 = served("/other/copy/engines/852f.gguf", "llama_cpp 0.3.36");
+        assert_eq!(engine_setting(&theta1), "openai llama_cpp 0.3.36, text prompts");
+        assert_eq!(engine_setting(&theta1), engine_setting(&theta2), "two checkpoints on one engine compare");
+        assert_ne!(engine_setting(&theta1), engine_setting(&served("x", "llama_cpp 0.3.40")));
+    }
 
     #[test]
     fn evaluation_adds_the_rewards_metrics_to_the_papers() {

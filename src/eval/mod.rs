@@ -217,8 +217,9 @@ pub struct Provenance {
     pub judge_rule: String,
     /// Examples per task.
     pub max_per_task: usize,
-    /// The engine that generated (`tch`, or `openai <served model>`);
-    /// `tch` in reports written before it was recorded.
+    /// The engine that generated: `tch`, or `openai` with the server's
+    /// version and prompt format; `tch` in reports written before it was
+    /// recorded.
     #[serde(default = "tch_label")]
     pub policy_engine: String,
     /// The engine the judge ran on, likewise.

@@ -40,13 +40,14 @@ fn checkpoint(run_dir: &Path, hash: &events::Digest) -> anyhow::Result<Checkpoin
 pub struct ResampleReport {
     /// Samples drawn again.
     pub checked: usize,
-    /// Of those, the samples whose logged engine promises the same text for
-    /// the same request and seed (the embedded tch engine): each was
-    /// identical to the log, or [`resample`] failed.
+    /// Of those, the samples promised the same text for the same request and
+    /// seed (tch, or a server declared deterministic, redrawn by the same
+    /// kind of engine: [`promises_exact_text`]): each was identical to the
+    /// log, or [`resample`] failed.
     pub exact: usize,
-    /// The samples whose logged engine promises no identical text (a server,
-    /// or an engine declared not deterministic), redrawn with tch: how many
-    /// matched the log.
+    /// The samples promised no identical text (redrawn on another engine,
+    /// server version or prompt format, or drawn by an engine not declared
+    /// deterministic): how many matched the log.
     pub matched: usize,
     /// …and where each of the others first differs. Not an error: such an
     /// engine never claimed bit-exactness.

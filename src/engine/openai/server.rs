@@ -68,8 +68,15 @@ pub fn free_port() -> Result<u16> {
 
 /// The last `n` bytes of the file at `path`, as text (empty when unreadable).
 pub(crate) fn file_tail(path: &Path, n: usize) -> String {
+    file_tail_from(path, 0, n)
+}
+
+/// The last `n` bytes of the file at `path` after byte `from` (what one
+/// launch appended to a log), as text (empty when unreadable).
+fn file_tail_from(path: &Path, from: u64, n: usize) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(n);
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    let start = bytes.len().saturating_sub(n).max(from);
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
@@ -110,6 +117,9 @@ pub struct Server {
     pub command: String,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
+    /// Where this launch's output starts in `log` (earlier launches' come
+    /// before it).
+    log_from: u64,
 }
 
 impl std::fmt::Debug for Server {
@@ -138,6 +148,7 @@ impl Server {
             .append(true)
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
+        let log_from = out.metadata().with_context(|| format!("reading {}", log.display()))?.len();
         writeln!(out, "{LAUNCH_MARK} `{command}` on port {port}")
             .with_context(|| format!("writing {}", log.display()))?;
         let err = out.try_clone().with_context(|| format!("opening {}", log.display()))?;
@@ -163,6 +174,7 @@ impl Server {
             base: format!("http://127.0.0.1:{port}/v1"),
             command: command.to_owned(),
             log: log.to_owned(),
+            log_from,
         };
         let t0 = Instant::now();
         loop {
@@ -170,7 +182,7 @@ impl Server {
                 bail!(
                     "the server `{command}` exited ({status}) before it answered on port {port}; the end of its output ({}):\n{}",
                     log.display(),
-                    file_tail(log, 2000)
+                    file_tail_from(log, log_from, 2000)
                 );
             }
             if probe.answers() {
@@ -183,7 +195,7 @@ impl Server {
                     probe.base(),
                     startup.as_secs(),
                     log.display(),
-                    file_tail(log, 2000)
+                    file_tail_from(log, log_from, 2000)
                 );
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -203,7 +215,7 @@ impl Server {
 
     /// The end of the server's output, for errors.
     pub fn output_tail(&self) -> String {
-        file_tail(&self.log, 2000)
+        file_tail_from(&self.log, self.log_from, 2000)
     }
 }
 
@@ -284,10 +296,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let probe = Client::new("http://127.0.0.1:9/v1", Duration::from_secs(1), 0, None);
         let log = dir.path().join("server.log");
+        // A log that already holds an earlier launch's output,
+        std::fs::write(&log, format!("{LAUNCH_MARK} `old`\nearlier server output\n")).unwrap();
         let err = Server::start("echo 'no such model file' >&2; exit 3", 9, &log, Duration::from_secs(20), &probe)
             .unwrap_err()
             .to_string();
+        // whose lines the error does not show as this launch's.
         assert!(err.contains("exited") && err.contains("no such model file"), "{err}");
+        assert!(!err.contains("earlier server output"), "{err}");
+        assert!(std::fs::read_to_string(&log).unwrap().contains("earlier server output"), "the log was truncated");
     }
 
     #[test]
