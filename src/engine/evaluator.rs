@@ -82,9 +82,7 @@ impl Generator {
             )),
             events::Backend::OpenAi => {
                 let tokenizer = LanguageModel::load_tokenizer(&model.path)?;
-                // The model the run's checkpoints descend from gives an
-                // exported `{gguf}` its metadata.
-                let base = Some(crate::paths::model_or_default(&ctx.config.model.policy)?).filter(|p| p.is_file());
+                let base = ServedModel::policy_gguf_base(&ctx.config)?;
                 let served = ServedModel { key: model.hash, path: model.path.clone(), gguf_base: base };
                 let session = Session::connect(
                     ServedRole::Policy,

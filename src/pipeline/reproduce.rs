@@ -142,7 +142,7 @@ pub fn resample(
                     item.sample
                 );
             }
-            let base = Some(crate::paths::model_or_default(&ctx.config.model.policy)?).filter(|p| p.is_file());
+            let base = crate::engine::openai::served::ServedModel::policy_gguf_base(&ctx.config)?;
             served.get_or_insert_with(|| {
                 OpenAiPolicy::new(Arc::clone(&ctx), ServedRole::Policy, cfg.clone(), Servers::default(), base)
             })

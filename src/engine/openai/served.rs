@@ -25,6 +25,16 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
+    /// The GGUF the run's policy checkpoints descend from (`[model] policy`,
+    /// or the set-up's default), whose metadata an exported `{gguf}` takes;
+    /// `None` when the policy is a Hugging Face directory.
+    ///
+    /// # Errors
+    /// The default model missing ([`crate::paths::model_or_default`]).
+    pub fn policy_gguf_base(config: &crate::config::RunConfig) -> Result<Option<PathBuf>> {
+        Ok(Some(crate::paths::model_or_default(&config.model.policy)?).filter(|p| p.is_file()))
+    }
+
     /// `{hf_dir}`: the directory itself, or the GGUF converted to
     /// `engines/<hash>/` under `run_dir`.
     ///
