@@ -24,7 +24,11 @@ set -euo pipefail
 #               scripts/trl-constraints.txt: the M-step recipe
 #               scripts/trl_sft.py for `[engine.trainer] backend = "command"`.
 #               About 4.5 GB (torch's CUDA runtime wheels come along).
+#   --browser   Debian's headless-capable Chromium (`apt-get install chromium`,
+#               as root or through sudo), unless a `chromium` is on PATH: the
+#               real browser of `restpg view`'s test (tests/view_pages.rs).
 WANT_LLAMACPP=0
+WANT_BROWSER=0
 WANT_CUDA=0
 WANT_TRL=0
 for arg in "$@"; do
@@ -32,8 +36,9 @@ for arg in "$@"; do
     --llamacpp) WANT_LLAMACPP=1 ;;
     --cuda) WANT_CUDA=1 ;;
     --trl) WANT_TRL=1 ;;
+    --browser) WANT_BROWSER=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
-    *) echo "restpg setup: error: unknown option $arg (expected --llamacpp, --cuda or --trl)" >&2; exit 2 ;;
+    *) echo "restpg setup: error: unknown option $arg (expected --llamacpp, --cuda, --trl or --browser)" >&2; exit 2 ;;
   esac
 done
 
@@ -111,7 +116,8 @@ if [ -f "$CACHE/libtorch/.complete" ] && [ -f "$CACHE/models/.complete" ] && [ -
    && [ -f "$CACHE/nltk/.complete" ] && [ -f /usr/share/wordnet/data.noun ] \
    && { [ "$WANT_LLAMACPP" = 0 ] || [ -f "$CACHE/llamacpp/.complete" ]; } \
    && { [ "$WANT_CUDA" = 0 ] || [ -f "$CACHE/libtorch-cuda/.complete" ]; } \
-   && { [ "$WANT_TRL" = 0 ] || [ -f "$CACHE/trl/.complete" ]; }; then
+   && { [ "$WANT_TRL" = 0 ] || [ -f "$CACHE/trl/.complete" ]; } \
+   && { [ "$WANT_BROWSER" = 0 ] || command -v chromium >/dev/null 2>&1; }; then
   ln -sfn "$CACHE" "$ROOT/.restpg"
   exit 0
 fi
@@ -345,3 +351,22 @@ build_trl() {
   "$OUT/venv/bin/python" -m pip freeze >"$OUT/freeze.txt"
 }
 if [ "$WANT_TRL" = 1 ]; then unpack_once trl build_trl; fi
+
+# --- Chromium (--browser) -------------------------------------------------------
+# The browser is a system package: Debian's chromium, from the distribution's
+# archive through apt-get (its version is the release's current one; Debian
+# replaces it with each security update, so it is not pinned here).
+if [ "$WANT_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "--browser: chromium is not installed and installing it needs root (or sudo)"
+    SUDO="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "--browser: no apt-get here; install Chromium and put \`chromium\` on PATH"
+  log "installing Debian's chromium (apt-get)"
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      chromium fonts-dejavu-core; } >"$CACHE/apt-chromium.log" 2>&1; then
+    tail -n 30 "$CACHE/apt-chromium.log" >&2; die "installing chromium failed (apt-get's message is above)"
+  fi
+  command -v chromium >/dev/null 2>&1 || die "chromium is not on PATH after installing it"
+fi

@@ -26,3 +26,4 @@ pub mod prompt;
 pub mod retrieve;
 pub mod reward;
 pub mod train;
+pub mod view;

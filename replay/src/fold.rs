@@ -121,6 +121,20 @@ impl Replay {
         self.fold_with(records, |e, after_seq| ReplayError::Read { after_seq, source: e.into() })
     }
 
+    /// Applies the record that follows `state`'s last one, checking the
+    /// link as [`Replay::fold`] does: what a live view calls for each record
+    /// a running writer appends after an initial fold. `state` must come
+    /// from a fold with this `Replay`'s scope.
+    ///
+    /// # Errors
+    /// [`ReplayError::SequenceGap`], [`ReplayError::ChainBroken`] or
+    /// [`ReplayError::ForeignRecord`]; `state` is left unchanged.
+    pub fn apply_next(&self, state: &mut RunState, record: Envelope) -> Result<(), ReplayError> {
+        check_link(state, &record)?;
+        state.apply_prepared(RunState::prepare(&self.scope, record));
+        Ok(())
+    }
+
     /// Folds a store's log from its first record.
     ///
     /// # Errors

@@ -25,6 +25,9 @@ pub struct RunRecord {
     pub config_toml: String,
     /// The run seed; every sample seed derives from it.
     pub seed: u64,
+    /// Digest of the training data as the run loaded it
+    /// (`Dataset::digest` of the root package).
+    pub dataset_digest: Digest,
     /// Version of the code that wrote the run.
     pub code_version: String,
     /// The filter threshold τ (from the logged settings; in logs older than
@@ -36,6 +39,19 @@ pub struct RunRecord {
     pub init: Option<events::InitMode>,
     /// The typed settings `RunStarted` logged (schema 3 on).
     pub settings: Option<events::RunSettings>,
+}
+
+/// A `RetrievalDone` record: the profile items retrieved for one input.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetrievalRecord {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The retriever as configured (`bm25`, a dense encoder's name).
+    pub retriever: String,
+    /// How many items were asked for.
+    pub k: u32,
+    /// (index into the input's profile, retrieval score), best first.
+    pub items: Vec<(u32, f32)>,
 }
 
 /// The logged text of a sample.
@@ -352,6 +368,9 @@ pub struct RunState {
     pub run: Option<RunRecord>,
     /// Input id → task, from `RetrievalDone`.
     pub tasks: BTreeMap<String, String>,
+    /// Input id → the profile items retrieved for it (the first
+    /// `RetrievalDone` of the input).
+    pub retrievals: BTreeMap<String, RetrievalRecord>,
     /// E-step iterations by number.
     pub iterations: BTreeMap<u32, IterationState>,
     /// Training curves by iteration (0 for SFT), in log order.
@@ -399,6 +418,7 @@ impl RunState {
             run_id: None,
             run: None,
             tasks: BTreeMap::new(),
+            retrievals: BTreeMap::new(),
             iterations: BTreeMap::new(),
             training: BTreeMap::new(),
             checkpoints: Vec::new(),
@@ -478,7 +498,7 @@ impl RunState {
             self.run_id = Some(record.run_id);
         }
         match record.payload {
-            Event::RunStarted { method, config_toml, seed, code_version, settings, .. } => {
+            Event::RunStarted { method, config_toml, seed, code_version, settings, dataset_digest, .. } => {
                 if self.run.is_none() {
                     let (tau, cap, init) = match &settings {
                         Some(s) => (Some(s.tau), Some(s.max_kept_per_input), Some(s.init)),
@@ -487,11 +507,23 @@ impl RunState {
                             (legacy.tau, legacy.cap, legacy.init)
                         }
                     };
-                    self.run =
-                        Some(RunRecord { seq, method, config_toml, seed, code_version, tau, cap, init, settings });
+                    self.run = Some(RunRecord {
+                        seq,
+                        method,
+                        config_toml,
+                        seed,
+                        dataset_digest,
+                        code_version,
+                        tau,
+                        cap,
+                        init,
+                        settings,
+                    });
                 }
             }
-            Event::RetrievalDone { input_id, task, .. } => {
+            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                let items = item_indices.into_iter().zip(scores).collect();
+                self.retrievals.entry(input_id.clone()).or_insert(RetrievalRecord { seq, retriever, k, items });
                 self.tasks.entry(input_id).or_insert(task);
             }
             Event::SampleGenerated {

@@ -18,6 +18,7 @@ pub mod model;
 pub mod reward;
 pub mod run;
 pub mod score;
+pub mod view;
 pub mod write;
 
 /// Log output format.
@@ -78,6 +79,8 @@ pub enum Command {
     Export(audit::ExportArgs),
     /// Throughput benchmarks on the real model (`bench generate`: an E-step's N samples of one prompt; `bench train`: M-step steps).
     Bench(bench::BenchArgs),
+    /// A local, read-only web page over run logs: runs, iterations, samples, comparisons; live while a run writes.
+    View(view::ViewArgs),
 }
 
 /// Whether to colour what goes to stderr: only when it is a terminal, and
@@ -134,6 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => audit::audit(args),
         Command::Export(args) => audit::export(args, &audit::Hooks::builtin()).map(drop),
         Command::Bench(args) => bench::run(args),
+        Command::View(args) => view::run(args),
     }
 }
 

@@ -37,9 +37,24 @@ pub struct TableRow {
 /// example without a `metric` score (naming it; never read as 0), or the
 /// t-test's own errors (fewer than two pairs).
 pub fn paired_on_metric(a: &EvalReport, b: &EvalReport, metric: Metric) -> anyhow::Result<ttest::TTest> {
+    paired_on(a, b, metric, None)
+}
+
+/// [`paired_on_metric`] over the examples of one `task` only, when given
+/// (the per-task test of `restpg view`).
+///
+/// # Errors
+/// As [`paired_on_metric`].
+pub fn paired_on(
+    a: &EvalReport,
+    b: &EvalReport,
+    metric: Metric,
+    task: Option<crate::data::Task>,
+) -> anyhow::Result<ttest::TTest> {
     let values = |r: &EvalReport| -> anyhow::Result<BTreeMap<String, f64>> {
         r.examples
             .iter()
+            .filter(|e| task.is_none_or(|t| e.task == t))
             .map(|e| {
                 let v = e.scores.get(&metric).copied();
                 let v =

@@ -78,7 +78,7 @@ pub use error::StoreError;
 pub use flushed::Flushed;
 pub use follow::{follow, Follow};
 pub use lock::LockHolder;
-pub use reader::{LogReader, Records};
+pub use reader::{log_holder, LogReader, Records};
 pub use rundir::{create_private_dir, create_private_file, write_private_file, RunDir, REPORTS};
 pub use salvage::{salvage, Salvaged};
 pub use verify::{Problem, ProblemReason, VerifyReport};

@@ -671,6 +671,17 @@ pub(crate) fn check_run(dir: &Path, expected: Option<&str>, found: &str) -> Resu
 
 /// The writer that holds the log in `dir` right now, if any (takes and
 /// drops the lock shared when it is free; writes nothing).
+/// The process holding the log in `log_dir` open (a writer, or a reader
+/// that serves it), or `None` when nobody does: whether a run is writing
+/// now. It takes the owner lock shared for an instant, so a writer that
+/// starts at that moment waits that instant.
+///
+/// # Errors
+/// An I/O error on `log/owner.lock`, naming it.
+pub fn log_holder(log_dir: &Path) -> Result<Option<LockHolder>, StoreError> {
+    holder(log_dir)
+}
+
 pub(crate) fn holder(log_dir: &Path) -> Result<Option<LockHolder>, StoreError> {
     match OwnerLock::try_shared(log_dir).map_err(|e| StoreError::io(log_dir, e))? {
         Ok(_) => Ok(None),
