@@ -152,8 +152,7 @@ max_new_tokens = 8
 }
 
 fn audit_count(run: &Path, extra: &[&str]) -> usize {
-    let (stdout, _) =
-        run_ok(bin().args(["audit", "--iteration", "1", "--format", "jsonl"]).args(extra).arg(run));
+    let (stdout, _) = run_ok(bin().args(["audit", "--iteration", "1", "--format", "jsonl"]).args(extra).arg(run));
     stdout.lines().filter(|l| !l.trim().is_empty()).count()
 }
 
@@ -296,7 +295,8 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
     assert!(svg.contains("<svg") && svg.matches("<rect").count() > 3, "the histogram has no bars");
     let dom = browse(&format!("{}/runs/0/iterations/1/samples?per=2", view.base), &shots.join("samples.png"));
     assert_eq!(dom.matches("class=\"sample-row\"").count(), 2);
-    let next = dom.split("id=\"next\" href=\"").nth(1).expect("a next link").split('"').next().unwrap().replace("&amp;", "&");
+    let next =
+        dom.split("id=\"next\" href=\"").nth(1).expect("a next link").split('"').next().unwrap().replace("&amp;", "&");
     let dom2 = browse(&format!("{}{next}", view.base), &shots.join("samples-2.png"));
     assert!(dom2.contains("page 2 of"), "the next link did not reach page 2");
     assert_ne!(sample_links(&dom), sample_links(&dom2), "page 2 lists page 1's samples");
@@ -326,7 +326,10 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
     let out = bin().args(["view"]).arg(tmp.path()).args(["--port", "0"]).output().expect("run restpg view");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("is not a run directory") && stderr.contains(&tmp.path().display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("is not a run directory") && stderr.contains(&tmp.path().display().to_string()),
+        "{stderr}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -257,3 +257,52 @@ fn check_link(state: &RunState, record: &Envelope) -> Result<(), ReplayError> {
 pub fn fold(log: &store::LogReader) -> Result<RunState, ReplayError> {
     Replay::new().fold_log(log)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::SyntheticRun;
+
+    fn sealed(events: Vec<events::Event>) -> Vec<Envelope> {
+        let time = chrono::DateTime::from_timestamp(0, 0).expect("epoch");
+        let mut prev = GENESIS_HASH;
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(seq, e)| {
+                let env = Envelope::seal(seq as u64, time, "run-next", e, prev);
+                prev = env.hash;
+                env
+            })
+            .collect()
+    }
+
+    #[test]
+    fn applying_record_by_record_equals_the_fold_and_refuses_what_breaks_the_chain() {
+        let records = sealed(SyntheticRun::default().events());
+        let folded = Replay::new().fold(records.iter().cloned().map(Ok::<_, std::io::Error>)).unwrap();
+        let replay = Replay::new();
+        let mut state = RunState::new();
+        let (head, tail) = records.split_at(records.len() / 2);
+        for r in head {
+            replay.apply_next(&mut state, r.clone()).unwrap();
+        }
+        // A record that skips one, or one already applied, is refused and
+        // changes nothing.
+        let before = state.clone();
+        let e = replay.apply_next(&mut state, tail[1].clone()).unwrap_err();
+        assert!(matches!(e, ReplayError::SequenceGap { .. }), "{e}");
+        let e = replay.apply_next(&mut state, head[0].clone()).unwrap_err();
+        assert!(matches!(e, ReplayError::SequenceGap { .. }), "{e}");
+        assert_eq!(state, before);
+        // A record re-linked to another predecessor is refused by seq.
+        let mut relinked = tail[0].clone();
+        relinked.prev_hash = [7; 32];
+        let e = replay.apply_next(&mut state, relinked).unwrap_err();
+        assert_eq!(e.seq(), Some(tail[0].seq));
+        for r in tail {
+            replay.apply_next(&mut state, r.clone()).unwrap();
+        }
+        assert_eq!(state, folded);
+    }
+}

@@ -81,6 +81,7 @@ pub use specs::{
 };
 pub use state::{
     Anomaly, CheckpointRecord, EvaluationRecord, FilterRecord, Generated, IterationState, ProgressPoint,
-    RetrievalRecord, RewardCheckRecord, RewardRecord, RunEnd, RunRecord, RunState, SampleRecord, SampleText, SealRecord, StageRecord,
+    RetrievalRecord, RewardCheckRecord, RewardRecord, RunEnd, RunRecord, RunState, SampleRecord, SampleText,
+    SealRecord, StageRecord,
 };
 pub use verify::{CapSource, RebuildError, VerifiedIteration, VerifyError, Violation};

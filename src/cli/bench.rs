@@ -69,6 +69,8 @@ pub enum BenchCommand {
     Judge(JudgeBenchArgs),
     /// Training steps of one micro-batch (an M-step/SFT step): tokens/s, s/step, peak RSS.
     Train(super::bench_train::TrainBenchArgs),
+    /// `restpg view`'s pages over a synthetic log of ~1M events: ms per page (median), time to open, peak RSS.
+    View(super::bench_view::ViewBenchArgs),
 }
 
 /// Arguments of `restpg bench judge`.
@@ -596,6 +598,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Generate(a) => generate(&a),
         BenchCommand::Judge(a) => judge(&a),
         BenchCommand::Train(a) => super::bench_train::run(&a),
+        BenchCommand::View(a) => super::bench_view::run(&a),
     }
 }
 

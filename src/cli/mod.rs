@@ -9,6 +9,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_peer;
 pub mod bench_train;
+pub mod bench_view;
 pub mod data;
 pub mod eval;
 pub mod experiment;

@@ -187,13 +187,7 @@ pub fn score_distribution(p: &[f32]) -> anyhow::Result<String> {
             .y_label_area_size(45)
             .build_cartesian_2d((0u32..p.len() as u32 - 1).into_segmented(), 0f32..1f32)
             .map_err(svg_err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_desc("judge score")
-            .y_desc("probability")
-            .draw()
-            .map_err(svg_err)?;
+        chart.configure_mesh().disable_x_mesh().x_desc("judge score").y_desc("probability").draw().map_err(svg_err)?;
         chart
             .draw_series(p.iter().enumerate().map(|(i, &v)| {
                 let color = if i == best { RGBColor(46, 139, 87) } else { RGBColor(70, 110, 180) };
@@ -230,7 +224,7 @@ mod tests {
         assert!(training_curve(&[]).is_err());
         assert!(training_curve(&[(1, f32::INFINITY)]).is_err());
         let svg = score_distribution(&[0.0, 0.1, 0.9]).unwrap();
-        assert_eq!(svg.matches("<rect").count() >= 3, true);
+        assert!(svg.matches("<rect").count() >= 3);
         assert!(score_distribution(&[]).is_err());
         assert!(score_distribution(&[1.5]).is_err());
     }

@@ -31,4 +31,5 @@ mod query;
 mod server;
 
 pub use live::{LiveRun, LogProblem, RunData, Snapshot};
+pub use pages::enc;
 pub use server::{bind, environment, Bound, ViewOptions};

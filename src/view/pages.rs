@@ -108,7 +108,11 @@ fn run_state_words(run: &LiveRun, state: &RunState) -> (String, bool) {
             replay::RunEnd::Failed { reason, .. } => format!("failed: {reason}"),
         },
         _ if writing => {
-            format!("running (pid {}, writing since {})", holder.as_ref().map_or(0, |h| h.pid), holder.as_ref().map_or("", |h| h.since.as_str()))
+            format!(
+                "running (pid {}, writing since {})",
+                holder.as_ref().map_or(0, |h| h.pid),
+                holder.as_ref().map_or("", |h| h.since.as_str())
+            )
         }
         _ => "stopped without an end record (resume it with `restpg train --resume`)".to_owned(),
     };
@@ -117,7 +121,10 @@ fn run_state_words(run: &LiveRun, state: &RunState) -> (String, bool) {
 
 fn run_or_404(runs: &[std::sync::Arc<LiveRun>], r: usize) -> Result<&LiveRun, PageError> {
     runs.get(r).map(|a| &**a).ok_or_else(|| {
-        PageError::not_found(format!("there is no run {r}: this view serves runs 0 to {}", runs.len().saturating_sub(1)))
+        PageError::not_found(format!(
+            "there is no run {r}: this view serves runs 0 to {}",
+            runs.len().saturating_sub(1)
+        ))
     })
 }
 
@@ -193,9 +200,9 @@ fn eval_rows(run: &LiveRun, state: &RunState) -> (Vec<Value>, Vec<String>, Vec<V
                     } else {
                         report.per_task.get(&task).and_then(|s| s.means.get(m).copied())
                     };
-                    let test = base.filter(|_| e.iteration > 0).map(|b| {
-                        paired_on(report, b, *m, parsed).map_err(|err| format!("{err:#}"))
-                    });
+                    let test = base
+                        .filter(|_| e.iteration > 0)
+                        .map(|b| paired_on(report, b, *m, parsed).map_err(|err| format!("{err:#}")));
                     match test {
                         Some(Ok(t)) => json!({
                             "mean": mean, "delta": t.mean_diff, "p": t.p, "n": t.n,
@@ -206,11 +213,8 @@ fn eval_rows(run: &LiveRun, state: &RunState) -> (Vec<Value>, Vec<String>, Vec<V
                     }
                 })
                 .collect();
-            let n = if parsed.is_none() {
-                report.examples.len()
-            } else {
-                report.per_task.get(&task).map_or(0, |s| s.n)
-            };
+            let n =
+                if parsed.is_none() { report.examples.len() } else { report.per_task.get(&task).map_or(0, |s| s.n) };
             rows.push(json!({
                 "iteration": e.iteration, "split": e.split.as_str(), "system": e.system,
                 "task": task, "n": n, "cells": cells, "report": e.report_path, "seq": e.seq,
@@ -274,17 +278,21 @@ pub fn run_page(runs: &[std::sync::Arc<LiveRun>], r: usize) -> Result<Page, Page
     let checkpoints: Vec<Value> = s
         .checkpoints
         .iter()
-        .map(|c| json!({"seq": c.seq, "iteration": c.iteration, "step": c.step, "role": c.role.as_str(),
-            "hash": digest_hex(&c.hash), "path": c.path, "validation": c.validation_score}))
+        .map(|c| {
+            json!({"seq": c.seq, "iteration": c.iteration, "step": c.step, "role": c.role.as_str(),
+            "hash": digest_hex(&c.hash), "path": c.path, "validation": c.validation_score})
+        })
         .collect();
     let (evaluations, metrics, problems) = eval_rows(run, s);
     banners.extend(problems);
     let checks: Vec<Value> = s
         .reward_checks
         .iter()
-        .map(|c| json!({"seq": c.seq, "reward": c.reward_name, "examples": c.examples, "per_task": c.per_task,
+        .map(|c| {
+            json!({"seq": c.seq, "reward": c.reward_name, "examples": c.examples, "per_task": c.per_task,
             "counts": c.counts, "auc_own_other": c.auc_own_other, "auc_own_degenerate": c.auc_own_degenerate,
-            "auc_other_degenerate": c.auc_other_degenerate, "means": c.means}))
+            "auc_other_degenerate": c.auc_other_degenerate, "means": c.means})
+        })
         .collect();
     let sft_curve = s
         .training
@@ -332,12 +340,17 @@ pub fn iteration_page(runs: &[std::sync::Arc<LiveRun>], r: usize, t: u32) -> Res
     let histogram = if rewards.is_empty() {
         None
     } else {
-        Some(charts::reward_histogram(&rewards, tau, 20).map_err(|e| PageError { status: 500, message: format!("{e:#}") })?)
+        Some(
+            charts::reward_histogram(&rewards, tau, 20)
+                .map_err(|e| PageError { status: 500, message: format!("{e:#}") })?,
+        )
     };
     let class_rows: Vec<Value> = RewardClass::ALL
         .iter()
-        .map(|c| json!({"label": c.label(), "n": classes.get(c.label()).copied().unwrap_or(0),
-            "color": format!("rgb({},{},{})", c.color().0, c.color().1, c.color().2)}))
+        .map(|c| {
+            json!({"label": c.label(), "n": classes.get(c.label()).copied().unwrap_or(0),
+            "color": format!("rgb({},{},{})", c.color().0, c.color().1, c.color().2)})
+        })
         .collect();
     let verification = match s.verify_iteration(t) {
         Ok(v) => json!({"ok": true, "count": v.count, "digest": digest_hex(&v.digest), "seal_seq": v.seal_seq,
@@ -362,14 +375,17 @@ pub fn iteration_page(runs: &[std::sync::Arc<LiveRun>], r: usize, t: u32) -> Res
     let summaries: Vec<Value> = replay::audit::summarize(s, t, None)
         .map(|v| {
             v.iter()
-                .map(|x| json!({"task": x.task, "inputs": x.inputs, "samples": x.samples, "decided": x.decided,
+                .map(|x| {
+                    json!({"task": x.task, "inputs": x.inputs, "samples": x.samples, "decided": x.decided,
                     "passed": x.passed, "kept": x.kept, "pass_rate": x.pass_rate(), "kept_mean": x.kept_mean(),
-                    "kept_min": x.kept_min, "kept_max": x.kept_max}))
+                    "kept_min": x.kept_min, "kept_max": x.kept_max})
+                })
                 .collect()
         })
         .unwrap_or_default();
     let curve = s.training.get(&t).filter(|p| !p.is_empty());
-    let curve_svg = curve.and_then(|p| charts::training_curve(&p.iter().map(|x| (x.step, x.loss)).collect::<Vec<_>>()).ok());
+    let curve_svg =
+        curve.and_then(|p| charts::training_curve(&p.iter().map(|x| (x.step, x.loss)).collect::<Vec<_>>()).ok());
     let curve_last = curve.and_then(|p| p.last()).map(|x| json!({"step": x.step, "loss": x.loss, "tokens": x.tokens}));
     let checkpoint = s
         .checkpoints
@@ -507,8 +523,10 @@ pub fn sample_page(
     let rewards: Vec<Value> = sample
         .rewards
         .iter()
-        .map(|w| json!({"seq": w.seq, "name": w.reward_name, "reward": w.reward,
-            "engine": w.engine.as_ref().map(replay::audit::engine_label), "unseen": w.unseen_mass}))
+        .map(|w| {
+            json!({"seq": w.seq, "name": w.reward_name, "reward": w.reward,
+            "engine": w.engine.as_ref().map(replay::audit::engine_label), "unseen": w.unseen_mass})
+        })
         .collect();
     let filter = sample.filter.map(|f| {
         json!({"seq": f.seq, "decision": f.decision.as_str(), "reason": replay::audit::reason(Some(f.decision)),
@@ -575,7 +593,11 @@ pub fn sample_page(
         }
     };
     let retrieval_only = s.retrievals.get(input).map(|x| {
-        x.items.iter().enumerate().map(|(rank, (i, score))| json!({"rank": rank + 1, "index": i, "score": score})).collect::<Vec<_>>()
+        x.items
+            .iter()
+            .enumerate()
+            .map(|(rank, (i, score))| json!({"rank": rank + 1, "index": i, "score": score}))
+            .collect::<Vec<_>>()
     });
     Ok((
         "sample.html",
@@ -611,7 +633,9 @@ fn side<'a>(runs: &'a [std::sync::Arc<LiveRun>], spec: &str, split: Split) -> Re
     })?;
     let run = run_or_404(runs, r)?;
     let t: Option<u32> = t
-        .map(|t| t.trim().parse().map_err(|_| PageError::bad_request(format!("{spec:?}: iteration {t:?} is no number"))))
+        .map(|t| {
+            t.trim().parse().map_err(|_| PageError::bad_request(format!("{spec:?}: iteration {t:?} is no number")))
+        })
         .transpose()?;
     let snap = run.read();
     let e = snap
@@ -663,13 +687,16 @@ pub fn compare_page(runs: &[std::sync::Arc<LiveRun>], q: &CompareQuery) -> Resul
             seen.into_iter().map(|v| json!({"value": v})).collect::<Vec<_>>()
         })
         .collect();
-    let (Some(a), Some(b)) = (q.a.as_deref().filter(|s| !s.is_empty()), q.b.as_deref().filter(|s| !s.is_empty())) else {
+    let (Some(a), Some(b)) = (q.a.as_deref().filter(|s| !s.is_empty()), q.b.as_deref().filter(|s| !s.is_empty()))
+    else {
         return Ok(("compare.html", json!({"title": "compare", "choices": choices, "q": q, "rows": null})));
     };
     let split = match q.split.as_deref().unwrap_or("validation") {
         "validation" | "val" => Split::Validation,
         "test" => Split::Test,
-        other => return Err(PageError::bad_request(format!("parameter `split`: {other:?} is neither validation nor test"))),
+        other => {
+            return Err(PageError::bad_request(format!("parameter `split`: {other:?} is neither validation nor test")))
+        }
     };
     let (sa, sb) = (side(runs, a, split)?, side(runs, b, split)?);
     let metrics = crate::eval::table::metrics_of([&*sa.report, &*sb.report]);

@@ -34,13 +34,8 @@ impl DecisionFilter {
         ["kept", "below-threshold", "over-cap", "no-reasoning", "zero-reward", "rejected", "undecided"];
 
     fn parse(s: &str) -> Option<Self> {
-        let d = [
-            Decision::Kept,
-            Decision::BelowThreshold,
-            Decision::OverCap,
-            Decision::NoReasoning,
-            Decision::ZeroReward,
-        ];
+        let d =
+            [Decision::Kept, Decision::BelowThreshold, Decision::OverCap, Decision::NoReasoning, Decision::ZeroReward];
         if let Some(d) = d.into_iter().find(|d| d.as_str() == s) {
             return Some(Self::Is(d));
         }

@@ -126,7 +126,11 @@ async fn iteration(shared: web::Data<Shared>, path: web::Path<(usize, u32)>) -> 
     render(&shared, pages::iteration_page(&shared.runs, r, t))
 }
 
-async fn samples(shared: web::Data<Shared>, path: web::Path<(usize, u32)>, q: web::Query<RawSampleQuery>) -> HttpResponse {
+async fn samples(
+    shared: web::Data<Shared>,
+    path: web::Path<(usize, u32)>,
+    q: web::Query<RawSampleQuery>,
+) -> HttpResponse {
     let (r, t) = path.into_inner();
     render(&shared, pages::samples_page(&shared.runs, r, t, &q))
 }
@@ -154,14 +158,20 @@ async fn not_found(shared: web::Data<Shared>, req: actix_web::HttpRequest) -> Ht
 /// as the view's own 400 page.
 fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     let body = format!("bad query string: {err}");
-    actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body(body))
-        .into()
+    actix_web::error::InternalError::from_response(
+        err,
+        HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body(body),
+    )
+    .into()
 }
 
 fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     let body = format!("bad path: {err} (runs and iterations are numbers, as the links give them)");
-    actix_web::error::InternalError::from_response(err, HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body(body))
-        .into()
+    actix_web::error::InternalError::from_response(
+        err,
+        HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body(body),
+    )
+    .into()
 }
 
 /// A view bound and ready: its address, and the future that serves it.
@@ -180,12 +190,8 @@ pub struct Bound {
 /// template that does not parse, an address that cannot be bound.
 pub fn bind(options: &ViewOptions) -> anyhow::Result<Bound> {
     anyhow::ensure!(!options.runs.is_empty(), "give at least one run directory");
-    let runs = options
-        .runs
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| LiveRun::open(i, dir))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let runs =
+        options.runs.iter().enumerate().map(|(i, dir)| LiveRun::open(i, dir)).collect::<anyhow::Result<Vec<_>>>()?;
     let shared = web::Data::new(Shared { runs, env: environment()? });
     let addr = SocketAddr::new(options.bind, options.port);
     let server = HttpServer::new(move || {
