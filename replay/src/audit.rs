@@ -270,14 +270,21 @@ pub fn audit_rows(state: &RunState, query: &AuditQuery) -> Result<Vec<AuditRow>,
 /// Every row of the iteration (or of one input), whatever the decision.
 fn all_rows(state: &RunState, t: u32, input: Option<&str>) -> Result<Vec<AuditRow>, AuditError> {
     let it = state.iteration(t)?;
+    // One input's samples are one range of the canonical order.
+    let samples: Box<dyn Iterator<Item = &SampleRecord>> = match input {
+        Some(i) => {
+            let id = |index| SampleId { iteration: t, input_id: i.to_owned(), index };
+            Box::new(it.samples.range(id(0)..=id(u32::MAX)).map(|(_, s)| s))
+        }
+        None => Box::new(it.samples.values()),
+    };
+    let samples: Vec<&SampleRecord> = samples.collect();
     let mut decided: BTreeMap<&str, u32> = BTreeMap::new();
-    for s in it.samples.values().filter(|s| s.filter.is_some()) {
+    for s in samples.iter().filter(|s| s.filter.is_some()) {
         *decided.entry(s.id.input_id.as_str()).or_default() += 1;
     }
-    let rows: Vec<AuditRow> = it
-        .samples
-        .values()
-        .filter(|s| input.is_none_or(|i| s.id.input_id == i))
+    let rows: Vec<AuditRow> = samples
+        .iter()
         .map(|s| AuditRow::of(state, s, decided.get(s.id.input_id.as_str()).copied().unwrap_or(0)))
         .collect();
     if let (Some(input), true) = (input, rows.is_empty()) {

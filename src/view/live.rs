@@ -62,6 +62,7 @@ pub struct LiveRun {
     data: OnceLock<RunData>,
     reports: Mutex<HashMap<String, Result<Arc<EvalReport>, String>>>,
     reader: Mutex<Option<store::LogReader>>,
+    facts: Mutex<HashMap<u32, (u64, Arc<serde_json::Value>)>>,
 }
 
 impl LiveRun {
@@ -93,6 +94,7 @@ impl LiveRun {
             data: OnceLock::new(),
             reports: Mutex::new(HashMap::new()),
             reader: Mutex::new(Some(reader)),
+            facts: Mutex::new(HashMap::new()),
         });
         if run.read().problem.is_none() {
             let follower = Arc::clone(&run);
@@ -111,7 +113,41 @@ impl LiveRun {
         self.snapshot.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// An iteration's page facts for the log as of record `last`: the
+    /// cached ones when the log has not moved since, else `compute()`'s
+    /// (then cached).
+    ///
+    /// # Errors
+    /// `compute`'s.
+    pub fn iteration_facts<E>(
+        &self,
+        t: u32,
+        last: u64,
+        compute: impl FnOnce() -> Result<serde_json::Value, E>,
+    ) -> Result<Arc<serde_json::Value>, E> {
+        let mut cache = self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seq, facts)) = cache.get(&t) {
+            if *seq == last {
+                return Ok(Arc::clone(facts));
+            }
+        }
+        let facts = Arc::new(compute()?);
+        cache.insert(t, (last, Arc::clone(&facts)));
+        Ok(facts)
+    }
+
+    /// Computes every iteration's page facts once, so that the first visit
+    /// to an iteration of a big finished log is as fast as the next.
+    fn warm(&self) {
+        let s = self.read();
+        let last = s.state.last.map_or(0, |(seq, _)| seq);
+        for t in s.state.iterations.keys().copied().collect::<Vec<_>>() {
+            let _ = self.iteration_facts(t, last, || super::pages::iteration_facts(&s.state, t));
+        }
+    }
+
     fn follow(&self, log_dir: PathBuf) {
+        self.warm();
         let (run_id, next) = {
             let s = self.read();
             (s.state.run_id.clone(), s.state.last.map_or(0, |(seq, _)| seq + 1))

@@ -328,6 +328,41 @@ pub fn iteration_page(runs: &[std::sync::Arc<LiveRun>], r: usize, t: u32) -> Res
     let s = &snap.state;
     let it = s.iteration(t).map_err(|e| PageError::not_found(e.to_string()))?;
     let tau = s.run.as_ref().and_then(|x| x.tau);
+    let last = s.last.map_or(0, |(seq, _)| seq);
+    let facts = run.iteration_facts(t, last, || iteration_facts(s, t))?;
+    let curve = s.training.get(&t).filter(|p| !p.is_empty());
+    let curve_svg =
+        curve.and_then(|p| charts::training_curve(&p.iter().map(|x| (x.step, x.loss)).collect::<Vec<_>>()).ok());
+    let curve_last = curve.and_then(|p| p.last()).map(|x| json!({"step": x.step, "loss": x.loss, "tokens": x.tokens}));
+    let checkpoint = s
+        .checkpoints
+        .iter()
+        .rfind(|c| c.iteration == t && c.role == events::Role::MStep)
+        .map(|c| json!({"hash": digest_hex(&c.hash), "seq": c.seq, "step": c.step}));
+    Ok((
+        "iteration.html",
+        json!({
+            "title": format!("iteration {t}"), "r": r, "t": t, "run_id": s.run_id, "dir": run.dir.display().to_string(),
+            "samples": it.samples.len(), "tau": tau, "cap": s.run.as_ref().and_then(|x| x.cap),
+            "histogram": facts["histogram"], "classes": facts["classes"], "kept": facts["kept"],
+            "seal": it.seal.as_ref().map(|x| json!({"count": x.count, "digest": digest_hex(&x.digest), "seq": x.seq})),
+            "verification": facts["verification"], "spread": facts["spread"], "summaries": facts["summaries"],
+            "curve": curve_svg, "curve_last": curve_last, "checkpoint": checkpoint,
+            "banners": banners(run, &snap), "live": it.finished_seq.is_none(),
+        }),
+    ))
+}
+
+/// What an iteration's page shows that takes a pass over all its samples
+/// (the histogram, the decision counts, D_t's verification, the per-task
+/// summary, kept per input): computed once per state of the log and cached
+/// by the run ([`LiveRun::iteration_facts`]).
+///
+/// # Errors
+/// No iteration `t`, or a chart that cannot be drawn.
+pub fn iteration_facts(s: &RunState, t: u32) -> Result<Value, PageError> {
+    let it = s.iteration(t).map_err(|e| PageError::not_found(e.to_string()))?;
+    let tau = s.run.as_ref().and_then(|x| x.tau);
     let mut classes: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut rewards = Vec::with_capacity(it.samples.len());
     for sample in it.samples.values() {
@@ -383,27 +418,10 @@ pub fn iteration_page(runs: &[std::sync::Arc<LiveRun>], r: usize, t: u32) -> Res
                 .collect()
         })
         .unwrap_or_default();
-    let curve = s.training.get(&t).filter(|p| !p.is_empty());
-    let curve_svg =
-        curve.and_then(|p| charts::training_curve(&p.iter().map(|x| (x.step, x.loss)).collect::<Vec<_>>()).ok());
-    let curve_last = curve.and_then(|p| p.last()).map(|x| json!({"step": x.step, "loss": x.loss, "tokens": x.tokens}));
-    let checkpoint = s
-        .checkpoints
-        .iter()
-        .rfind(|c| c.iteration == t && c.role == events::Role::MStep)
-        .map(|c| json!({"hash": digest_hex(&c.hash), "seq": c.seq, "step": c.step}));
-    Ok((
-        "iteration.html",
-        json!({
-            "title": format!("iteration {t}"), "r": r, "t": t, "run_id": s.run_id, "dir": run.dir.display().to_string(),
-            "samples": it.samples.len(), "tau": tau, "cap": s.run.as_ref().and_then(|x| x.cap),
-            "histogram": histogram, "classes": class_rows, "kept": classes.get(RewardClass::Kept.label()).copied().unwrap_or(0),
-            "seal": it.seal.as_ref().map(|x| json!({"count": x.count, "digest": digest_hex(&x.digest), "seq": x.seq})),
-            "verification": verification, "spread": spread, "summaries": summaries,
-            "curve": curve_svg, "curve_last": curve_last, "checkpoint": checkpoint,
-            "banners": banners(run, &snap), "live": it.finished_seq.is_none(),
-        }),
-    ))
+    Ok(json!({
+        "histogram": histogram, "classes": class_rows, "kept": classes.get(RewardClass::Kept.label()).copied().unwrap_or(0),
+        "verification": verification, "spread": spread, "summaries": summaries,
+    }))
 }
 
 /// `/runs/{r}/iterations/{t}/samples`: the filtered, sorted, paged table.
@@ -465,7 +483,7 @@ pub fn samples_page(
     let next = (query.page < page.pages).then(|| link(&[("page", (query.page + 1).to_string())]));
     let sort_link = |key: &str| link(&[("sort", key.to_owned()), ("page", "1".to_owned()), ("order", String::new())]);
     let tasks: Vec<&str> = {
-        let mut v: Vec<&str> = it.samples.keys().filter_map(|id| s.task_of(&id.input_id)).collect();
+        let mut v: Vec<&str> = s.tasks.values().map(String::as_str).collect();
         v.sort_unstable();
         v.dedup();
         v

@@ -195,7 +195,7 @@ pub struct SamplePage<'a> {
     pub rows: Vec<&'a SampleRecord>,
     /// Pages in all (at least 1).
     pub pages: usize,
-    /// Decided samples per input of the iteration (the "of" of a rank).
+    /// Decided samples of each input on the page (the "of" of a rank).
     pub decided: BTreeMap<&'a str, u32>,
 }
 
@@ -224,11 +224,11 @@ impl SampleQuery {
     /// The page this query asks for from `it` (a page past the last is
     /// empty, with the right counts).
     pub fn page<'a>(&self, state: &RunState, it: &'a IterationState) -> SamplePage<'a> {
-        let mut decided: BTreeMap<&str, u32> = BTreeMap::new();
-        for s in it.samples.values().filter(|s| s.filter.is_some()) {
-            *decided.entry(s.id.input_id.as_str()).or_default() += 1;
-        }
-        let mut rows: Vec<&SampleRecord> = it.samples.values().filter(|s| self.admits(state, s)).collect();
+        let mut rows: Vec<&SampleRecord> = match &self.input {
+            // One input's samples are one range of the canonical order.
+            Some(input) => input_range(it, input).filter(|s| self.admits(state, s)).collect(),
+            None => it.samples.values().filter(|s| self.admits(state, s)).collect(),
+        };
         match self.sort {
             SortKey::Sample => {
                 if self.desc {
@@ -260,8 +260,24 @@ impl SampleQuery {
         let pages = matching.div_ceil(self.per).max(1);
         let start = (self.page - 1).saturating_mul(self.per).min(matching);
         let end = start.saturating_add(self.per).min(matching);
-        SamplePage { matching, rows: rows[start..end].to_vec(), pages, decided }
+        let rows = rows[start..end].to_vec();
+        // The "of" of each row's rank: its input's decided samples.
+        let mut decided = BTreeMap::new();
+        for s in &rows {
+            let input = s.id.input_id.as_str();
+            if !decided.contains_key(input) {
+                decided.insert(input, input_range(it, input).filter(|x| x.filter.is_some()).count() as u32);
+            }
+        }
+        SamplePage { matching, rows, pages, decided }
     }
+}
+
+/// The samples of one input of an iteration, in index order.
+fn input_range<'a>(it: &'a IterationState, input: &str) -> impl Iterator<Item = &'a SampleRecord> + 'a {
+    let t = it.samples.keys().next().map_or(0, |id| id.iteration);
+    let id = |index| events::SampleId { iteration: t, input_id: input.to_owned(), index };
+    it.samples.range(id(0)..=id(u32::MAX)).map(|(_, s)| s)
 }
 
 #[cfg(test)]
