@@ -126,8 +126,8 @@ max_new_tokens = 16
 batch_size = 4
 
 [reward]
-name = "rouge-l"
-tau = 0.05
+name = "judge"
+tau = 0.0
 max_kept_per_input = 2
 check_per_task = 2
 
@@ -183,6 +183,12 @@ fn browse(url: &str, shot: &Path) -> String {
         .expect("run chromium");
     assert!(status.success(), "chromium --screenshot {url} failed");
     let png = std::fs::read(shot).expect("screenshot written");
+    // RESTPG_VIEW_SHOTS=DIR keeps the screenshots for a person to look at.
+    if let Some(keep) = std::env::var_os("RESTPG_VIEW_SHOTS") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).expect("screenshot folder");
+        std::fs::copy(shot, keep.join(shot.file_name().expect("a file name"))).expect("keep the screenshot");
+    }
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} is no real screenshot", shot.display());
     String::from_utf8(out.stdout).expect("utf-8 DOM")
 }
@@ -274,6 +280,7 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
     assert!(!sample.contains(SCRIPT) && !sample.contains(IMG), "hostile text reached the page unescaped");
     assert!(sample.contains(&escaped(SCRIPT)) && sample.contains(&escaped(IMG)), "hostile text not shown as text");
     assert!(sample.contains("id=\"response\"") && sample.contains("id=\"expected\""));
+    assert!(sample.contains("id=\"distribution\""), "no judge distribution on the sample page");
     assert!(sample.contains("SampleGenerated") || sample.contains("sample-generated"), "no records behind it");
 
     // Compare: the run's θ¹ against its iteration 1.
@@ -303,6 +310,9 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
     let dom = browse(&format!("{}{link}", view.base), &shots.join("sample.png"));
     assert!(!dom.contains("<script>alert") && !dom.contains("<img src=\"x\""), "the browser built hostile elements");
     assert!(dom.contains("&lt;script&gt;alert"), "hostile text is not on the page as text");
+    let bars = dom.split("id=\"score-distribution\"").nth(1).expect("the judge's distribution in the DOM");
+    let bars = &bars[..bars.find("</figure>").expect("its figure ends")];
+    assert!(bars.contains("<svg") && bars.matches("<rect").count() >= 11, "the distribution has no bar per score");
     drop(view);
 
     // A corrupt record: a copy of the run with one record's bytes flipped

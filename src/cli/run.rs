@@ -147,6 +147,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("event log: {}", store::RunDir::new(&run_dir).log().display());
     println!("reports:   {}", store::RunDir::new(&run_dir).reports().display());
     println!("audit it:  restpg audit {} --iteration 1", run_dir.display());
+    println!("see it:    restpg view {}   (a read-only page on http://127.0.0.1:8520/)", run_dir.display());
     Ok(())
 }
 

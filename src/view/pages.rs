@@ -348,7 +348,7 @@ pub fn iteration_page(runs: &[std::sync::Arc<LiveRun>], r: usize, t: u32) -> Res
             "seal": it.seal.as_ref().map(|x| json!({"count": x.count, "digest": digest_hex(&x.digest), "seq": x.seq})),
             "verification": facts["verification"], "spread": facts["spread"], "summaries": facts["summaries"],
             "curve": curve_svg, "curve_last": curve_last, "checkpoint": checkpoint,
-            "banners": banners(run, &snap), "live": it.finished_seq.is_none(),
+            "banners": banners(run, &snap), "live": it.finished_seq.is_none() && run_state_words(run, s).1,
         }),
     ))
 }
@@ -498,7 +498,7 @@ pub fn samples_page(
             "last": (query.page - 1) * query.per + page.rows.len(),
             "q": raw, "decisions": super::query::DecisionFilter::NAMES, "tasks": tasks,
             "sort_sample": sort_link("sample"), "sort_reward": sort_link("reward"), "sort_rank": sort_link("rank"),
-            "banners": banners(run, &snap), "live": it.finished_seq.is_none(),
+            "banners": banners(run, &snap), "live": it.finished_seq.is_none() && run_state_words(run, s).1,
         }),
     ))
 }
