@@ -23,11 +23,21 @@ const IMG: &str = "<img src=x onerror=alert(1)>";
 struct View {
     child: Child,
     base: String,
+    exited: bool,
 }
 
 impl View {
     fn start(dirs: &[&Path]) -> View {
+        Self::start_with_tmp(dirs, None)
+    }
+
+    /// Starts it with `TMPDIR` set to `tmp`, when given (where a reader's
+    /// private copy of a log goes).
+    fn start_with_tmp(dirs: &[&Path], tmp: Option<&Path>) -> View {
         let mut cmd = bin();
+        if let Some(tmp) = tmp {
+            cmd.env("TMPDIR", tmp);
+        }
         cmd.arg("view").args(dirs).args(["--port", "0"]).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn restpg view");
         let mut line = String::new();
@@ -36,7 +46,7 @@ impl View {
         let url = line[start..].split_whitespace().next().expect("url").trim_end_matches('/').to_owned();
         assert!(line.contains("loopback"), "the default binding is not announced: {line}");
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        View { child, base: url }
+        View { child, base: url, exited: false }
     }
 
     /// GET `path`: (status, body).
@@ -56,11 +66,45 @@ impl View {
     }
 }
 
+impl View {
+    /// Stops it as a user does (SIGTERM; Ctrl-C's SIGINT likewise) and
+    /// waits for it to exit; true when it exited by itself within 20 s.
+    fn stop(&mut self) -> bool {
+        if self.exited {
+            return true;
+        }
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid, which has not been waited
+        // for, so it cannot have been reused.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.exited = true;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
 impl Drop for View {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !self.stop() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
+}
+
+/// Entries of `dir` whose names start with `prefix`.
+fn entries(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
 }
 
 /// What minijinja's HTML escaping makes of `s` (it escapes `/` too).
@@ -203,7 +247,11 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
     run_ok(bin().args(["train", "--quiet", "--config"]).arg(&cfg).arg("--run-dir").arg(&run));
     let events = events_of(&run);
 
-    let view = View::start(&[&run]);
+    let private_tmp = tmp.path().join("tmp");
+    std::fs::create_dir_all(&private_tmp).unwrap();
+    let mut view = View::start_with_tmp(&[&run], Some(&private_tmp));
+    // The finished run's log is read from a private copy while it serves.
+    assert!(!entries(&private_tmp, "restpg-log-copy").is_empty(), "no private copy of the log");
 
     // The front page lists the run, finished.
     assert!(matches!(events[0], Event::RunStarted { .. }));
@@ -313,6 +361,9 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
     let bars = dom.split("id=\"score-distribution\"").nth(1).expect("the judge's distribution in the DOM");
     let bars = &bars[..bars.find("</figure>").expect("its figure ends")];
     assert!(bars.contains("<svg") && bars.matches("<rect").count() >= 11, "the distribution has no bar per score");
+    // Stopped as a user stops it, it exits and leaves no copy of the log.
+    assert!(view.stop(), "the view did not exit on SIGTERM");
+    assert_eq!(entries(&private_tmp, "restpg-log-copy"), Vec::<String>::new(), "a copy of the log outlived the view");
     drop(view);
 
     // A corrupt record: a copy of the run with one record's bytes flipped

@@ -87,14 +87,14 @@ pub fn run(args: &ViewBenchArgs) -> Result<()> {
         println!("reusing {records} records in {}", dir.display());
     }
     let options = crate::view::ViewOptions { runs: vec![dir.clone()], bind: [127, 0, 0, 1].into(), port: 0 };
-    let (tx, rx) = std::sync::mpsc::channel::<Result<std::net::SocketAddr, String>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(std::net::SocketAddr, actix_web::dev::ServerHandle), String>>();
     let t = Instant::now();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             match crate::view::bind(&options) {
                 Ok(bound) => {
-                    let _ = tx.send(Ok(bound.addr));
-                    if let Err(e) = bound.server.await {
+                    let _ = tx.send(Ok((bound.addr, bound.server.handle())));
+                    if let Err(e) = bound.serve().await {
                         eprintln!("restpg bench view: the view stopped: {e}");
                     }
                 }
@@ -104,7 +104,7 @@ pub fn run(args: &ViewBenchArgs) -> Result<()> {
             }
         });
     });
-    let addr = rx.recv().context("the view thread ended before binding")?.map_err(anyhow::Error::msg)?;
+    let (addr, handle) = rx.recv().context("the view thread ended before binding")?.map_err(anyhow::Error::msg)?;
     let open_s = t.elapsed().as_secs_f64();
 
     // A sample in the middle of the log, for its page and its input's.
@@ -147,5 +147,8 @@ pub fn run(args: &ViewBenchArgs) -> Result<()> {
         println!("{name:<36} {:>10.1} {max:>10.1} {:>10.0}", median(times), size as f64 / 1000.0);
     }
     println!("peak RSS {:.0} MiB", peak_rss_mib());
+    // Stop the view so that it lets go of its copy of the log.
+    actix_web::rt::System::new().block_on(handle.stop(true));
+    let _ = thread.join();
     Ok(())
 }

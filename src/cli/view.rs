@@ -23,7 +23,8 @@ pub struct ViewArgs {
 }
 
 /// Opens every run (refusing a directory that is not one before serving
-/// anything), prints where the pages are, then serves until killed.
+/// anything), prints where the pages are, then serves until SIGINT
+/// (Ctrl-C), SIGTERM or SIGQUIT, and lets go of every log it read.
 ///
 /// # Errors
 /// A run directory that is not one, a log that cannot be opened, an
@@ -45,7 +46,7 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
         );
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        bound.server.await?;
+        bound.serve().await?;
         Ok(())
     })
 }

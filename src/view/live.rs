@@ -229,6 +229,17 @@ impl LiveRun {
         found.ok_or_else(|| format!("the log has no record at seq {seq}"))
     }
 
+    /// Lets go of the log reader the view keeps for record lookups. A
+    /// reader of a log nobody else holds reads a private copy of the
+    /// database in the temporary directory, removed when the reader goes;
+    /// the follow thread never ends, so the view's shutdown calls this
+    /// rather than wait for the last reference. A later lookup opens the
+    /// log again.
+    pub fn release(&self) {
+        let mut reader = self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *reader = None;
+    }
+
     /// The evaluation report at `logged` (a path as `EvaluationDone`
     /// names it, relative to the run directory), read and cached.
     ///

@@ -178,8 +178,28 @@ fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -
 pub struct Bound {
     /// Where it listens (with the port the system chose when asked for 0).
     pub addr: SocketAddr,
-    /// The server; await it (or hand it to an actix system) to serve.
+    /// The server; await it (or hand it to an actix system) to serve. It
+    /// stops on SIGINT, SIGTERM or SIGQUIT, or through its handle.
     pub server: actix_web::dev::Server,
+    /// The runs it serves: call [`LiveRun::release`] on each once the
+    /// server has stopped, so that no private copy of a log outlives it
+    /// ([`Bound::serve`] does).
+    pub runs: Vec<Arc<LiveRun>>,
+}
+
+impl Bound {
+    /// Serves until the server stops (a signal, or its handle), then
+    /// releases every run's log reader.
+    ///
+    /// # Errors
+    /// The server's I/O error.
+    pub async fn serve(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        for run in &self.runs {
+            run.release();
+        }
+        served
+    }
 }
 
 /// Opens every run (refusing a directory that is not one, naming it),
@@ -192,7 +212,7 @@ pub fn bind(options: &ViewOptions) -> anyhow::Result<Bound> {
     anyhow::ensure!(!options.runs.is_empty(), "give at least one run directory");
     let runs =
         options.runs.iter().enumerate().map(|(i, dir)| LiveRun::open(i, dir)).collect::<anyhow::Result<Vec<_>>>()?;
-    let shared = web::Data::new(Shared { runs, env: environment()? });
+    let shared = web::Data::new(Shared { runs: runs.clone(), env: environment()? });
     let addr = SocketAddr::new(options.bind, options.port);
     let server = HttpServer::new(move || {
         App::new()
@@ -208,9 +228,9 @@ pub fn bind(options: &ViewOptions) -> anyhow::Result<Bound> {
             .default_service(web::to(not_found))
     })
     .workers(2)
-    .disable_signals()
+    .shutdown_timeout(5)
     .bind(addr)
     .with_context(|| format!("binding {addr}"))?;
     let addr = server.addrs().first().copied().context("the server bound no address")?;
-    Ok(Bound { addr, server: server.run() })
+    Ok(Bound { addr, server: server.run(), runs })
 }
