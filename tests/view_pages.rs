@@ -331,9 +331,37 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
     assert!(sample.contains("id=\"distribution\""), "no judge distribution on the sample page");
     assert!(sample.contains("SampleGenerated") || sample.contains("sample-generated"), "no records behind it");
 
-    // Compare: the run's θ¹ against its iteration 1.
+    // Compare: the run's θ¹ against its iteration 1; the run page's Δ of the
+    // macro average is the same later-minus-θ¹ difference (equal task sizes).
     let cmp = view.ok("/compare?a=0:0&b=0:1&split=validation");
     assert!(cmp.contains("id=\"comparison\"") && cmp.contains("macro average"), "{cmp}");
+    // The signed differences `(+0.012` of the one table row that starts with `start`.
+    let deltas = |html: &str, start: &str| -> Vec<String> {
+        let row = html.split("<tr>").find(|r| r.starts_with(start) && r.contains("macro average")).expect("the row");
+        let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+        row.match_indices(" (")
+            .map(|(i, _)| &row[i + 2..])
+            .filter(|r| r.starts_with('+') || r.starts_with('-'))
+            .map(|r| r[..6].to_owned())
+            .collect()
+    };
+    let run_delta = deltas(&page, "<td class=\"num\">1</td><td>validation</td>");
+    let cmp_delta = deltas(&cmp, "<td>macro average</td>");
+    assert!(!cmp_delta.is_empty(), "no differences on the compare page");
+    assert_eq!(run_delta, cmp_delta, "the run page and compare disagree on Δ");
+    // Refusals are the view's own pages, naming what is wrong.
+    let (status, body) = view.get("/runs/0/iterations/1/samples?page=999");
+    assert_eq!(status, 400);
+    assert!(body.contains("parameter `page`") && body.contains("past the last page"), "{body}");
+    let (status, body) = view.get("/runs/0/iterations/1/samples?task=a&task=b");
+    assert_eq!(status, 400);
+    assert!(body.contains("class=\"banner error\"") && body.contains("duplicate field"), "{body}");
+    let (status, body) = view.get("/runs/0/iterations/1/samples?task=bogus");
+    assert_eq!(status, 400);
+    assert!(body.contains("parameter `task`") && body.contains("email-completion"), "{body}");
+    let (status, body) = view.get("/runs/abc");
+    assert_eq!(status, 404);
+    assert!(body.contains("class=\"banner error\"") && body.contains("whole numbers"), "{body}");
 
     // Nothing that is not there, nothing that writes.
     assert_eq!(view.get("/runs/7").0, 404);
@@ -376,11 +404,21 @@ fn the_view_serves_a_tiny_real_run_to_http_and_to_a_real_browser() {
         b[i] ^= 0x01;
     })
     .unwrap();
-    let view = View::start(&[&bad]);
+    // And a run whose log cannot be opened at all is shown beside a good
+    // one rather than refusing both.
+    let broken = tmp.path().join("broken");
+    copy_dir(&run, &broken);
+    std::fs::write(store::RunDir::new(&broken).log().join("flushed"), "garbage\n").unwrap();
+    let view = View::start(&[&bad, &broken, &run]);
     for path in ["/", "/runs/0"] {
         let body = view.ok(path);
         assert!(body.contains("class=\"banner error\"") && body.contains(&format!("seq {seq}")), "{path}: {body}");
     }
+    let body = view.ok("/runs/0");
+    assert!(body.contains("cannot be read past") && !body.contains("resume it"), "{body}");
+    let body = view.ok("/runs/1");
+    assert!(body.contains("class=\"banner error\"") && body.contains("flushed"), "{body}");
+    assert!(view.ok("/runs/2").contains("finished in"));
     drop(view);
 
     // A directory that is no run is refused before anything is served.

@@ -17,16 +17,24 @@ pub enum RewardClass {
     BelowTau,
     /// At or above τ but over the per-input cap.
     OverCap,
+    /// Dropped for a zero reward.
+    ZeroReward,
     /// Dropped for having no reasoning.
     NoReasoning,
-    /// Zero reward, or no filter decision logged.
-    Other,
+    /// No filter decision logged.
+    Undecided,
 }
 
 impl RewardClass {
     /// Every class, in stacking order.
-    pub const ALL: [RewardClass; 5] =
-        [RewardClass::Kept, RewardClass::BelowTau, RewardClass::OverCap, RewardClass::NoReasoning, RewardClass::Other];
+    pub const ALL: [RewardClass; 6] = [
+        RewardClass::Kept,
+        RewardClass::BelowTau,
+        RewardClass::OverCap,
+        RewardClass::ZeroReward,
+        RewardClass::NoReasoning,
+        RewardClass::Undecided,
+    ];
 
     /// The class of a filter decision.
     pub fn of(decision: Option<events::Decision>) -> Self {
@@ -35,7 +43,8 @@ impl RewardClass {
             Some(events::Decision::BelowThreshold) => Self::BelowTau,
             Some(events::Decision::OverCap) => Self::OverCap,
             Some(events::Decision::NoReasoning) => Self::NoReasoning,
-            Some(events::Decision::ZeroReward) | None => Self::Other,
+            Some(events::Decision::ZeroReward) => Self::ZeroReward,
+            None => Self::Undecided,
         }
     }
 
@@ -45,8 +54,9 @@ impl RewardClass {
             Self::Kept => "kept",
             Self::BelowTau => "below τ",
             Self::OverCap => "over the cap",
+            Self::ZeroReward => "zero reward",
             Self::NoReasoning => "no reasoning",
-            Self::Other => "zero reward / undecided",
+            Self::Undecided => "undecided",
         }
     }
 
@@ -56,8 +66,9 @@ impl RewardClass {
             Self::Kept => RGBColor(46, 139, 87),
             Self::BelowTau => RGBColor(150, 150, 150),
             Self::OverCap => RGBColor(230, 145, 30),
+            Self::ZeroReward => RGBColor(190, 60, 60),
             Self::NoReasoning => RGBColor(140, 80, 170),
-            Self::Other => RGBColor(200, 200, 200),
+            Self::Undecided => RGBColor(205, 205, 205),
         }
     }
 }
@@ -68,7 +79,9 @@ fn svg_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 
 /// The reward histogram of one iteration: `bins` equal bins over [0, 1]
 /// (wider when a reward falls outside), each bar stacked by
-/// [`RewardClass`], with a red line at `tau` when known. 720×300 px.
+/// [`RewardClass`] (its colours; the page's table is the legend, so that
+/// no legend box hides a bar), with a red line at `tau` when known.
+/// 720×300 px.
 ///
 /// # Errors
 /// `bins` = 0, a non-finite reward, or a plotters failure.
@@ -80,10 +93,10 @@ pub fn reward_histogram(rewards: &[(f32, RewardClass)], tau: Option<f32>, bins: 
     let lo = rewards.iter().map(|(r, _)| *r).fold(0f32, f32::min).min(tau.unwrap_or(0.0));
     let hi = rewards.iter().map(|(r, _)| *r).fold(1f32, f32::max).max(tau.unwrap_or(1.0));
     let width = (hi - lo) / bins as f32;
-    let mut counts = vec![[0u32; 5]; bins];
+    let mut counts = vec![[0u32; RewardClass::ALL.len()]; bins];
     for (r, class) in rewards {
         let b = (((r - lo) / width) as usize).min(bins - 1);
-        let c = RewardClass::ALL.iter().position(|k| k == class).unwrap_or(4);
+        let c = RewardClass::ALL.iter().position(|k| k == class).unwrap_or(RewardClass::ALL.len() - 1);
         counts[b][c] += 1;
     }
     let top = counts.iter().map(|c| c.iter().sum::<u32>()).max().unwrap_or(0).max(1);
@@ -99,6 +112,7 @@ pub fn reward_histogram(rewards: &[(f32, RewardClass)], tau: Option<f32>, bins: 
             .map_err(svg_err)?;
         chart.configure_mesh().x_desc("reward").y_desc("samples").draw().map_err(svg_err)?;
         for (c, class) in RewardClass::ALL.iter().enumerate() {
+            // One series per class that has samples, in stacking order.
             if counts.iter().all(|b| b[c] == 0) {
                 continue;
             }
@@ -109,24 +123,13 @@ pub fn reward_histogram(rewards: &[(f32, RewardClass)], tau: Option<f32>, bins: 
                     let x0 = lo + b as f32 * width;
                     Rectangle::new([(x0, below), (x0 + width * 0.95, below + stack[c])], color.filled())
                 }))
-                .map_err(svg_err)?
-                .label(class.label())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .map_err(svg_err)?;
         }
         if let Some(tau) = tau {
             chart
                 .draw_series(LineSeries::new(vec![(tau, 0), (tau, top + top / 10 + 1)], RED.stroke_width(2)))
-                .map_err(svg_err)?
-                .label(format!("τ = {tau}"))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], RED.stroke_width(2)));
+                .map_err(svg_err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(svg_err)?;
         root.present().map_err(svg_err)?;
     }
     Ok(svg)
@@ -209,11 +212,12 @@ mod tests {
         let rewards = [(0.1, RewardClass::BelowTau), (0.95, RewardClass::Kept), (0.97, RewardClass::OverCap)];
         let svg = reward_histogram(&rewards, Some(0.9), 10).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
+        let fill = |c: RewardClass| format!("fill=\"#{:02X}{:02X}{:02X}\"", c.color().0, c.color().1, c.color().2);
         for class in [RewardClass::Kept, RewardClass::BelowTau, RewardClass::OverCap] {
-            assert!(svg.contains(class.label()), "no legend for {class:?}");
+            assert_eq!(svg.matches(&fill(class)).count(), 1, "one bar of {class:?}: {svg}");
         }
-        assert!(svg.contains("τ = 0.9"));
-        assert!(!svg.contains("no reasoning"), "a class with no samples has no legend entry");
+        assert!(!svg.contains(&fill(RewardClass::NoReasoning)), "a class with no samples has no bar");
+        assert!(svg.contains("#FF0000"), "no τ line");
         assert!(reward_histogram(&[(f32::NAN, RewardClass::Kept)], None, 10).is_err());
         assert!(reward_histogram(&rewards, None, 0).is_err());
     }

@@ -68,14 +68,22 @@ pub struct LiveRun {
 impl LiveRun {
     /// Opens the run in `dir`, folds its log and starts following it.
     ///
-    /// A log whose database is damaged, or that holds a record that cannot
-    /// be read or breaks the chain, still opens: the state holds what came
-    /// before and [`Snapshot::problem`] names the record.
+    /// A log whose database is damaged, that holds a record that cannot be
+    /// read or breaks the chain, or that cannot be opened at all (a broken
+    /// `log/flushed`, say) still opens: the state holds what came before
+    /// and [`Snapshot::problem`] names the record or the error.
     ///
     /// # Errors
-    /// `dir` is not a run directory (no `log/` with a database, naming
-    /// the path), or the log cannot be opened at all.
+    /// `dir` does not exist, is a file, or is not a run directory (no
+    /// `log/` with a database), naming the path; the follow thread cannot
+    /// be started.
     pub fn open(index: usize, dir: &Path) -> anyhow::Result<Arc<LiveRun>> {
+        if !dir.exists() {
+            anyhow::bail!("{} does not exist", dir.display());
+        }
+        if !dir.is_dir() {
+            anyhow::bail!("{} is a file, not a run directory", dir.display());
+        }
         let log_dir = store::RunDir::new(dir).log();
         if !log_dir.join("db").is_file() {
             anyhow::bail!(
@@ -85,15 +93,19 @@ impl LiveRun {
                 log_dir.join("db").display()
             );
         }
-        let (reader, state, problem) =
-            initial_fold(&log_dir).with_context(|| format!("reading the log of {}", dir.display()))?;
+        // A log that cannot be opened at all is shown as such, beside the
+        // other runs, rather than refusing them too.
+        let (reader, state, problem) = match initial_fold(&log_dir) {
+            Ok((reader, state, problem)) => (Some(reader), state, problem),
+            Err(e) => (None, RunState::new(), Some(LogProblem { seq: None, message: format!("{e:#}") })),
+        };
         let run = Arc::new(LiveRun {
             index,
             dir: dir.to_owned(),
             snapshot: RwLock::new(Snapshot { state, problem, follow_warning: None }),
             data: OnceLock::new(),
             reports: Mutex::new(HashMap::new()),
-            reader: Mutex::new(Some(reader)),
+            reader: Mutex::new(reader),
             facts: Mutex::new(HashMap::new()),
         });
         if run.read().problem.is_none() {

@@ -54,8 +54,8 @@ fn short(d: &events::Digest) -> String {
 }
 
 fn seconds(ms: u64) -> String {
-    if ms >= 60_000 {
-        format!("{}:{:02} min", ms / 60_000, (ms / 1000) % 60)
+    if ms >= 600_000 {
+        format!("{} min {:02} s", ms / 60_000, (ms / 1000) % 60)
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
     }
@@ -97,7 +97,13 @@ fn banners(run: &LiveRun, snap: &Snapshot) -> Vec<Value> {
 
 /// Whether the run is going, finished or failed, in words, and whether a
 /// process is writing its log now.
-fn run_state_words(run: &LiveRun, state: &RunState) -> (String, bool) {
+fn run_state_words(run: &LiveRun, snap: &Snapshot) -> (String, bool) {
+    let state = &snap.state;
+    let problem = snap.problem.as_ref().map(|p| p.seq);
+    if let Some(seq) = problem {
+        let at = seq.map_or_else(|| "its start".to_owned(), |s| format!("seq {s}"));
+        return (format!("unknown: the log cannot be read past {at} (see the banner)"), false);
+    }
     let holder = store::log_holder(&store::RunDir::new(&run.dir).log()).ok().flatten();
     let writing = holder.as_ref().is_some_and(|h| h.is_writer());
     let last_start = state.stages.iter().filter(|s| s.wall_ms.is_none()).map(|s| s.seq).max();
@@ -134,7 +140,7 @@ pub fn index(runs: &[std::sync::Arc<LiveRun>]) -> Page {
         .iter()
         .map(|run| {
             let snap = run.read();
-            let (state_words, writing) = run_state_words(run, &snap.state);
+            let (state_words, writing) = run_state_words(run, &snap);
             let s = &snap.state;
             json!({
                 "index": run.index,
@@ -152,7 +158,8 @@ pub fn index(runs: &[std::sync::Arc<LiveRun>]) -> Page {
         })
         .collect();
     let banners: Vec<Value> = runs.iter().flat_map(|r| banners(r, &r.read())).collect();
-    ("index.html", json!({"title": "runs", "runs": rows, "banners": banners, "live": true}))
+    let live = rows.iter().any(|r| r["writing"] == json!(true));
+    ("index.html", json!({"title": "runs", "runs": rows, "banners": banners, "live": live}))
 }
 
 /// One evaluation report's per-task means, and its tests against a
@@ -202,7 +209,7 @@ fn eval_rows(run: &LiveRun, state: &RunState) -> (Vec<Value>, Vec<String>, Vec<V
                     };
                     let test = base
                         .filter(|_| e.iteration > 0)
-                        .map(|b| paired_on(report, b, *m, parsed).map_err(|err| format!("{err:#}")));
+                        .map(|b| paired_on(b, report, *m, parsed).map_err(|err| format!("{err:#}")));
                     match test {
                         Some(Ok(t)) => json!({
                             "mean": mean, "delta": t.mean_diff, "p": t.p, "n": t.n,
@@ -232,7 +239,7 @@ pub fn run_page(runs: &[std::sync::Arc<LiveRun>], r: usize) -> Result<Page, Page
     let run = run_or_404(runs, r)?;
     let snap = run.read();
     let s = &snap.state;
-    let (state_words, writing) = run_state_words(run, s);
+    let (state_words, writing) = run_state_words(run, &snap);
     let mut banners = banners(run, &snap);
 
     // Stages: each start with its end, when logged.
@@ -258,7 +265,7 @@ pub fn run_page(runs: &[std::sync::Arc<LiveRun>], r: usize) -> Result<Page, Page
     let current = s
         .stages
         .last()
-        .filter(|st| st.wall_ms.is_none())
+        .filter(|st| st.wall_ms.is_none() && snap.problem.is_none())
         .map(|st| format!("{} of iteration {} (started at seq {})", st.stage, st.iteration, st.seq));
 
     let iterations: Vec<Value> = s
@@ -283,6 +290,7 @@ pub fn run_page(runs: &[std::sync::Arc<LiveRun>], r: usize) -> Result<Page, Page
             "hash": digest_hex(&c.hash), "path": c.path, "validation": c.validation_score})
         })
         .collect();
+    let has_validation = s.checkpoints.iter().any(|c| c.validation_score.is_some());
     let (evaluations, metrics, problems) = eval_rows(run, s);
     banners.extend(problems);
     let checks: Vec<Value> = s
@@ -312,7 +320,7 @@ pub fn run_page(runs: &[std::sync::Arc<LiveRun>], r: usize) -> Result<Page, Page
             "r": r, "dir": run.dir.display().to_string(), "run_id": s.run_id, "info": info,
             "state": state_words, "writing": writing, "live": writing, "current": current,
             "records": s.records, "last": last, "kinds": kinds, "stages": stages, "iterations": iterations,
-            "checkpoints": checkpoints, "evaluations": evaluations, "metrics": metrics, "checks": checks,
+            "checkpoints": checkpoints, "has_validation": has_validation, "evaluations": evaluations, "metrics": metrics, "checks": checks,
             "sft_curve": sft_curve, "banners": banners,
         }),
     ))
@@ -348,7 +356,7 @@ pub fn iteration_page(runs: &[std::sync::Arc<LiveRun>], r: usize, t: u32) -> Res
             "seal": it.seal.as_ref().map(|x| json!({"count": x.count, "digest": digest_hex(&x.digest), "seq": x.seq})),
             "verification": facts["verification"], "spread": facts["spread"], "summaries": facts["summaries"],
             "curve": curve_svg, "curve_last": curve_last, "checkpoint": checkpoint,
-            "banners": banners(run, &snap), "live": it.finished_seq.is_none() && run_state_words(run, s).1,
+            "banners": banners(run, &snap), "live": it.finished_seq.is_none() && run_state_words(run, &snap).1,
         }),
     ))
 }
@@ -439,7 +447,24 @@ pub fn samples_page(
     let snap = run.read();
     let s = &snap.state;
     let it = s.iteration(t).map_err(|e| PageError::not_found(e.to_string()))?;
+    if let Some(task) = &query.task {
+        if !s.tasks.values().any(|t| t == task) {
+            let mut known: Vec<&str> = s.tasks.values().map(String::as_str).collect();
+            known.sort_unstable();
+            known.dedup();
+            return Err(PageError::bad_request(format!(
+                "parameter `task`: {task:?} is none of this run's tasks ({})",
+                known.join(", ")
+            )));
+        }
+    }
     let page = query.page(s, it);
+    if query.page > page.pages {
+        return Err(PageError::bad_request(format!(
+            "parameter `page`: {} is past the last page, {} ({} samples match, {} per page)",
+            query.page, page.pages, page.matching, query.per
+        )));
+    }
     let rows: Vec<Value> = page
         .rows
         .iter()
@@ -498,7 +523,7 @@ pub fn samples_page(
             "last": (query.page - 1) * query.per + page.rows.len(),
             "q": raw, "decisions": super::query::DecisionFilter::NAMES, "tasks": tasks,
             "sort_sample": sort_link("sample"), "sort_reward": sort_link("reward"), "sort_rank": sort_link("rank"),
-            "banners": banners(run, &snap), "live": it.finished_seq.is_none() && run_state_words(run, s).1,
+            "banners": banners(run, &snap), "live": it.finished_seq.is_none() && run_state_words(run, &snap).1,
         }),
     ))
 }
@@ -705,9 +730,17 @@ pub fn compare_page(runs: &[std::sync::Arc<LiveRun>], q: &CompareQuery) -> Resul
             seen.into_iter().map(|v| json!({"value": v})).collect::<Vec<_>>()
         })
         .collect();
-    let (Some(a), Some(b)) = (q.a.as_deref().filter(|s| !s.is_empty()), q.b.as_deref().filter(|s| !s.is_empty()))
-    else {
-        return Ok(("compare.html", json!({"title": "compare", "choices": choices, "q": q, "rows": null})));
+    let (a, b) = (q.a.as_deref().filter(|s| !s.is_empty()), q.b.as_deref().filter(|s| !s.is_empty()));
+    let (Some(a), Some(b)) = (a, b) else {
+        let banners: Vec<Value> = match (a, b) {
+            (Some(_), None) => vec![json!({"level": "warn", "text": "choose side b as well (parameter `b`)"})],
+            (None, Some(_)) => vec![json!({"level": "warn", "text": "choose side a as well (parameter `a`)"})],
+            _ => Vec::new(),
+        };
+        return Ok((
+            "compare.html",
+            json!({"title": "compare", "choices": choices, "q": q, "rows": null, "banners": banners}),
+        ));
     };
     let split = match q.split.as_deref().unwrap_or("validation") {
         "validation" | "val" => Split::Validation,
@@ -732,7 +765,7 @@ pub fn compare_page(runs: &[std::sync::Arc<LiveRun>], q: &CompareQuery) -> Resul
             .iter()
             .map(|m| {
                 let (ma, mb) = (mean(&sa.report, m), mean(&sb.report, m));
-                let test = paired_on(&sb.report, &sa.report, *m, parsed);
+                let test = paired_on(&sa.report, &sb.report, *m, parsed);
                 json!({
                     "metric": m.name(), "a": ma, "b": mb,
                     "delta": ma.zip(mb).map(|(x, y)| y - x),

@@ -154,24 +154,35 @@ async fn not_found(shared: web::Data<Shared>, req: actix_web::HttpRequest) -> Ht
     render(&shared, Err(PageError { status, message }))
 }
 
-/// A query string that does not parse (a repeated or malformed parameter)
-/// as the view's own 400 page.
-fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    let body = format!("bad query string: {err}");
-    actix_web::error::InternalError::from_response(
-        err,
-        HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body(body),
-    )
-    .into()
+/// An error page for a request the extractors refused, in the view's own
+/// layout (plain text when the app's data is somehow missing).
+fn refused(req: &actix_web::HttpRequest, status: u16, message: String) -> HttpResponse {
+    match req.app_data::<web::Data<Shared>>() {
+        Some(shared) => render(shared, Err(PageError { status, message })),
+        None => HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
+            .content_type("text/plain; charset=utf-8")
+            .body(message),
+    }
 }
 
-fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    let body = format!("bad path: {err} (runs and iterations are numbers, as the links give them)");
-    actix_web::error::InternalError::from_response(
-        err,
-        HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body(body),
-    )
-    .into()
+/// A query string that does not parse (a repeated or malformed parameter)
+/// as the view's own 400 page.
+fn query_error(err: actix_web::error::QueryPayloadError, req: &actix_web::HttpRequest) -> actix_web::Error {
+    let detail = err.to_string();
+    let detail = detail.strip_prefix("Query deserialize error: ").unwrap_or(&detail).to_owned();
+    let response = refused(req, 400, format!("bad query string: {detail} (give each parameter once)"));
+    actix_web::error::InternalError::from_response(err, response).into()
+}
+
+/// A path whose run, iteration or sample index is no whole number, as the
+/// view's own 404 page.
+fn path_error(err: actix_web::error::PathError, req: &actix_web::HttpRequest) -> actix_web::Error {
+    let message = format!(
+        "no page at {}: runs, iterations and sample indices are whole numbers, as the links give them",
+        req.path()
+    );
+    let response = refused(req, 404, message);
+    actix_web::error::InternalError::from_response(err, response).into()
 }
 
 /// A view bound and ready: its address, and the future that serves it.
@@ -210,6 +221,15 @@ impl Bound {
 /// template that does not parse, an address that cannot be bound.
 pub fn bind(options: &ViewOptions) -> anyhow::Result<Bound> {
     anyhow::ensure!(!options.runs.is_empty(), "give at least one run directory");
+    let mut seen: Vec<(std::path::PathBuf, &std::path::Path)> = Vec::new();
+    for dir in &options.runs {
+        if let Ok(real) = std::fs::canonicalize(dir) {
+            if let Some((_, first)) = seen.iter().find(|(r, _)| *r == real) {
+                anyhow::bail!("{} and {} are the same run directory; give it once", first.display(), dir.display());
+            }
+            seen.push((real, dir));
+        }
+    }
     let runs =
         options.runs.iter().enumerate().map(|(i, dir)| LiveRun::open(i, dir)).collect::<anyhow::Result<Vec<_>>>()?;
     let shared = web::Data::new(Shared { runs: runs.clone(), env: environment()? });
