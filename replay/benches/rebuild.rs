@@ -27,19 +27,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     let target: u64 =
         std::env::var("REPLAY_BENCH_SAMPLE_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let m = 32u32;
-    // Three sample events per sample, m samples per input, one iteration.
-    let inputs = target.div_ceil(3 * u64::from(m)) as u32;
-    let run = SyntheticRun {
-        inputs,
-        m,
-        iterations: 1,
-        cap: 10,
-        tau: 1.0,
-        response_bytes: 600,
-        tasks: vec!["email".into(), "topic".into(), "review".into(), "abstract".into()],
-        ..SyntheticRun::default()
-    };
+    let run = SyntheticRun::large(target);
+    let (inputs, m) = (run.inputs, run.m);
     let samples = u64::from(inputs) * u64::from(m);
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = std::env::var_os("REPLAY_BENCH_LOG").map_or_else(|| temp.path().to_path_buf(), std::path::PathBuf::from);

@@ -78,6 +78,25 @@ fn text(mut state: u64, bytes: usize) -> String {
 }
 
 impl SyntheticRun {
+    /// The benchmarks' big run: one iteration of about `sample_events`
+    /// sample events (`SampleGenerated`, `RewardAssigned`, `FilterDecided`:
+    /// three per sample), 32 samples per input over four tasks, ~600-byte
+    /// responses, τ = 1 and a cap of 10.
+    pub fn large(sample_events: u64) -> Self {
+        let m = 32u32;
+        let inputs = u32::try_from(sample_events.div_ceil(3 * u64::from(m)).max(1)).unwrap_or(u32::MAX);
+        Self {
+            inputs,
+            m,
+            iterations: 1,
+            cap: 10,
+            tau: 1.0,
+            response_bytes: 600,
+            tasks: vec!["email".into(), "topic".into(), "review".into(), "abstract".into()],
+            ..Self::default()
+        }
+    }
+
     /// The id of input `i`.
     pub fn input_id(&self, i: u32) -> String {
         format!("{}-u{i:04}", self.task_of(i))

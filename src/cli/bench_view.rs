@@ -38,18 +38,8 @@ fn ensure_log(dir: &Path, events: u64) -> Result<(u64, f64)> {
     if let Ok(reader) = store::LogReader::open(&log_dir, None) {
         return Ok((reader.len()?, 0.0));
     }
-    let m = 32u32;
-    let inputs = events.div_ceil(3 * u64::from(m)).max(1) as u32;
-    let run = replay::synthetic::SyntheticRun {
-        inputs,
-        m,
-        iterations: 1,
-        cap: 10,
-        tau: 1.0,
-        response_bytes: 600,
-        tasks: vec!["email".into(), "topic".into(), "review".into(), "abstract".into()],
-        ..Default::default()
-    };
+    // Nearly all records of a run this size are sample events.
+    let run = replay::synthetic::SyntheticRun::large(events);
     let t = Instant::now();
     let log = store::EventLog::create(&log_dir, "bench-view").context("creating the synthetic log")?;
     log.set_flush_policy(store::FlushPolicy::manual());
