@@ -146,7 +146,7 @@ impl AuditRow {
         AuditRow {
             sample: s.id.clone(),
             task: state.task_of(&s.id.input_id).map(str::to_owned),
-            reward: f.map(|f| f.reward).or(reward.map(|r| r.reward)),
+            reward: s.shown_reward(),
             reward_name: reward.map(|r| r.reward_name.clone()),
             judge_distribution: reward.map(|r| r.judge_distribution.clone()).unwrap_or_default(),
             engine: s.generated.as_ref().map(|g| g.engine.clone()),
@@ -271,14 +271,10 @@ pub fn audit_rows(state: &RunState, query: &AuditQuery) -> Result<Vec<AuditRow>,
 fn all_rows(state: &RunState, t: u32, input: Option<&str>) -> Result<Vec<AuditRow>, AuditError> {
     let it = state.iteration(t)?;
     // One input's samples are one range of the canonical order.
-    let samples: Box<dyn Iterator<Item = &SampleRecord>> = match input {
-        Some(i) => {
-            let id = |index| SampleId { iteration: t, input_id: i.to_owned(), index };
-            Box::new(it.samples.range(id(0)..=id(u32::MAX)).map(|(_, s)| s))
-        }
-        None => Box::new(it.samples.values()),
+    let samples: Vec<&SampleRecord> = match input {
+        Some(i) => it.samples_of(i).collect(),
+        None => it.samples.values().collect(),
     };
-    let samples: Vec<&SampleRecord> = samples.collect();
     let mut decided: BTreeMap<&str, u32> = BTreeMap::new();
     for s in samples.iter().filter(|s| s.filter.is_some()) {
         *decided.entry(s.id.input_id.as_str()).or_default() += 1;

@@ -163,6 +163,12 @@ impl SampleRecord {
         }
     }
 
+    /// The reward the audit shows and the view filters on: the one the
+    /// filter's decision used, else the first assigned.
+    pub fn shown_reward(&self) -> Option<f32> {
+        self.filter.map(|f| f.reward).or_else(|| self.reward().map(|r| r.reward))
+    }
+
     /// The largest sequence number among this sample's records.
     pub fn last_seq(&self) -> Option<u64> {
         let g = self.generated.as_ref().map(|g| g.seq);
@@ -192,6 +198,16 @@ pub struct IterationState {
     pub seal: Option<SealRecord>,
     /// Sequence number of `IterationFinished`, when written.
     pub finished_seq: Option<u64>,
+}
+
+impl IterationState {
+    /// The samples of one input, in index order: one range of the
+    /// canonical order, not a scan of the iteration.
+    pub fn samples_of<'a>(&'a self, input_id: &str) -> impl Iterator<Item = &'a SampleRecord> + 'a {
+        let t = self.samples.keys().next().map_or(0, |id| id.iteration);
+        let id = |index| SampleId { iteration: t, input_id: input_id.to_owned(), index };
+        self.samples.range(id(0)..=id(u32::MAX)).map(|(_, s)| s)
+    }
 }
 
 /// One `TrainingProgress` record.

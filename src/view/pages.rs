@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::charts::{self, RewardClass};
 use super::live::{LiveRun, RunData, Snapshot};
-use super::query::{shown_reward, RawSampleQuery};
+use super::query::RawSampleQuery;
 use crate::eval::table::paired_on;
 use crate::eval::EvalReport;
 use crate::reward::Metric;
@@ -376,7 +376,7 @@ pub fn iteration_facts(s: &RunState, t: u32) -> Result<Value, PageError> {
     for sample in it.samples.values() {
         let class = RewardClass::of(sample.filter.map(|f| f.decision));
         *classes.entry(class.label()).or_default() += 1;
-        if let Some(r) = shown_reward(sample) {
+        if let Some(r) = sample.shown_reward() {
             rewards.push((r, class));
         }
     }
@@ -473,7 +473,7 @@ pub fn samples_page(
             json!({
                 "id": x.id.to_string(), "input": x.id.input_id, "index": x.id.index,
                 "href": format!("/runs/{r}/samples/{t}/{}/{}", enc(&x.id.input_id), x.id.index),
-                "task": s.task_of(&x.id.input_id), "reward": shown_reward(x),
+                "task": s.task_of(&x.id.input_id), "reward": x.shown_reward(),
                 "decision": x.filter.map(|f| f.decision.as_str()),
                 "reason": replay::audit::reason(x.filter.map(|f| f.decision)),
                 "rank": x.filter.map(|f| f.rank + 1),
@@ -619,7 +619,7 @@ pub fn sample_page(
                         None => Vec::new(),
                     };
                     (
-                        Some(json!({"split": split_name(split), "user": ex.user_id, "task": ex.task.name(),
+                        Some(json!({"split": split.as_str(), "user": ex.user_id, "task": ex.task.name(),
                             "input": ex.input, "output": ex.output, "profile_size": ex.profile.len()})),
                         json!({"retriever": retrieved.map(|x| x.retriever.clone()), "k": retrieved.map(|x| x.k), "items": items}),
                     )
@@ -653,10 +653,6 @@ pub fn sample_page(
             "banners": banners(run, &snap),
         }),
     ))
-}
-
-fn split_name(s: Split) -> &'static str {
-    s.as_str()
 }
 
 /// One side of a comparison: a run and one of its evaluations.

@@ -181,12 +181,6 @@ impl RawSampleQuery {
     }
 }
 
-/// The reward the table shows and filters on: the one the filter used,
-/// else the first assigned.
-pub fn shown_reward(s: &SampleRecord) -> Option<f32> {
-    s.filter.map(|f| f.reward).or_else(|| s.reward().map(|r| r.reward))
-}
-
 /// One page of the table.
 pub struct SamplePage<'a> {
     /// Samples that match the query, on all pages.
@@ -213,7 +207,7 @@ impl SampleQuery {
             return false;
         }
         if self.min.is_some() || self.max.is_some() {
-            let Some(r) = shown_reward(s) else { return false };
+            let Some(r) = s.shown_reward() else { return false };
             if self.min.is_some_and(|lo| r < lo) || self.max.is_some_and(|hi| r > hi) {
                 return false;
             }
@@ -226,7 +220,7 @@ impl SampleQuery {
     pub fn page<'a>(&self, state: &RunState, it: &'a IterationState) -> SamplePage<'a> {
         let mut rows: Vec<&SampleRecord> = match &self.input {
             // One input's samples are one range of the canonical order.
-            Some(input) => input_range(it, input).filter(|s| self.admits(state, s)).collect(),
+            Some(input) => it.samples_of(input).filter(|s| self.admits(state, s)).collect(),
             None => it.samples.values().filter(|s| self.admits(state, s)).collect(),
         };
         match self.sort {
@@ -238,7 +232,7 @@ impl SampleQuery {
             SortKey::Reward => {
                 // Samples without a reward go last either way; ties keep
                 // sample order.
-                rows.sort_by(|a, b| match (shown_reward(a), shown_reward(b)) {
+                rows.sort_by(|a, b| match (a.shown_reward(), b.shown_reward()) {
                     (Some(x), Some(y)) if self.desc => y.total_cmp(&x),
                     (Some(x), Some(y)) => x.total_cmp(&y),
                     (Some(_), None) => std::cmp::Ordering::Less,
@@ -266,18 +260,11 @@ impl SampleQuery {
         for s in &rows {
             let input = s.id.input_id.as_str();
             if !decided.contains_key(input) {
-                decided.insert(input, input_range(it, input).filter(|x| x.filter.is_some()).count() as u32);
+                decided.insert(input, it.samples_of(input).filter(|x| x.filter.is_some()).count() as u32);
             }
         }
         SamplePage { matching, rows, pages, decided }
     }
-}
-
-/// The samples of one input of an iteration, in index order.
-fn input_range<'a>(it: &'a IterationState, input: &str) -> impl Iterator<Item = &'a SampleRecord> + 'a {
-    let t = it.samples.keys().next().map_or(0, |id| id.iteration);
-    let id = |index| events::SampleId { iteration: t, input_id: input.to_owned(), index };
-    it.samples.range(id(0)..=id(u32::MAX)).map(|(_, s)| s)
 }
 
 #[cfg(test)]
@@ -350,7 +337,7 @@ mod tests {
 
         // By reward, descending by default; the reward range holds.
         let p = q(&[("sort", "reward"), ("min", "0.5"), ("per", "1000")]).unwrap().page(&state, it);
-        let r: Vec<f32> = p.rows.iter().map(|s| shown_reward(s).unwrap()).collect();
+        let r: Vec<f32> = p.rows.iter().map(|s| s.shown_reward().unwrap()).collect();
         assert!(!r.is_empty() && r.windows(2).all(|w| w[0] >= w[1]) && r.iter().all(|x| *x >= 0.5), "{r:?}");
 
         // One task, one input.
