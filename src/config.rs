@@ -313,11 +313,24 @@ pub struct EmSection {
     /// default: they are dropped as `no-reasoning`, since training on them
     /// teaches the policy to skip reasoning.
     pub allow_samples_without_reasoning: bool,
+    /// Training inputs per task each E-step samples: 0 (the default and the
+    /// paper's) samples every training input in every iteration; N > 0
+    /// samples N per task (all of a task with fewer), a different seeded
+    /// choice each iteration ([`crate::pipeline::e_step_inputs`]), while SFT
+    /// still trains on every training input. For a small machine: more
+    /// users teach the format in SFT, and each E-step costs N · tasks · m
+    /// samples. Left out of the canonical form when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub inputs_per_task: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for EmSection {
     fn default() -> Self {
-        Self { iterations: 3, allow_samples_without_reasoning: false }
+        Self { iterations: 3, allow_samples_without_reasoning: false, inputs_per_task: 0 }
     }
 }
 
@@ -592,6 +605,20 @@ impl RunConfig {
         Ok((cfg, text))
     }
 
+    /// Decides `train.precision = "auto"` for this machine (bf16 where
+    /// inference's `auto` would run bf16 on `model.device`, else f32), so that
+    /// the configuration a run logs names the precision it trained in and a
+    /// retrain elsewhere uses the same one. Other values are left as they are.
+    pub fn decide_training_precision(&mut self) {
+        if self.train.precision == DtypeChoice::Auto {
+            let device = self.model.device.resolve().unwrap_or(tch::Device::Cpu);
+            self.train.precision = match DtypeChoice::Auto.resolve(device) {
+                events::Precision::Bf16 => DtypeChoice::Bf16,
+                events::Precision::F32 => DtypeChoice::F32,
+            };
+        }
+    }
+
     /// The configuration as canonical TOML (what the log stores).
     ///
     /// # Errors
@@ -750,6 +777,27 @@ mod tests {
         // and a negative n-gram size is a type error that toml names
         let err = RunConfig::from_toml("[sampling]\nno_repeat_ngram_size = -1\n", Path::new("run.toml")).unwrap_err();
         assert!(err.to_string().contains("no_repeat_ngram_size"), "{err}");
+    }
+
+    #[test]
+    fn training_precision_and_e_step_inputs_are_left_out_at_defaults_and_auto_is_decided_before_logging() {
+        // Given the defaults, then neither key is in the canonical TOML (old runs' text is unchanged)
+        let toml = RunConfig::default().to_toml().unwrap();
+        assert!(!toml.contains("precision") && !toml.contains("inputs_per_task"), "{toml}");
+        // Given `auto`, when the run decides it, then the logged text names a concrete precision
+        let data = env!("CARGO_MANIFEST_DIR");
+        let text = format!("data = {data:?}\n[em]\ninputs_per_task = 3\n[train]\nprecision = \"auto\"\n");
+        let mut cfg = RunConfig::from_toml(&text, Path::new("run.toml")).unwrap();
+        assert_eq!((cfg.train.precision, cfg.em.inputs_per_task), (DtypeChoice::Auto, 3));
+        cfg.decide_training_precision();
+        let want = DtypeChoice::Auto.resolve(tch::Device::Cpu).to_string();
+        assert_eq!(cfg.train.precision.to_string(), want);
+        let logged = cfg.to_toml().unwrap();
+        assert_eq!(logged.contains(&format!("precision = \"{want}\"")), want == "bf16", "{logged}");
+        assert!(logged.contains("inputs_per_task = 3"), "{logged}");
+        // and an unknown precision is refused by name
+        let bad = RunConfig::from_toml("[train]\nprecision = \"fp8\"\n", Path::new("run.toml")).unwrap_err();
+        assert!(bad.to_string().contains("precision"), "{bad}");
     }
 
     #[test]

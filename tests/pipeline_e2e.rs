@@ -366,14 +366,19 @@ fn rest_pg_end_to_end_with_fault_kill_and_resume() {
 #[test]
 fn replay_retrains_a_continue_run_to_its_logged_checkpoint() {
     // Given a run whose M-step continues from θ_1 (the SFT checkpoint), with
-    // every non-zero sample kept (12 tokens are too few for reasoning)
+    // every non-zero sample kept (12 tokens are too few for reasoning),
+    // training in mixed precision decided by `auto`, and an E-step limited
+    // to one training input per task
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     run_ok(bin().args(["data", "demo", "--users", "4", "--max-words", "40", "--out"]).arg(&data));
     let cfg = tmp.path().join("run.toml");
     let text = config(&data)
-        .replace("[em]\niterations = 1\n", "[em]\niterations = 1\nallow_samples_without_reasoning = true\n")
-        .replace("[train]\n", "[train]\ninit = \"continue\"\n")
+        .replace(
+            "[em]\niterations = 1\n",
+            "[em]\niterations = 1\nallow_samples_without_reasoning = true\ninputs_per_task = 1\n",
+        )
+        .replace("[train]\n", "[train]\ninit = \"continue\"\nprecision = \"auto\"\n")
         // f32 here (the other test samples in bf16): these 12-token samples
         // then keep non-zero rewards.
         .replace("dtype = \"bf16\"", "dtype = \"f32\"");
@@ -384,6 +389,32 @@ fn replay_retrains_a_continue_run_to_its_logged_checkpoint() {
     let ev = events_of(&c);
     let kept = ev.iter().filter(|e| matches!(e, Event::FilterDecided { decision: events::Decision::Kept, .. })).count();
     assert!(kept > 0, "D_1 is empty: nothing to retrain");
+    // and the logged configuration names the precision `auto` chose here
+    let want = restpg::config::DtypeChoice::Auto.resolve(tch::Device::Cpu).to_string();
+    let logged = std::fs::read_to_string(c.join("config.toml")).expect("config.toml");
+    assert!(!logged.contains("\"auto\""), "{logged}");
+    assert_eq!(logged.contains("precision = \"bf16\""), want == "bf16", "{logged}");
+    // and SFT's reasoning covers every training input while the E-step drew
+    // m samples of one input per task
+    let reasoned: BTreeSet<String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReasoningGenerated { input_id, .. } => Some(input_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let sampled: BTreeMap<String, usize> = ev.iter().fold(BTreeMap::new(), |mut acc, e| {
+        if let Event::SampleGenerated { sample, .. } = e {
+            *acc.entry(sample.input_id.clone()).or_default() += 1;
+        }
+        acc
+    });
+    let tasks: BTreeSet<&str> = sampled.keys().map(|id| id.split('-').next().unwrap_or("")).collect();
+    assert_eq!(sampled.len(), 2, "one input per task: {sampled:?}");
+    assert_eq!(tasks.len(), 2, "{sampled:?}");
+    assert!(sampled.values().all(|&n| n == M as usize), "{sampled:?}");
+    assert!(reasoned.len() > sampled.len(), "SFT data {reasoned:?} vs E-step inputs {sampled:?}");
+    assert!(sampled.keys().all(|id| reasoned.contains(id)));
     // and the log records where the M-step started, as a typed setting
     assert!(ev.iter().any(|e| matches!(
         e,

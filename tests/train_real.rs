@@ -271,6 +271,63 @@ fn stop_and_resume_gives_the_same_weights() {
 }
 
 #[test]
+fn bf16_products_learn_keep_f32_masters_resume_exactly_and_differ_from_f32() {
+    // Given mixed-precision training (`[train] precision = "bf16"`)
+    let _g = lock();
+    let probe = model();
+    let data = essay_examples(&probe, 4, 12, 24);
+    drop(probe);
+    let bf16 =
+        TrainConfig { precision: restpg::config::DtypeChoice::Bf16, ..tiny(OptimizerKind::Adamw, 4, 1e-4, 4, 2) };
+    let f32 = TrainConfig { precision: restpg::config::DtypeChoice::F32, ..bf16.clone() };
+    let scorer = ValidationLossScorer::new(&data, &bf16).expect("scorer");
+
+    let whole = tempfile::tempdir().expect("tmp");
+    let mut lm = model();
+    let before = scorer.mean_loss(&lm).expect("val loss");
+    let mut losses = Vec::new();
+    let mut trainer = Trainer::new(bf16.clone(), whole.path()).expect("trainer");
+    trainer.train(&mut lm, &data, &mut |p| losses.push(p.loss)).expect("bf16 training");
+    let after = scorer.mean_loss(&lm).expect("val loss");
+    // Then it learns, its products ran in bf16 and its master weights stay f32
+    assert!(after < before - 0.1, "bf16 training did not lower the loss: {before} -> {after}");
+    assert_eq!(lm.training_precision(), events::Precision::Bf16);
+    for (name, t) in lm.var_store().variables() {
+        assert_eq!(t.kind(), tch::Kind::Float, "{name} is not an f32 master weight");
+    }
+    let uninterrupted = hex(lm.weights_hash().expect("hash"));
+    drop(lm);
+
+    // And a run stopped after step 2 and resumed in a new model ends on the same bits
+    let split = tempfile::tempdir().expect("tmp");
+    let mut lm = model();
+    Trainer::new(bf16.clone(), split.path())
+        .expect("trainer")
+        .stop_after(2)
+        .train(&mut lm, &data, &mut |_| {})
+        .expect("first half");
+    drop(lm);
+    let mut lm = model();
+    let s = run(&bf16, split.path(), &mut lm, &data).expect("resumed");
+    assert_eq!(s.resumed_from, Some(2));
+    assert_eq!(hex(lm.weights_hash().expect("hash")), uninterrupted, "resumed bf16 run differs");
+    drop(lm);
+
+    // And the same run in f32 starts from the same loss (to bf16's rounding)
+    // but ends on other weights: the bf16 products were really used
+    let other = tempfile::tempdir().expect("tmp");
+    let mut lm = model();
+    let mut f32_losses = Vec::new();
+    Trainer::new(f32, other.path())
+        .expect("trainer")
+        .train(&mut lm, &data, &mut |p| f32_losses.push(p.loss))
+        .expect("f32");
+    let rel = (losses[0] - f32_losses[0]).abs() / f32_losses[0];
+    assert!(rel < 0.02, "first-step loss bf16 {} vs f32 {}", losses[0], f32_losses[0]);
+    assert_ne!(hex(lm.weights_hash().expect("hash")), uninterrupted);
+}
+
+#[test]
 fn adamw_with_split_micro_batches_resumes_to_the_same_weights() {
     // Given micro-batches of two rows over the forward pass's token budget,
     // so that each runs as two passes, and the fused AdamW update

@@ -52,8 +52,13 @@ pub struct Plan {
     /// The run seed: sample seeds derive from it and the sample id
     /// ([`events::SampleId::seed`]).
     pub seed: u64,
-    /// Train input ids (the E-step samples for each).
+    /// Train input ids (SFT trains on each; the E-step samples for each
+    /// unless [`Plan::e_step_ids`] names a subset).
     pub train_ids: Vec<String>,
+    /// The inputs each iteration's E-step samples, entry `t − 1` for
+    /// iteration t: subsets of `train_ids`, in the order sampled. Empty (the
+    /// default and the paper's): every train input in every iteration.
+    pub e_step_ids: Vec<Vec<String>>,
     /// Validation input ids; empty skips validation evaluations.
     pub val_ids: Vec<String>,
     /// Test input ids; empty skips the final test evaluation.
@@ -130,6 +135,7 @@ impl Plan {
             method,
             seed,
             train_ids,
+            e_step_ids: Vec::new(),
             val_ids: Vec::new(),
             test_ids: Vec::new(),
             test_every_iteration: false,
@@ -154,6 +160,14 @@ impl Plan {
             fault: None,
             reward_check_per_task: 0,
             run_started: None,
+        }
+    }
+
+    /// The inputs iteration `t`'s E-step samples (see [`Plan::e_step_ids`]).
+    pub fn e_step_inputs(&self, t: u32) -> &[String] {
+        match t.checked_sub(1).and_then(|i| self.e_step_ids.get(i as usize)) {
+            Some(ids) => ids,
+            None => &self.train_ids,
         }
     }
 
@@ -186,6 +200,29 @@ impl Plan {
             for id in ids {
                 if !seen.insert(id) {
                     return bad(field, format!("input id {id:?} appears twice"));
+                }
+            }
+        }
+        if !self.e_step_ids.is_empty() {
+            if self.e_step_ids.len() != self.iterations as usize {
+                return bad(
+                    "e_step_ids",
+                    format!("{} entries for {} iterations", self.e_step_ids.len(), self.iterations),
+                );
+            }
+            let train: std::collections::BTreeSet<&String> = self.train_ids.iter().collect();
+            for (i, ids) in self.e_step_ids.iter().enumerate() {
+                let mut seen = std::collections::BTreeSet::new();
+                if ids.is_empty() {
+                    return bad("e_step_ids", format!("iteration {} samples no input", i + 1));
+                }
+                for id in ids {
+                    if !train.contains(id) {
+                        return bad("e_step_ids", format!("iteration {}: {id:?} is not a train input", i + 1));
+                    }
+                    if !seen.insert(id) {
+                        return bad("e_step_ids", format!("iteration {}: input id {id:?} appears twice", i + 1));
+                    }
                 }
             }
         }
@@ -268,5 +305,26 @@ mod tests {
         let mut p = plan();
         p.run_started = Some(Event::RunFinished { wall_ms: 0 });
         assert_eq!(p.validate().unwrap_err().field, "run_started");
+    }
+
+    #[test]
+    fn e_step_subsets_are_checked_and_default_to_every_train_input() {
+        let mut p = plan();
+        p.train_ids = vec!["a".into(), "b".into(), "c".into()];
+        p.iterations = 2;
+        assert_eq!(p.e_step_inputs(1), p.train_ids.as_slice());
+        p.e_step_ids = vec![vec!["a".into()], vec!["c".into(), "b".into()]];
+        assert_eq!(p.validate(), Ok(()));
+        assert_eq!(p.e_step_inputs(2), ["c".to_string(), "b".to_string()].as_slice());
+        for bad in [
+            vec![vec!["a".to_string()]],
+            vec![vec!["a".into()], vec![]],
+            vec![vec!["a".into()], vec!["z".into()]],
+            vec![vec!["a".into(), "a".into()], vec!["b".into()]],
+        ] {
+            let mut q = p.clone();
+            q.e_step_ids = bad;
+            assert_eq!(q.validate().unwrap_err().field, "e_step_ids");
+        }
     }
 }

@@ -81,6 +81,10 @@ pub struct TrainBenchArgs {
     /// A `.gguf` file or Hugging Face directory (default: the set-up's SmolLM2-135M-Instruct Q4_1).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The precision of the training products (`[train] precision`): f32,
+    /// bf16 (mixed precision, f32 master weights), or auto.
+    #[arg(long, value_enum, default_value_t = crate::lm::placement::DtypeChoice::F32)]
+    pub precision: crate::lm::placement::DtypeChoice,
     /// Timed runs; figures are their medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -133,6 +137,7 @@ impl TrainBenchArgs {
             checkpoint_every: u64::MAX,
             max_input_tokens: prompt_tokens,
             max_output_tokens: self.seq - prompt_tokens,
+            precision: self.precision,
             ..TrainConfig::default()
         };
         config.validate()?;
@@ -239,7 +244,9 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             LanguageModel::load(&path, tch::Device::Cpu).with_context(|| format!("loading {}", path.display()))?;
         sequences(&model, &text, args.micro_batch, args.seq, bench.prompt_tokens)?
     };
-    let f = measure(&path, args.device.resolve()?, &data, &bench)?;
+    let device = args.device.resolve()?;
+    let precision = bench.config.precision.resolve(device);
+    let f = measure(&path, device, &data, &bench)?;
     let optimizer = format!("{:?}", bench.config.optimizer).to_lowercase();
     if args.json {
         let line = serde_json::json!({
@@ -248,6 +255,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             "seq": args.seq,
             "prompt_tokens": bench.prompt_tokens,
             "optimizer": optimizer,
+            "precision": precision.to_string(),
             "threads": threads,
             "runs": bench.runs,
             "tokens_per_step": f.tokens_per_step,
@@ -259,7 +267,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         println!("{line}");
     } else {
         println!(
-            "{} · {optimizer} · {} steps of {} × {} tokens ({} prompt) · {threads} threads · median of {} runs",
+            "{} · {optimizer} · {precision} products · {} steps of {} × {} tokens ({} prompt) · {threads} threads · median of {} runs",
             path.display(),
             args.steps,
             args.micro_batch,
@@ -288,6 +296,7 @@ mod tests {
             threads: None,
             device: crate::lm::placement::DeviceChoice::Cpu,
             model: None,
+            precision: crate::lm::placement::DtypeChoice::F32,
             runs: 3,
             json: false,
         }

@@ -40,10 +40,12 @@ pub struct DemoArgs {
     /// about 107 e-mail senders and 26 essay authors).
     #[arg(long)]
     pub users: Option<usize>,
-    /// Training users per task (the E-step samples for each); validation and
-    /// test keep all their users, 20% each.
-    #[arg(long, default_value_t = DEMO_TRAIN_USERS)]
-    pub train_users: usize,
+    /// Training users per task at most (default: all, 60% of the users);
+    /// validation and test keep all their users, 20% each. SFT trains on
+    /// every training user; each E-step samples the configuration's
+    /// `em.inputs_per_task` of them.
+    #[arg(long)]
+    pub train_users: Option<usize>,
     /// Run seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -97,12 +99,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 
 /// The demo's embedded configuration, sized for 2 CPU cores: REST-PG on the
 /// real demo data with SmolLM2-135M as policy and judge, reasoning data from
-/// profile statistics, the METEOR reward, T = 2, m = 4, 24 training steps.
+/// profile statistics, the METEOR reward, T = 2, m = 4 on 10 users per task, 32 training steps.
 pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");
-
-/// Training users per task of the demo: enough for SFT to teach the
-/// format, few enough for two E-steps on 2 cores.
-pub const DEMO_TRAIN_USERS: usize = 10;
 
 /// Runs `restpg demo`.
 ///
@@ -125,7 +123,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
         store::create_private_dir(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         let data_dir = args.out.join("data");
-        let opts = crate::data::DemoOptions::for_demo_run(args.users, Some(args.train_users), args.seed);
+        let opts = crate::data::DemoOptions::for_demo_run(args.users, args.train_users, args.seed);
         let stats = crate::data::build_demo_dataset(&data_dir, &opts)?;
         eprintln!("demo data set: {}", data_dir.display());
         eprint!("{stats}");

@@ -249,6 +249,30 @@ impl LanguageModel {
         Ok(())
     }
 
+    /// Runs the matrix products of training forwards (those under grad
+    /// mode) in `precision`: bf16 is mixed-precision training, f32 master
+    /// weights and gradients with bf16 products (see
+    /// `Transformer::set_training_matmul`); f32, the default, runs them in
+    /// f32. Inference forwards keep [`Self::precision`].
+    ///
+    /// # Errors
+    /// None today; a `Result` for engines that may refuse a precision.
+    pub fn set_training_precision(&mut self, precision: events::Precision) -> Result<()> {
+        let kind = match precision {
+            events::Precision::F32 => Kind::Float,
+            events::Precision::Bf16 => Kind::BFloat16,
+        };
+        self.model.set_training_matmul(kind)
+    }
+
+    /// The precision of the matrix products of training forwards.
+    pub fn training_precision(&self) -> events::Precision {
+        match self.model.training_matmul() {
+            Kind::BFloat16 => events::Precision::Bf16,
+            _ => events::Precision::F32,
+        }
+    }
+
     /// The device of the parameters.
     pub fn device(&self) -> Device {
         self.vs.device()

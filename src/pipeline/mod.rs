@@ -17,6 +17,7 @@
 //!   same engine.
 
 mod context;
+mod e_step_inputs;
 pub mod experiment;
 mod progress;
 pub mod reproduce;
@@ -24,4 +25,5 @@ pub mod results;
 mod run;
 
 pub use context::{build_retriever, fit_prompt, RunContext};
+pub use e_step_inputs::e_step_inputs;
 pub use run::{run, status, RunOptions, RunSummary};

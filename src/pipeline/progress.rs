@@ -15,6 +15,8 @@ use crate::data::Split;
 /// `bars` is set, shows one bar per stage with counts and ETA on stderr.
 pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
     let train = ctx.ids(Split::Train).len() as u64;
+    let e_step_inputs =
+        super::e_step_inputs(&ctx.dataset, ctx.config.seed, ctx.config.em.iterations, ctx.config.em.inputs_per_task);
     let m = u64::from(ctx.config.sampling.m);
     let steps = ctx.config.train.max_steps;
     let inputs = ctx.dataset.iter().count() as u64;
@@ -38,7 +40,10 @@ pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
                 let len = match stage {
                     Stage::Retrieve => inputs,
                     Stage::Reasoning => train,
-                    Stage::EStep | Stage::Judge => train * m,
+                    Stage::EStep | Stage::Judge => match e_step_inputs.get(iteration.wrapping_sub(1) as usize) {
+                        Some(ids) => ids.len() as u64 * m,
+                        None => train * m,
+                    },
                     Stage::Sft | Stage::MStep => steps,
                     Stage::Filter | Stage::EvalValidation | Stage::EvalTest | Stage::RewardCheck => 0,
                 };

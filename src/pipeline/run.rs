@@ -98,6 +98,9 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
         let mut resolved = config.clone();
         resolved.data =
             std::fs::canonicalize(&config.data).with_context(|| format!("data set {}", config.data.display()))?;
+        // `train.precision = "auto"` is decided here, where the run logs its
+        // configuration: a retrain elsewhere then uses this run's precision.
+        resolved.decide_training_precision();
         let text = resolved.to_toml()?;
         store::write_private_file(&config_path, text.as_bytes())
             .with_context(|| format!("writing {}", config_path.display()))?;
@@ -151,6 +154,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
         if generator_path == policy { base.clone() } else { import_base(&generator_path, run_dir, &blobs)? };
 
     let mut plan = Plan::new(run_id.clone(), config.method, config.seed, base, ctx.ids(Split::Train));
+    plan.e_step_ids = super::e_step_inputs(&ctx.dataset, config.seed, config.em.iterations, config.em.inputs_per_task);
     plan.val_ids = if config.eval.validation { ctx.ids(Split::Validation) } else { Vec::new() };
     plan.test_ids = if config.eval.test { ctx.ids(Split::Test) } else { Vec::new() };
     plan.test_every_iteration = config.eval.test_every_iteration;

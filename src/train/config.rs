@@ -22,6 +22,8 @@ pub enum OptimizerKind {
 /// before [`crate::train::Trainer::train`] is called.
 pub use events::InitMode;
 
+use crate::lm::placement::DtypeChoice;
+
 /// AdamW hyper-parameters (PyTorch's defaults).
 #[derive(Copy, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -114,6 +116,20 @@ pub struct TrainConfig {
     pub adamw: AdamWParams,
     /// Adafactor settings (used when `optimizer` is `adafactor`).
     pub adafactor: AdafactorParams,
+    /// The precision of the forward and backward matrix products: `f32`
+    /// (the default), `bf16` (mixed precision: f32 master weights,
+    /// gradients, optimizer state, norms, attention and loss; bf16 products,
+    /// as `torch.autocast(dtype=torch.bfloat16)` runs linear layers), or
+    /// `auto` (bf16 on a GPU or on a CPU that multiplies bf16 natively,
+    /// AVX512-BF16 or AMX; else f32). A run resolves `auto` before it logs
+    /// its configuration, so a retrain uses the precision the run used.
+    /// Left out of the canonical form when `f32`.
+    #[serde(skip_serializing_if = "is_f32")]
+    pub precision: DtypeChoice,
+}
+
+fn is_f32(d: &DtypeChoice) -> bool {
+    *d == DtypeChoice::F32
 }
 
 impl Default for TrainConfig {
@@ -135,6 +151,7 @@ impl Default for TrainConfig {
             init: InitMode::Fresh,
             adamw: AdamWParams::default(),
             adafactor: AdafactorParams::default(),
+            precision: DtypeChoice::F32,
         }
     }
 }

@@ -206,6 +206,7 @@ impl Trainer {
         let truncated_outputs = examples.iter().filter(|e| e.truncated).count();
         let data_digest = digest(&examples);
         let device = model.var_store().device();
+        model.set_training_precision(cfg.precision.resolve(device))?;
         let mut opt = Optimizer::new(&cfg, model.var_store())?;
         let schedule = LinearSchedule {
             peak: cfg.learning_rate,

@@ -1,4 +1,5 @@
-//! Algorithm 1 line 5: m samples per train input from θ_t.
+//! Algorithm 1 line 5: m samples per train input from θ_t (the iteration's
+//! inputs: every train input, or the subset the plan names).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use crate::capability::{CheckpointRef, Generate, SampleOutput, SampleRequest};
 use crate::workers::{start_pool, GenerateBatch};
 
 impl Run {
-    /// Samples m outputs per train input from θ_t, skipping the samples
+    /// Samples m outputs per input of iteration t from θ_t, skipping the samples
     /// already logged; every sample of the iteration must then be in the log,
     /// and all of them from θ_t.
     pub(super) async fn e_step(&mut self, t: u32, theta: &CheckpointRef) -> Result<(), RunError> {
@@ -24,7 +25,7 @@ impl Run {
             )));
         }
         let mut requests = Vec::new();
-        for input in &plan.train_ids {
+        for input in plan.e_step_inputs(t) {
             for index in 0..plan.m {
                 let sample = SampleId { iteration: t, input_id: input.clone(), index };
                 if self.state.samples.contains_key(&sample) {
@@ -72,7 +73,7 @@ impl Run {
         )
         .await?;
         let have = self.state.samples_of(t).count();
-        let want = plan.train_ids.len() * plan.m as usize;
+        let want = plan.e_step_inputs(t).len() * plan.m as usize;
         if have != want {
             return Err(RunError::Inconsistent(format!("iteration {t}: {have} samples logged, expected {want}")));
         }

@@ -8,16 +8,15 @@
 use anyhow::Result;
 use tch::Tensor;
 
-use super::layers::{Attention, AttentionMask, AttentionShape, Mlp, RmsNorm, RopeTables, Scope, WeightSource};
+use super::layers::{Attention, AttentionMask, AttentionShape, Mlp, Pass, RmsNorm, RopeTables, Scope, WeightSource};
 use crate::lm::config::ModelConfig;
 
 /// One decoder layer of a loaded model.
 pub(crate) trait DecoderLayer: Send {
     /// The layer's output for `x` `[B, T, d]` under the forward pass's shared
     /// `mask`; `past` positions are cached in `cache`, which receives this
-    /// call's keys and values. `grad` says whether autograd records this
-    /// forward (then every parameter variable must appear in the graph;
-    /// without, fused products may stand in for several of them).
+    /// call's keys and values. `pass` says whether autograd records this
+    /// forward and in which precision its products run ([`Pass`]).
     fn forward(
         &self,
         x: &Tensor,
@@ -25,7 +24,7 @@ pub(crate) trait DecoderLayer: Send {
         mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
-        grad: bool,
+        pass: Pass,
     ) -> Result<Tensor>;
 
     /// Converts every parameter to `kind` in place (the `VarStore`'s
@@ -76,13 +75,13 @@ impl DecoderLayer for PreNormBlock {
         mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
-        grad: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
         let hn = self.input_norm.forward(x)?;
-        let a = self.attn.forward(&hn, rope, mask, past, cache, grad)?;
+        let a = self.attn.forward(&hn, rope, mask, past, cache, pass)?;
         let x = x.f_add(&a)?;
         let hn = self.post_norm.forward(&x)?;
-        Ok(x.f_add(&self.mlp.forward(&hn, grad)?)?)
+        Ok(x.f_add(&self.mlp.forward(&hn, pass)?)?)
     }
 
     fn set_kind(&mut self, kind: tch::Kind) -> Result<()> {

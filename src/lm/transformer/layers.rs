@@ -62,8 +62,18 @@ impl Linear {
         Ok(Linear { w, b })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.w, self.b.as_ref())
+    /// `x Wᵀ (+ b)` for `x` `[.., in]`; under a mixed-precision `pass` the
+    /// product runs in its precision, `x` and the weights cast to it, and
+    /// the result stays in it (as under `torch.autocast`).
+    pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        match pass.matmul {
+            Some(kind) => {
+                let w = self.w.f_to_kind(kind)?;
+                let b = self.b.as_ref().map(|b| b.f_to_kind(kind)).transpose()?;
+                linear(&x.f_to_kind(kind)?, &w, b.as_ref())
+            }
+            None => linear(x, &self.w, self.b.as_ref()),
+        }
     }
 
     /// Converts the parameters to `kind` in place (the variables they are
@@ -75,6 +85,22 @@ impl Linear {
         }
         Ok(())
     }
+}
+
+/// How one forward pass runs.
+///
+/// * `grad`: autograd records it (then every parameter variable must appear
+///   in the graph, so fused products cannot stand in for several).
+/// * `matmul`: with gradients, the precision its matrix products run in
+///   when it differs from the parameters' (mixed-precision training in the
+///   manner of `torch.autocast`: f32 master weights, gradients, residual
+///   stream, norms and loss; the linear maps, RoPE, attention and the MLP's
+///   activation in bf16, each block's output widened to f32 where it joins
+///   the residual stream). `None` without gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pass {
+    pub(crate) grad: bool,
+    pub(crate) matmul: Option<Kind>,
 }
 
 /// `x Wᵀ (+ b)` for `x` `[.., in]` and `w` `[out, in]`, with the product
@@ -381,8 +407,8 @@ impl Attention {
 
     /// Attention of `x` `[B, T, d]` over the cached keys (`past` positions)
     /// and its own; the new keys and values are written into `cache`.
-    /// With `grad`, the projections run one by one so that autograd reaches
-    /// each variable; without, as one fused product.
+    /// With gradients (`pass.grad`), the projections run one by one so that
+    /// autograd reaches each variable; without, as one fused product.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
@@ -390,12 +416,12 @@ impl Attention {
         mask: &AttentionMask,
         past: i64,
         cache: Option<&mut (Tensor, Tensor)>,
-        grad: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
         let (b, t, _) = x.size3()?;
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let (q, k, v) = if grad {
-            (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?)
+        let (q, k, v) = if pass.grad {
+            (self.q.forward(x, pass)?, self.k.forward(x, pass)?, self.v.forward(x, pass)?)
         } else {
             let mut parts = self.qkv.forward(x)?.into_iter();
             match (parts.next(), parts.next(), parts.next()) {
@@ -459,7 +485,7 @@ impl Attention {
         };
         let out = if rep > 1 { out.f_reshape([b, h, t, hd])? } else { out };
         let out = out.f_transpose(1, 2)?.f_reshape([b, t, h * hd])?;
-        self.o.forward(&out)
+        self.o.forward(&out, pass)
     }
 }
 
@@ -509,11 +535,11 @@ impl Mlp {
         self.down.set_kind(kind)
     }
 
-    /// With `grad`, gate and up run one by one (autograd reaches each
-    /// variable); without, as one fused product.
-    pub(crate) fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
-        let (g, u) = if grad {
-            (self.gate.forward(x)?, self.up.forward(x)?)
+    /// With gradients (`pass.grad`), gate and up run one by one (autograd
+    /// reaches each variable); without, as one fused product.
+    pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let (g, u) = if pass.grad {
+            (self.gate.forward(x, pass)?, self.up.forward(x, pass)?)
         } else {
             let mut parts = self.gate_up.forward(x)?.into_iter();
             match (parts.next(), parts.next()) {
@@ -525,6 +551,6 @@ impl Mlp {
             Activation::GeluTanh => g.f_gelu("tanh")?,
             Activation::Silu => g.f_silu()?,
         };
-        self.down.forward(&g.f_mul(&u)?)
+        self.down.forward(&g.f_mul(&u)?, pass)
     }
 }

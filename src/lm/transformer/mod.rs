@@ -43,7 +43,7 @@ use tch::{nn, Device, Kind, Tensor};
 use self::block::{DecoderLayer, LoadLayer};
 pub use self::layers::Activation;
 pub(crate) use self::layers::WeightSource;
-use self::layers::{AttentionMask, RmsNorm, Rope, Scope};
+use self::layers::{AttentionMask, Pass, RmsNorm, Rope, Scope};
 use super::config::{Arch, ModelConfig};
 
 /// What distinguishes a decoder family: the names it goes by and how it
@@ -174,6 +174,9 @@ pub struct Transformer {
     /// exactly when grad mode is on, which is how a forward learns whether
     /// autograd is watching (tch offers no query of grad mode).
     grad_probe: Tensor,
+    /// The precision of the matrix products of forwards with gradients
+    /// (mixed-precision training; see [`Self::set_training_matmul`]).
+    training_matmul: Kind,
 }
 
 impl Transformer {
@@ -199,7 +202,49 @@ impl Transformer {
         };
         let rope = Rope::new(cfg.head_dim, cfg.rope_theta, vs.device())?;
         let grad_probe = Tensor::f_zeros([1], (Kind::Float, vs.device()))?.set_requires_grad(true);
-        Ok(Transformer { cfg: cfg.clone(), embed, blocks, norm, lm_head, rope, device: vs.device(), grad_probe })
+        Ok(Transformer {
+            cfg: cfg.clone(),
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            rope,
+            device: vs.device(),
+            grad_probe,
+            training_matmul: Kind::Float,
+        })
+    }
+
+    /// Runs the matrix products of forwards with gradients in `kind`
+    /// (`Float`, the default, or `BFloat16`): mixed-precision training as
+    /// `torch.autocast` does it: the parameters, their gradients, the
+    /// residual stream, norms and the loss stay f32; each linear map's input
+    /// and weight are cast to `kind` for the product, whose output stays in
+    /// `kind` through RoPE, attention and the MLP's activation until it is
+    /// added to the residual stream (widened to f32 there). Forwards without
+    /// gradients are not affected.
+    ///
+    /// # Errors
+    /// A kind other than `Float` and `BFloat16`.
+    pub(crate) fn set_training_matmul(&mut self, kind: Kind) -> Result<()> {
+        if !matches!(kind, Kind::Float | Kind::BFloat16) {
+            bail!("training products run in f32 or bf16, not {kind:?}");
+        }
+        self.training_matmul = kind;
+        Ok(())
+    }
+
+    /// The precision of the matrix products of forwards with gradients.
+    pub fn training_matmul(&self) -> Kind {
+        self.training_matmul
+    }
+
+    /// How a forward started now runs: with gradients when autograd is
+    /// recording (grad mode on), in the training precision then.
+    fn pass(&self) -> Result<Pass> {
+        let grad = self.grad_probe.f_mul_scalar(1.0)?.requires_grad();
+        let matmul = (grad && self.training_matmul != self.kind()).then_some(self.training_matmul);
+        Ok(Pass { grad, matmul })
     }
 
     /// The precision of the parameters, activations and KV cache.
@@ -295,7 +340,8 @@ impl Transformer {
         // Built once, shared by every layer (see `AttentionMask`).
         let rep = (self.cfg.num_heads / self.cfg.num_kv_heads.max(1)) as i64;
         let kind = self.kind();
-        let mut mask = AttentionMask::new(&allowed, rep, kind)?;
+        let pass = self.pass()?;
+        let mut mask = AttentionMask::new(&allowed, rep, pass.matmul.unwrap_or(kind))?;
         // A decode step over left-padded rows: each run of rows attends over
         // its own real keys only, so a row's output does not depend on the
         // padding its batch needs (see `KeyRun`).
@@ -305,8 +351,7 @@ impl Transformer {
             }
         }
         // RoPE tables [B, 1, T, head_dim].
-        let rope = self.rope.tables(positions, kind)?;
-        let grad = self.grad_probe.f_mul_scalar(1.0)?.requires_grad();
+        let rope = self.rope.tables(positions, pass.matmul.unwrap_or(kind))?;
 
         let mut x = Tensor::f_embedding(&self.embed, input_ids, -1, false, false)?;
         if self.cfg.arch.family().scale_embeddings {
@@ -317,7 +362,7 @@ impl Transformer {
                 Some(c) => Some(&mut c.layers[li]),
                 None => None,
             };
-            x = blk.forward(&x, &rope, &mask, past, layer_cache, grad)?;
+            x = blk.forward(&x, &rope, &mask, past, layer_cache, pass)?;
         }
         if let Some(c) = cache {
             c.len = tk;
@@ -325,11 +370,17 @@ impl Transformer {
         self.norm.forward(&x)
     }
 
-    /// LM-head logits `[.., V]` (f32) from hidden states `[.., d]`.
+    /// LM-head logits `[.., V]` (f32) from hidden states `[.., d]`; with
+    /// gradients, the product runs in the training precision.
     ///
     /// # Errors
     /// Shape mismatch.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(layers::linear(hidden, &self.lm_head, None)?.f_to_kind(Kind::Float)?)
+        let pass = self.pass()?;
+        let logits = match pass.matmul {
+            Some(kind) => layers::linear(&hidden.f_to_kind(kind)?, &self.lm_head.f_to_kind(kind)?, None)?,
+            None => layers::linear(hidden, &self.lm_head, None)?,
+        };
+        Ok(logits.f_to_kind(Kind::Float)?)
     }
 }
