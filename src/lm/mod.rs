@@ -219,10 +219,7 @@ impl LanguageModel {
     /// f32 as loaded (every checkpoint is dequantized or widened to f32),
     /// bf16 after [`Self::set_precision`].
     pub fn precision(&self) -> events::Precision {
-        match self.model.kind() {
-            Kind::BFloat16 => events::Precision::Bf16,
-            _ => events::Precision::F32,
-        }
+        precision_of(self.model.kind())
     }
 
     /// Runs the model in `precision` from now on: the parameters are
@@ -236,10 +233,7 @@ impl LanguageModel {
     /// # Errors
     /// A failed conversion.
     pub fn set_precision(&mut self, precision: events::Precision) -> Result<()> {
-        let kind = match precision {
-            events::Precision::F32 => Kind::Float,
-            events::Precision::Bf16 => Kind::BFloat16,
-        };
+        let kind = kind_of(precision);
         tch::no_grad(|| self.model.set_kind(kind)).with_context(|| format!("converting the model to {precision}"))?;
         for (name, t) in self.vs.variables() {
             if t.kind() != kind {
@@ -258,19 +252,12 @@ impl LanguageModel {
     /// # Errors
     /// None today; a `Result` for engines that may refuse a precision.
     pub fn set_training_precision(&mut self, precision: events::Precision) -> Result<()> {
-        let kind = match precision {
-            events::Precision::F32 => Kind::Float,
-            events::Precision::Bf16 => Kind::BFloat16,
-        };
-        self.model.set_training_matmul(kind)
+        self.model.set_training_matmul(kind_of(precision))
     }
 
     /// The precision of the matrix products of training forwards.
     pub fn training_precision(&self) -> events::Precision {
-        match self.model.training_matmul() {
-            Kind::BFloat16 => events::Precision::Bf16,
-            _ => events::Precision::F32,
-        }
+        precision_of(self.model.training_matmul())
     }
 
     /// The device of the parameters.
@@ -408,5 +395,22 @@ impl LanguageModel {
             h.update(&bytes);
         }
         Ok(*h.finalize().as_bytes())
+    }
+}
+
+/// The tensor kind a [`events::Precision`] runs in.
+fn kind_of(precision: events::Precision) -> Kind {
+    match precision {
+        events::Precision::F32 => Kind::Float,
+        events::Precision::Bf16 => Kind::BFloat16,
+    }
+}
+
+/// The [`events::Precision`] of the kind the model runs in (`Float` or
+/// `BFloat16`, the only two `Transformer::set_kind` accepts).
+fn precision_of(kind: Kind) -> events::Precision {
+    match kind {
+        Kind::BFloat16 => events::Precision::Bf16,
+        _ => events::Precision::F32,
     }
 }

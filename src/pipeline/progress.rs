@@ -13,10 +13,10 @@ use crate::data::Split;
 /// An observer for [`actors::Capabilities::observer`] that logs every newly
 /// appended event at debug level (target `restpg::pipeline`) and, when
 /// `bars` is set, shows one bar per stage with counts and ETA on stderr.
-pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
+/// `e_step_inputs[t − 1]` is the number of inputs iteration t's E-step
+/// samples (the plan's `e_step_ids`); empty: every training input.
+pub fn observer(ctx: &Arc<RunContext>, bars: bool, e_step_inputs: Vec<usize>) -> actors::log::Observer {
     let train = ctx.ids(Split::Train).len() as u64;
-    let e_step_inputs =
-        super::e_step_inputs(&ctx.dataset, ctx.config.seed, ctx.config.em.iterations, ctx.config.em.inputs_per_task);
     let m = u64::from(ctx.config.sampling.m);
     let steps = ctx.config.train.max_steps;
     let inputs = ctx.dataset.iter().count() as u64;
@@ -41,7 +41,7 @@ pub fn observer(ctx: &Arc<RunContext>, bars: bool) -> actors::log::Observer {
                     Stage::Retrieve => inputs,
                     Stage::Reasoning => train,
                     Stage::EStep | Stage::Judge => match e_step_inputs.get(iteration.wrapping_sub(1) as usize) {
-                        Some(ids) => ids.len() as u64 * m,
+                        Some(&n) => n as u64 * m,
                         None => train * m,
                     },
                     Stage::Sft | Stage::MStep => steps,

@@ -186,7 +186,8 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     plan.run_started = Some(run_started);
 
     let bases = GgufBases { policy: policy.clone(), generator: generator_path.clone() };
-    let caps = capabilities(&ctx, &blobs, &judge_path, &bases, opts.progress);
+    let e_step_inputs = plan.e_step_ids.iter().map(Vec::len).collect();
+    let caps = capabilities(&ctx, &blobs, &judge_path, &bases, opts.progress, e_step_inputs);
     let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
     let rows = super::results::table_rows(run_dir, config.method, &outcome)?;
     super::results::plot_run(run_dir, &config, &rows).context("drawing the run's plots")?;
@@ -218,6 +219,7 @@ fn capabilities(
     judge_path: &Path,
     bases: &GgufBases,
     progress: bool,
+    e_step_inputs: Vec<usize>,
 ) -> Capabilities {
     let c = Arc::clone(ctx);
     let retriever: Factory<dyn actors::capability::Retrieve> = Arc::new(move || {
@@ -264,7 +266,7 @@ fn capabilities(
     let evaluator: Factory<dyn actors::capability::Evaluate> = Arc::new(move || {
         Ok(Box::new(RunEvaluator::new(Arc::clone(&c), jp.clone())) as Box<dyn actors::capability::Evaluate>)
     });
-    let observer = Some(super::progress::observer(ctx, progress));
+    let observer = Some(super::progress::observer(ctx, progress, e_step_inputs));
     Capabilities {
         retriever,
         policy,

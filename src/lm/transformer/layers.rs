@@ -66,14 +66,7 @@ impl Linear {
     /// product runs in its precision, `x` and the weights cast to it, and
     /// the result stays in it (as under `torch.autocast`).
     pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        match pass.matmul {
-            Some(kind) => {
-                let w = self.w.f_to_kind(kind)?;
-                let b = self.b.as_ref().map(|b| b.f_to_kind(kind)).transpose()?;
-                linear(&x.f_to_kind(kind)?, &w, b.as_ref())
-            }
-            None => linear(x, &self.w, self.b.as_ref()),
-        }
+        linear_in(x, &self.w, self.b.as_ref(), pass.matmul)
     }
 
     /// Converts the parameters to `kind` in place (the variables they are
@@ -121,6 +114,21 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tenso
         return Ok(two.f_linear(w, b)?.f_narrow(0, 0, 1)?);
     }
     Ok(x.f_linear(w, b)?)
+}
+
+/// [`linear`] with the product in `matmul` when given: `x`, `w` and `b`
+/// cast to it and the result left in it (mixed precision, [`Pass`]).
+///
+/// # Errors
+/// Shape mismatches.
+pub(crate) fn linear_in(x: &Tensor, w: &Tensor, b: Option<&Tensor>, matmul: Option<Kind>) -> Result<Tensor> {
+    match matmul {
+        Some(kind) => {
+            let b = b.map(|b| b.f_to_kind(kind)).transpose()?;
+            linear(&x.f_to_kind(kind)?, &w.f_to_kind(kind)?, b.as_ref())
+        }
+        None => linear(x, w, b),
+    }
 }
 
 /// Converts `t` (a parameter variable or a shallow clone of one) to `kind`

@@ -376,11 +376,9 @@ impl Transformer {
     /// # Errors
     /// Shape mismatch.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let pass = self.pass()?;
-        let logits = match pass.matmul {
-            Some(kind) => layers::linear(&hidden.f_to_kind(kind)?, &self.lm_head.f_to_kind(kind)?, None)?,
-            None => layers::linear(hidden, &self.lm_head, None)?,
-        };
-        Ok(logits.f_to_kind(Kind::Float)?)
+        // Only a model set to train in another precision needs to know
+        // whether autograd is recording (a decode step does not probe).
+        let matmul = if self.training_matmul == self.kind() { None } else { self.pass()?.matmul };
+        Ok(layers::linear_in(hidden, &self.lm_head, None, matmul)?.f_to_kind(Kind::Float)?)
     }
 }
