@@ -730,6 +730,50 @@ pub(crate) mod tests {
         assert_eq!(seal_fixture(fixture_v5_events(), 5, V5_RUN.0, V5_RUN.1), committed);
     }
 
+    /// The records of the committed version-6 fixture: the version-5
+    /// fixture's facts, with what version 6 added — one sample drawn by a
+    /// server and its reward from a served judge that left some mass
+    /// unseen — as the version-6 build writes them.
+    pub(crate) fn fixture_v6_events() -> Vec<Event> {
+        let mut events = fixture_v5_events();
+        for event in &mut events {
+            match event {
+                Event::SampleGenerated { sample, engine, .. } if sample.index == 1 => *engine = server(),
+                Event::RewardAssigned { sample, engine, unseen_mass, .. } if sample.index == 1 => {
+                    (*engine, *unseen_mass) = (Some(server()), Some(0.015));
+                }
+                _ => {}
+            }
+        }
+        events
+    }
+
+    /// Where the version-6 fixture lies.
+    pub(crate) fn fixture_v6_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v6_records.bin")
+    }
+
+    /// The version-6 fixture's run id and start time.
+    const V6_RUN: (&str, &str) = ("fixture-run-v6", "2026-12-08T03:50:00.125Z");
+
+    /// Writes the version-6 fixture. Run once by the version-6 build, before
+    /// version 7 changed the payload (`cargo test -p restpg-events --
+    /// --ignored write_v6_fixture`); it is committed and never regenerated.
+    #[test]
+    #[ignore = "writes the committed fixture"]
+    fn write_v6_fixture() {
+        std::fs::write(fixture_v6_path(), seal_fixture(fixture_v6_events(), 6, V6_RUN.0, V6_RUN.1)).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_payload_encodes_exactly_as_version_6_did() {
+        // Given the records the version-6 build wrote, when this build seals
+        // the same facts in version 6, then the bytes agree: the version-6
+        // payload this build reads is that build's, field for field.
+        let committed = std::fs::read(fixture_v6_path()).unwrap();
+        assert_eq!(seal_fixture(fixture_v6_events(), 6, V6_RUN.0, V6_RUN.1), committed);
+    }
+
     /// A version-3 record of `payload` whose text `from` was replaced by `to`
     /// (same length), rehashed: a record an old build could have written.
     fn v3_record_with(payload: Event, from: &str, to: &str) -> Vec<u8> {
