@@ -262,6 +262,18 @@ fn in_bf16_too_a_sample_is_the_same_alone_and_in_a_batch() {
     sample_is_batch_invariant(&m, false);
 }
 
+/// The most bf16 may move a likely token's log-probability (nats): its
+/// 8-bit mantissa rounds every weight and activation by up to 2⁻⁹.
+const BF16_LOGPROB_TOLERANCE: f32 = 0.35;
+
+/// The most likely token of a log-distribution and how far it leads the
+/// runner-up (nats).
+fn top_and_margin(logprobs: &[f32]) -> (usize, f32) {
+    let mut order: Vec<usize> = (0..logprobs.len()).collect();
+    order.sort_by(|x, y| logprobs[*y].total_cmp(&logprobs[*x]));
+    (order[0], logprobs[order[0]] - logprobs[order[1]])
+}
+
 #[test]
 fn bf16_converts_every_parameter_and_stays_close_to_f32() {
     // Given the model in f32 and in bf16
@@ -272,8 +284,11 @@ fn bf16_converts_every_parameter_and_stays_close_to_f32() {
     for (name, t) in m16.var_store().variables() {
         assert_eq!(t.kind(), Kind::BFloat16, "{name}");
     }
-    // and the next-token distributions agree where it matters: the same
-    // most likely token, log-probabilities of the likely tokens close
+    // and the next-token distributions agree where it matters: the
+    // log-probabilities of the likely tokens are close, so the most likely
+    // token is the same wherever f32 ranks it first by more than both
+    // roundings can move (the margin is the test's, not the CPU's: a CPU
+    // without native bf16 products rounds differently)
     let prompts: Vec<Vec<u32>> =
         ["The capital of France is", "Write a short email to Dana about the release.", "2 + 2 ="]
             .iter()
@@ -282,19 +297,39 @@ fn bf16_converts_every_parameter_and_stays_close_to_f32() {
     let a = m32.next_token_logprobs(&prompts).unwrap();
     let b = m16.next_token_logprobs(&prompts).unwrap();
     for (r, (a, b)) in a.iter().zip(&b).enumerate() {
-        let argmax = |v: &[f32]| v.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i);
-        assert_eq!(argmax(a), argmax(b), "prompt {r}: most likely token differs");
         let worst = a.iter().zip(b).filter(|(x, _)| **x > -5.0).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        assert!(worst < 0.35, "prompt {r}: log-probabilities differ by {worst}");
+        assert!(worst < BF16_LOGPROB_TOLERANCE, "prompt {r}: log-probabilities differ by {worst}");
+        let (top, margin) = top_and_margin(a);
+        if margin > 2.0 * BF16_LOGPROB_TOLERANCE {
+            assert_eq!(top_and_margin(b).0, top, "prompt {r}: most likely token differs (f32 margin {margin})");
+        }
     }
-    // and greedy answers read the same
-    let req = GenerationRequest {
-        prompt_ids: chat_ids(&m32, "What is the capital of France?"),
-        seed: 0,
-        settings: greedy(12),
-    };
-    let text = m16.generate(std::slice::from_ref(&req)).unwrap().remove(0).text;
-    assert!(text.contains("Paris"), "{text}");
+    // and a greedy answer in bf16 follows the f32 one token for token up to
+    // the first step where f32's choice was a near tie: there the two may
+    // part, nowhere else
+    let (agree, margins) = greedy_agreement(&m32, &m16, "What is the capital of France?", 12);
+    assert!(agree >= margins.len() || margins[agree] <= 2.0 * BF16_LOGPROB_TOLERANCE, "parted at {agree}: {margins:?}");
+    // and where f32 answers with clear margins from the start, bf16 writes
+    // the same words
+    let (agree, margins) = greedy_agreement(&m32, &m16, "Name the largest planet in the solar system.", 8);
+    let clear = margins.iter().take_while(|m| **m > 2.0 * BF16_LOGPROB_TOLERANCE).count();
+    assert!(clear >= 6, "the check needs a question f32 answers clearly: {margins:?}");
+    assert!(agree >= clear, "bf16 parted at token {agree} where f32 led clearly: {margins:?}");
+}
+
+/// Greedy answers of both models to `question` (`n` tokens at most): how
+/// many leading tokens they share, and at each step of the f32 answer how
+/// far f32's choice led its runner-up (nats).
+fn greedy_agreement(m32: &LanguageModel, m16: &LanguageModel, question: &str, n: usize) -> (usize, Vec<f32>) {
+    let prompt = chat_ids(m32, question);
+    let req = GenerationRequest { prompt_ids: prompt.clone(), seed: 0, settings: greedy(n) };
+    let f32_ids = m32.generate(std::slice::from_ref(&req)).unwrap().remove(0).token_ids;
+    let bf16_ids = m16.generate(std::slice::from_ref(&req)).unwrap().remove(0).token_ids;
+    let prefixes: Vec<Vec<u32>> =
+        (0..f32_ids.len()).map(|i| prompt.iter().chain(&f32_ids[..i]).copied().collect()).collect();
+    let margins = m32.next_token_logprobs(&prefixes).unwrap().iter().map(|l| top_and_margin(l).1).collect();
+    let agree = f32_ids.iter().zip(&bf16_ids).take_while(|(x, y)| x == y).count();
+    (agree, margins)
 }
 
 #[test]
