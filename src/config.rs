@@ -313,6 +313,14 @@ pub struct EmSection {
     /// default: they are dropped as `no-reasoning`, since training on them
     /// teaches the policy to skip reasoning.
     pub allow_samples_without_reasoning: bool,
+    /// Keep samples that ran to `sampling.max_new_tokens` without stopping.
+    /// Off by default: they are dropped as `unfinished`, since their text is
+    /// cut mid-way and the M-step would train on it as a finished answer
+    /// (ending it with the end-of-turn token), teaching the policy to write
+    /// to the limit. Every run logged before schema version 7 kept them.
+    /// Left out of the canonical form when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_unfinished_samples: bool,
     /// Training inputs per task each E-step samples: 0 (the default and the
     /// paper's) samples every training input in every iteration; N > 0
     /// samples N per task (all of a task with fewer), a different seeded
@@ -328,9 +336,18 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Default for EmSection {
     fn default() -> Self {
-        Self { iterations: 3, allow_samples_without_reasoning: false, inputs_per_task: 0 }
+        Self {
+            iterations: 3,
+            allow_samples_without_reasoning: false,
+            allow_unfinished_samples: false,
+            inputs_per_task: 0,
+        }
     }
 }
 

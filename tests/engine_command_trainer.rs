@@ -37,6 +37,9 @@ check_per_task = 0
 
 [em]
 iterations = 1
+# The tiny token limits cut most samples: keep them, as the tiny run
+# needs a D_t (the default drops them as `unfinished`).
+allow_unfinished_samples = true
 
 [train]
 max_input_tokens = 384

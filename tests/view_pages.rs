@@ -177,6 +177,9 @@ check_per_task = 2
 
 [em]
 iterations = 1
+# The tiny token limits cut most samples: keep them, as the tiny run
+# needs a D_t (the default drops them as `unfinished`).
+allow_unfinished_samples = true
 
 [train]
 learning_rate = 1e-4

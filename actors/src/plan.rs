@@ -79,6 +79,9 @@ pub struct Plan {
     /// Whether the filter drops samples without reasoning as
     /// [`events::Decision::NoReasoning`] (the reasoning methods, by default).
     pub require_reasoning: bool,
+    /// Whether the filter drops samples that ran to the token limit as
+    /// [`events::Decision::Unfinished`] (by default).
+    pub drop_unfinished: bool,
     /// How long one batch may take on a worker before it is presumed hung
     /// (a libtorch deadlock, a stuck request) and re-issued.
     pub batch_timeout: std::time::Duration,
@@ -145,6 +148,7 @@ impl Plan {
             tau: 1.0,
             max_kept_per_input: 10,
             require_reasoning: method.uses_reasoning(),
+            drop_unfinished: true,
             batch_timeout: std::time::Duration::from_secs(3600),
             init: InitMode::Fresh,
             generator_checkpoint: base.clone(),

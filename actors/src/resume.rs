@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use events::{Decision, Digest, Event, Role, SampleId, Split};
+use events::{Decision, Digest, Event, FinishReason, Role, SampleId, Split};
 
 use crate::capability::{CheckpointRef, EvalSummary};
 
@@ -21,6 +21,8 @@ pub struct LoggedSample {
     pub response: String,
     /// Content hash of the checkpoint that sampled it.
     pub checkpoint: Digest,
+    /// Why its generation ended (`None` where the record did not say).
+    pub finish: Option<FinishReason>,
 }
 
 /// A logged filter decision.
@@ -95,11 +97,12 @@ impl LoggedRun {
             Event::ReasoningGenerated { input_id, generator, reasoning, .. } => {
                 self.reasoning.entry((input_id.clone(), generator.clone())).or_insert_with(|| reasoning.clone());
             }
-            Event::SampleGenerated { sample, reasoning, response, checkpoint, .. } => {
+            Event::SampleGenerated { sample, reasoning, response, checkpoint, finish, .. } => {
                 self.samples.entry(sample.clone()).or_insert_with(|| LoggedSample {
                     reasoning: reasoning.clone(),
                     response: response.clone(),
                     checkpoint: *checkpoint,
+                    finish: *finish,
                 });
             }
             Event::RewardAssigned { sample, reward, reward_name, .. } => {

@@ -14,13 +14,15 @@ fn scored(input: &str, rewards: &[f32]) -> Vec<Scored> {
             sample: SampleId { iteration: 1, input_id: input.into(), index: i as u32 },
             reward,
             has_reasoning: true,
+            finish: Some(events::FinishReason::StopToken),
         })
         .collect()
 }
 
-/// The filter with threshold τ and cap, reasoning not required.
+/// The filter with threshold τ and cap, reasoning not required, unfinished
+/// samples dropped (none of these is unfinished).
 fn rule(tau: f32, cap: u32) -> FilterRule {
-    FilterRule { tau, cap, require_reasoning: false }
+    FilterRule { tau, cap, require_reasoning: false, drop_unfinished: true }
 }
 
 /// (index, decision, rank) of each verdict, in sample order.

@@ -468,3 +468,55 @@ fn a_log_of_another_run_is_refused() {
     let err = run_pipeline(plan("run-y", Method::Sft, 1), log, Doubles::new().capabilities()).unwrap_err();
     assert!(err.to_string().contains("belongs to run \"run-x\""), "{err}");
 }
+
+#[test]
+fn samples_cut_at_the_token_limit_are_dropped_as_unfinished_and_never_trained_on() {
+    // Given a run whose policy runs every other E-step sample to the token
+    // limit, with a τ every sample clears
+    let cut = |s: &events::SampleId| s.index % 2 == 0;
+    let run = |drop_unfinished: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan("run-cut", Method::RestEm, 3);
+        plan.tau = 0.0;
+        plan.max_kept_per_input = 4;
+        plan.drop_unfinished = drop_unfinished;
+        let mut doubles = Doubles::new();
+        doubles.unfinished = cut;
+        let outcome = run_pipeline(plan, open_log(dir.path(), "run-cut"), doubles.capabilities()).unwrap();
+        let jobs = doubles.rec.jobs.lock().unwrap().clone();
+        (outcome, read_events(dir.path()), jobs)
+    };
+    // When the pipeline runs with the default rule
+    let (outcome, events, jobs) = run(true);
+    // Then every cut sample is decided unfinished, and only those
+    let mut decided = 0;
+    for e in &events {
+        if let Event::FilterDecided { sample, decision, reward, .. } = e {
+            decided += 1;
+            if cut(sample) {
+                assert_eq!(*decision, Decision::Unfinished, "{sample}");
+            } else {
+                assert!(*decision == Decision::Kept || *reward == 0.0, "{sample}: {decision}");
+            }
+        }
+    }
+    assert_eq!(decided, 24);
+    // and D_t, rebuilt from the log alone, holds none of them, matching
+    // the seal, and the M-steps trained on exactly D_t
+    for t in 1..=2u32 {
+        let (digest, kept) = rebuilt_digest(&events, t);
+        let it = &outcome.iterations[t as usize - 1];
+        assert_eq!((it.digest, it.kept), (digest, kept as u64));
+        assert!(kept > 0 && kept <= 6, "iteration {t}: {kept} kept of 6 finished samples");
+        let job = jobs.iter().find(|j| j.iteration == t).expect("an M-step");
+        assert_eq!(job.data.len(), kept);
+    }
+    // and a run that allows unfinished samples keeps some of them, as every
+    // run before schema version 7 did
+    let (_, events, _) = run(false);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::FilterDecided { sample, decision: Decision::Kept, .. } if cut(sample)
+    )));
+    assert!(!events.iter().any(|e| matches!(e, Event::FilterDecided { decision: Decision::Unfinished, .. })));
+}

@@ -21,6 +21,7 @@
 //! | 4 | as 2, with the version-4 payload |
 //! | 5 | as 2, with the version-5 payload |
 //! | 6 | as 2, with the version-6 payload |
+//! | 7 | as 2, with the version-7 payload |
 //!
 //! Version 1 was this schema's first draft; version 2 stores time as two
 //! integers (about 6 bytes instead of about 30, and no text to parse when a
@@ -57,17 +58,25 @@
 //! engine (what produced every version-5 sample and judge reward) with no
 //! unseen mass; the committed fixture `tests/fixtures/v5_records.bin`,
 //! written by the version-5 build, keeps that path honest.
+//!
+//! Version 7 drops unfinished samples: the run's settings record whether
+//! the filter drops samples that ran to the token limit
+//! (`RunSettings::drop_unfinished`), and `Decision` gained `Unfinished`.
+//! Version 6 payloads decode as the legacy `EventV6` and upcast to a run
+//! that kept them (what every version-6 run did); the committed fixture
+//! `tests/fixtures/v6_records.bin`, written by the version-6 build, keeps
+//! that path honest.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{digest_hex, serde_digest, Digest};
 use crate::event::{Event, EventKind};
-use crate::legacy::{EventV2, EventV3, EventV4, EventV5, UpcastError};
+use crate::legacy::{EventV2, EventV3, EventV4, EventV5, EventV6, UpcastError};
 use crate::vocab::UnknownName;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 6;
+pub const SCHEMA_VERSION: u16 = 7;
 
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u16 = 1;
@@ -159,7 +168,8 @@ type BodyV2 = (u64, (i64, u32), String, [u8; 32], EventV2, [u8; 32]);
 type BodyV3 = (u64, (i64, u32), String, [u8; 32], EventV3, [u8; 32]);
 type BodyV4 = (u64, (i64, u32), String, [u8; 32], EventV4, [u8; 32]);
 type BodyV5 = (u64, (i64, u32), String, [u8; 32], EventV5, [u8; 32]);
-type BodyV6 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
+type BodyV6 = (u64, (i64, u32), String, [u8; 32], EventV6, [u8; 32]);
+type BodyV7 = (u64, (i64, u32), String, [u8; 32], Event, [u8; 32]);
 
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -215,7 +225,8 @@ impl Envelope {
         let cannot = || -> ! {
             panic!("a {} payload cannot be written in schema version {}", self.payload.kind(), self.schema_version)
         };
-        let v5 = || EventV5::downcast(&self.payload).unwrap_or_else(|| cannot());
+        let v6 = || EventV6::downcast(&self.payload).unwrap_or_else(|| cannot());
+        let v5 = || EventV5::downcast(&v6()).unwrap_or_else(|| cannot());
         let v4 = || EventV4::downcast(&v5()).unwrap_or_else(|| cannot());
         let legacy = || EventV2::downcast(&EventV3::from(&v4())).unwrap_or_else(|| cannot());
         let time = (self.time.timestamp(), self.time.timestamp_subsec_nanos());
@@ -245,6 +256,11 @@ impl Envelope {
             ),
             5 => bincode::serde::encode_into_std_write(
                 (self.seq, time, &self.run_id, &self.event_id, v5(), &self.prev_hash),
+                &mut out,
+                bincode_config(),
+            ),
+            6 => bincode::serde::encode_into_std_write(
+                (self.seq, time, &self.run_id, &self.event_id, v6(), &self.prev_hash),
                 &mut out,
                 bincode_config(),
             ),
@@ -284,9 +300,9 @@ impl Envelope {
             DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad(format!("time out of range: {secs}s {nanos}ns")))
         };
         let upcast = |seq: u64, old: EventV3| {
-            EventV4::try_from(old).map(EventV5::from).map(Event::from).map_err(|UpcastError { kind, field, source }| {
-                RecordError::Upcast { version, seq, kind, field, source }
-            })
+            EventV4::try_from(old).map(EventV5::from).map(EventV6::from).map(Event::from).map_err(
+                |UpcastError { kind, field, source }| RecordError::Upcast { version, seq, kind, field, source },
+            )
         };
         let (seq, time, run_id, event_id, payload, prev_hash) = match version {
             1 => {
@@ -306,14 +322,18 @@ impl Envelope {
             }
             4 => {
                 let (b, _): (BodyV4, usize) = decode_exact(body).map_err(bad)?;
-                (b.0, time_of(b.1)?, b.2, b.3, Event::from(EventV5::from(b.4)), b.5)
+                (b.0, time_of(b.1)?, b.2, b.3, Event::from(EventV6::from(EventV5::from(b.4))), b.5)
             }
             5 => {
                 let (b, _): (BodyV5, usize) = decode_exact(body).map_err(bad)?;
+                (b.0, time_of(b.1)?, b.2, b.3, Event::from(EventV6::from(b.4)), b.5)
+            }
+            6 => {
+                let (b, _): (BodyV6, usize) = decode_exact(body).map_err(bad)?;
                 (b.0, time_of(b.1)?, b.2, b.3, Event::from(b.4), b.5)
             }
             _ => {
-                let (b, _): (BodyV6, usize) = decode_exact(body).map_err(bad)?;
+                let (b, _): (BodyV7, usize) = decode_exact(body).map_err(bad)?;
                 (b.0, time_of(b.1)?, b.2, b.3, b.4, b.5)
             }
         };
@@ -366,6 +386,11 @@ fn finish<T>(decoded: Result<(T, usize), bincode::error::DecodeError>, body: &[u
 pub(crate) mod tests {
     use super::*;
     use crate::{digest, Decision, EngineInfo, FinishReason, Penalties, Precision, Role, SampleId, Split, Stage};
+
+    /// The version-5 form of `e`, through version 6.
+    fn v5(e: &Event) -> Option<EventV5> {
+        EventV6::downcast(e).and_then(|e| EventV5::downcast(&e))
+    }
 
     /// The records of the committed version-1 fixture: one of every kind
     /// that a small run writes, chained from genesis.
@@ -540,6 +565,7 @@ pub(crate) mod tests {
                     init: crate::InitMode::Continue,
                     separator: Some("### Response:".into()),
                     reward: "judge".into(),
+                    drop_unfinished: false,
                 }),
             },
             checkpoint(0, 0, Role::Base),
@@ -852,8 +878,8 @@ pub(crate) mod tests {
         let env = Envelope::seal(0, Utc::now(), "r", payload.clone(), GENESIS_HASH);
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
         // and version 4, which could not say either, has no form for it
-        let v4 = |payload: &Event| EventV5::downcast(payload).and_then(|v5| EventV4::downcast(&v5));
-        assert!(EventV5::downcast(&payload).is_some(), "version 5 says both");
+        let v4 = |payload: &Event| v5(payload).and_then(|v5| EventV4::downcast(&v5));
+        assert!(v5(&payload).is_some(), "version 5 says both");
         assert_eq!(v4(&payload), None);
         if let Event::SampleGenerated { precision, .. } = &mut payload {
             *precision = Precision::F32;
@@ -889,10 +915,10 @@ pub(crate) mod tests {
         for payload in [&sample, &reward] {
             // When each is sealed and read back, then it keeps its engine
             let env = Envelope::seal(0, Utc::now(), "r", payload.clone(), GENESIS_HASH);
-            assert_eq!(env.schema_version, 6);
+            assert_eq!(env.schema_version, SCHEMA_VERSION);
             assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
             // and version 5, which knew only tch, has no form for it
-            assert_eq!(EventV5::downcast(payload), None, "{}", payload.kind());
+            assert_eq!(v5(payload), None, "{}", payload.kind());
         }
         // and the engine is no part of which fact it is
         assert_eq!((sample.event_id("r"), reward.event_id("r")), id_before);
@@ -901,11 +927,11 @@ pub(crate) mod tests {
         if let Event::RewardAssigned { engine, .. } = &mut reward {
             *engine = Some(EngineInfo::tch());
         }
-        assert_eq!(EventV5::downcast(&reward), None);
+        assert_eq!(v5(&reward), None);
         if let Event::RewardAssigned { engine, unseen_mass, .. } = &mut reward {
             (*engine, *unseen_mass) = (None, None);
         }
-        assert_eq!(EventV5::downcast(&reward), None);
+        assert_eq!(v5(&reward), None);
     }
 
     #[test]

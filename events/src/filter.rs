@@ -1,6 +1,8 @@
 //! The filter rule of the E-step (REST-PG Algorithm 1, line 9; ReST-EM §3):
 //! keep the samples whose reward reaches τ, at most `cap` per input, best
-//! first. One implementation, called by the run's coordinator and by
+//! first, among those that are well formed training targets (a reasoning
+//! part where the method needs one, a text that ended before the token
+//! limit). One implementation, called by the run's coordinator and by
 //! replay's verifier, so the two cannot drift.
 //!
 //! Pure logic: [`decide`] is a function of the scored samples alone, so the
@@ -8,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::sample::{Decision, SampleId};
+use crate::sample::{Decision, FinishReason, SampleId};
 
 /// The rank given to an input's best sample. `FilterDecided.rank` is
 /// documented in the event schema as counted "from 0".
@@ -25,6 +27,10 @@ pub struct FilterRule {
     /// [`Decision::NoReasoning`] (the reasoning methods, unless the run
     /// allows such samples).
     pub require_reasoning: bool,
+    /// Whether a sample that ran to the token limit (finish
+    /// [`FinishReason::Length`]) is dropped as [`Decision::Unfinished`]
+    /// (every run from schema version 7 on, unless it allows such samples).
+    pub drop_unfinished: bool,
 }
 
 /// A judged sample as the filter sees it.
@@ -36,6 +42,9 @@ pub struct Scored {
     pub reward: f32,
     /// Whether its output had a reasoning part (a separator line).
     pub has_reasoning: bool,
+    /// Why its generation ended (`None` in records before schema version 3,
+    /// which did not say; such a sample counts as finished).
+    pub finish: Option<FinishReason>,
 }
 
 /// The filter's verdict on one sample (becomes a `FilterDecided` event).
@@ -75,12 +84,20 @@ pub enum FilterError {
 }
 
 /// The decision for one sample, before the per-input cap: the first reason
-/// that applies, in this order — no reasoning (when required), reward 0
-/// (no gradient, whatever τ), R < τ; otherwise the sample passes
-/// (`None`) and the cap decides.
-pub fn pre_cap_decision(rule: &FilterRule, reward: f32, has_reasoning: bool) -> Option<Decision> {
+/// that applies, in this order — no reasoning (when required), unfinished
+/// (when dropped: the text ran to the token limit), reward 0 (no gradient,
+/// whatever τ), R < τ; otherwise the sample passes (`None`) and the cap
+/// decides.
+pub fn pre_cap_decision(
+    rule: &FilterRule,
+    reward: f32,
+    has_reasoning: bool,
+    finish: Option<FinishReason>,
+) -> Option<Decision> {
     if rule.require_reasoning && !has_reasoning {
         Some(Decision::NoReasoning)
+    } else if rule.drop_unfinished && finish == Some(FinishReason::Length) {
+        Some(Decision::Unfinished)
     } else if reward == 0.0 {
         Some(Decision::ZeroReward)
     } else if reward < rule.tau {
@@ -118,7 +135,7 @@ pub fn decide(samples: &[Scored], rule: &FilterRule) -> Result<Vec<Verdict>, Fil
         group.sort_by(|a, b| b.reward.total_cmp(&a.reward).then(a.sample.index.cmp(&b.sample.index)));
         let mut passing = 0u32;
         for (position, s) in group.into_iter().enumerate() {
-            let decision = pre_cap_decision(rule, s.reward, s.has_reasoning).unwrap_or_else(|| {
+            let decision = pre_cap_decision(rule, s.reward, s.has_reasoning, s.finish).unwrap_or_else(|| {
                 passing += 1;
                 if passing <= rule.cap {
                     Decision::Kept
@@ -143,12 +160,13 @@ mod tests {
     use super::*;
 
     fn scored(input: &str, index: u32, reward: f32, has_reasoning: bool) -> Scored {
-        Scored { sample: SampleId { iteration: 1, input_id: input.into(), index }, reward, has_reasoning }
+        let sample = SampleId { iteration: 1, input_id: input.into(), index };
+        Scored { sample, reward, has_reasoning, finish: Some(FinishReason::StopToken) }
     }
 
     #[test]
     fn zero_rewards_are_never_training_data_even_at_tau_zero() {
-        let rule = FilterRule { tau: 0.0, cap: 10, require_reasoning: false };
+        let rule = FilterRule { tau: 0.0, cap: 10, require_reasoning: false, drop_unfinished: true };
         let v = decide(&[scored("a", 0, 0.0, true), scored("a", 1, 0.2, true)], &rule).unwrap();
         assert_eq!(v[0].decision, Decision::ZeroReward);
         assert_eq!(v[1].decision, Decision::Kept);
@@ -156,7 +174,7 @@ mod tests {
 
     #[test]
     fn samples_without_reasoning_get_their_own_reason_when_required() {
-        let strict = FilterRule { tau: 0.5, cap: 10, require_reasoning: true };
+        let strict = FilterRule { tau: 0.5, cap: 10, require_reasoning: true, drop_unfinished: true };
         let v = decide(&[scored("a", 0, 0.9, false), scored("a", 1, 0.8, true)], &strict).unwrap();
         assert_eq!((v[0].decision, v[0].rank), (Decision::NoReasoning, 0));
         assert_eq!((v[1].decision, v[1].rank), (Decision::Kept, 1));
@@ -166,10 +184,41 @@ mod tests {
 
     #[test]
     fn cap_counts_only_passing_samples_best_first() {
-        let rule = FilterRule { tau: 0.5, cap: 1, require_reasoning: false };
+        let rule = FilterRule { tau: 0.5, cap: 1, require_reasoning: false, drop_unfinished: true };
         let v =
             decide(&[scored("a", 0, 0.6, true), scored("a", 1, 0.7, true), scored("a", 2, 0.1, true)], &rule).unwrap();
         let d: Vec<_> = v.iter().map(|v| v.decision).collect();
         assert_eq!(d, vec![Decision::OverCap, Decision::Kept, Decision::BelowThreshold]);
+    }
+
+    #[test]
+    fn a_sample_cut_at_the_token_limit_is_no_training_data_when_dropped() {
+        // Given three samples clearing τ: one cut at the token limit, one
+        // ended by its stop token, one from a record that did not say
+        let rule = FilterRule { tau: 0.5, cap: 10, require_reasoning: false, drop_unfinished: true };
+        let mut cut = scored("a", 0, 0.9, true);
+        cut.finish = Some(FinishReason::Length);
+        let mut unknown = scored("a", 2, 0.7, true);
+        unknown.finish = None;
+        let samples = [cut, scored("a", 1, 0.8, true), unknown];
+        // Then the cut one is dropped as unfinished, keeping its rank, and
+        // the others are kept
+        let v = decide(&samples, &rule).unwrap();
+        assert_eq!((v[0].decision, v[0].rank), (Decision::Unfinished, 0));
+        assert_eq!((v[1].decision, v[2].decision), (Decision::Kept, Decision::Kept));
+        // and a cut sample does not count against the cap
+        let one = FilterRule { cap: 1, ..rule };
+        let v = decide(&samples, &one).unwrap();
+        let d: Vec<_> = v.iter().map(|v| v.decision).collect();
+        assert_eq!(d, vec![Decision::Unfinished, Decision::Kept, Decision::OverCap]);
+        // and a run that allows unfinished samples keeps it (as every run
+        // before schema version 7 did)
+        let lax = FilterRule { drop_unfinished: false, ..rule };
+        assert_eq!(decide(&samples, &lax).unwrap()[0].decision, Decision::Kept);
+        // while a missing reasoning part still comes first
+        let strict = FilterRule { require_reasoning: true, ..rule };
+        let mut both = scored("b", 0, 0.9, false);
+        both.finish = Some(FinishReason::Length);
+        assert_eq!(decide(&[both], &strict).unwrap()[0].decision, Decision::NoReasoning);
     }
 }

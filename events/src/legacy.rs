@@ -1,10 +1,10 @@
-//! Schema versions 1 to 5 of the payload, kept only to decode old records
+//! Schema versions 1 to 6 of the payload, kept only to decode old records
 //! and upcast them into the current [`Event`] (cqrs-es style: old versions
 //! are read, never written by new code). Versions 1 and 2 share one payload
-//! ([`EventV2`]; they differ in the envelope's time field); versions 3, 4
-//! and 5 have their own ([`EventV3`], [`EventV4`], [`EventV5`]). Each old
-//! payload upcasts one version at a time: `EventV2 → EventV3 → EventV4 →
-//! EventV5 → Event`.
+//! ([`EventV2`]; they differ in the envelope's time field); versions 3 to 6
+//! have their own ([`EventV3`], [`EventV4`], [`EventV5`], [`EventV6`]).
+//! Each old payload upcasts one version at a time: `EventV2 → EventV3 →
+//! EventV4 → EventV5 → EventV6 → Event`.
 //!
 //! - Version 3 added fields: from version 2, `SampleGenerated.finish` and
 //!   `RunStarted.settings` become `None`, meaning "not recorded".
@@ -28,6 +28,11 @@
 //!   `Some(EngineInfo::tch())` and one without (a lexical reward such as
 //!   rouge-l, no model) to `None`; the unseen mass is `None` (tch reads the
 //!   full distribution). Event ids hash neither, so they do not change.
+//! - Version 7 made dropping unfinished samples a logged setting:
+//!   `RunStarted.settings.drop_unfinished`, with the filter decision
+//!   `Unfinished`. Every version-6 run kept samples that ran to the token
+//!   limit, so its settings upcast to `drop_unfinished: false` ([`RunSettingsV6`]):
+//!   exactly what happened. Event ids hash no settings, so they do not change.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +41,7 @@ use crate::engine::EngineInfo;
 use crate::event::{Event, EventKind};
 use crate::sample::{Decision, FinishReason, SampleId};
 use crate::settings::RunSettings;
-use crate::vocab::{Penalties, Precision, Role, Split, Stage, UnknownName};
+use crate::vocab::{InitMode, Penalties, Precision, Role, Split, Stage, UnknownName};
 
 /// The payload as schema versions 1 and 2 wrote it (same variant order).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -298,7 +303,7 @@ pub(crate) enum EventV3 {
         seed: u64,
         #[serde(with = "serde_digest")]
         dataset_digest: Digest,
-        settings: Option<RunSettings>,
+        settings: Option<RunSettingsV6>,
     },
     RetrievalDone {
         input_id: String,
@@ -593,7 +598,7 @@ pub(crate) enum EventV4 {
         seed: u64,
         #[serde(with = "serde_digest")]
         dataset_digest: Digest,
-        settings: Option<RunSettings>,
+        settings: Option<RunSettingsV6>,
     },
     RetrievalDone {
         input_id: String,
@@ -859,7 +864,7 @@ pub(crate) enum EventV5 {
         seed: u64,
         #[serde(with = "serde_digest")]
         dataset_digest: Digest,
-        settings: Option<RunSettings>,
+        settings: Option<RunSettingsV6>,
     },
     RetrievalDone {
         input_id: String,
@@ -968,13 +973,13 @@ pub(crate) enum EventV5 {
     },
 }
 
-impl From<EventV5> for Event {
+impl From<EventV5> for EventV6 {
     /// Every version-5 record was produced by the embedded tch engine (the
     /// only one there was): a sample upcasts to [`EngineInfo::tch`], a judge
     /// reward (a non-empty distribution) to `Some` of it and a lexical one
     /// to `None`; no record knew of unseen mass, since tch reads the full
     /// distribution.
-    fn from(e: EventV5) -> Event {
+    fn from(e: EventV5) -> EventV6 {
         match e {
             EventV5::RunStarted {
                 method,
@@ -984,15 +989,19 @@ impl From<EventV5> for Event {
                 seed,
                 dataset_digest,
                 settings,
-            } => Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings },
+            } => {
+                EventV6::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
+            }
             EventV5::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
-                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+                EventV6::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
             EventV5::ReasoningGenerated { input_id, generator, seed, reasoning } => {
-                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+                EventV6::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
-            EventV5::StageStarted { iteration, stage } => Event::StageStarted { iteration, stage },
-            EventV5::StageFinished { iteration, stage, wall_ms } => Event::StageFinished { iteration, stage, wall_ms },
+            EventV5::StageStarted { iteration, stage } => EventV6::StageStarted { iteration, stage },
+            EventV5::StageFinished { iteration, stage, wall_ms } => {
+                EventV6::StageFinished { iteration, stage, wall_ms }
+            }
             EventV5::SampleGenerated {
                 sample,
                 seed,
@@ -1007,7 +1016,7 @@ impl From<EventV5> for Event {
                 finish,
                 penalties,
                 precision,
-            } => Event::SampleGenerated {
+            } => EventV6::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -1025,25 +1034,25 @@ impl From<EventV5> for Event {
             },
             EventV5::RewardAssigned { sample, reward, reward_name, judge_distribution } => {
                 let engine = (!judge_distribution.is_empty()).then(EngineInfo::tch);
-                Event::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass: None }
+                EventV6::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass: None }
             }
             EventV5::FilterDecided { sample, decision, reward, tau, rank } => {
-                Event::FilterDecided { sample, decision, reward, tau, rank }
+                EventV6::FilterDecided { sample, decision, reward, tau, rank }
             }
-            EventV5::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV5::DatasetSealed { iteration, count, digest } => EventV6::DatasetSealed { iteration, count, digest },
             EventV5::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
-                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+                EventV6::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
             EventV5::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
-                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+                EventV6::CheckpointSaved { iteration, step, role, hash, path, validation_score }
             }
             EventV5::EvaluationDone { iteration, split, system, scores, report_path } => {
-                Event::EvaluationDone { iteration, split, system, scores, report_path }
+                EventV6::EvaluationDone { iteration, split, system, scores, report_path }
             }
-            EventV5::IterationFinished { iteration } => Event::IterationFinished { iteration },
-            EventV5::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
-            EventV5::RunFailed { reason } => Event::RunFailed { reason },
-            EventV5::MStepSkipped { iteration, reason } => Event::MStepSkipped { iteration, reason },
+            EventV5::IterationFinished { iteration } => EventV6::IterationFinished { iteration },
+            EventV5::RunFinished { wall_ms } => EventV6::RunFinished { wall_ms },
+            EventV5::RunFailed { reason } => EventV6::RunFailed { reason },
+            EventV5::MStepSkipped { iteration, reason } => EventV6::MStepSkipped { iteration, reason },
             EventV5::RewardChecked {
                 reward_name,
                 per_task,
@@ -1053,7 +1062,7 @@ impl From<EventV5> for Event {
                 auc_own_degenerate,
                 auc_other_degenerate,
                 means,
-            } => Event::RewardChecked {
+            } => EventV6::RewardChecked {
                 reward_name,
                 per_task,
                 examples,
@@ -1073,20 +1082,30 @@ impl EventV5 {
     /// (a sample or a reward from an engine other than tch, a judge reward
     /// without an engine or a lexical one with one, an unseen mass, or a
     /// variant added after version 5).
-    pub(crate) fn downcast(e: &Event) -> Option<EventV5> {
+    pub(crate) fn downcast(e: &EventV6) -> Option<EventV5> {
         Some(match e.clone() {
-            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
+            EventV6::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings,
+            } => {
                 EventV5::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
             }
-            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+            EventV6::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
                 EventV5::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
             }
-            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+            EventV6::ReasoningGenerated { input_id, generator, seed, reasoning } => {
                 EventV5::ReasoningGenerated { input_id, generator, seed, reasoning }
             }
-            Event::StageStarted { iteration, stage } => EventV5::StageStarted { iteration, stage },
-            Event::StageFinished { iteration, stage, wall_ms } => EventV5::StageFinished { iteration, stage, wall_ms },
-            Event::SampleGenerated {
+            EventV6::StageStarted { iteration, stage } => EventV5::StageStarted { iteration, stage },
+            EventV6::StageFinished { iteration, stage, wall_ms } => {
+                EventV5::StageFinished { iteration, stage, wall_ms }
+            }
+            EventV6::SampleGenerated {
                 sample,
                 seed,
                 prompt_digest,
@@ -1116,29 +1135,29 @@ impl EventV5 {
                 penalties,
                 precision,
             },
-            Event::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass: None }
+            EventV6::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass: None }
                 if engine == (!judge_distribution.is_empty()).then(EngineInfo::tch) =>
             {
                 EventV5::RewardAssigned { sample, reward, reward_name, judge_distribution }
             }
-            Event::FilterDecided { sample, decision, reward, tau, rank } => {
+            EventV6::FilterDecided { sample, decision, reward, tau, rank } => {
                 EventV5::FilterDecided { sample, decision, reward, tau, rank }
             }
-            Event::DatasetSealed { iteration, count, digest } => EventV5::DatasetSealed { iteration, count, digest },
-            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+            EventV6::DatasetSealed { iteration, count, digest } => EventV5::DatasetSealed { iteration, count, digest },
+            EventV6::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
                 EventV5::TrainingProgress { iteration, step, loss, learning_rate, tokens }
             }
-            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+            EventV6::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
                 EventV5::CheckpointSaved { iteration, step, role, hash, path, validation_score }
             }
-            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+            EventV6::EvaluationDone { iteration, split, system, scores, report_path } => {
                 EventV5::EvaluationDone { iteration, split, system, scores, report_path }
             }
-            Event::IterationFinished { iteration } => EventV5::IterationFinished { iteration },
-            Event::RunFinished { wall_ms } => EventV5::RunFinished { wall_ms },
-            Event::RunFailed { reason } => EventV5::RunFailed { reason },
-            Event::MStepSkipped { iteration, reason } => EventV5::MStepSkipped { iteration, reason },
-            Event::RewardChecked {
+            EventV6::IterationFinished { iteration } => EventV5::IterationFinished { iteration },
+            EventV6::RunFinished { wall_ms } => EventV5::RunFinished { wall_ms },
+            EventV6::RunFailed { reason } => EventV5::RunFailed { reason },
+            EventV6::MStepSkipped { iteration, reason } => EventV5::MStepSkipped { iteration, reason },
+            EventV6::RewardChecked {
                 reward_name,
                 per_task,
                 examples,
@@ -1148,6 +1167,368 @@ impl EventV5 {
                 auc_other_degenerate,
                 means,
             } => EventV5::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// The typed run settings as schema versions 3 to 6 wrote them: no
+/// `drop_unfinished`, since every run then kept samples that ran to the
+/// token limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunSettingsV6 {
+    pub(crate) tau: f32,
+    pub(crate) max_kept_per_input: u32,
+    pub(crate) require_reasoning: bool,
+    pub(crate) init: InitMode,
+    pub(crate) separator: Option<String>,
+    pub(crate) reward: String,
+}
+
+impl From<RunSettingsV6> for RunSettings {
+    /// Every run before version 7 kept unfinished samples.
+    fn from(s: RunSettingsV6) -> RunSettings {
+        let RunSettingsV6 { tau, max_kept_per_input, require_reasoning, init, separator, reward } = s;
+        RunSettings { tau, max_kept_per_input, require_reasoning, init, separator, reward, drop_unfinished: false }
+    }
+}
+
+impl RunSettingsV6 {
+    /// The version-6 form of `s`; `None` for a run that drops unfinished
+    /// samples, which version 6 cannot say.
+    pub(crate) fn downcast(s: &RunSettings) -> Option<RunSettingsV6> {
+        let RunSettings { tau, max_kept_per_input, require_reasoning, init, separator, reward, drop_unfinished } =
+            s.clone();
+        (!drop_unfinished).then_some(RunSettingsV6 {
+            tau,
+            max_kept_per_input,
+            require_reasoning,
+            init,
+            separator,
+            reward,
+        })
+    }
+}
+
+/// The payload as schema version 6 wrote it: the run settings without
+/// `drop_unfinished`, and no `unfinished` filter decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum EventV6 {
+    RunStarted {
+        method: String,
+        config_toml: String,
+        #[serde(with = "serde_digest")]
+        config_digest: Digest,
+        code_version: String,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        dataset_digest: Digest,
+        settings: Option<RunSettingsV6>,
+    },
+    RetrievalDone {
+        input_id: String,
+        task: String,
+        retriever: String,
+        k: u32,
+        item_indices: Vec<u32>,
+        scores: Vec<f32>,
+    },
+    ReasoningGenerated {
+        input_id: String,
+        generator: String,
+        seed: u64,
+        reasoning: String,
+    },
+    StageStarted {
+        iteration: u32,
+        stage: Stage,
+    },
+    StageFinished {
+        iteration: u32,
+        stage: Stage,
+        wall_ms: u64,
+    },
+    SampleGenerated {
+        sample: SampleId,
+        seed: u64,
+        #[serde(with = "serde_digest")]
+        prompt_digest: Digest,
+        reasoning: Option<String>,
+        response: String,
+        prompt_tokens: u32,
+        output_tokens: u32,
+        #[serde(with = "serde_digest")]
+        checkpoint: Digest,
+        temperature: f32,
+        top_p: f32,
+        finish: Option<FinishReason>,
+        penalties: Penalties,
+        precision: Precision,
+        engine: EngineInfo,
+    },
+    RewardAssigned {
+        sample: SampleId,
+        reward: f32,
+        reward_name: String,
+        judge_distribution: Vec<f32>,
+        engine: Option<EngineInfo>,
+        unseen_mass: Option<f32>,
+    },
+    FilterDecided {
+        sample: SampleId,
+        decision: Decision,
+        reward: f32,
+        tau: f32,
+        rank: u32,
+    },
+    DatasetSealed {
+        iteration: u32,
+        count: u64,
+        #[serde(with = "serde_digest")]
+        digest: Digest,
+    },
+    TrainingProgress {
+        iteration: u32,
+        step: u64,
+        loss: f32,
+        learning_rate: f32,
+        tokens: u64,
+    },
+    CheckpointSaved {
+        iteration: u32,
+        step: u64,
+        role: Role,
+        #[serde(with = "serde_digest")]
+        hash: Digest,
+        path: String,
+        validation_score: Option<f64>,
+    },
+    EvaluationDone {
+        iteration: u32,
+        split: Split,
+        system: String,
+        scores: Vec<(String, f64)>,
+        report_path: String,
+    },
+    IterationFinished {
+        iteration: u32,
+    },
+    RunFinished {
+        wall_ms: u64,
+    },
+    RunFailed {
+        reason: String,
+    },
+    MStepSkipped {
+        iteration: u32,
+        reason: String,
+    },
+    RewardChecked {
+        reward_name: String,
+        per_task: u32,
+        examples: u32,
+        counts: [u32; 3],
+        auc_own_other: Option<f64>,
+        auc_own_degenerate: Option<f64>,
+        auc_other_degenerate: Option<f64>,
+        means: [Option<f64>; 3],
+    },
+}
+
+impl From<EventV6> for Event {
+    /// Field for field, the settings upcast as [`RunSettingsV6`] says.
+    fn from(e: EventV6) -> Event {
+        match e {
+            EventV6::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings,
+            } => Event::RunStarted {
+                method,
+                config_toml,
+                config_digest,
+                code_version,
+                seed,
+                dataset_digest,
+                settings: settings.map(RunSettings::from),
+            },
+            EventV6::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            EventV6::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                Event::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            EventV6::StageStarted { iteration, stage } => Event::StageStarted { iteration, stage },
+            EventV6::StageFinished { iteration, stage, wall_ms } => Event::StageFinished { iteration, stage, wall_ms },
+            EventV6::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+                engine,
+            } => Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+                engine,
+            },
+            EventV6::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass } => {
+                Event::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass }
+            }
+            EventV6::FilterDecided { sample, decision, reward, tau, rank } => {
+                Event::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            EventV6::DatasetSealed { iteration, count, digest } => Event::DatasetSealed { iteration, count, digest },
+            EventV6::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                Event::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            EventV6::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                Event::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+            }
+            EventV6::EvaluationDone { iteration, split, system, scores, report_path } => {
+                Event::EvaluationDone { iteration, split, system, scores, report_path }
+            }
+            EventV6::IterationFinished { iteration } => Event::IterationFinished { iteration },
+            EventV6::RunFinished { wall_ms } => Event::RunFinished { wall_ms },
+            EventV6::RunFailed { reason } => Event::RunFailed { reason },
+            EventV6::MStepSkipped { iteration, reason } => Event::MStepSkipped { iteration, reason },
+            EventV6::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            } => Event::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            },
+        }
+    }
+}
+
+impl EventV6 {
+    /// The version-6 form of `e`, for re-encoding a record that was read in
+    /// version 6 or older; `None` when `e` holds what version 6 cannot say
+    /// (settings that drop unfinished samples, an `unfinished` decision).
+    pub(crate) fn downcast(e: &Event) -> Option<EventV6> {
+        Some(match e.clone() {
+            Event::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings } => {
+                let settings = match settings {
+                    Some(s) => Some(RunSettingsV6::downcast(&s)?),
+                    None => None,
+                };
+                EventV6::RunStarted { method, config_toml, config_digest, code_version, seed, dataset_digest, settings }
+            }
+            Event::RetrievalDone { input_id, task, retriever, k, item_indices, scores } => {
+                EventV6::RetrievalDone { input_id, task, retriever, k, item_indices, scores }
+            }
+            Event::ReasoningGenerated { input_id, generator, seed, reasoning } => {
+                EventV6::ReasoningGenerated { input_id, generator, seed, reasoning }
+            }
+            Event::StageStarted { iteration, stage } => EventV6::StageStarted { iteration, stage },
+            Event::StageFinished { iteration, stage, wall_ms } => EventV6::StageFinished { iteration, stage, wall_ms },
+            Event::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+                engine,
+            } => EventV6::SampleGenerated {
+                sample,
+                seed,
+                prompt_digest,
+                reasoning,
+                response,
+                prompt_tokens,
+                output_tokens,
+                checkpoint,
+                temperature,
+                top_p,
+                finish,
+                penalties,
+                precision,
+                engine,
+            },
+            Event::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass } => {
+                EventV6::RewardAssigned { sample, reward, reward_name, judge_distribution, engine, unseen_mass }
+            }
+            Event::FilterDecided { sample, decision, reward, tau, rank } if decision != Decision::Unfinished => {
+                EventV6::FilterDecided { sample, decision, reward, tau, rank }
+            }
+            Event::DatasetSealed { iteration, count, digest } => EventV6::DatasetSealed { iteration, count, digest },
+            Event::TrainingProgress { iteration, step, loss, learning_rate, tokens } => {
+                EventV6::TrainingProgress { iteration, step, loss, learning_rate, tokens }
+            }
+            Event::CheckpointSaved { iteration, step, role, hash, path, validation_score } => {
+                EventV6::CheckpointSaved { iteration, step, role, hash, path, validation_score }
+            }
+            Event::EvaluationDone { iteration, split, system, scores, report_path } => {
+                EventV6::EvaluationDone { iteration, split, system, scores, report_path }
+            }
+            Event::IterationFinished { iteration } => EventV6::IterationFinished { iteration },
+            Event::RunFinished { wall_ms } => EventV6::RunFinished { wall_ms },
+            Event::RunFailed { reason } => EventV6::RunFailed { reason },
+            Event::MStepSkipped { iteration, reason } => EventV6::MStepSkipped { iteration, reason },
+            Event::RewardChecked {
+                reward_name,
+                per_task,
+                examples,
+                counts,
+                auc_own_other,
+                auc_own_degenerate,
+                auc_other_degenerate,
+                means,
+            } => EventV6::RewardChecked {
                 reward_name,
                 per_task,
                 examples,

@@ -90,11 +90,19 @@ pub enum Decision {
     /// Reward 0: a zero-weight term of −R·log p carries no gradient, so the
     /// sample is no training data whatever τ is.
     ZeroReward,
+    /// The sample ran to `max_new_tokens` without stopping (finish
+    /// [`FinishReason::Length`]): its text is cut mid-way, and the M-step,
+    /// which ends every target with the end-of-turn token, would teach the
+    /// policy that a cut text is a finished one, and, under a recall-heavy
+    /// reward such as METEOR, to write to the limit. Dropped unless the run
+    /// allows such samples. Added in schema version 7 as the last variant,
+    /// so older records decode unchanged.
+    Unfinished,
 }
 
 impl Decision {
     /// Short name: `kept`, `below-threshold`, `over-cap`, `no-reasoning`,
-    /// `zero-reward`.
+    /// `zero-reward`, `unfinished`.
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Kept => "kept",
@@ -102,6 +110,7 @@ impl Decision {
             Decision::OverCap => "over-cap",
             Decision::NoReasoning => "no-reasoning",
             Decision::ZeroReward => "zero-reward",
+            Decision::Unfinished => "unfinished",
         }
     }
 }

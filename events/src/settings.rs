@@ -23,4 +23,8 @@ pub struct RunSettings {
     /// The reward specification as configured (`judge`, `0.5*rouge-l +
     /// 0.5*meteor`, …).
     pub reward: String,
+    /// Whether samples that ran to `max_new_tokens` without stopping are
+    /// dropped (`unfinished`). Added in schema version 7; every run logged
+    /// before kept them, so older settings upcast to `false`.
+    pub drop_unfinished: bool,
 }

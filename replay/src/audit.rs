@@ -135,6 +135,7 @@ pub fn reason(decision: Option<Decision>) -> &'static str {
         Some(Decision::OverCap) => "over the cap",
         Some(Decision::NoReasoning) => "no reasoning",
         Some(Decision::ZeroReward) => "zero reward",
+        Some(Decision::Unfinished) => "unfinished",
         None => "undecided",
     }
 }
@@ -200,6 +201,9 @@ impl AuditRow {
                     }
                     Decision::NoReasoning => write!(line, "rejected (no reasoning: the output has no separator line)"),
                     Decision::ZeroReward => write!(line, "rejected (zero reward: no gradient)"),
+                    Decision::Unfinished => {
+                        write!(line, "rejected (unfinished: the text ran to the token limit without stopping)")
+                    }
                 };
             }
             (Some(r), None, _) => {

@@ -143,6 +143,7 @@ impl SyntheticRun {
                 init: events::InitMode::Fresh,
                 separator: Some("### Response:".into()),
                 reward: "judge".into(),
+                drop_unfinished: true,
             }),
         });
         for i in 0..self.inputs {
@@ -239,9 +240,15 @@ impl SyntheticRun {
                 sample: sample.clone(),
                 reward: *reward,
                 has_reasoning: true,
+                finish: Some(events::FinishReason::StopToken),
             })
             .collect();
-        let rule = events::filter::FilterRule { tau: self.tau, cap: self.cap, require_reasoning: false };
+        let rule = events::filter::FilterRule {
+            tau: self.tau,
+            cap: self.cap,
+            require_reasoning: false,
+            drop_unfinished: true,
+        };
         let verdicts = events::filter::decide(&scored, &rule).expect("synthetic rewards are finite and distinct");
         let mut entries = Vec::new();
         for v in verdicts {

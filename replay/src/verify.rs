@@ -542,15 +542,21 @@ impl RunState {
                 Some(_) => {}
             }
             // Logs of schema 3 on record the run's settings and use the
-            // shared rule (no reasoning, zero reward, R < τ, then the cap);
+            // shared rule (no reasoning, unfinished when the settings drop such
+            // samples (schema 7 on), zero reward, R < τ, then the cap);
             // older logs knew only R < τ.
             let settings = self.run.as_ref().and_then(|r| r.settings.as_ref());
             let expected = match settings {
                 Some(st) => {
-                    let rule =
-                        FilterRule { tau: f.tau, cap: st.max_kept_per_input, require_reasoning: st.require_reasoning };
+                    let rule = FilterRule {
+                        tau: f.tau,
+                        cap: st.max_kept_per_input,
+                        require_reasoning: st.require_reasoning,
+                        drop_unfinished: st.drop_unfinished,
+                    };
                     let has_reasoning = s.generated.as_ref().is_some_and(|g| g.has_reasoning);
-                    pre_cap_decision(&rule, f.reward, has_reasoning)
+                    let finish = s.generated.as_ref().and_then(|g| g.finish);
+                    pre_cap_decision(&rule, f.reward, has_reasoning, finish)
                 }
                 None => (f.reward < f.tau).then_some(Decision::BelowThreshold),
             };

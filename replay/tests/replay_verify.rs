@@ -369,3 +369,39 @@ fn the_fold_keeps_stage_timings_run_ends_and_counts_by_kind() {
     assert_eq!(state.kinds.get(&events::EventKind::RunFinished), Some(&1));
     assert_eq!(state.kinds.values().sum::<u64>(), 5);
 }
+
+#[test]
+fn a_kept_sample_cut_at_the_token_limit_is_caught_where_the_run_drops_such_samples() {
+    // Given a rewritten log where a kept sample's record says it ran to the
+    // token limit (its text and so the seal unchanged)
+    let run = run();
+    let mut events = run.events();
+    let (_, f) = first_kept(&events);
+    let sample = events[f].sample().unwrap().clone();
+    let g = events
+        .iter()
+        .position(|e| matches!(e, Event::SampleGenerated { sample: s, .. } if *s == sample))
+        .expect("the kept sample was generated");
+    if let Event::SampleGenerated { finish, .. } = &mut events[g] {
+        *finish = Some(events::FinishReason::Length);
+    }
+    // When verified under the run's settings, which drop unfinished samples
+    let (state, records) = through_store(events.clone());
+    let seq = seq_of(&records, &events[f]);
+    let err = state.verify_iteration(1).unwrap_err();
+    // Then the decision is named as contradicting the rule, by its record
+    assert!(
+        err.violations.iter().any(|v| matches!(
+            v,
+            Violation::ReasonContradicts { sample: s, seq: q, decision: Decision::Kept, .. } if *s == sample && *q == seq
+        )),
+        "{err}"
+    );
+    // and under the settings every run before schema version 7 logged (it
+    // kept such samples), the same log verifies
+    if let Event::RunStarted { settings: Some(s), .. } = &mut events[0] {
+        s.drop_unfinished = false;
+    }
+    let (state, _) = through_store(events);
+    state.verify_iteration(1).unwrap_or_else(|e| panic!("{e}"));
+}

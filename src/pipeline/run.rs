@@ -147,6 +147,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
             init: config.train.init,
             separator: config.method.uses_reasoning().then(|| crate::prompt::RESPONSE_SEPARATOR.to_owned()),
             reward: config.reward.name.clone(),
+            drop_unfinished: !config.em.allow_unfinished_samples,
         }),
     };
     let base = import_base(&policy, run_dir, &blobs)?;
@@ -165,6 +166,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     plan.max_kept_per_input = config.reward.max_kept_per_input;
     plan.init = config.train.init;
     plan.require_reasoning = config.method.uses_reasoning() && !config.em.allow_samples_without_reasoning;
+    plan.drop_unfinished = !config.em.allow_unfinished_samples;
     plan.batch_timeout = std::time::Duration::from_secs(config.sampling.batch_timeout_secs);
     plan.e_step = config.sampling.e_step();
     plan.reasoning = config.sampling.reasoning();

@@ -21,18 +21,21 @@ pub enum RewardClass {
     ZeroReward,
     /// Dropped for having no reasoning.
     NoReasoning,
+    /// Dropped for running to the token limit.
+    Unfinished,
     /// No filter decision logged.
     Undecided,
 }
 
 impl RewardClass {
     /// Every class, in stacking order.
-    pub const ALL: [RewardClass; 6] = [
+    pub const ALL: [RewardClass; 7] = [
         RewardClass::Kept,
         RewardClass::BelowTau,
         RewardClass::OverCap,
         RewardClass::ZeroReward,
         RewardClass::NoReasoning,
+        RewardClass::Unfinished,
         RewardClass::Undecided,
     ];
 
@@ -44,6 +47,7 @@ impl RewardClass {
             Some(events::Decision::OverCap) => Self::OverCap,
             Some(events::Decision::NoReasoning) => Self::NoReasoning,
             Some(events::Decision::ZeroReward) => Self::ZeroReward,
+            Some(events::Decision::Unfinished) => Self::Unfinished,
             None => Self::Undecided,
         }
     }
@@ -56,6 +60,7 @@ impl RewardClass {
             Self::OverCap => "over the cap",
             Self::ZeroReward => "zero reward",
             Self::NoReasoning => "no reasoning",
+            Self::Unfinished => "unfinished",
             Self::Undecided => "undecided",
         }
     }
@@ -68,6 +73,7 @@ impl RewardClass {
             Self::OverCap => RGBColor(230, 145, 30),
             Self::ZeroReward => RGBColor(190, 60, 60),
             Self::NoReasoning => RGBColor(140, 80, 170),
+            Self::Unfinished => RGBColor(70, 110, 190),
             Self::Undecided => RGBColor(205, 205, 205),
         }
     }

@@ -30,12 +30,18 @@ pub enum DecisionFilter {
 
 impl DecisionFilter {
     /// Every value the `decision` parameter takes, as written in URLs.
-    pub const NAMES: [&'static str; 7] =
-        ["kept", "below-threshold", "over-cap", "no-reasoning", "zero-reward", "rejected", "undecided"];
+    pub const NAMES: [&'static str; 8] =
+        ["kept", "below-threshold", "over-cap", "no-reasoning", "zero-reward", "unfinished", "rejected", "undecided"];
 
     fn parse(s: &str) -> Option<Self> {
-        let d =
-            [Decision::Kept, Decision::BelowThreshold, Decision::OverCap, Decision::NoReasoning, Decision::ZeroReward];
+        let d = [
+            Decision::Kept,
+            Decision::BelowThreshold,
+            Decision::OverCap,
+            Decision::NoReasoning,
+            Decision::ZeroReward,
+            Decision::Unfinished,
+        ];
         if let Some(d) = d.into_iter().find(|d| d.as_str() == s) {
             return Some(Self::Is(d));
         }

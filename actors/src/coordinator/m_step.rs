@@ -31,7 +31,7 @@ impl Run {
             // Nothing is trainable: training from the base on nothing would
             // throw away θ_t, so θ_t carries over as θ_{t+1}, with the reason logged.
             let reason = format!(
-                "D_{t} is empty: no sample of iteration {t} was kept (τ = {}, zero rewards and samples without reasoning are never training data); θ_{t} carries over",
+                "D_{t} is empty: no sample of iteration {t} was kept (τ = {}, zero rewards, samples without reasoning and samples cut at the token limit are never training data, unless the run allows them); θ_{t} carries over",
                 plan.tau
             );
             tracing::warn!(iteration = t, "{reason}");

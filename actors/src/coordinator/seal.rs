@@ -33,10 +33,19 @@ impl Run {
             let reward = self.state.rewards.get(&(id.clone(), reward_name.to_owned())).ok_or_else(|| {
                 RunError::Inconsistent(format!("sample {id} has no {reward_name:?} reward after judging"))
             })?;
-            scored.push(Scored { sample: id.clone(), reward: *reward, has_reasoning: sample.reasoning.is_some() });
+            scored.push(Scored {
+                sample: id.clone(),
+                reward: *reward,
+                has_reasoning: sample.reasoning.is_some(),
+                finish: sample.finish,
+            });
         }
-        let rule =
-            FilterRule { tau: plan.tau, cap: plan.max_kept_per_input, require_reasoning: plan.require_reasoning };
+        let rule = FilterRule {
+            tau: plan.tau,
+            cap: plan.max_kept_per_input,
+            require_reasoning: plan.require_reasoning,
+            drop_unfinished: plan.drop_unfinished,
+        };
         let verdicts = decide(&scored, &rule)?;
         let mut events = Vec::with_capacity(verdicts.len() + 1);
         let mut entries = Vec::new();

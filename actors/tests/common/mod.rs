@@ -72,6 +72,9 @@ pub struct Doubles {
     pub policy_fail: Fail,
     pub judge_fail: Fail,
     pub trainer_fail: Fail,
+    /// Which E-step samples the policy reports as cut at the token limit
+    /// (finish `length`); none by default.
+    pub unfinished: fn(&SampleId) -> bool,
     policy_script: Arc<Script>,
     judge_script: Arc<Script>,
     trainer_script: Arc<Script>,
@@ -84,6 +87,7 @@ impl Doubles {
             policy_fail: Fail::Never,
             judge_fail: Fail::Never,
             trainer_fail: Fail::Never,
+            unfinished: |_| false,
             policy_script: Arc::default(),
             judge_script: Arc::default(),
             trainer_script: Arc::default(),
@@ -92,17 +96,18 @@ impl Doubles {
 
     pub fn capabilities(&self) -> Capabilities {
         let rec = Arc::clone(&self.rec);
-        let (fail, script) = (self.policy_fail, Arc::clone(&self.policy_script));
+        let (fail, script, unfinished) = (self.policy_fail, Arc::clone(&self.policy_script), self.unfinished);
         let policy: Factory<dyn Generate> = Arc::new(move || {
             rec.policy_builds.fetch_add(1, Ordering::SeqCst);
             rec.build_threads.lock().unwrap().push(std::thread::current().id());
-            Ok(Box::new(Policy { rec: Arc::clone(&rec), loaded: None, fail, script: Arc::clone(&script) })
-                as Box<dyn Generate>)
+            let script = Arc::clone(&script);
+            Ok(Box::new(Policy { rec: Arc::clone(&rec), loaded: None, fail, script, unfinished }) as Box<dyn Generate>)
         });
         let rec = Arc::clone(&self.rec);
         let generator: Factory<dyn Generate> = Arc::new(move || {
-            Ok(Box::new(Policy { rec: Arc::clone(&rec), loaded: None, fail: Fail::Never, script: Arc::default() })
-                as Box<dyn Generate>)
+            let rec = Arc::clone(&rec);
+            let (fail, script) = (Fail::Never, Arc::default());
+            Ok(Box::new(Policy { rec, loaded: None, fail, script, unfinished: |_| false }) as Box<dyn Generate>)
         });
         let rec = Arc::clone(&self.rec);
         let (fail, script) = (self.judge_fail, Arc::clone(&self.judge_script));
@@ -184,6 +189,7 @@ pub struct Policy {
     loaded: Option<CheckpointRef>,
     fail: Fail,
     script: Arc<Script>,
+    unfinished: fn(&SampleId) -> bool,
 }
 
 /// The double's text for a request: a function of checkpoint, sample and
@@ -225,6 +231,8 @@ impl Generate for Policy {
                 }
             };
             let raw = Joiner.join(reasoning.as_deref(), &response);
+            let cut = r.prompt != PromptKind::ReasoningGeneration && (self.unfinished)(&r.sample);
+            let finish = if cut { events::FinishReason::Length } else { events::FinishReason::StopToken };
             out.push(SampleOutput {
                 sample: r.sample.clone(),
                 prompt_digest: digest(r.sample.input_id.as_bytes()),
@@ -233,7 +241,7 @@ impl Generate for Policy {
                 raw,
                 prompt_tokens: 10,
                 output_tokens: 5,
-                finish: events::FinishReason::StopToken,
+                finish,
                 precision: events::Precision::F32,
                 engine: served(),
             });
