@@ -473,7 +473,7 @@ fn a_log_of_another_run_is_refused() {
 fn samples_cut_at_the_token_limit_are_dropped_as_unfinished_and_never_trained_on() {
     // Given a run whose policy runs every other E-step sample to the token
     // limit, with a τ every sample clears
-    let cut = |s: &events::SampleId| s.index % 2 == 0;
+    let cut = |s: &events::SampleId| s.index.is_multiple_of(2);
     let run = |drop_unfinished: bool| {
         let dir = tempfile::tempdir().unwrap();
         let mut plan = plan("run-cut", Method::RestEm, 3);

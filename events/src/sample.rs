@@ -101,6 +101,18 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision, kept first, then the reasons to drop in the order
+    /// the filter tests them after the cap's (below τ, over the cap) —
+    /// the order tables and legends list them in.
+    pub const ALL: [Decision; 6] = [
+        Decision::Kept,
+        Decision::BelowThreshold,
+        Decision::OverCap,
+        Decision::NoReasoning,
+        Decision::ZeroReward,
+        Decision::Unfinished,
+    ];
+
     /// Short name: `kept`, `below-threshold`, `over-cap`, `no-reasoning`,
     /// `zero-reward`, `unfinished`.
     pub fn as_str(self) -> &'static str {

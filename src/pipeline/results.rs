@@ -69,6 +69,41 @@ pub fn e_step_format(run_dir: &Path, reasoning: bool) -> anyhow::Result<BTreeMap
     Ok(out)
 }
 
+/// How many samples of each iteration the filter gave each decision, from
+/// the log folded by [`replay`], in [`events::Decision::ALL`]'s order;
+/// decisions no sample got are left out.
+///
+/// # Errors
+/// A log that cannot be opened or folded.
+pub fn filter_decisions(run_dir: &Path) -> anyhow::Result<BTreeMap<u32, Vec<(events::Decision, u64)>>> {
+    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
+    let state = replay::Replay::new().without_text().fold_log(&reader)?;
+    let mut out = BTreeMap::new();
+    for (t, it) in &state.iterations {
+        let decided: Vec<events::Decision> = it.samples.values().filter_map(|s| s.filter.map(|f| f.decision)).collect();
+        let counts: Vec<(events::Decision, u64)> = events::Decision::ALL
+            .into_iter()
+            .map(|d| (d, decided.iter().filter(|x| **x == d).count() as u64))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if !counts.is_empty() {
+            out.insert(*t, counts);
+        }
+    }
+    Ok(out)
+}
+
+/// The dropped part of `counts` in words: `20 below-threshold, 12
+/// unfinished`; empty when every sample was kept.
+fn dropped_words(counts: &[(events::Decision, u64)]) -> String {
+    counts
+        .iter()
+        .filter(|(d, _)| *d != events::Decision::Kept)
+        .map(|(d, n)| format!("{n} {d}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Draws `reports/rewards.svg` (the reward histogram of each iteration with
 /// τ marked, from the rewards of the log folded by [`replay`]) and, per
 /// validation metric, `reports/<metric>-per-iteration.svg`: one line per
@@ -153,7 +188,24 @@ pub fn results_text(summary: &RunSummary) -> String {
             it.samples,
             events::digest_hex(&it.digest)
         ));
+        let dropped = summary.decisions.get(&it.iteration).map(|c| dropped_words(c)).unwrap_or_default();
+        if !dropped.is_empty() {
+            out.push_str(&format!("; dropped: {dropped}"));
+        }
     }
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::Decision;
+
+    #[test]
+    fn the_dropped_samples_are_named_by_reason_and_kept_ones_are_not() {
+        let counts = [(Decision::Kept, 3), (Decision::BelowThreshold, 2), (Decision::Unfinished, 1)];
+        assert_eq!(dropped_words(&counts), "2 below-threshold, 1 unfinished");
+        assert_eq!(dropped_words(&[(Decision::Kept, 4)]), "");
+    }
 }

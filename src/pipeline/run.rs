@@ -48,6 +48,9 @@ pub struct RunSummary {
     pub rows: Vec<crate::eval::table::TableRow>,
     /// Format rates of each iteration's E-step samples.
     pub e_step_format: BTreeMap<u32, crate::eval::format::FormatRates>,
+    /// How many of each iteration's samples got each filter decision, in
+    /// [`events::Decision::ALL`]'s order (decisions with none left out).
+    pub decisions: BTreeMap<u32, Vec<(events::Decision, u64)>>,
     /// The run's reward check, as its log holds it (`None` when K = 0).
     pub reward_check: Option<crate::reward::check::RewardCheck>,
 }
@@ -195,6 +198,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     super::results::plot_run(run_dir, &config, &rows).context("drawing the run's plots")?;
     let e_step_format = super::results::e_step_format(run_dir, config.method.uses_reasoning())
         .context("reading the E-step samples' format from the log")?;
+    let decisions = super::results::filter_decisions(run_dir).context("reading the filter's decisions from the log")?;
     let reward_check = logged_reward_check(run_dir)?;
     Ok(RunSummary {
         run_id,
@@ -203,6 +207,7 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
         wall_s: started.elapsed().as_secs_f64(),
         rows,
         e_step_format,
+        decisions,
         reward_check,
     })
 }

@@ -34,15 +34,7 @@ impl DecisionFilter {
         ["kept", "below-threshold", "over-cap", "no-reasoning", "zero-reward", "unfinished", "rejected", "undecided"];
 
     fn parse(s: &str) -> Option<Self> {
-        let d = [
-            Decision::Kept,
-            Decision::BelowThreshold,
-            Decision::OverCap,
-            Decision::NoReasoning,
-            Decision::ZeroReward,
-            Decision::Unfinished,
-        ];
-        if let Some(d) = d.into_iter().find(|d| d.as_str() == s) {
+        if let Some(d) = Decision::ALL.into_iter().find(|d| d.as_str() == s) {
             return Some(Self::Is(d));
         }
         match s {
