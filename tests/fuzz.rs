@@ -640,7 +640,7 @@ fn config_seeds() -> &'static [Vec<u8>] {
 }
 
 /// `(section, key)` pairs of `RunConfig` (section "" is the top level).
-const CONFIG_KEYS: [(&str, &str); 30] = [
+const CONFIG_KEYS: [(&str, &str); 31] = [
     ("", "method"),
     ("", "seed"),
     ("", "data"),
@@ -659,6 +659,7 @@ const CONFIG_KEYS: [(&str, &str); 30] = [
     ("reward", "tau"),
     ("reward", "max_kept_per_input"),
     ("em", "iterations"),
+    ("em", "allow_unfinished_samples"),
     ("eval", "temperature"),
     ("eval", "top_p"),
     ("eval", "max_per_task"),
