@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use common::{sample_event, tamper};
-use events::{Decision, Event, EventKind, RecordError, SampleId, GENESIS_HASH};
+use events::{Decision, Event, EventKind, RecordError, SampleId, GENESIS_HASH, SCHEMA_VERSION};
 use restpg_store::{AppendOutcome, EventLog, FlushPolicy, LogReader, ProblemReason, RunDir, StoreError};
 
 fn stage(iteration: u32, name: &str) -> Event {
@@ -144,19 +144,20 @@ fn a_removed_record_breaks_the_chain_where_it_was() {
 
 #[test]
 fn a_record_of_an_unknown_schema_version_is_a_clear_error() {
-    // Given a log whose record 2 claims schema version 7
+    // Given a log whose record 2 claims the version after this build's
+    let future = SCHEMA_VERSION + 1;
     let dir = tempfile::tempdir().unwrap();
     EventLog::create(dir.path(), "run-1").unwrap().append_batch((0..4).map(sample_event)).unwrap();
-    tamper(dir.path(), 2, |b| b[..2].copy_from_slice(&7u16.to_le_bytes()));
+    tamper(dir.path(), 2, |b| b[..2].copy_from_slice(&future.to_le_bytes()));
     // When it is read
     let reader = LogReader::open(dir.path(), None).unwrap();
     let err = reader.get(2).unwrap_err();
     // Then the error says which record and which version
     let text = err.to_string();
-    assert!(text.contains("record 2") && text.contains("unknown schema version 7"), "{text}");
+    assert!(text.contains("record 2") && text.contains(&format!("unknown schema version {future}")), "{text}");
     let problem = reader.verify().unwrap().problem.unwrap();
     assert_eq!(problem.seq, 2);
-    assert_eq!(problem.reason, ProblemReason::Record(RecordError::UnknownSchemaVersion { found: 7 }));
+    assert_eq!(problem.reason, ProblemReason::Record(RecordError::UnknownSchemaVersion { found: future }));
 }
 
 #[test]
