@@ -46,15 +46,21 @@ pub fn table_rows(
     Ok(rows)
 }
 
-/// The format rates of each iteration's E-step samples, from the run's log
-/// (samples logged without a finish reason, before schema 3, are not
-/// counted).
+/// The run's log at `run_dir` folded by [`replay`] with the sample texts:
+/// what the summary's format rates, filter counts and reward plots read,
+/// folded once for all three.
 ///
 /// # Errors
 /// A log that cannot be opened or folded.
-pub fn e_step_format(run_dir: &Path, reasoning: bool) -> anyhow::Result<BTreeMap<u32, FormatRates>> {
+pub fn fold_run_log(run_dir: &Path) -> anyhow::Result<replay::RunState> {
     let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
-    let state = replay::Replay::new().fold_log(&reader)?;
+    Ok(replay::Replay::new().fold_log(&reader)?)
+}
+
+/// The format rates of each iteration's E-step samples, from the run's
+/// folded log ([`fold_run_log`]; samples logged without a finish reason,
+/// before schema 3, are not counted).
+pub fn e_step_format(state: &replay::RunState, reasoning: bool) -> BTreeMap<u32, FormatRates> {
     let mut out = BTreeMap::new();
     for (t, it) in &state.iterations {
         let mut rates = FormatRates::new(reasoning);
@@ -66,18 +72,13 @@ pub fn e_step_format(run_dir: &Path, reasoning: bool) -> anyhow::Result<BTreeMap
             out.insert(*t, rates);
         }
     }
-    Ok(out)
+    out
 }
 
 /// How many samples of each iteration the filter gave each decision, from
-/// the log folded by [`replay`], in [`events::Decision::ALL`]'s order;
-/// decisions no sample got are left out.
-///
-/// # Errors
-/// A log that cannot be opened or folded.
-pub fn filter_decisions(run_dir: &Path) -> anyhow::Result<BTreeMap<u32, Vec<(events::Decision, u64)>>> {
-    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
-    let state = replay::Replay::new().without_text().fold_log(&reader)?;
+/// the run's folded log ([`fold_run_log`]), in [`events::Decision::ALL`]'s
+/// order; decisions no sample got are left out.
+pub fn filter_decisions(state: &replay::RunState) -> BTreeMap<u32, Vec<(events::Decision, u64)>> {
     let mut out = BTreeMap::new();
     for (t, it) in &state.iterations {
         let decided: Vec<events::Decision> = it.samples.values().filter_map(|s| s.filter.map(|f| f.decision)).collect();
@@ -90,7 +91,7 @@ pub fn filter_decisions(run_dir: &Path) -> anyhow::Result<BTreeMap<u32, Vec<(eve
             out.insert(*t, counts);
         }
     }
-    Ok(out)
+    out
 }
 
 /// The dropped part of `counts` in words: `20 below-threshold, 12
@@ -105,18 +106,16 @@ fn dropped_words(counts: &[(events::Decision, u64)]) -> String {
 }
 
 /// Draws `reports/rewards.svg` (the reward histogram of each iteration with
-/// τ marked, from the rewards of the log folded by [`replay`]) and, per
+/// τ marked, from the rewards of the run's folded log, [`fold_run_log`]) and, per
 /// validation metric, `reports/<metric>-per-iteration.svg`: one line per
 /// task, each point the task's mean with its n and 95% confidence interval
 /// from the report's per-example scores.
 ///
 /// # Errors
-/// A log that cannot be folded, or a plot that cannot be written.
-pub fn plot_run(run_dir: &Path, config: &RunConfig, rows: &[TableRow]) -> anyhow::Result<()> {
+/// A plot that cannot be written.
+pub fn plot_run(run_dir: &Path, state: &replay::RunState, config: &RunConfig, rows: &[TableRow]) -> anyhow::Result<()> {
     let reports = store::RunDir::new(run_dir).reports();
     store::create_private_dir(&reports)?;
-    let reader = store::LogReader::open(store::RunDir::new(run_dir).log(), None)?;
-    let state = replay::Replay::new().without_text().fold_log(&reader)?;
     let rewards: Vec<(u32, Vec<f32>)> = state
         .iterations
         .iter()

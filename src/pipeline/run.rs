@@ -195,10 +195,10 @@ pub fn run(config: Option<RunConfig>, opts: &RunOptions) -> anyhow::Result<RunSu
     let caps = capabilities(&ctx, &blobs, &judge_path, &bases, opts.progress, e_step_inputs);
     let outcome = actors::run_pipeline(plan, log, caps).map_err(|e| anyhow::anyhow!("run {run_id} failed: {e}"))?;
     let rows = super::results::table_rows(run_dir, config.method, &outcome)?;
-    super::results::plot_run(run_dir, &config, &rows).context("drawing the run's plots")?;
-    let e_step_format = super::results::e_step_format(run_dir, config.method.uses_reasoning())
-        .context("reading the E-step samples' format from the log")?;
-    let decisions = super::results::filter_decisions(run_dir).context("reading the filter's decisions from the log")?;
+    let state = super::results::fold_run_log(run_dir).context("reading the run's log")?;
+    super::results::plot_run(run_dir, &state, &config, &rows).context("drawing the run's plots")?;
+    let e_step_format = super::results::e_step_format(&state, config.method.uses_reasoning());
+    let decisions = super::results::filter_decisions(&state);
     let reward_check = logged_reward_check(run_dir)?;
     Ok(RunSummary {
         run_id,
